@@ -1,0 +1,153 @@
+#include "autodiff/arithmetic.hpp"
+
+#include <cmath>
+#include <functional>
+
+#include "autodiff/kernels.hpp"
+#include "autodiff/ops.hpp"
+
+namespace ad {
+
+namespace {
+
+/// The gradient for input i, summed back to its shape, or none when input i needs none.
+template <class T, class F>
+Variable<T> grad_for(const BackwardContext<T>& c, std::size_t i, F&& make) {
+  return c.needs(i) ? sum_to(make(), c.input(i).shape()) : Variable<T>();
+}
+
+}  // namespace
+
+template <class T>
+Variable<T> add(const Variable<T>& a, const Variable<T>& b) {
+  return make_op<T>(
+      "add", kernels::binary(a.value(), b.value(), std::plus<T>(), "add"), {a, b},
+      [](const BackwardContext<T>& c) -> Grads<T> {
+        // d/da = g, d/db = g
+        return {grad_for(c, 0, [&] { return c.grad; }), grad_for(c, 1, [&] { return c.grad; })};
+      });
+}
+
+template <class T>
+Variable<T> sub(const Variable<T>& a, const Variable<T>& b) {
+  return make_op<T>("sub", kernels::binary(a.value(), b.value(), std::minus<T>(), "sub"), {a, b},
+                    [](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/da = g, d/db = -g
+                      return {grad_for(c, 0, [&] { return c.grad; }),
+                              grad_for(c, 1, [&] { return neg(c.grad); })};
+                    });
+}
+
+template <class T>
+Variable<T> mul(const Variable<T>& a, const Variable<T>& b) {
+  return make_op<T>("mul", kernels::binary(a.value(), b.value(), std::multiplies<T>(), "mul"),
+                    {a, b}, [](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/da = g*b, d/db = g*a
+                      return {grad_for(c, 0, [&] { return c.grad * c.input(1); }),
+                              grad_for(c, 1, [&] { return c.grad * c.input(0); })};
+                    });
+}
+
+template <class T>
+Variable<T> div(const Variable<T>& a, const Variable<T>& b) {
+  return make_op<T>("div", kernels::binary(a.value(), b.value(), std::divides<T>(), "div"), {a, b},
+                    [](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/da = g/b, d/db = -g*a/b² = -g*out/b
+                      return {grad_for(c, 0, [&] { return c.grad / c.input(1); }),
+                              grad_for(c, 1, [&] { return -(c.grad * c.output) / c.input(1); })};
+                    });
+}
+
+template <class T>
+Variable<T> neg(const Variable<T>& a) {
+  return make_op<T>("neg", kernels::unary(a.value(), std::negate<T>()), {a},
+                    [](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/da = -g
+                      return {neg(c.grad)};
+                    });
+}
+
+template <class T>
+Variable<T> pow(const Variable<T>& a, const Variable<T>& b) {
+  auto f = [](T x, T y) { return std::pow(x, y); };
+  return make_op<T>("pow", kernels::binary(a.value(), b.value(), f, "pow"), {a, b},
+                    [](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/da = g*b*a^(b-1), d/db = g*out*log(a)
+                      const auto& a = c.input(0);
+                      const auto& b = c.input(1);
+                      return {grad_for(c, 0, [&] { return c.grad * b * pow(a, b - 1); }),
+                              grad_for(c, 1, [&] { return c.grad * c.output * log(a); })};
+                    });
+}
+
+template <class T>
+Variable<T> pow(const Variable<T>& a, double p) {
+  const T e = static_cast<T>(p);
+  Array<T> out = p == 2.0 ? kernels::unary(a.value(), [](T x) { return x * x; })
+                          : kernels::unary(a.value(), [e](T x) { return std::pow(x, e); });
+  return make_op<T>("pow", std::move(out), {a}, [p](const BackwardContext<T>& c) -> Grads<T> {
+    // d/da = g*p*a^(p-1)
+    if (p == 1.0) return {c.grad};
+    if (p == 2.0) return {c.grad * c.input(0) * 2.0};
+    return {c.grad * pow(c.input(0), p - 1.0) * p};
+  });
+}
+
+template <class T>
+Variable<T> where(const Mask& mask, const Variable<T>& a, const Variable<T>& b) {
+  Shape shape = kernels::broadcast_shapes(
+      kernels::broadcast_shapes(Shape(mask.shape().begin(), mask.shape().end()), a.shape(),
+                                "where"),
+      b.shape(), "where");
+  Array<T> out = Array<T>::from_shape(shape);
+  const bool* pm = mask.data();
+  const T* pa = a.value().data();
+  const T* pb = b.value().data();
+  T* po = out.data();
+  std::array<kernels::Strides, 4> st{
+      kernels::contiguous_strides(shape),
+      kernels::broadcast_strides(Shape(mask.shape().begin(), mask.shape().end()), shape),
+      kernels::broadcast_strides(a.shape(), shape), kernels::broadcast_strides(b.shape(), shape)};
+  kernels::for_each_run(shape, st, [&](const auto& off, std::size_t n, const auto& step) {
+    for (std::size_t i = 0; i < n; ++i) {
+      auto j = static_cast<std::ptrdiff_t>(i);
+      po[off[0] + j * step[0]] =
+          pm[off[1] + j * step[1]] ? pa[off[2] + j * step[2]] : pb[off[3] + j * step[3]];
+    }
+  });
+  return make_op<T>("where", std::move(out), {a, b},
+                    [mask](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/da = g where mask, d/db = g where not mask
+                      Variable<T> zero = scalar<T>(0);
+                      return {grad_for(c, 0, [&] { return ad::where(mask, c.grad, zero); }),
+                              grad_for(c, 1, [&] { return ad::where(mask, zero, c.grad); })};
+                    });
+}
+
+template <class T>
+Variable<T> maximum(const Variable<T>& a, const Variable<T>& b) {
+  return ad::where(Mask(a.value() > b.value()), a, b);
+}
+
+template <class T>
+Variable<T> minimum(const Variable<T>& a, const Variable<T>& b) {
+  return ad::where(Mask(a.value() < b.value()), a, b);
+}
+
+#define AD_INSTANTIATE(T)                                                          \
+  template Variable<T> add(const Variable<T>&, const Variable<T>&);                \
+  template Variable<T> sub(const Variable<T>&, const Variable<T>&);                \
+  template Variable<T> mul(const Variable<T>&, const Variable<T>&);                \
+  template Variable<T> div(const Variable<T>&, const Variable<T>&);                \
+  template Variable<T> neg(const Variable<T>&);                                    \
+  template Variable<T> pow(const Variable<T>&, const Variable<T>&);                \
+  template Variable<T> pow(const Variable<T>&, double);                            \
+  template Variable<T> where(const Mask&, const Variable<T>&, const Variable<T>&); \
+  template Variable<T> maximum(const Variable<T>&, const Variable<T>&);            \
+  template Variable<T> minimum(const Variable<T>&, const Variable<T>&);
+
+AD_INSTANTIATE(float)
+AD_INSTANTIATE(double)
+#undef AD_INSTANTIATE
+
+}  // namespace ad

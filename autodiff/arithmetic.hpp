@@ -1,0 +1,119 @@
+// Binary arithmetic with NumPy broadcasting, selection, and the operators.
+// Each input's gradient is summed back to its own shape.
+#pragma once
+
+#include <type_traits>
+
+#include "autodiff/variable.hpp"
+
+namespace ad {
+
+/// A boolean mask for where(); it broadcasts like the other operands.
+using Mask = xt::xarray<bool>;
+
+/// a + b.
+template <class T>
+Variable<T> add(const Variable<T>& a, const Variable<T>& b);
+/// a - b.
+template <class T>
+Variable<T> sub(const Variable<T>& a, const Variable<T>& b);
+/// a * b (elementwise).
+template <class T>
+Variable<T> mul(const Variable<T>& a, const Variable<T>& b);
+/// a / b (elementwise).
+template <class T>
+Variable<T> div(const Variable<T>& a, const Variable<T>& b);
+/// -a.
+template <class T>
+Variable<T> neg(const Variable<T>& a);
+/// a ** b elementwise; the gradient with respect to b needs a > 0.
+template <class T>
+Variable<T> pow(const Variable<T>& a, const Variable<T>& b);
+/// a ** p for a constant exponent p.
+template <class T>
+Variable<T> pow(const Variable<T>& a, double p);
+/// Elementwise a where mask is true, else b (mask, a and b broadcast together).
+template <class T>
+Variable<T> where(const Mask& mask, const Variable<T>& a, const Variable<T>& b);
+/// Elementwise maximum; on ties the gradient goes to b.
+template <class T>
+Variable<T> maximum(const Variable<T>& a, const Variable<T>& b);
+/// Elementwise minimum; on ties the gradient goes to b.
+template <class T>
+Variable<T> minimum(const Variable<T>& a, const Variable<T>& b);
+
+// Operators. Arithmetic scalars mix with Variables: 2.0 * x + 1.
+
+template <class S>
+using if_scalar = std::enable_if_t<std::is_arithmetic_v<S>, int>;
+
+template <class T>
+Variable<T> operator+(const Variable<T>& a, const Variable<T>& b) {
+  return add(a, b);
+}
+template <class T>
+Variable<T> operator-(const Variable<T>& a, const Variable<T>& b) {
+  return sub(a, b);
+}
+template <class T>
+Variable<T> operator*(const Variable<T>& a, const Variable<T>& b) {
+  return mul(a, b);
+}
+template <class T>
+Variable<T> operator/(const Variable<T>& a, const Variable<T>& b) {
+  return div(a, b);
+}
+template <class T>
+Variable<T> operator-(const Variable<T>& a) {
+  return neg(a);
+}
+template <class T, class S, if_scalar<S> = 0>
+Variable<T> operator+(const Variable<T>& a, S s) {
+  return add(a, scalar<T>(static_cast<T>(s)));
+}
+template <class T, class S, if_scalar<S> = 0>
+Variable<T> operator+(S s, const Variable<T>& a) {
+  return add(scalar<T>(static_cast<T>(s)), a);
+}
+template <class T, class S, if_scalar<S> = 0>
+Variable<T> operator-(const Variable<T>& a, S s) {
+  return sub(a, scalar<T>(static_cast<T>(s)));
+}
+template <class T, class S, if_scalar<S> = 0>
+Variable<T> operator-(S s, const Variable<T>& a) {
+  return sub(scalar<T>(static_cast<T>(s)), a);
+}
+template <class T, class S, if_scalar<S> = 0>
+Variable<T> operator*(const Variable<T>& a, S s) {
+  return mul(a, scalar<T>(static_cast<T>(s)));
+}
+template <class T, class S, if_scalar<S> = 0>
+Variable<T> operator*(S s, const Variable<T>& a) {
+  return mul(scalar<T>(static_cast<T>(s)), a);
+}
+template <class T, class S, if_scalar<S> = 0>
+Variable<T> operator/(const Variable<T>& a, S s) {
+  return div(a, scalar<T>(static_cast<T>(s)));
+}
+template <class T, class S, if_scalar<S> = 0>
+Variable<T> operator/(S s, const Variable<T>& a) {
+  return div(scalar<T>(static_cast<T>(s)), a);
+}
+template <class T, class U>
+Variable<T>& operator+=(Variable<T>& a, const U& b) {
+  return a = a + b;
+}
+template <class T, class U>
+Variable<T>& operator-=(Variable<T>& a, const U& b) {
+  return a = a - b;
+}
+template <class T, class U>
+Variable<T>& operator*=(Variable<T>& a, const U& b) {
+  return a = a * b;
+}
+template <class T, class U>
+Variable<T>& operator/=(Variable<T>& a, const U& b) {
+  return a = a / b;
+}
+
+}  // namespace ad

@@ -1,0 +1,159 @@
+#include "autodiff/elementwise.hpp"
+
+#include <cmath>
+
+#include <xtensor/xmath.hpp>
+
+#include "autodiff/kernels.hpp"
+#include "autodiff/ops.hpp"
+
+namespace ad {
+
+namespace {
+
+/// A constant of a's shape with f applied to each element (a derivative that is piecewise
+/// constant, such as relu's step, needs no graph of its own).
+template <class T, class F>
+Variable<T> constant_map(const Variable<T>& a, F f) {
+  return Variable<T>(kernels::unary(a.value(), f));
+}
+
+/// Evaluates an xtensor expression into a new array (vectorised by xsimd).
+template <class T, class E>
+Array<T> evaluate(E&& e) {
+  Array<T> out;
+  out = std::forward<E>(e);
+  return out;
+}
+
+}  // namespace
+
+template <class T>
+Variable<T> exp(const Variable<T>& a) {
+  return make_op<T>("exp", evaluate<T>(xt::exp(a.value())), {a},
+                    [](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/da = g*exp(a) = g*out
+                      return {c.grad * c.output};
+                    });
+}
+
+template <class T>
+Variable<T> log(const Variable<T>& a) {
+  return make_op<T>("log", evaluate<T>(xt::log(a.value())), {a},
+                    [](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/da = g/a
+                      return {c.grad / c.input(0)};
+                    });
+}
+
+template <class T>
+Variable<T> sqrt(const Variable<T>& a) {
+  return make_op<T>("sqrt", evaluate<T>(xt::sqrt(a.value())), {a},
+                    [](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/da = g/(2*sqrt(a)) = g/(2*out)
+                      return {c.grad / (c.output * 2.0)};
+                    });
+}
+
+template <class T>
+Variable<T> abs(const Variable<T>& a) {
+  return make_op<T>("abs", kernels::unary(a.value(), [](T x) { return std::abs(x); }), {a},
+                    [](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/da = g*sign(a)
+                      return {c.grad * constant_map(c.input(0), [](T x) {
+                                return static_cast<T>((x > 0) - (x < 0));
+                              })};
+                    });
+}
+
+template <class T>
+Variable<T> tanh(const Variable<T>& a) {
+  return make_op<T>("tanh", evaluate<T>(xt::tanh(a.value())), {a},
+                    [](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/da = g*(1 - tanh(a)²) = g*(1 - out²)
+                      return {c.grad * (1.0 - square(c.output))};
+                    });
+}
+
+template <class T>
+Variable<T> sigmoid(const Variable<T>& a) {
+  // 1/(1+e^-x) for x >= 0 and e^x/(1+e^x) otherwise: no overflow either way.
+  auto f = [](T x) {
+    if (x >= 0) return T(1) / (T(1) + std::exp(-x));
+    T e = std::exp(x);
+    return e / (T(1) + e);
+  };
+  return make_op<T>("sigmoid", kernels::unary(a.value(), f), {a},
+                    [](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/da = g*s*(1 - s), s = out
+                      return {c.grad * c.output * (1.0 - c.output)};
+                    });
+}
+
+template <class T>
+Variable<T> relu(const Variable<T>& a) {
+  return make_op<T>("relu", kernels::unary(a.value(), [](T x) { return x > 0 ? x : T(0); }), {a},
+                    [](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/da = g*[a > 0]
+                      return {c.grad * constant_map(c.input(0), [](T x) { return T(x > 0); })};
+                    });
+}
+
+template <class T>
+Variable<T> leaky_relu(const Variable<T>& a, double slope) {
+  const T s = static_cast<T>(slope);
+  return make_op<T>(
+      "leaky_relu", kernels::unary(a.value(), [s](T x) { return x > 0 ? x : s * x; }), {a},
+      [s](const BackwardContext<T>& c) -> Grads<T> {
+        // d/da = g*(a > 0 ? 1 : slope)
+        return {c.grad * constant_map(c.input(0), [s](T x) { return x > 0 ? T(1) : s; })};
+      });
+}
+
+template <class T>
+Variable<T> softplus(const Variable<T>& a) {
+  // log(1 + e^x) = max(x, 0) + log1p(e^-|x|)
+  auto f = [](T x) { return std::max(x, T(0)) + std::log1p(std::exp(-std::abs(x))); };
+  return make_op<T>("softplus", kernels::unary(a.value(), f), {a},
+                    [](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/da = g*sigmoid(a)
+                      return {c.grad * sigmoid(c.input(0))};
+                    });
+}
+
+template <class T>
+Variable<T> clamp(const Variable<T>& a, double lo, double hi) {
+  if (!(lo <= hi)) fail("clamp: lower bound ", lo, " is above upper bound ", hi);
+  const T l = static_cast<T>(lo);
+  const T h = static_cast<T>(hi);
+  return make_op<T>(
+      "clamp", kernels::unary(a.value(), [l, h](T x) { return x < l ? l : (x > h ? h : x); }), {a},
+      [l, h](const BackwardContext<T>& c) -> Grads<T> {
+        // d/da = g*[lo <= a <= hi]
+        return {c.grad * constant_map(c.input(0), [l, h](T x) { return T(x >= l && x <= h); })};
+      });
+}
+
+template <class T>
+Variable<T> square(const Variable<T>& a) {
+  return mul(a, a);
+}
+
+#define AD_INSTANTIATE(T)                                         \
+  template Variable<T> exp(const Variable<T>&);                   \
+  template Variable<T> log(const Variable<T>&);                   \
+  template Variable<T> sqrt(const Variable<T>&);                  \
+  template Variable<T> abs(const Variable<T>&);                   \
+  template Variable<T> tanh(const Variable<T>&);                  \
+  template Variable<T> sigmoid(const Variable<T>&);               \
+  template Variable<T> relu(const Variable<T>&);                  \
+  template Variable<T> leaky_relu(const Variable<T>&, double);    \
+  template Variable<T> softplus(const Variable<T>&);              \
+  template Variable<T> clamp(const Variable<T>&, double, double); \
+  template Variable<T> square(const Variable<T>&);
+
+AD_INSTANTIATE(float)
+AD_INSTANTIATE(double)
+#undef AD_INSTANTIATE
+
+}  // namespace ad

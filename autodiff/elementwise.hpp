@@ -1,0 +1,43 @@
+// Elementwise math and activations, each with its derivative beside its forward in
+// elementwise.cpp.
+#pragma once
+
+#include "autodiff/variable.hpp"
+
+namespace ad {
+
+/// e^a.
+template <class T>
+Variable<T> exp(const Variable<T>& a);
+/// Natural logarithm.
+template <class T>
+Variable<T> log(const Variable<T>& a);
+/// Square root.
+template <class T>
+Variable<T> sqrt(const Variable<T>& a);
+/// |a|; the gradient at 0 is 0.
+template <class T>
+Variable<T> abs(const Variable<T>& a);
+/// Hyperbolic tangent.
+template <class T>
+Variable<T> tanh(const Variable<T>& a);
+/// Logistic sigmoid 1 / (1 + e^-a).
+template <class T>
+Variable<T> sigmoid(const Variable<T>& a);
+/// max(a, 0); the gradient at 0 is 0.
+template <class T>
+Variable<T> relu(const Variable<T>& a);
+/// a for a > 0, slope * a otherwise.
+template <class T>
+Variable<T> leaky_relu(const Variable<T>& a, double slope = 0.01);
+/// log(1 + e^a), computed without overflow.
+template <class T>
+Variable<T> softplus(const Variable<T>& a);
+/// min(max(a, lo), hi); the gradient is 1 on [lo, hi] and 0 outside.
+template <class T>
+Variable<T> clamp(const Variable<T>& a, double lo, double hi);
+/// a * a (a composite of mul, for convenience).
+template <class T>
+Variable<T> square(const Variable<T>& a);
+
+}  // namespace ad

@@ -1,0 +1,72 @@
+// Errors and the helpers that format shapes and indices into their messages.
+#pragma once
+
+#include <cstddef>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include <xtensor/xstorage.hpp>
+
+namespace ad {
+
+/// Shape of an array: the extent of each axis (a 0-d array has an empty shape).
+using Shape = xt::svector<std::size_t, 4>;
+
+/// The one exception type of the library. Messages name the op (or file) and the shapes or
+/// indices involved, e.g. "matmul: inner dimensions differ: a (3,4), b (5,2)".
+class Error : public std::runtime_error {
+ public:
+  explicit Error(const std::string& what) : std::runtime_error(what) {}
+};
+
+/// "(3,4)"; "()" for a 0-d shape.
+template <class S>
+std::string shape_str(const S& shape) {
+  std::string s = "(";
+  bool first = true;
+  for (auto d : shape) {
+    if (!first) s += ",";
+    s += std::to_string(d);
+    first = false;
+  }
+  return s + ")";
+}
+
+namespace detail {
+
+inline void append(std::ostringstream&) {}
+
+template <class A, class... R>
+void append(std::ostringstream& os, const A& a, const R&... rest) {
+  os << a;
+  append(os, rest...);
+}
+
+}  // namespace detail
+
+/// Throws ad::Error whose message is the concatenation of the arguments.
+template <class... A>
+[[noreturn]] void fail(const A&... parts) {
+  std::ostringstream os;
+  detail::append(os, parts...);
+  throw Error(os.str());
+}
+
+/// Number of elements of a shape (1 for a 0-d shape).
+inline std::size_t shape_size(const Shape& s) {
+  std::size_t n = 1;
+  for (auto d : s) n *= d;
+  return n;
+}
+
+/// Maps a possibly negative axis to [0, ndim); throws naming the op and shape when out of range.
+inline std::size_t normalize_axis(long axis, const Shape& shape, const char* op) {
+  long n = static_cast<long>(shape.size());
+  if (axis < -n || axis >= n)
+    fail(op, ": axis ", axis, " is out of range for shape ", shape_str(shape));
+  return static_cast<std::size_t>(axis < 0 ? axis + n : axis);
+}
+
+}  // namespace ad

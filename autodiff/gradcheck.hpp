@@ -1,0 +1,218 @@
+// The gradient checker: reverse-mode gradients against the central difference
+// (f(x+h) - f(x-h)) / 2h.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <iosfwd>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "autodiff/variable.hpp"
+
+namespace ad {
+
+/// Options of gradcheck(). An entry passes when |analytic - numeric| <= atol + rtol * |numeric|.
+struct GradcheckOptions {
+  /// Step h of the central difference (in float64).
+  double eps = 1e-6;
+  /// Absolute tolerance.
+  double atol = 1e-5;
+  /// Relative tolerance.
+  double rtol = 1e-3;
+  /// Seed of the random projection and directions.
+  std::uint64_t seed = 0;
+  /// Check one random direction per input (two evaluations whatever its size) instead of the
+  /// full Jacobian.
+  bool fast = false;
+  /// Also check the gradient of the gradient (the backward pass recorded with create_graph).
+  bool second_order = false;
+  /// Also check that backward accumulates into .grad and that two backward runs agree.
+  bool check_backward = true;
+  /// Outputs with more elements than this are projected onto a fixed random vector (one
+  /// Jacobian row) instead of being checked row by row.
+  std::size_t max_rows = 256;
+};
+
+/// What gradcheck found for one input.
+struct InputCheck {
+  std::size_t input = 0;
+  Shape shape;
+  bool checked = false;  // false when the input does not require grad
+  bool passed = true;
+  std::size_t compared = 0;  // Jacobian entries (or directions) compared
+  std::size_t failures = 0;  // entries out of tolerance
+  double max_abs_error = 0;  // max |a - n| over compared entries
+  double max_rel_error = 0;  // max |a - n| / max(|n|, atol)
+  // The entry with the largest error relative to its tolerance.
+  bool has_worst = false;
+  Shape worst_input;   // index into the input
+  Shape worst_output;  // index into the output (empty under projection)
+  double analytic = 0, numeric = 0, tolerance = 0;
+  // Entries skipped as non-differentiable: the one-sided differences disagree there.
+  std::size_t kinks = 0;
+  Shape first_kink;
+};
+
+/// The result of gradcheck(): converts to bool, prints the details with operator<<.
+struct GradcheckReport {
+  bool passed = true;
+  GradcheckOptions options;
+  bool promoted_from_float = false;
+  std::string mode;        // how the Jacobian was compared
+  bool projected = false;  // the output was projected onto a random vector
+  std::vector<InputCheck> inputs;
+  std::vector<std::string> notes;     // remarks that do not fail the check
+  std::vector<std::string> problems;  // reasons for failure beyond the Jacobian entries
+  bool backward_checked = false;
+  double accumulation_error = 0;  // max |g2 - 2 g1| after two backward calls
+  double repeat_error = 0;        // max |g1 - g1'| between two fresh forward+backward runs
+  std::shared_ptr<GradcheckReport> second_order;
+
+  explicit operator bool() const { return passed; }
+  std::string str() const;
+};
+
+std::ostream& operator<<(std::ostream& os, const GradcheckReport& report);
+
+namespace detail {
+
+using CheckedFunction = std::function<Variable<double>(const std::vector<Variable<double>>&)>;
+
+GradcheckReport gradcheck_double(const CheckedFunction& f,
+                                 const std::vector<Variable<double>>& inputs,
+                                 const GradcheckOptions& options, bool promoted_from_float);
+
+template <class F, class V, std::size_t... I>
+auto call_unpacked(F& f, const std::vector<V>& xs, std::index_sequence<I...>) {
+  return f(xs[I]...);
+}
+
+/// Whether f takes N arguments of type const V&.
+template <class F, class V, std::size_t... I>
+constexpr bool invocable_with_n(std::index_sequence<I...>) {
+  return std::is_invocable_v<F&, decltype((void)I, std::declval<const V&>())...>;
+}
+
+template <class F, class V, std::size_t N>
+bool call_if_arity(F& f, const std::vector<V>& xs, V& out) {
+  if constexpr (invocable_with_n<F, V>(std::make_index_sequence<N>{})) {
+    if (xs.size() == N) {
+      out = call_unpacked(f, xs, std::make_index_sequence<N>{});
+      return true;
+    }
+  }
+  return false;
+}
+
+template <class F, class V, std::size_t... N>
+constexpr bool invocable_with_some_arity(std::index_sequence<N...>) {
+  return (invocable_with_n<F, V>(std::make_index_sequence<N + 1>{}) || ...);
+}
+
+template <class F, class V, std::size_t... N>
+bool call_any_arity(F& f, const std::vector<V>& xs, V& out, std::index_sequence<N...>) {
+  return (call_if_arity<F, V, N + 1>(f, xs, out) || ...);
+}
+
+/// Calls f with the Variables of xs as separate arguments (up to 8), or as one vector when f
+/// takes a std::vector<Variable<double>>. (Separate arguments are tried first: asking whether a
+/// generic lambda takes a vector would instantiate its body with one.)
+template <class F, class V>
+V call_with(F& f, const std::vector<V>& xs) {
+  if constexpr (invocable_with_some_arity<F, V>(std::make_index_sequence<8>{})) {
+    V out;
+    if (!call_any_arity(f, xs, out, std::make_index_sequence<8>{}))
+      fail("gradcheck: f does not take ", xs.size(), " Variable arguments");
+    return out;
+  } else {
+    static_assert(std::is_invocable_v<F&, const std::vector<V>&>,
+                  "gradcheck: f must accept Variable<double> arguments (or one "
+                  "std::vector<Variable<double>>); write it generic over T, e.g. a lambda taking "
+                  "const auto&, so that it can run in double");
+    return f(xs);
+  }
+}
+
+template <class T>
+constexpr double default_step() {
+  return std::is_same_v<T, float> ? 1e-3 : 1e-6;
+}
+
+template <class R>
+double to_double(const R& r) {
+  if constexpr (std::is_arithmetic_v<R>) {
+    return static_cast<double>(r);
+  } else {
+    return static_cast<double>(r.item());
+  }
+}
+
+}  // namespace detail
+
+/// Checks the reverse-mode gradients of f against central differences, in float64. f maps the
+/// inputs (as separate arguments or one std::vector) to a Variable of any shape; every input that
+/// requires grad is checked against the full numeric Jacobian (or one random direction in fast
+/// mode). Float inputs are promoted to float64, so f must be generic over T. The report says
+/// where and by how much analytic and numeric disagree.
+template <class F, class U>
+GradcheckReport gradcheck(F&& f, const std::vector<Variable<U>>& inputs,
+                          const GradcheckOptions& options = {}) {
+  std::vector<Variable<double>> xs;
+  for (const auto& in : inputs) {
+    Array<double> v = Array<double>::from_shape(in.shape());
+    std::copy(in.value().begin(), in.value().end(), v.begin());
+    xs.emplace_back(std::move(v), in.requires_grad());
+  }
+  detail::CheckedFunction fn = [&f](const std::vector<Variable<double>>& args) {
+    return detail::call_with(f, args);
+  };
+  return detail::gradcheck_double(fn, xs, options, std::is_same_v<U, float>);
+}
+
+template <class F, class U>
+GradcheckReport gradcheck(F&& f, std::initializer_list<Variable<U>> inputs,
+                          const GradcheckOptions& options = {}) {
+  return gradcheck(std::forward<F>(f), std::vector<Variable<U>>(inputs), options);
+}
+
+/// Central difference (f(x + h e_i) - f(x - h e_i)) / 2h of a scalar function with respect to
+/// every element of x. f takes no argument (it reads x) or x itself, and returns a number or a
+/// one-element Variable. x is probed in place and restored exactly after each probe; f runs
+/// without recording. The default h is 1e-6 in double and 1e-3 in float.
+template <class F, class T>
+Array<T> numerical_gradient(F&& f, Array<T>& x, double h = detail::default_step<T>()) {
+  NoGradGuard no_grad;
+  Array<T> g = Array<T>::from_shape(x.shape());
+  T* p = x.data();
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const T original = p[i];
+    const T up = static_cast<T>(original + h);
+    const T down = static_cast<T>(original - h);
+    p[i] = up;
+    const double fu = detail::to_double(f());
+    p[i] = down;
+    const double fd = detail::to_double(f());
+    p[i] = original;
+    g.data()[i] = static_cast<T>((fu - fd) / (static_cast<double>(up) - static_cast<double>(down)));
+  }
+  return g;
+}
+
+/// numerical_gradient with respect to a leaf Variable's value.
+template <class F, class T>
+Array<T> numerical_gradient(F&& f, Variable<T>& x, double h = detail::default_step<T>()) {
+  auto call = [&]() {
+    if constexpr (std::is_invocable_v<F&, Variable<T>&>) {
+      return f(x);
+    } else {
+      return f();
+    }
+  };
+  return numerical_gradient(call, x.mutable_value(), h);
+}
+
+}  // namespace ad

@@ -1,0 +1,158 @@
+// Array kernels under the ops: broadcasting, strided loops, reductions along axes, GEMM.
+//
+// xtensor 0.24's lazy broadcasting is slow on the shapes that matter here (a bias added along
+// rows is ~25x slower than a plain loop), so broadcast elementwise work and reductions run
+// through one strided loop that hands contiguous runs to a plain inner loop.
+#pragma once
+
+#include <array>
+#include <cstddef>
+
+#include "autodiff/variable.hpp"
+
+namespace ad::kernels {
+
+using Strides = xt::svector<std::ptrdiff_t, 4>;
+
+/// A row-major shape seen as (outer, extent of `axis`, inner).
+struct AxisView {
+  std::size_t outer = 1, extent = 1, inner = 1;
+  AxisView(const Shape& s, std::size_t axis) {
+    for (std::size_t d = 0; d < axis; ++d) outer *= s[d];
+    extent = s[axis];
+    for (std::size_t d = axis + 1; d < s.size(); ++d) inner *= s[d];
+  }
+};
+
+/// NumPy broadcasting of two shapes; throws naming `op` when they do not broadcast.
+Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
+
+/// Element strides of a row-major array of shape `in` read at every index of the broadcast shape
+/// `out` (0 along broadcast axes). `in` must broadcast to `out`.
+Strides broadcast_strides(const Shape& in, const Shape& out);
+
+/// Row-major element strides of `shape`.
+Strides contiguous_strides(const Shape& shape);
+
+/// Calls run(offsets, n, steps) for every innermost run of the index space `shape`, where
+/// offsets[k] is array k's element offset at the run's start and steps[k] its stride along the
+/// run. Axes of extent 1 are dropped and axes that are contiguous in every array are merged, so
+/// same-shape arrays make a single run.
+template <std::size_t K, class F>
+void for_each_run(const Shape& shape, const std::array<Strides, K>& strides, F&& run) {
+  // Merge axes, innermost first.
+  Shape ext;
+  std::array<Strides, K> st;
+  for (std::size_t d = shape.size(); d-- > 0;) {
+    if (shape[d] == 1) continue;
+    if (!ext.empty()) {
+      bool mergeable = true;
+      for (std::size_t k = 0; k < K; ++k)
+        mergeable =
+            mergeable && strides[k][d] == st[k].back() * static_cast<std::ptrdiff_t>(ext.back());
+      if (mergeable) {
+        ext.back() *= shape[d];
+        continue;
+      }
+    }
+    ext.push_back(shape[d]);
+    for (std::size_t k = 0; k < K; ++k) st[k].push_back(strides[k][d]);
+  }
+  std::array<std::ptrdiff_t, K> off{};
+  std::array<std::ptrdiff_t, K> step{};
+  for (auto e : shape)
+    if (e == 0) return;
+  if (ext.empty()) {
+    run(off, std::size_t{1}, step);
+    return;
+  }
+  // ext[0] is the innermost axis.
+  for (std::size_t k = 0; k < K; ++k) step[k] = st[k][0];
+  const std::size_t nd = ext.size();
+  Shape idx(nd, 0);
+  while (true) {
+    run(off, ext[0], step);
+    std::size_t d = 1;
+    for (; d < nd; ++d) {
+      for (std::size_t k = 0; k < K; ++k) off[k] += st[k][d];
+      if (++idx[d] < ext[d]) break;
+      for (std::size_t k = 0; k < K; ++k) off[k] -= st[k][d] * static_cast<std::ptrdiff_t>(ext[d]);
+      idx[d] = 0;
+    }
+    if (d >= nd) return;
+  }
+}
+
+/// out = op(a, b) elementwise with NumPy broadcasting.
+template <class T, class Op>
+Array<T> binary(const Array<T>& a, const Array<T>& b, Op op, const char* name) {
+  const T* pa = a.data();
+  const T* pb = b.data();
+  if (a.shape() == b.shape()) {
+    Array<T> out = Array<T>::from_shape(a.shape());
+    T* po = out.data();
+    for (std::size_t i = 0, n = a.size(); i < n; ++i) po[i] = op(pa[i], pb[i]);
+    return out;
+  }
+  Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
+  Array<T> out = Array<T>::from_shape(shape);
+  T* po = out.data();
+  std::array<Strides, 3> st{contiguous_strides(shape), broadcast_strides(a.shape(), shape),
+                            broadcast_strides(b.shape(), shape)};
+  for_each_run(shape, st, [&](const auto& off, std::size_t n, const auto& step) {
+    T* o = po + off[0];
+    const T* x = pa + off[1];
+    const T* y = pb + off[2];
+    if (step[1] == 1 && step[2] == 1) {
+      for (std::size_t i = 0; i < n; ++i) o[i] = op(x[i], y[i]);
+    } else if (step[1] == 1 && step[2] == 0) {
+      const T yv = *y;
+      for (std::size_t i = 0; i < n; ++i) o[i] = op(x[i], yv);
+    } else if (step[1] == 0 && step[2] == 1) {
+      const T xv = *x;
+      for (std::size_t i = 0; i < n; ++i) o[i] = op(xv, y[i]);
+    } else {
+      for (std::size_t i = 0; i < n; ++i) o[i] = op(x[i * step[1]], y[i * step[2]]);
+    }
+  });
+  return out;
+}
+
+/// out = op(a) elementwise.
+template <class T, class Op>
+Array<T> unary(const Array<T>& a, Op op) {
+  Array<T> out = Array<T>::from_shape(a.shape());
+  const T* pa = a.data();
+  T* po = out.data();
+  for (std::size_t i = 0, n = a.size(); i < n; ++i) po[i] = op(pa[i]);
+  return out;
+}
+
+/// Sums `a` down to `shape`, which must broadcast to a's shape (the reverse of broadcasting).
+template <class T>
+Array<T> sum_to(const Array<T>& a, const Shape& shape);
+
+/// Repeats `a` up to `shape` (NumPy broadcast_to, materialised).
+template <class T>
+Array<T> broadcast_to(const Array<T>& a, const Shape& shape);
+
+/// Maximum of `a` along the axes where `shape` (same rank, 1 on reduced axes) has extent 1.
+template <class T>
+Array<T> max_to(const Array<T>& a, const Shape& shape);
+
+/// The shape of reducing `shape` along `axes` with keepdims (reduced axes become 1); every
+/// axis when `axes` is empty. Axes may be negative; out of range ones throw naming `op`.
+Shape keepdims_shape(const Shape& shape, const std::vector<long>& axes, const char* op);
+
+/// keepdims_shape without the reduced axes.
+Shape dropdims_shape(const Shape& shape, const std::vector<long>& axes, const char* op);
+
+/// C = alpha * op(A) * op(B) + beta * C for row-major matrices (cblas).
+void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, float alpha,
+          const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
+          std::size_t ldc);
+void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, double alpha,
+          const double* a, std::size_t lda, const double* b, std::size_t ldb, double beta,
+          double* c, std::size_t ldc);
+
+}  // namespace ad::kernels

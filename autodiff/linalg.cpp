@@ -1,0 +1,126 @@
+#include "autodiff/linalg.hpp"
+
+#include "autodiff/kernels.hpp"
+#include "autodiff/ops.hpp"
+
+namespace ad {
+
+namespace {
+
+std::string operand_str(const char* name, const Shape& s, bool trans) {
+  return std::string(name) + " " + shape_str(s) + (trans ? " (transposed)" : "");
+}
+
+}  // namespace
+
+template <class T>
+Variable<T> matmul(const Variable<T>& a, const Variable<T>& b, bool ta, bool tb) {
+  const Shape& sa = a.shape();
+  const Shape& sb = b.shape();
+  if (sa.size() < 2 || sa.size() > 3 || sb.size() < 2 || sb.size() > 3)
+    fail("matmul: operands must be 2-D or 3-D, got ", operand_str("a", sa, ta), " and ",
+         operand_str("b", sb, tb));
+  const std::size_t ra = sa[sa.size() - 2], ca = sa[sa.size() - 1];
+  const std::size_t rb = sb[sb.size() - 2], cb = sb[sb.size() - 1];
+  const std::size_t n = ta ? ca : ra, k = ta ? ra : ca;
+  const std::size_t kb = tb ? cb : rb, m = tb ? rb : cb;
+  if (k != kb)
+    fail("matmul: inner dimensions differ: ", operand_str("a", sa, ta), ", ",
+         operand_str("b", sb, tb));
+  const std::size_t batch_a = sa.size() == 3 ? sa[0] : 0;
+  const std::size_t batch_b = sb.size() == 3 ? sb[0] : 0;
+  if (batch_a && batch_b && batch_a != batch_b)
+    fail("matmul: batch sizes differ: ", operand_str("a", sa, ta), ", ", operand_str("b", sb, tb));
+  const bool batched = sa.size() == 3 || sb.size() == 3;
+  const std::size_t batch =
+      batched ? std::max(sa.size() == 3 ? sa[0] : 1, sb.size() == 3 ? sb[0] : 1) : 1;
+  Shape shape = batched ? Shape{batch, n, m} : Shape{n, m};
+  Array<T> out = xt::zeros<T>(shape);
+  const T* pa = a.value().data();
+  const T* pb = b.value().data();
+  T* pc = out.data();
+  if (n && m && k && batch) {
+    if (sa.size() == 3 && sb.size() == 2 && !ta) {
+      // Only a is batched: its rows stack into one (batch*n, k) matrix, one GEMM in all.
+      kernels::gemm(false, tb, batch * n, m, k, T(1), pa, ca, pb, cb, T(0), pc, m);
+    } else {
+      const std::size_t step_a = sa.size() == 3 ? ra * ca : 0;
+      const std::size_t step_b = sb.size() == 3 ? rb * cb : 0;
+      for (std::size_t i = 0; i < batch; ++i)
+        kernels::gemm(ta, tb, n, m, k, T(1), pa + i * step_a, ca, pb + i * step_b, cb, T(0),
+                      pc + i * n * m, m);
+    }
+  }
+  return make_op<T>("matmul", std::move(out), {a, b},
+                    [ta, tb](const BackwardContext<T>& c) -> Grads<T> {
+                      // C = op(A)·op(B): d/dA = G·op(B)ᵀ, d/dB = op(A)ᵀ·G, each written as one
+                      // matmul with transpose flags (sum_to folds a shared 2-D operand's batch).
+                      const auto& a = c.input(0);
+                      const auto& b = c.input(1);
+                      const auto& g = c.grad;
+                      Variable<T> da, db;
+                      if (c.needs(0)) da = !ta ? matmul(g, b, false, !tb) : matmul(b, g, tb, true);
+                      if (c.needs(1)) db = !tb ? matmul(a, g, !ta, false) : matmul(g, a, true, ta);
+                      if (da.defined()) da = sum_to(da, a.shape());
+                      if (db.defined()) db = sum_to(db, b.shape());
+                      return {da, db};
+                    });
+}
+
+template <class T>
+Variable<T> linear(const Variable<T>& x, const Variable<T>& w, const Variable<T>& b) {
+  const Shape& sx = x.shape();
+  const Shape& sw = w.shape();
+  if (sw.size() != 2 || sx.empty() || sx.back() != sw[1])
+    fail("linear: x ", shape_str(sx), " does not match weight ", shape_str(sw),
+         " (weight is (out, in), x is (..., in))");
+  const std::size_t in = sw[1], outf = sw[0];
+  if (b.defined() && (b.dim() != 1 || b.shape()[0] != outf))
+    fail("linear: bias ", shape_str(b.shape()), " does not match weight ", shape_str(sw),
+         " (bias is (out))");
+  const std::size_t rows = in ? x.size() / in : shape_size(Shape(sx.begin(), sx.end() - 1));
+  Shape shape = sx;
+  shape.back() = outf;
+  Array<T> out = Array<T>::from_shape(shape);
+  T* po = out.data();
+  if (b.defined()) {
+    const T* pb = b.value().data();
+    for (std::size_t r = 0; r < rows; ++r) std::copy(pb, pb + outf, po + r * outf);
+  } else {
+    std::fill(po, po + out.size(), T(0));
+  }
+  if (rows && outf && in)
+    kernels::gemm(false, true, rows, outf, in, T(1), x.value().data(), in, w.value().data(), in,
+                  T(1), po, outf);
+
+  auto backward = [](const BackwardContext<T>& c) -> Grads<T> {
+    // y = x·wᵀ + b: d/dx = g·w, d/dw = gᵀ·x (over all rows), d/db = Σ_rows g
+    const auto& x = c.input(0);
+    const auto& w = c.input(1);
+    const bool flat = x.dim() == 2;
+    const std::size_t out_features = w.shape()[0], in_features = w.shape()[1];
+    Variable<T> g2 = flat ? c.grad
+                          : reshape(c.grad, Shape{x.size() / std::max<std::size_t>(in_features, 1),
+                                                  out_features});
+    Grads<T> grads(c.inputs.size());
+    if (c.needs(0)) grads[0] = flat ? matmul(g2, w) : reshape(matmul(g2, w), x.shape());
+    if (c.needs(1)) {
+      Variable<T> x2 = flat ? x : reshape(x, Shape{g2.shape()[0], in_features});
+      grads[1] = matmul(g2, x2, true, false);
+    }
+    if (c.inputs.size() == 3 && c.needs(2)) grads[2] = sum_to(c.grad, c.input(2).shape());
+    return grads;
+  };
+  if (b.defined()) return make_op<T>("linear", std::move(out), {x, w, b}, backward);
+  return make_op<T>("linear", std::move(out), {x, w}, backward);
+}
+
+#define AD_INSTANTIATE(T)                                                          \
+  template Variable<T> matmul(const Variable<T>&, const Variable<T>&, bool, bool); \
+  template Variable<T> linear(const Variable<T>&, const Variable<T>&, const Variable<T>&);
+
+AD_INSTANTIATE(float)
+AD_INSTANTIATE(double)
+#undef AD_INSTANTIATE
+
+}  // namespace ad

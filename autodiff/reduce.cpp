@@ -1,0 +1,142 @@
+#include "autodiff/reduce.hpp"
+
+#include <cmath>
+#include <limits>
+
+#include "autodiff/kernels.hpp"
+#include "autodiff/ops.hpp"
+
+namespace ad {
+
+namespace {
+
+/// Drops the reduced axes of a keepdims result unless keepdims was asked for.
+template <class T>
+Variable<T> finish(const Variable<T>& kept, const Shape& in, const std::vector<long>& axes,
+                   bool keepdims, const char* op) {
+  return keepdims ? kept : reshape(kept, kernels::dropdims_shape(in, axes, op));
+}
+
+/// The maximum along the axes where `keep` has extent 1 (same rank as a), as a keepdims result.
+template <class T>
+Variable<T> max_keep(const Variable<T>& a, const Shape& keep) {
+  return make_op<T>("max", kernels::max_to(a.value(), keep), {a},
+                    [](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/da = g at the maxima, shared equally between ties; 0 elsewhere
+                      const auto& a = c.input(0);
+                      Array<T> top = kernels::broadcast_to(c.output.value(), a.shape());
+                      Variable<T> mask(kernels::binary(
+                          a.value(), top, [](T x, T m) { return T(x == m); }, "max"));
+                      Variable<T> count(kernels::sum_to(mask.value(), c.output.shape()));
+                      return {broadcast_to(c.grad / count, a.shape()) * mask};
+                    });
+}
+
+}  // namespace
+
+template <class T>
+Variable<T> sum(const Variable<T>& a) {
+  return sum_to(a, Shape{});
+}
+
+template <class T>
+Variable<T> sum(const Variable<T>& a, const std::vector<long>& axes, bool keepdims) {
+  Shape keep = kernels::keepdims_shape(a.shape(), axes, "sum");
+  return finish(sum_to(a, keep), a.shape(), axes, keepdims, "sum");
+}
+
+template <class T>
+Variable<T> mean(const Variable<T>& a) {
+  return sum(a) / static_cast<double>(a.size());
+}
+
+template <class T>
+Variable<T> mean(const Variable<T>& a, const std::vector<long>& axes, bool keepdims) {
+  Shape keep = kernels::keepdims_shape(a.shape(), axes, "mean");
+  const double count = static_cast<double>(a.size()) / static_cast<double>(shape_size(keep));
+  return sum(a, axes, keepdims) / count;
+}
+
+template <class T>
+Variable<T> max(const Variable<T>& a) {
+  return max(a, {}, false);
+}
+
+template <class T>
+Variable<T> max(const Variable<T>& a, const std::vector<long>& axes, bool keepdims) {
+  Shape keep = kernels::keepdims_shape(a.shape(), axes, "max");
+  if (a.size() == 0) fail("max: cannot reduce an empty tensor of shape ", shape_str(a.shape()));
+  return finish(max_keep(a, keep), a.shape(), axes, keepdims, "max");
+}
+
+template <class T>
+Variable<T> min(const Variable<T>& a) {
+  return -max(-a);
+}
+
+template <class T>
+Variable<T> min(const Variable<T>& a, const std::vector<long>& axes, bool keepdims) {
+  return -max(-a, axes, keepdims);
+}
+
+template <class T>
+Variable<T> log_sum_exp(const Variable<T>& a, const std::vector<long>& axes, bool keepdims) {
+  Shape keep = kernels::keepdims_shape(a.shape(), axes, "log_sum_exp");
+  // lse(a) = m + log(Σ exp(a - m)) for any constant m; the maximum keeps exp from overflowing.
+  Array<T> m = kernels::max_to(a.value(), keep);
+  for (auto& x : m)
+    if (!std::isfinite(x)) x = 0;
+  Variable<T> shift(std::move(m));
+  Variable<T> kept = shift + log(sum_to(exp(a - shift), keep));
+  return finish(kept, a.shape(), axes, keepdims, "log_sum_exp");
+}
+
+template <class T>
+Variable<T> log_softmax(const Variable<T>& a, long axis) {
+  const std::size_t ax = normalize_axis(axis, a.shape(), "log_softmax");
+  kernels::AxisView v(a.shape(), ax);
+  Array<T> out = Array<T>::from_shape(a.shape());
+  const T* pa = a.value().data();
+  T* po = out.data();
+  for (std::size_t o = 0; o < v.outer; ++o)
+    for (std::size_t i = 0; i < v.inner; ++i) {
+      const T* x = pa + o * v.extent * v.inner + i;
+      T* y = po + o * v.extent * v.inner + i;
+      T m = -std::numeric_limits<T>::infinity();
+      for (std::size_t j = 0; j < v.extent; ++j) m = std::max(m, x[j * v.inner]);
+      if (!std::isfinite(m)) m = 0;
+      T s = 0;
+      for (std::size_t j = 0; j < v.extent; ++j) s += std::exp(x[j * v.inner] - m);
+      const T lse = m + std::log(s);
+      for (std::size_t j = 0; j < v.extent; ++j) y[j * v.inner] = x[j * v.inner] - lse;
+    }
+  return make_op<T>("log_softmax", std::move(out), {a},
+                    [ax](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/da = g - softmax(a) * Σ_axis g, softmax(a) = exp(out)
+                      return {c.grad - exp(c.output) * sum(c.grad, {long(ax)}, true)};
+                    });
+}
+
+template <class T>
+Variable<T> softmax(const Variable<T>& a, long axis) {
+  return exp(log_softmax(a, axis));
+}
+
+#define AD_INSTANTIATE(T)                                                               \
+  template Variable<T> sum(const Variable<T>&);                                         \
+  template Variable<T> sum(const Variable<T>&, const std::vector<long>&, bool);         \
+  template Variable<T> mean(const Variable<T>&);                                        \
+  template Variable<T> mean(const Variable<T>&, const std::vector<long>&, bool);        \
+  template Variable<T> max(const Variable<T>&);                                         \
+  template Variable<T> max(const Variable<T>&, const std::vector<long>&, bool);         \
+  template Variable<T> min(const Variable<T>&);                                         \
+  template Variable<T> min(const Variable<T>&, const std::vector<long>&, bool);         \
+  template Variable<T> log_sum_exp(const Variable<T>&, const std::vector<long>&, bool); \
+  template Variable<T> log_softmax(const Variable<T>&, long);                           \
+  template Variable<T> softmax(const Variable<T>&, long);
+
+AD_INSTANTIATE(float)
+AD_INSTANTIATE(double)
+#undef AD_INSTANTIATE
+
+}  // namespace ad

@@ -1,0 +1,365 @@
+#include "autodiff/shape.hpp"
+
+#include <algorithm>
+#include <numeric>
+
+#include <xtensor/xmanipulation.hpp>
+
+#include "autodiff/kernels.hpp"
+#include "autodiff/ops.hpp"
+
+namespace ad {
+
+using kernels::AxisView;
+
+namespace {
+
+/// Throws unless `a` and `b` agree on every axis but `axis`.
+void check_same_but_axis(const Shape& a, const Shape& b, std::size_t axis, const char* op,
+                         const char* what_a, const char* what_b) {
+  bool ok = a.size() == b.size();
+  for (std::size_t d = 0; ok && d < a.size(); ++d) ok = d == axis || a[d] == b[d];
+  if (!ok)
+    fail(op, ": ", what_a, " ", shape_str(a), " and ", what_b, " ", shape_str(b),
+         " must agree on every axis but axis ", axis);
+}
+
+std::size_t slice_length(std::size_t start, std::size_t stop, std::size_t step) {
+  return start < stop ? (stop - start + step - 1) / step : 0;
+}
+
+}  // namespace
+
+template <class T>
+Variable<T> reshape(const Variable<T>& a, const Shape& shape) {
+  if (shape_size(shape) != a.size())
+    fail("reshape: cannot reshape ", shape_str(a.shape()), " (", a.size(), " elements) to ",
+         shape_str(shape), " (", shape_size(shape), " elements)");
+  if (shape == a.shape()) return a;
+  Array<T> out = a.value();
+  out.reshape(shape);
+  return make_op<T>("reshape", std::move(out), {a}, [](const BackwardContext<T>& c) -> Grads<T> {
+    // d/da = g reshaped back
+    return {reshape(c.grad, c.input(0).shape())};
+  });
+}
+
+template <class T>
+Variable<T> flatten(const Variable<T>& a, long start, long end) {
+  if (a.dim() == 0) return reshape(a, Shape{1});
+  const std::size_t s = normalize_axis(start, a.shape(), "flatten");
+  const std::size_t e = normalize_axis(end, a.shape(), "flatten");
+  if (s > e)
+    fail("flatten: start axis ", start, " comes after end axis ", end, " in shape ",
+         shape_str(a.shape()));
+  Shape shape;
+  for (std::size_t d = 0; d < a.dim(); ++d) {
+    if (d <= s || d > e)
+      shape.push_back(a.shape()[d]);
+    else
+      shape.back() *= a.shape()[d];
+  }
+  return reshape(a, shape);
+}
+
+template <class T>
+Variable<T> permute(const Variable<T>& a, const std::vector<std::size_t>& axes) {
+  std::vector<std::size_t> sorted = axes;
+  std::sort(sorted.begin(), sorted.end());
+  bool ok = axes.size() == a.dim();
+  for (std::size_t d = 0; ok && d < sorted.size(); ++d) ok = sorted[d] == d;
+  if (!ok)
+    fail("permute: axes ", shape_str(axes), " are not a permutation of the axes of shape ",
+         shape_str(a.shape()));
+  Array<T> out = xt::transpose(a.value(), axes);
+  return make_op<T>("permute", std::move(out), {a},
+                    [axes](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/da = g permuted back by the inverse permutation
+                      std::vector<std::size_t> inverse(axes.size());
+                      for (std::size_t d = 0; d < axes.size(); ++d) inverse[axes[d]] = d;
+                      return {permute(c.grad, inverse)};
+                    });
+}
+
+template <class T>
+Variable<T> transpose(const Variable<T>& a, long axis0, long axis1) {
+  if (a.dim() < 2) fail("transpose: needs at least 2 axes, shape is ", shape_str(a.shape()));
+  std::vector<std::size_t> axes(a.dim());
+  std::iota(axes.begin(), axes.end(), 0);
+  std::swap(axes[normalize_axis(axis0, a.shape(), "transpose")],
+            axes[normalize_axis(axis1, a.shape(), "transpose")]);
+  return permute(a, axes);
+}
+
+template <class T>
+Variable<T> slice(const Variable<T>& a, long axis, std::size_t start, std::size_t stop,
+                  std::size_t step) {
+  const std::size_t ax = normalize_axis(axis, a.shape(), "slice");
+  AxisView v(a.shape(), ax);
+  if (step == 0) fail("slice: step must be positive");
+  if (start > v.extent)
+    fail("slice: start ", start, " is beyond axis ", ax, " of shape ", shape_str(a.shape()));
+  stop = std::min(stop, v.extent);
+  const std::size_t len = slice_length(start, stop, step);
+  Shape shape = a.shape();
+  shape[ax] = len;
+  Array<T> out = Array<T>::from_shape(shape);
+  const T* pa = a.value().data();
+  T* po = out.data();
+  for (std::size_t o = 0; o < v.outer; ++o)
+    for (std::size_t j = 0; j < len; ++j)
+      std::copy_n(pa + (o * v.extent + start + j * step) * v.inner, v.inner,
+                  po + (o * len + j) * v.inner);
+  return make_op<T>("slice", std::move(out), {a},
+                    [ax, start, step](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/da = g placed back at the sliced positions, zero elsewhere
+                      return {unslice(c.grad, c.input(0).shape(), long(ax), start, step)};
+                    });
+}
+
+template <class T>
+Variable<T> unslice(const Variable<T>& a, const Shape& shape, long axis, std::size_t start,
+                    std::size_t step) {
+  const std::size_t ax = normalize_axis(axis, shape, "unslice");
+  check_same_but_axis(a.shape(), shape, ax, "unslice", "part", "target");
+  AxisView v(shape, ax);
+  const std::size_t len = a.shape()[ax];
+  if (step == 0 || (len > 0 && start + (len - 1) * step >= v.extent))
+    fail("unslice: ", len, " entries from ", start, " with step ", step, " do not fit axis ", ax,
+         " of shape ", shape_str(shape));
+  Array<T> out = xt::zeros<T>(shape);
+  const T* pa = a.value().data();
+  T* po = out.data();
+  for (std::size_t o = 0; o < v.outer; ++o)
+    for (std::size_t j = 0; j < len; ++j)
+      std::copy_n(pa + (o * len + j) * v.inner, v.inner,
+                  po + (o * v.extent + start + j * step) * v.inner);
+  return make_op<T>("unslice", std::move(out), {a},
+                    [ax, start, step, len](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/da = the slice of g at the placed positions
+                      return {slice(c.grad, long(ax), start, start + len * step, step)};
+                    });
+}
+
+namespace {
+
+void check_indices(const std::vector<std::size_t>& indices, std::size_t extent, std::size_t ax,
+                   const Shape& shape, const char* op) {
+  for (std::size_t j = 0; j < indices.size(); ++j)
+    if (indices[j] >= extent)
+      fail(op, ": index ", indices[j], " (position ", j, ") is out of range for axis ", ax,
+           " of shape ", shape_str(shape));
+}
+
+}  // namespace
+
+template <class T>
+Variable<T> index_select(const Variable<T>& a, long axis, const std::vector<std::size_t>& indices) {
+  const std::size_t ax = normalize_axis(axis, a.shape(), "index_select");
+  AxisView v(a.shape(), ax);
+  check_indices(indices, v.extent, ax, a.shape(), "index_select");
+  Shape shape = a.shape();
+  shape[ax] = indices.size();
+  Array<T> out = Array<T>::from_shape(shape);
+  const T* pa = a.value().data();
+  T* po = out.data();
+  const std::size_t len = indices.size();
+  for (std::size_t o = 0; o < v.outer; ++o)
+    for (std::size_t j = 0; j < len; ++j)
+      std::copy_n(pa + (o * v.extent + indices[j]) * v.inner, v.inner,
+                  po + (o * len + j) * v.inner);
+  return make_op<T>("index_select", std::move(out), {a},
+                    [ax, indices](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/da = g added back at the selected positions
+                      return {index_add(c.grad, c.input(0).shape(), long(ax), indices)};
+                    });
+}
+
+template <class T>
+Variable<T> index_add(const Variable<T>& a, const Shape& shape, long axis,
+                      const std::vector<std::size_t>& indices) {
+  const std::size_t ax = normalize_axis(axis, shape, "index_add");
+  check_same_but_axis(a.shape(), shape, ax, "index_add", "source", "target");
+  AxisView v(shape, ax);
+  if (a.shape()[ax] != indices.size())
+    fail("index_add: source ", shape_str(a.shape()), " has ", a.shape()[ax], " entries along axis ",
+         ax, " but ", indices.size(), " indices were given");
+  check_indices(indices, v.extent, ax, shape, "index_add");
+  Array<T> out = xt::zeros<T>(shape);
+  const T* pa = a.value().data();
+  T* po = out.data();
+  const std::size_t len = indices.size();
+  for (std::size_t o = 0; o < v.outer; ++o)
+    for (std::size_t j = 0; j < len; ++j) {
+      T* dst = po + (o * v.extent + indices[j]) * v.inner;
+      const T* src = pa + (o * len + j) * v.inner;
+      for (std::size_t i = 0; i < v.inner; ++i) dst[i] += src[i];
+    }
+  return make_op<T>("index_add", std::move(out), {a},
+                    [ax, indices](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/da = g read at the indices
+                      return {index_select(c.grad, long(ax), indices)};
+                    });
+}
+
+namespace {
+
+/// Walks gather/scatter positions: f(index position, flat offset in the (outer, extent, inner)
+/// target, flat offset in the index array). Throws for an index out of range.
+template <class F>
+void for_each_gathered(const Index& index, std::size_t ax, const Shape& target, const char* op,
+                       F&& f) {
+  AxisView vt(target, ax);
+  Shape is(index.shape().begin(), index.shape().end());
+  AxisView vi(is, ax);
+  const std::size_t* pi = index.data();
+  for (std::size_t o = 0; o < vi.outer; ++o)
+    for (std::size_t j = 0; j < vi.extent; ++j)
+      for (std::size_t i = 0; i < vi.inner; ++i) {
+        const std::size_t at = (o * vi.extent + j) * vi.inner + i;
+        if (pi[at] >= vt.extent)
+          fail(op, ": index ", pi[at], " at flat position ", at, " of the index ", shape_str(is),
+               " is out of range for axis ", ax, " of shape ", shape_str(target));
+        f((o * vt.extent + pi[at]) * vt.inner + i, at);
+      }
+}
+
+}  // namespace
+
+template <class T>
+Variable<T> gather(const Variable<T>& a, long axis, const Index& index) {
+  const std::size_t ax = normalize_axis(axis, a.shape(), "gather");
+  Shape is(index.shape().begin(), index.shape().end());
+  check_same_but_axis(is, a.shape(), ax, "gather", "index", "input");
+  Array<T> out = Array<T>::from_shape(is);
+  const T* pa = a.value().data();
+  T* po = out.data();
+  for_each_gathered(index, ax, a.shape(), "gather",
+                    [&](std::size_t src, std::size_t at) { po[at] = pa[src]; });
+  return make_op<T>("gather", std::move(out), {a},
+                    [ax, index](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/da = g scattered (added) back to the gathered positions
+                      return {scatter_add(c.grad, c.input(0).shape(), long(ax), index)};
+                    });
+}
+
+template <class T>
+Variable<T> scatter_add(const Variable<T>& a, const Shape& shape, long axis, const Index& index) {
+  const std::size_t ax = normalize_axis(axis, shape, "scatter_add");
+  Shape is(index.shape().begin(), index.shape().end());
+  if (is != a.shape())
+    fail("scatter_add: index ", shape_str(is), " and source ", shape_str(a.shape()),
+         " must have the same shape");
+  check_same_but_axis(is, shape, ax, "scatter_add", "index", "target");
+  Array<T> out = xt::zeros<T>(shape);
+  const T* pa = a.value().data();
+  T* po = out.data();
+  for_each_gathered(index, ax, shape, "scatter_add",
+                    [&](std::size_t dst, std::size_t at) { po[dst] += pa[at]; });
+  return make_op<T>("scatter_add", std::move(out), {a},
+                    [ax, index](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/da = g gathered at the scattered positions
+                      return {gather(c.grad, long(ax), index)};
+                    });
+}
+
+template <class T>
+Variable<T> concatenate(const std::vector<Variable<T>>& parts, long axis) {
+  if (parts.empty()) fail("concatenate: needs at least one tensor");
+  const Shape& first = parts[0].shape();
+  const std::size_t ax = normalize_axis(axis, first, "concatenate");
+  Shape shape = first;
+  shape[ax] = 0;
+  for (std::size_t p = 0; p < parts.size(); ++p) {
+    check_same_but_axis(parts[p].shape(), first, ax, "concatenate", "a part", "the first part");
+    shape[ax] += parts[p].shape()[ax];
+  }
+  AxisView v(shape, ax);
+  Array<T> out = Array<T>::from_shape(shape);
+  T* po = out.data();
+  std::size_t offset = 0;
+  for (const auto& part : parts) {
+    const std::size_t chunk = part.shape()[ax] * v.inner;
+    const T* pp = part.value().data();
+    for (std::size_t o = 0; o < v.outer; ++o)
+      std::copy_n(pp + o * chunk, chunk, po + o * v.extent * v.inner + offset * v.inner);
+    offset += part.shape()[ax];
+  }
+  return make_op<T>("concatenate", std::move(out), parts,
+                    [ax](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/d(part i) = the slice of g where part i was placed
+                      Grads<T> grads(c.inputs.size());
+                      std::size_t offset = 0;
+                      for (std::size_t i = 0; i < c.inputs.size(); ++i) {
+                        const std::size_t len = c.input(i).shape()[ax];
+                        if (c.needs(i)) grads[i] = slice(c.grad, long(ax), offset, offset + len);
+                        offset += len;
+                      }
+                      return grads;
+                    });
+}
+
+template <class T>
+Variable<T> stack(const std::vector<Variable<T>>& parts, long axis) {
+  if (parts.empty()) fail("stack: needs at least one tensor");
+  const Shape& first = parts[0].shape();
+  Shape extended = first;
+  extended.push_back(1);
+  const std::size_t ax = normalize_axis(axis, extended, "stack");
+  Shape shape;
+  for (std::size_t d = 0; d <= first.size(); ++d) {
+    if (d == ax) shape.push_back(1);
+    if (d < first.size()) shape.push_back(first[d]);
+  }
+  std::vector<Variable<T>> expanded;
+  for (std::size_t p = 0; p < parts.size(); ++p) {
+    if (parts[p].shape() != first)
+      fail("stack: part ", p, " has shape ", shape_str(parts[p].shape()), " but part 0 has ",
+           shape_str(first));
+    expanded.push_back(reshape(parts[p], shape));
+  }
+  return concatenate(expanded, long(ax));
+}
+
+template <class T>
+Variable<T> broadcast_to(const Variable<T>& a, const Shape& shape) {
+  if (a.shape() == shape) return a;
+  return make_op<T>("broadcast_to", kernels::broadcast_to(a.value(), shape), {a},
+                    [](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/da = g summed over the broadcast axes
+                      return {sum_to(c.grad, c.input(0).shape())};
+                    });
+}
+
+template <class T>
+Variable<T> sum_to(const Variable<T>& a, const Shape& shape) {
+  if (a.shape() == shape) return a;
+  return make_op<T>("sum_to", kernels::sum_to(a.value(), shape), {a},
+                    [](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/da = g repeated along the summed axes
+                      return {broadcast_to(c.grad, c.input(0).shape())};
+                    });
+}
+
+#define AD_INSTANTIATE(T)                                                                         \
+  template Variable<T> reshape(const Variable<T>&, const Shape&);                                 \
+  template Variable<T> flatten(const Variable<T>&, long, long);                                   \
+  template Variable<T> permute(const Variable<T>&, const std::vector<std::size_t>&);              \
+  template Variable<T> transpose(const Variable<T>&, long, long);                                 \
+  template Variable<T> slice(const Variable<T>&, long, std::size_t, std::size_t, std::size_t);    \
+  template Variable<T> unslice(const Variable<T>&, const Shape&, long, std::size_t, std::size_t); \
+  template Variable<T> index_select(const Variable<T>&, long, const std::vector<std::size_t>&);   \
+  template Variable<T> index_add(const Variable<T>&, const Shape&, long,                          \
+                                 const std::vector<std::size_t>&);                                \
+  template Variable<T> gather(const Variable<T>&, long, const Index&);                            \
+  template Variable<T> scatter_add(const Variable<T>&, const Shape&, long, const Index&);         \
+  template Variable<T> concatenate(const std::vector<Variable<T>>&, long);                        \
+  template Variable<T> stack(const std::vector<Variable<T>>&, long);                              \
+  template Variable<T> broadcast_to(const Variable<T>&, const Shape&);                            \
+  template Variable<T> sum_to(const Variable<T>&, const Shape&);
+
+AD_INSTANTIATE(float)
+AD_INSTANTIATE(double)
+#undef AD_INSTANTIATE
+
+}  // namespace ad

@@ -1,0 +1,365 @@
+// Variable<T>: an xtensor array with its place on the tape, and the machinery that records ops.
+//
+// A Variable is a cheap handle (a shared pointer) to its data: the value, whether it requires
+// grad, its accumulated gradient, and the node of the op that made it. A node holds the op's
+// inputs and its backward rule. Nodes carry a sequence number in the order they were made, which
+// is a topological order: backward (engine.cpp) walks the reachable nodes from the highest number
+// down, iteratively.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <iosfwd>
+#include <memory>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <xtensor/xarray.hpp>
+
+#include "autodiff/error.hpp"
+
+namespace ad {
+
+/// The array type under every Variable: dynamic rank, row-major. It allocates with plain
+/// std::allocator: xsimd's 64-byte aligned allocator goes through posix_memalign, which made
+/// glibc's malloc the largest cost of a small op (xsimd then uses unaligned loads, at no
+/// measurable cost here).
+template <class T>
+using Array = xt::xarray<T, xt::layout_type::row_major, std::allocator<T>>;
+
+template <class T>
+class Variable;
+template <class T>
+struct Node;
+
+/// One gradient per input of an op; an undefined Variable means "no gradient" (zero).
+template <class T>
+using Grads = std::vector<Variable<T>>;
+
+/// Options of backward() and grad().
+struct BackwardOptions {
+  /// Keep the graph so that another backward can run through it. Implied by create_graph.
+  bool retain_graph = false;
+  /// Record the backward pass itself, so that the gradients can be differentiated again.
+  bool create_graph = false;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Modes (per thread, restored by RAII guards)
+
+namespace detail {
+inline thread_local bool grad_enabled = true;
+inline thread_local bool anomaly_enabled = false;
+}  // namespace detail
+
+/// True unless inside a NoGradGuard (or a backward pass without create_graph).
+inline bool is_grad_enabled() {
+  return detail::grad_enabled;
+}
+
+/// Sets whether ops are recorded for the lifetime of the guard, then restores the previous mode.
+class GradModeGuard {
+ public:
+  explicit GradModeGuard(bool enabled) : previous_(detail::grad_enabled) {
+    detail::grad_enabled = enabled;
+  }
+  ~GradModeGuard() { detail::grad_enabled = previous_; }
+  GradModeGuard(const GradModeGuard&) = delete;
+  GradModeGuard& operator=(const GradModeGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
+/// Inside this scope nothing is recorded and nothing is kept for backward.
+class NoGradGuard : public GradModeGuard {
+ public:
+  NoGradGuard() : GradModeGuard(false) {}
+};
+
+/// Inside this scope the first op whose forward or backward produces NaN or Inf throws ad::Error
+/// naming the op and the shapes. It costs one pass over every result, so it is off by default.
+class AnomalyGuard {
+ public:
+  explicit AnomalyGuard(bool enabled = true) : previous_(detail::anomaly_enabled) {
+    detail::anomaly_enabled = enabled;
+  }
+  ~AnomalyGuard() { detail::anomaly_enabled = previous_; }
+  AnomalyGuard(const AnomalyGuard&) = delete;
+  AnomalyGuard& operator=(const AnomalyGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
+inline bool is_anomaly_enabled() {
+  return detail::anomaly_enabled;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Variable
+
+template <class T>
+struct VariableImpl;
+
+/// A tensor that can take part in reverse-mode differentiation. T is float (training) or double
+/// (gradient checking). Copies share the same data; use detach() for an independent copy.
+template <class T>
+class Variable {
+  static_assert(std::is_floating_point_v<T>, "Variable<T> needs a floating-point T");
+
+ public:
+  using value_type = T;
+
+  /// An undefined Variable (no data); defined() is false.
+  Variable() = default;
+
+  /// A leaf holding `value` (moved in when passed as an rvalue: no second copy).
+  explicit Variable(Array<T> value, bool requires_grad = false);
+
+  bool defined() const { return impl_ != nullptr; }
+
+  const Array<T>& value() const { return impl().value; }
+  /// Writable access to a leaf's value, for in-place updates (optimizers, gradient probes).
+  /// Throws for a non-leaf, whose value the graph may need for backward.
+  Array<T>& mutable_value();
+
+  const Shape& shape() const { return impl().value.shape(); }
+  std::size_t dim() const { return impl().value.dimension(); }
+  std::size_t size() const { return impl().value.size(); }
+  /// The single element of a 0-d (or one-element) Variable.
+  T item() const;
+
+  bool requires_grad() const { return impl().requires_grad; }
+  /// Marks a leaf as requiring grad (or not). Throws for a non-leaf.
+  Variable& set_requires_grad(bool requires_grad = true);
+  /// True when no recorded op made this Variable (a leaf: data or parameter).
+  bool is_leaf() const { return impl().node == nullptr; }
+  /// Name of the op that made it ("leaf" for leaves).
+  const char* op_name() const;
+
+  /// The accumulated gradient (undefined until a backward reaches this leaf).
+  const Variable& grad() const { return impl().grad; }
+  bool has_grad() const { return impl().grad.defined(); }
+  /// Forgets the accumulated gradient.
+  void zero_grad() { impl().grad = Variable(); }
+  /// Asks backward() to store the gradient of this non-leaf too.
+  void retain_grad() { impl().retains_grad = true; }
+
+  /// Backpropagates from this Variable: seeds a scalar with 1, accumulates into the .grad of the
+  /// leaves that require grad, then frees the graph unless options.retain_graph.
+  void backward(const BackwardOptions& options = {}) const;
+  /// Backpropagates with an explicit seed gradient of this Variable's shape.
+  void backward(const Variable& seed, const BackwardOptions& options = {}) const;
+
+  /// A new leaf with a copy of the value, cut from the graph.
+  Variable detach() const { return Variable(impl().value, false); }
+
+  /// True when both handles refer to the same data.
+  bool same(const Variable& other) const { return impl_ == other.impl_; }
+
+  // Internals used by the tape (make_op, the engine).
+  VariableImpl<T>& impl() const;
+  const std::shared_ptr<VariableImpl<T>>& impl_ptr() const { return impl_; }
+  explicit Variable(std::shared_ptr<VariableImpl<T>> impl) : impl_(std::move(impl)) {}
+
+ private:
+  std::shared_ptr<VariableImpl<T>> impl_;
+};
+
+template <class T>
+struct VariableImpl {
+  Array<T> value;
+  Variable<T> grad;               // accumulated gradient
+  std::shared_ptr<Node<T>> node;  // the op that made it; null for a leaf
+  bool requires_grad = false;
+  bool retains_grad = false;
+};
+
+/// A leaf that requires grad (a parameter or an input to differentiate with respect to).
+template <class T>
+Variable<T> param(Array<T> value) {
+  return Variable<T>(std::move(value), true);
+}
+
+/// A 0-d constant.
+template <class T>
+Variable<T> scalar(T value) {
+  return Variable<T>(Array<T>(value));
+}
+
+/// What a backward rule sees: the gradient of the op's output, the output, and the inputs.
+/// Under create_graph these are recorded Variables, so rules written with Variable ops are
+/// differentiable again.
+template <class T>
+struct BackwardContext {
+  const Variable<T>& grad;
+  const Variable<T>& output;
+  const std::vector<Variable<T>>& inputs;
+
+  const Variable<T>& input(std::size_t i) const { return inputs[i]; }
+  /// Whether input i needs a gradient; rules skip expensive work for inputs that do not.
+  bool needs(std::size_t i) const { return inputs[i].requires_grad(); }
+};
+
+template <class T>
+using BackwardFn = std::function<Grads<T>(const BackwardContext<T>&)>;
+
+/// A recorded op: its inputs and its backward rule. It does not hold its output (that would be a
+/// reference cycle); the engine passes the output in.
+template <class T>
+struct Node {
+  const char* op = "";
+  std::uint64_t seq = 0;
+  std::vector<Variable<T>> inputs;
+  BackwardFn<T> backward;
+  bool released = false;
+  // Scratch of the backward pass in progress.
+  std::uint64_t pass = 0;
+  Variable<T> pending;  // gradient of the output accumulated so far
+  bool pending_owned = false;
+
+  Node() = default;
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+  ~Node();
+
+  /// Drops the inputs and the rule once backward has run without retain_graph.
+  void release();
+};
+
+namespace detail {
+
+std::uint64_t next_seq();
+
+/// Throws when anomaly mode is on and `value` holds NaN or Inf.
+template <class T>
+void check_finite(const Array<T>& value, const char* op, const char* phase,
+                  const std::vector<Variable<T>>& inputs);
+
+template <class T>
+Variable<T> record(const char* op, Array<T>&& value, std::vector<Variable<T>>&& inputs,
+                   BackwardFn<T>&& backward);
+
+template <class T>
+bool any_requires_grad(std::initializer_list<Variable<T>> inputs) {
+  for (const auto& v : inputs)
+    if (v.requires_grad()) return true;
+  return false;
+}
+
+}  // namespace detail
+
+/// Records an op: `value` is its forward result, `inputs` its Variable inputs, and `backward`
+/// maps a BackwardContext to one gradient per input (each of that input's shape; undefined for
+/// "none"). Nothing is recorded when grad mode is off or no input requires grad. This is also the
+/// way to write a custom op: see README.md ("Custom ops").
+template <class T, class F>
+Variable<T> make_op(const char* op, Array<T>&& value, std::initializer_list<Variable<T>> inputs,
+                    F&& backward) {
+  if (detail::anomaly_enabled) detail::check_finite(value, op, "forward", std::vector(inputs));
+  if (!detail::grad_enabled || !detail::any_requires_grad(inputs))
+    return Variable<T>(std::move(value));
+  return detail::record<T>(op, std::move(value), std::vector<Variable<T>>(inputs),
+                           BackwardFn<T>(std::forward<F>(backward)));
+}
+
+/// make_op for a list of inputs only known at run time (concatenate, custom ops).
+template <class T, class F>
+Variable<T> make_op(const char* op, Array<T>&& value, const std::vector<Variable<T>>& inputs,
+                    F&& backward) {
+  if (detail::anomaly_enabled) detail::check_finite(value, op, "forward", inputs);
+  bool any = false;
+  for (const auto& v : inputs) any = any || v.requires_grad();
+  if (!detail::grad_enabled || !any) return Variable<T>(std::move(value));
+  return detail::record<T>(op, std::move(value), std::vector<Variable<T>>(inputs),
+                           BackwardFn<T>(std::forward<F>(backward)));
+}
+
+/// Gradients of `output` with respect to `inputs`, without touching any leaf's .grad. An input
+/// that `output` does not depend on gets zeros. `seed` is the gradient of `output` (default: 1
+/// for a scalar output; required otherwise).
+template <class T>
+std::vector<Variable<T>> grad(const Variable<T>& output, const std::vector<Variable<T>>& inputs,
+                              const Variable<T>& seed, const BackwardOptions& options = {});
+template <class T>
+std::vector<Variable<T>> grad(const Variable<T>& output, const std::vector<Variable<T>>& inputs,
+                              const BackwardOptions& options = {}) {
+  return grad(output, inputs, Variable<T>(), options);
+}
+
+/// Prints the value (and the op that made it).
+template <class T>
+std::ostream& operator<<(std::ostream& os, const Variable<T>& v);
+
+// ---------------------------------------------------------------------------------------------
+// Inline definitions
+
+template <class T>
+Variable<T>::Variable(Array<T> value, bool requires_grad)
+    : impl_(std::make_shared<VariableImpl<T>>()) {
+  impl_->value = std::move(value);
+  impl_->requires_grad = requires_grad;
+}
+
+template <class T>
+VariableImpl<T>& Variable<T>::impl() const {
+  if (!impl_) throw Error("Variable: use of an undefined Variable (default-constructed or empty)");
+  return *impl_;
+}
+
+template <class T>
+Array<T>& Variable<T>::mutable_value() {
+  if (!is_leaf())
+    fail("Variable::mutable_value: '", op_name(),
+         "' output is not a leaf; its value may be needed by backward");
+  return impl().value;
+}
+
+template <class T>
+T Variable<T>::item() const {
+  if (size() != 1) fail("Variable::item: needs exactly one element, shape is ", shape_str(shape()));
+  return *impl().value.data();
+}
+
+template <class T>
+Variable<T>& Variable<T>::set_requires_grad(bool requires_grad) {
+  if (!is_leaf())
+    fail("Variable::set_requires_grad: '", op_name(), "' output is not a leaf; detach() it first");
+  impl().requires_grad = requires_grad;
+  return *this;
+}
+
+template <class T>
+const char* Variable<T>::op_name() const {
+  return impl().node ? impl().node->op : "leaf";
+}
+
+template <class T>
+Node<T>::~Node() {
+  // Tear long chains down iteratively: a recursive chain of destructors would overflow the stack
+  // for a graph of a million ops. Inputs whose only owner is this chain are unhooked one by one.
+  std::vector<Variable<T>> stack = std::move(inputs);
+  while (!stack.empty()) {
+    Variable<T> v = std::move(stack.back());
+    stack.pop_back();
+    const auto& p = v.impl_ptr();
+    if (p && p.use_count() == 1 && p->node && p->node.use_count() == 1) {
+      for (auto& in : p->node->inputs) stack.push_back(std::move(in));
+      p->node->inputs.clear();
+    }
+  }
+}
+
+template <class T>
+void Node<T>::release() {
+  inputs.clear();
+  backward = nullptr;
+  pending = Variable<T>();
+  released = true;
+}
+
+}  // namespace ad

@@ -1,0 +1,128 @@
+// Elementwise math and activations: gradchecks (second order where smooth), values, edge cases.
+#include <boost/test/unit_test.hpp>
+
+#include <cmath>
+
+#include "helpers.hpp"
+
+namespace tt = boost::test_tools;
+using ad::Array;
+using ad::test::away_from_zero;
+using ad::test::leaf;
+using ad::test::uniform;
+using ad::testing::passed;
+using V = ad::Variable<double>;
+
+namespace {
+
+/// Checks f on a (3,4) tensor and on a 0-d tensor with values from `make`.
+template <class F, class Make>
+void check_unary(F f, Make make, bool second_order) {
+  ad::GradcheckOptions o;
+  o.second_order = second_order;
+  BOOST_TEST(passed(ad::gradcheck(f, {leaf(make(ad::Shape{3, 4}))}, o)));
+  BOOST_TEST(passed(ad::gradcheck(f, {leaf(make(ad::Shape{}))}, o)));
+}
+
+auto any_value = [](const ad::Shape& s) { return uniform(s, -2.0, 2.0, 11); };
+auto positive = [](const ad::Shape& s) { return uniform(s, 0.2, 3.0, 12); };
+auto off_kink = [](const ad::Shape& s) { return away_from_zero(s, 0.1, 2.0, 13); };
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(elementwise)
+
+BOOST_AUTO_TEST_CASE(exp) {
+  check_unary([](const auto& a) { return ad::exp(a); }, any_value, true);
+}
+BOOST_AUTO_TEST_CASE(log) {
+  check_unary([](const auto& a) { return ad::log(a); }, positive, true);
+}
+BOOST_AUTO_TEST_CASE(sqrt) {
+  check_unary([](const auto& a) { return ad::sqrt(a); }, positive, true);
+}
+BOOST_AUTO_TEST_CASE(tanh) {
+  check_unary([](const auto& a) { return ad::tanh(a); }, any_value, true);
+}
+BOOST_AUTO_TEST_CASE(sigmoid) {
+  check_unary([](const auto& a) { return ad::sigmoid(a); }, any_value, true);
+}
+BOOST_AUTO_TEST_CASE(softplus) {
+  check_unary([](const auto& a) { return ad::softplus(a); }, any_value, true);
+}
+BOOST_AUTO_TEST_CASE(square) {
+  check_unary([](const auto& a) { return ad::square(a); }, any_value, true);
+}
+
+// Piecewise-linear ops: first order away from their kinks; the second derivative is zero there,
+// which the second-order check confirms.
+BOOST_AUTO_TEST_CASE(abs) {
+  check_unary([](const auto& a) { return ad::abs(a); }, off_kink, true);
+}
+BOOST_AUTO_TEST_CASE(relu) {
+  check_unary([](const auto& a) { return ad::relu(a); }, off_kink, true);
+}
+BOOST_AUTO_TEST_CASE(leaky_relu) {
+  check_unary([](const auto& a) { return ad::leaky_relu(a, 0.1); }, off_kink, true);
+}
+BOOST_AUTO_TEST_CASE(clamp) {
+  // Values kept away from the bounds -0.5 and 0.5.
+  auto make = [](const ad::Shape& s) {
+    Array<double> a = away_from_zero(s, 0.1, 2.0, 14);
+    for (auto& x : a)
+      if (std::abs(std::abs(x) - 0.5) < 0.1) x *= 1.5;
+    return a;
+  };
+  check_unary([](const auto& a) { return ad::clamp(a, -0.5, 0.5); }, make, true);
+  BOOST_CHECK_THROW(ad::clamp(V(Array<double>{1.0}), 1.0, 0.0), ad::Error);
+}
+
+BOOST_AUTO_TEST_CASE(composite_of_many) {
+  auto f = [](const auto& a) {
+    return ad::softplus(ad::tanh(a) * ad::sigmoid(a)) +
+           ad::exp(-ad::square(a)) / ad::sqrt(a * a + 1.0);
+  };
+  BOOST_TEST(passed(ad::gradcheck(f, {leaf(uniform({5}, -2, 2))}, ad::test::second_order())));
+}
+
+BOOST_AUTO_TEST_CASE(values_and_stability) {
+  V a(Array<double>{-1000.0, -1.0, 0.0, 1.0, 1000.0});
+  Array<double> s = ad::sigmoid(a).value();
+  BOOST_TEST(s(0) == 0.0);
+  BOOST_TEST(s(2) == 0.5);
+  BOOST_TEST(s(4) == 1.0);
+  Array<double> sp = ad::softplus(a).value();
+  BOOST_TEST(sp(4) == 1000.0);  // log(1 + e^1000) without overflow
+  BOOST_TEST(sp(0) == 0.0);
+  BOOST_TEST(sp(3) == std::log1p(std::exp(1.0)), tt::tolerance(1e-14));
+  BOOST_TEST(ad::relu(a).value()(1) == 0.0);
+  BOOST_TEST(ad::leaky_relu(a, 0.1).value()(1) == -0.1, tt::tolerance(1e-14));
+  BOOST_TEST(ad::clamp(a, -2, 3).value()(4) == 3.0);
+  BOOST_TEST(ad::abs(a).value()(1) == 1.0);
+}
+
+BOOST_AUTO_TEST_CASE(derivatives_at_kinks_follow_the_documented_choice) {
+  V a = leaf(Array<double>{0.0, 0.0});
+  ad::sum(ad::relu(a) + ad::abs(a)).backward();
+  BOOST_TEST(a.grad().value()(0) == 0.0);
+  V c = leaf(Array<double>{-1.0, 1.0});
+  ad::sum(ad::clamp(c, -1.0, 1.0)).backward();
+  BOOST_TEST(c.grad().value()(0) == 1.0);
+  BOOST_TEST(c.grad().value()(1) == 1.0);
+}
+
+BOOST_AUTO_TEST_CASE(float_values_match_double) {
+  Array<double> x = uniform({64}, -3, 3);
+  Array<float> xf(x);
+  auto check = [&](auto f) {
+    Array<double> d = f(V(x)).value();
+    Array<float> s = f(ad::Variable<float>(xf)).value();
+    for (std::size_t i = 0; i < d.size(); ++i) BOOST_TEST(s(i) == d(i), tt::tolerance(1e-5));
+  };
+  check([](const auto& v) { return ad::exp(v); });
+  check([](const auto& v) { return ad::tanh(v); });
+  check([](const auto& v) { return ad::sigmoid(v); });
+  check([](const auto& v) { return ad::softplus(v); });
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,110 @@
+// matmul (2-D, batched, transposed) and linear: gradchecks, values against a plain loop, errors.
+#include <boost/test/unit_test.hpp>
+
+#include "helpers.hpp"
+
+namespace tt = boost::test_tools;
+using ad::Array;
+using ad::Shape;
+using ad::test::leaf;
+using ad::test::uniform;
+using ad::testing::passed;
+using V = ad::Variable<double>;
+
+namespace {
+
+/// Reference product of the last two axes, with a 2-D operand shared across the batch.
+Array<double> reference(const Array<double>& a, const Array<double>& b, bool ta, bool tb) {
+  auto mat = [](const Array<double>& m, std::size_t batch, bool t, std::size_t i, std::size_t j) {
+    std::size_t r = t ? j : i, c = t ? i : j;
+    return m.dimension() == 3 ? m(batch, r, c) : m(r, c);
+  };
+  const auto& sa = a.shape();
+  const auto& sb = b.shape();
+  std::size_t n = ta ? sa.back() : sa[sa.size() - 2], k = ta ? sa[sa.size() - 2] : sa.back();
+  std::size_t m = tb ? sb[sb.size() - 2] : sb.back();
+  std::size_t batch = a.dimension() == 3 ? sa[0] : (b.dimension() == 3 ? sb[0] : 0);
+  Array<double> out = xt::zeros<double>(batch ? Shape{batch, n, m} : Shape{n, m});
+  for (std::size_t z = 0; z < std::max<std::size_t>(batch, 1); ++z)
+    for (std::size_t i = 0; i < n; ++i)
+      for (std::size_t j = 0; j < m; ++j) {
+        double s = 0;
+        for (std::size_t p = 0; p < k; ++p) s += mat(a, z, ta, i, p) * mat(b, z, tb, p, j);
+        (batch ? out(z, i, j) : out(i, j)) = s;
+      }
+  return out;
+}
+
+struct Case {
+  Shape a, b;
+  bool ta, tb;
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(linalg)
+
+BOOST_AUTO_TEST_CASE(matmul_all_layouts) {
+  const std::vector<Case> cases = {
+      {{2, 3}, {3, 4}, false, false},       {{3, 2}, {3, 4}, true, false},
+      {{2, 3}, {4, 3}, false, true},        {{3, 2}, {4, 3}, true, true},
+      {{5, 2, 3}, {5, 3, 4}, false, false}, {{5, 2, 3}, {3, 4}, false, false},
+      {{2, 3}, {5, 3, 4}, false, false},    {{5, 3, 2}, {4, 3}, true, true},
+      {{5, 3, 2}, {3, 4}, true, false},     {{2, 3}, {5, 4, 3}, false, true}};
+  for (const auto& c : cases) {
+    BOOST_TEST_CONTEXT("a " << ad::shape_str(c.a) << (c.ta ? "ᵀ" : "") << " b "
+                            << ad::shape_str(c.b) << (c.tb ? "ᵀ" : "")) {
+      V a = leaf(uniform(c.a, -1, 1, 1));
+      V b = leaf(uniform(c.b, -1, 1, 2));
+      Array<double> got = ad::matmul(a, b, c.ta, c.tb).value();
+      Array<double> want = reference(a.value(), b.value(), c.ta, c.tb);
+      BOOST_TEST(got.shape() == want.shape(), tt::per_element());
+      BOOST_TEST(xt::allclose(got, want));
+      auto f = [&c](const auto& a, const auto& b) { return ad::matmul(a, b, c.ta, c.tb); };
+      BOOST_TEST(passed(ad::gradcheck(f, {a, b}, ad::test::second_order())));
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(matmul_float) {
+  ad::Variable<float> a(uniform<float>({4, 5}), true), b(uniform<float>({5, 3}, -1, 1, 2), true);
+  Array<double> want = reference(Array<double>(a.value()), Array<double>(b.value()), false, false);
+  Array<float> got = ad::matmul(a, b).value();
+  for (std::size_t i = 0; i < got.size(); ++i)
+    BOOST_TEST(got.data()[i] == want.data()[i], tt::tolerance(1e-5));
+}
+
+BOOST_AUTO_TEST_CASE(matmul_errors_name_the_shapes) {
+  V a = leaf(uniform({3, 4})), b = leaf(uniform({5, 2}));
+  BOOST_CHECK_EXCEPTION(ad::matmul(a, b), ad::Error, [](const ad::Error& e) {
+    std::string m = e.what();
+    return m.find("matmul: inner dimensions differ") == 0 && m.find("(3,4)") != std::string::npos &&
+           m.find("(5,2)") != std::string::npos;
+  });
+  BOOST_CHECK_THROW(ad::matmul(leaf(uniform({3})), b), ad::Error);
+  BOOST_CHECK_THROW(ad::matmul(leaf(uniform({2, 3, 4})), leaf(uniform({3, 4, 2}))), ad::Error);
+}
+
+BOOST_AUTO_TEST_CASE(matmul_empty) {
+  V a(Array<double>(xt::zeros<double>({2, 0}))), b(Array<double>(xt::zeros<double>({0, 3})));
+  BOOST_TEST(ad::matmul(a, b).value() == Array<double>(xt::zeros<double>({2, 3})));
+}
+
+BOOST_AUTO_TEST_CASE(linear_layer) {
+  V x = leaf(uniform({4, 3}, -1, 1, 1));
+  V w = leaf(uniform({2, 3}, -1, 1, 2));
+  V b = leaf(uniform({2}, -1, 1, 3));
+  auto f = [](const auto& x, const auto& w, const auto& b) { return ad::linear(x, w, b); };
+  BOOST_TEST(passed(ad::gradcheck(f, {x, w, b}, ad::test::second_order())));
+  Array<double> want = reference(x.value(), w.value(), false, true) + b.value();
+  BOOST_TEST(xt::allclose(ad::linear(x, w, b).value(), want));
+  // Without bias, on a batch of sequences (3-D), and on one sample (1-D).
+  auto nb = [](const auto& x, const auto& w) { return ad::linear(x, w); };
+  BOOST_TEST(passed(ad::gradcheck(nb, {x, w}, ad::test::second_order())));
+  BOOST_TEST(passed(ad::gradcheck(f, {leaf(uniform({2, 4, 3})), w, b})));
+  BOOST_TEST(passed(ad::gradcheck(f, {leaf(uniform({3})), w, b})));
+  BOOST_CHECK_THROW(ad::linear(leaf(uniform({4, 2})), w, b), ad::Error);
+  BOOST_CHECK_THROW(ad::linear(x, w, leaf(uniform({3}))), ad::Error);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

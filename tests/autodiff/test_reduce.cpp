@@ -1,0 +1,110 @@
+// Reductions and the softmax family.
+#include <boost/test/unit_test.hpp>
+
+#include <cmath>
+
+#include <xtensor/xview.hpp>
+
+#include "helpers.hpp"
+
+namespace tt = boost::test_tools;
+using ad::Array;
+using ad::Shape;
+using ad::test::leaf;
+using ad::test::uniform;
+using ad::testing::passed;
+using V = ad::Variable<double>;
+
+BOOST_AUTO_TEST_SUITE(reduce)
+
+BOOST_AUTO_TEST_CASE(sum_and_mean_over_axes) {
+  V a = leaf(uniform({2, 3, 4}));
+  for (bool keep : {false, true}) {
+    for (std::vector<long> axes : std::vector<std::vector<long>>{{0}, {1}, {-1}, {0, 2}, {}}) {
+      BOOST_TEST_CONTEXT("axes size " << axes.size() << " keepdims " << keep) {
+        auto s = [&](const auto& a) { return ad::sum(a, axes, keep); };
+        auto m = [&](const auto& a) { return ad::mean(a, axes, keep); };
+        BOOST_TEST(passed(ad::gradcheck(s, {a}, ad::test::second_order())));
+        BOOST_TEST(passed(ad::gradcheck(m, {a})));
+      }
+    }
+  }
+  BOOST_TEST(ad::sum(a, {1}).shape() == Shape({2, 4}));
+  BOOST_TEST(ad::sum(a, {1}, true).shape() == Shape({2, 1, 4}));
+  BOOST_TEST(ad::sum(a).shape() == Shape{});
+  BOOST_TEST(ad::sum(a).item() == xt::sum(a.value())(), tt::tolerance(1e-12));
+  BOOST_TEST(ad::mean(a).item() == xt::mean(a.value())(), tt::tolerance(1e-12));
+  BOOST_TEST(ad::mean(a, {0, 2}).value()(1) == xt::mean(xt::view(a.value(), xt::all(), 1))(),
+             tt::tolerance(1e-12));
+  BOOST_TEST(
+      passed(ad::gradcheck([](const auto& a) { return ad::sum(a); }, {leaf(Array<double>(1.5))})));
+  BOOST_CHECK_EXCEPTION(ad::sum(a, {3}), ad::Error, [](const ad::Error& e) {
+    std::string m = e.what();
+    return m.find("sum: axis 3") == 0 && m.find("(2,3,4)") != std::string::npos;
+  });
+  BOOST_CHECK_THROW(ad::sum(a, {1, 1}), ad::Error);
+}
+
+BOOST_AUTO_TEST_CASE(max_and_min_away_from_ties) {
+  V a = leaf(uniform({3, 4}, -1, 1, 5));
+  for (bool keep : {false, true}) {
+    auto mx = [keep](const auto& a) { return ad::max(a, {1}, keep); };
+    auto mn = [keep](const auto& a) { return ad::min(a, {0}, keep); };
+    BOOST_TEST(passed(ad::gradcheck(mx, {a}, ad::test::second_order())));
+    BOOST_TEST(passed(ad::gradcheck(mn, {a}, ad::test::second_order())));
+  }
+  BOOST_TEST(passed(ad::gradcheck([](const auto& a) { return ad::max(a); }, {a})));
+  BOOST_TEST(ad::max(a).item() == xt::amax(a.value())());
+  BOOST_TEST(ad::min(a, {1}).value()(2) == xt::amin(xt::view(a.value(), 2))());
+}
+
+BOOST_AUTO_TEST_CASE(tied_maxima_share_the_gradient) {
+  V a = leaf(Array<double>{1.0, 3.0, 3.0, 2.0});
+  ad::max(a).backward();
+  BOOST_TEST(a.grad().value() == (Array<double>{0.0, 0.5, 0.5, 0.0}));
+  BOOST_CHECK_THROW(ad::max(V(Array<double>(xt::zeros<double>({0})))), ad::Error);
+}
+
+BOOST_AUTO_TEST_CASE(log_sum_exp_is_stable) {
+  V a = leaf(uniform({3, 4}, -2, 2));
+  for (std::vector<long> axes : std::vector<std::vector<long>>{{1}, {0}, {}}) {
+    auto f = [&axes](const auto& a) { return ad::log_sum_exp(a, axes); };
+    BOOST_TEST(passed(ad::gradcheck(f, {a}, ad::test::second_order())));
+  }
+  V big(Array<double>{1000.0, 1000.0});
+  BOOST_TEST(ad::log_sum_exp(big).item() == 1000.0 + std::log(2.0), tt::tolerance(1e-14));
+  V small(Array<double>{-1000.0, -1000.0});
+  BOOST_TEST(ad::log_sum_exp(small).item() == -1000.0 + std::log(2.0), tt::tolerance(1e-14));
+  BOOST_TEST(ad::log_sum_exp(a, {1}, true).shape() == Shape({3, 1}));
+}
+
+BOOST_AUTO_TEST_CASE(softmax_and_log_softmax) {
+  V a = leaf(uniform({3, 4}, -2, 2));
+  for (long axis : {0L, 1L, -1L}) {
+    auto ls = [axis](const auto& a) { return ad::log_softmax(a, axis); };
+    auto sm = [axis](const auto& a) { return ad::softmax(a, axis); };
+    BOOST_TEST(passed(ad::gradcheck(ls, {a}, ad::test::second_order())));
+    BOOST_TEST(passed(ad::gradcheck(sm, {a}, ad::test::second_order())));
+  }
+  BOOST_TEST(passed(ad::gradcheck([](const auto& a) { return ad::log_softmax(a, 1); },
+                                  {leaf(uniform({2, 3, 4}))})));
+  Array<double> p = ad::softmax(a).value();
+  for (std::size_t i = 0; i < 3; ++i)
+    BOOST_TEST(xt::sum(xt::view(p, i))() == 1.0, tt::tolerance(1e-12));
+  V big(Array<double>{{1000.0, 0.0}});
+  BOOST_TEST(ad::log_softmax(big).value()(0, 1) == -1000.0, tt::tolerance(1e-12));
+  BOOST_TEST(ad::softmax(big).value()(0, 0) == 1.0);
+  BOOST_CHECK_THROW(ad::log_softmax(a, 2), ad::Error);
+}
+
+BOOST_AUTO_TEST_CASE(cross_entropy_by_composition) {
+  // -mean(log_softmax(logits)[label]): the classic loss, built from primitives.
+  V logits = leaf(uniform({4, 5}, -2, 2));
+  ad::Index labels = ad::test::index_of({1, 4, 0, 1}, {4, 1});
+  auto f = [&labels](const auto& z) {
+    return -ad::mean(ad::gather(ad::log_softmax(z), 1, labels));
+  };
+  BOOST_TEST(passed(ad::gradcheck(f, {logits}, ad::test::second_order())));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
