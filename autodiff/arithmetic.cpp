@@ -50,12 +50,21 @@ Variable<T> mul(const Variable<T>& a, const Variable<T>& b) {
 
 template <class T>
 Variable<T> div(const Variable<T>& a, const Variable<T>& b) {
-  return make_op<T>("div", kernels::binary(a.value(), b.value(), std::divides<T>(), "div"), {a, b},
-                    [](const BackwardContext<T>& c) -> Grads<T> {
-                      // d/da = g/b, d/db = -g*a/b² = -g*out/b
-                      return {grad_for(c, 0, [&] { return c.grad / c.input(1); }),
-                              grad_for(c, 1, [&] { return -(c.grad * c.output) / c.input(1); })};
-                    });
+  return make_op<T>(
+      "div", kernels::binary(a.value(), b.value(), std::divides<T>(), "div"), {a, b},
+      [](const BackwardContext<T>& c) -> Grads<T> {
+        // d/da = g/b, d/db = -g*a/b² = -g*out/b
+        auto db = [&] {
+          if (is_grad_enabled() || c.grad.shape() != c.output.shape() ||
+              c.output.shape() != c.input(1).shape())
+            return -(c.grad * c.output) / c.input(1);
+          Array<T> gy =
+              kernels::binary(c.grad.value(), c.output.value(), std::multiplies<T>(), "div");
+          return Variable<T>(kernels::binary(
+              gy, c.input(1).value(), [](T a, T b) { return -a / b; }, "div"));
+        };
+        return {grad_for(c, 0, [&] { return c.grad / c.input(1); }), grad_for(c, 1, db)};
+      });
 }
 
 template <class T>
@@ -64,6 +73,19 @@ Variable<T> neg(const Variable<T>& a) {
                     [](const BackwardContext<T>& c) -> Grads<T> {
                       // d/da = -g
                       return {neg(c.grad)};
+                    });
+}
+
+template <class T>
+Variable<T> affine(const Variable<T>& a, double scale, double shift) {
+  const T s = static_cast<T>(scale), t = static_cast<T>(shift);
+  Array<T> out = shift == 0.0   ? kernels::unary(a.value(), [s](T x) { return x * s; })
+                 : scale == 1.0 ? kernels::unary(a.value(), [t](T x) { return x + t; })
+                                : kernels::unary(a.value(), [s, t](T x) { return x * s + t; });
+  return make_op<T>("affine", std::move(out), {a},
+                    [scale](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/da = g*scale
+                      return {scale == 1.0 ? c.grad : affine(c.grad, scale, 0.0)};
                     });
 }
 
@@ -88,6 +110,12 @@ Variable<T> pow(const Variable<T>& a, double p) {
   return make_op<T>("pow", std::move(out), {a}, [p](const BackwardContext<T>& c) -> Grads<T> {
     // d/da = g*p*a^(p-1)
     if (p == 1.0) return {c.grad};
+    if (!is_grad_enabled()) {
+      const T pt = static_cast<T>(p), q = static_cast<T>(p - 1.0);
+      return {Variable<T>(kernels::binary(
+          c.grad.value(), c.input(0).value(),
+          [pt, q](T g, T x) { return q == 1 ? 2 * g * x : g * pt * std::pow(x, q); }, "pow"))};
+    }
     if (p == 2.0) return {c.grad * c.input(0) * 2.0};
     return {c.grad * pow(c.input(0), p - 1.0) * p};
   });

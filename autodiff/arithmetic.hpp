@@ -26,6 +26,9 @@ Variable<T> div(const Variable<T>& a, const Variable<T>& b);
 /// -a.
 template <class T>
 Variable<T> neg(const Variable<T>& a);
+/// a * scale + shift with constant scale and shift: what arithmetic with a plain number becomes.
+template <class T>
+Variable<T> affine(const Variable<T>& a, double scale, double shift);
 /// a ** b elementwise; the gradient with respect to b needs a > 0.
 template <class T>
 Variable<T> pow(const Variable<T>& a, const Variable<T>& b);
@@ -69,27 +72,27 @@ Variable<T> operator-(const Variable<T>& a) {
 }
 template <class T, class S, if_scalar<S> = 0>
 Variable<T> operator+(const Variable<T>& a, S s) {
-  return add(a, scalar<T>(static_cast<T>(s)));
+  return affine(a, 1.0, static_cast<double>(s));
 }
 template <class T, class S, if_scalar<S> = 0>
 Variable<T> operator+(S s, const Variable<T>& a) {
-  return add(scalar<T>(static_cast<T>(s)), a);
+  return affine(a, 1.0, static_cast<double>(s));
 }
 template <class T, class S, if_scalar<S> = 0>
 Variable<T> operator-(const Variable<T>& a, S s) {
-  return sub(a, scalar<T>(static_cast<T>(s)));
+  return affine(a, 1.0, -static_cast<double>(s));
 }
 template <class T, class S, if_scalar<S> = 0>
 Variable<T> operator-(S s, const Variable<T>& a) {
-  return sub(scalar<T>(static_cast<T>(s)), a);
+  return affine(a, -1.0, static_cast<double>(s));
 }
 template <class T, class S, if_scalar<S> = 0>
 Variable<T> operator*(const Variable<T>& a, S s) {
-  return mul(a, scalar<T>(static_cast<T>(s)));
+  return affine(a, static_cast<double>(s), 0.0);
 }
 template <class T, class S, if_scalar<S> = 0>
 Variable<T> operator*(S s, const Variable<T>& a) {
-  return mul(scalar<T>(static_cast<T>(s)), a);
+  return affine(a, static_cast<double>(s), 0.0);
 }
 template <class T, class S, if_scalar<S> = 0>
 Variable<T> operator/(const Variable<T>& a, S s) {

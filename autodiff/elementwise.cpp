@@ -18,6 +18,15 @@ Variable<T> constant_map(const Variable<T>& a, F f) {
   return Variable<T>(kernels::unary(a.value(), f));
 }
 
+/// A backward rule's result in one pass over (g, x), for backward without create_graph, where
+/// the rule's Variable form would cost several ops. Rules keep both forms side by side: the fused
+/// one for speed, the Variable one (recorded under create_graph) for higher order; the gradcheck
+/// tests check the first at first order and the second at second order.
+template <class T, class F>
+Variable<T> fused(const Variable<T>& g, const Variable<T>& x, F f) {
+  return Variable<T>(kernels::binary(g.value(), x.value(), f, "backward"));
+}
+
 /// Evaluates an xtensor expression into a new array (vectorised by xsimd).
 template <class T, class E>
 Array<T> evaluate(E&& e) {
@@ -51,6 +60,8 @@ Variable<T> sqrt(const Variable<T>& a) {
   return make_op<T>("sqrt", evaluate<T>(xt::sqrt(a.value())), {a},
                     [](const BackwardContext<T>& c) -> Grads<T> {
                       // d/da = g/(2*sqrt(a)) = g/(2*out)
+                      if (!is_grad_enabled())
+                        return {fused(c.grad, c.output, [](T g, T y) { return g / (2 * y); })};
                       return {c.grad / (c.output * 2.0)};
                     });
 }
@@ -60,9 +71,10 @@ Variable<T> abs(const Variable<T>& a) {
   return make_op<T>("abs", kernels::unary(a.value(), [](T x) { return std::abs(x); }), {a},
                     [](const BackwardContext<T>& c) -> Grads<T> {
                       // d/da = g*sign(a)
-                      return {c.grad * constant_map(c.input(0), [](T x) {
-                                return static_cast<T>((x > 0) - (x < 0));
-                              })};
+                      auto sign = [](T x) { return static_cast<T>((x > 0) - (x < 0)); };
+                      if (!is_grad_enabled())
+                        return {fused(c.grad, c.input(0), [&](T g, T x) { return g * sign(x); })};
+                      return {c.grad * constant_map(c.input(0), sign)};
                     });
 }
 
@@ -71,54 +83,71 @@ Variable<T> tanh(const Variable<T>& a) {
   return make_op<T>("tanh", evaluate<T>(xt::tanh(a.value())), {a},
                     [](const BackwardContext<T>& c) -> Grads<T> {
                       // d/da = g*(1 - tanh(a)²) = g*(1 - out²)
+                      if (!is_grad_enabled())
+                        return {fused(c.grad, c.output, [](T g, T y) { return g * (1 - y * y); })};
                       return {c.grad * (1.0 - square(c.output))};
                     });
 }
 
+namespace {
+
+/// 1/(1+e^-x) for x >= 0 and e^x/(1+e^x) otherwise: no overflow either way.
+template <class T>
+T logistic(T x) {
+  if (x >= 0) return T(1) / (T(1) + std::exp(-x));
+  T e = std::exp(x);
+  return e / (T(1) + e);
+}
+
+}  // namespace
+
 template <class T>
 Variable<T> sigmoid(const Variable<T>& a) {
-  // 1/(1+e^-x) for x >= 0 and e^x/(1+e^x) otherwise: no overflow either way.
-  auto f = [](T x) {
-    if (x >= 0) return T(1) / (T(1) + std::exp(-x));
-    T e = std::exp(x);
-    return e / (T(1) + e);
-  };
-  return make_op<T>("sigmoid", kernels::unary(a.value(), f), {a},
+  return make_op<T>("sigmoid", kernels::unary(a.value(), logistic<T>), {a},
                     [](const BackwardContext<T>& c) -> Grads<T> {
                       // d/da = g*s*(1 - s), s = out
+                      if (!is_grad_enabled())
+                        return {fused(c.grad, c.output, [](T g, T s) { return g * s * (1 - s); })};
                       return {c.grad * c.output * (1.0 - c.output)};
                     });
 }
 
 template <class T>
 Variable<T> relu(const Variable<T>& a) {
-  return make_op<T>("relu", kernels::unary(a.value(), [](T x) { return x > 0 ? x : T(0); }), {a},
-                    [](const BackwardContext<T>& c) -> Grads<T> {
-                      // d/da = g*[a > 0]
-                      return {c.grad * constant_map(c.input(0), [](T x) { return T(x > 0); })};
-                    });
+  return make_op<T>(
+      "relu", kernels::unary(a.value(), [](T x) { return x > 0 ? x : T(0); }), {a},
+      [](const BackwardContext<T>& c) -> Grads<T> {
+        // d/da = g*[a > 0]
+        if (!is_grad_enabled())
+          return {fused(c.grad, c.input(0), [](T g, T x) { return x > 0 ? g : T(0); })};
+        return {c.grad * constant_map(c.input(0), [](T x) { return T(x > 0); })};
+      });
 }
 
 template <class T>
 Variable<T> leaky_relu(const Variable<T>& a, double slope) {
   const T s = static_cast<T>(slope);
-  return make_op<T>(
-      "leaky_relu", kernels::unary(a.value(), [s](T x) { return x > 0 ? x : s * x; }), {a},
-      [s](const BackwardContext<T>& c) -> Grads<T> {
-        // d/da = g*(a > 0 ? 1 : slope)
-        return {c.grad * constant_map(c.input(0), [s](T x) { return x > 0 ? T(1) : s; })};
-      });
+  return make_op<T>("leaky_relu", kernels::unary(a.value(), [s](T x) { return x > 0 ? x : s * x; }),
+                    {a}, [s](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/da = g*(a > 0 ? 1 : slope)
+                      auto step = [s](T x) { return x > 0 ? T(1) : s; };
+                      if (!is_grad_enabled())
+                        return {fused(c.grad, c.input(0), [&](T g, T x) { return g * step(x); })};
+                      return {c.grad * constant_map(c.input(0), step)};
+                    });
 }
 
 template <class T>
 Variable<T> softplus(const Variable<T>& a) {
   // log(1 + e^x) = max(x, 0) + log1p(e^-|x|)
   auto f = [](T x) { return std::max(x, T(0)) + std::log1p(std::exp(-std::abs(x))); };
-  return make_op<T>("softplus", kernels::unary(a.value(), f), {a},
-                    [](const BackwardContext<T>& c) -> Grads<T> {
-                      // d/da = g*sigmoid(a)
-                      return {c.grad * sigmoid(c.input(0))};
-                    });
+  return make_op<T>(
+      "softplus", kernels::unary(a.value(), f), {a}, [](const BackwardContext<T>& c) -> Grads<T> {
+        // d/da = g*sigmoid(a)
+        if (!is_grad_enabled())
+          return {fused(c.grad, c.input(0), [](T g, T x) { return g * logistic(x); })};
+        return {c.grad * sigmoid(c.input(0))};
+      });
 }
 
 template <class T>
@@ -126,12 +155,15 @@ Variable<T> clamp(const Variable<T>& a, double lo, double hi) {
   if (!(lo <= hi)) fail("clamp: lower bound ", lo, " is above upper bound ", hi);
   const T l = static_cast<T>(lo);
   const T h = static_cast<T>(hi);
-  return make_op<T>(
-      "clamp", kernels::unary(a.value(), [l, h](T x) { return x < l ? l : (x > h ? h : x); }), {a},
-      [l, h](const BackwardContext<T>& c) -> Grads<T> {
-        // d/da = g*[lo <= a <= hi]
-        return {c.grad * constant_map(c.input(0), [l, h](T x) { return T(x >= l && x <= h); })};
-      });
+  return make_op<T>("clamp",
+                    kernels::unary(a.value(), [l, h](T x) { return x < l ? l : (x > h ? h : x); }),
+                    {a}, [l, h](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/da = g*[lo <= a <= hi]
+                      auto inside = [l, h](T x) { return T(x >= l && x <= h); };
+                      if (!is_grad_enabled())
+                        return {fused(c.grad, c.input(0), [&](T g, T x) { return g * inside(x); })};
+                      return {c.grad * constant_map(c.input(0), inside)};
+                    });
 }
 
 template <class T>
