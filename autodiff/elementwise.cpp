@@ -167,6 +167,19 @@ Variable<T> clamp(const Variable<T>& a, double lo, double hi) {
 }
 
 template <class T>
+Variable<T> erf(const Variable<T>& a) {
+  return make_op<T>(
+      "erf", kernels::unary(a.value(), [](T x) { return std::erf(x); }), {a},
+      [](const BackwardContext<T>& c) -> Grads<T> {
+        // d/da = g*2/√π*exp(-a²)
+        const T k = static_cast<T>(1.1283791670955126);  // 2/√π
+        if (!is_grad_enabled())
+          return {fused(c.grad, c.input(0), [k](T g, T x) { return g * k * std::exp(-x * x); })};
+        return {c.grad * ad::exp(-square(c.input(0))) * double(k)};
+      });
+}
+
+template <class T>
 Variable<T> square(const Variable<T>& a) {
   return mul(a, a);
 }
@@ -182,6 +195,7 @@ Variable<T> square(const Variable<T>& a) {
   template Variable<T> leaky_relu(const Variable<T>&, double);    \
   template Variable<T> softplus(const Variable<T>&);              \
   template Variable<T> clamp(const Variable<T>&, double, double); \
+  template Variable<T> erf(const Variable<T>&);                   \
   template Variable<T> square(const Variable<T>&);
 
 AD_INSTANTIATE(float)

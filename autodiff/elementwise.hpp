@@ -36,6 +36,9 @@ Variable<T> softplus(const Variable<T>& a);
 /// min(max(a, lo), hi); the gradient is 1 on [lo, hi] and 0 outside.
 template <class T>
 Variable<T> clamp(const Variable<T>& a, double lo, double hi);
+/// The error function erf(a) = 2/√π ∫₀^a e^(-t²) dt (for the exact GELU).
+template <class T>
+Variable<T> erf(const Variable<T>& a);
 /// a * a (a composite of mul, for convenience).
 template <class T>
 Variable<T> square(const Variable<T>& a);

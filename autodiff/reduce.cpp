@@ -1,5 +1,6 @@
 #include "autodiff/reduce.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -122,18 +123,76 @@ Variable<T> softmax(const Variable<T>& a, long axis) {
   return exp(log_softmax(a, axis));
 }
 
-#define AD_INSTANTIATE(T)                                                               \
-  template Variable<T> sum(const Variable<T>&);                                         \
-  template Variable<T> sum(const Variable<T>&, const std::vector<long>&, bool);         \
-  template Variable<T> mean(const Variable<T>&);                                        \
-  template Variable<T> mean(const Variable<T>&, const std::vector<long>&, bool);        \
-  template Variable<T> max(const Variable<T>&);                                         \
-  template Variable<T> max(const Variable<T>&, const std::vector<long>&, bool);         \
-  template Variable<T> min(const Variable<T>&);                                         \
-  template Variable<T> min(const Variable<T>&, const std::vector<long>&, bool);         \
-  template Variable<T> log_sum_exp(const Variable<T>&, const std::vector<long>&, bool); \
-  template Variable<T> log_softmax(const Variable<T>&, long);                           \
-  template Variable<T> softmax(const Variable<T>&, long);
+template <class T>
+Variable<T> softmax_cross_entropy(const Variable<T>& logits, const std::vector<std::size_t>& labels,
+                                  double label_smoothing) {
+  const Shape& s = logits.shape();
+  if (s.size() != 2) fail("softmax_cross_entropy: logits must be (N, K), got ", shape_str(s));
+  if (labels.size() != s[0])
+    fail("softmax_cross_entropy: ", labels.size(), " labels for logits ", shape_str(s));
+  if (!(label_smoothing >= 0 && label_smoothing <= 1))
+    fail("softmax_cross_entropy: label smoothing ", label_smoothing, " is not in [0, 1]");
+  const std::size_t n = s[0], k = s[1];
+  for (std::size_t i = 0; i < n; ++i)
+    if (labels[i] >= k)
+      fail("softmax_cross_entropy: label ", labels[i], " of row ", i, " is out of range for ", k,
+           " classes (logits ", shape_str(s), ")");
+  const T on = static_cast<T>(1 - label_smoothing + label_smoothing / k);
+  const T off = static_cast<T>(label_smoothing / k);
+  // The target distribution t, a constant.
+  auto target = [=](std::size_t i, std::size_t j) { return j == labels[i] ? on : off; };
+  Array<T> loss = Array<T>::from_shape({n});
+  const T* z = logits.value().data();
+  for (std::size_t i = 0; i < n; ++i) {
+    const T* row = z + i * k;
+    T m = *std::max_element(row, row + k);
+    if (!std::isfinite(m)) m = 0;
+    T sum = 0, dot = 0;
+    for (std::size_t j = 0; j < k; ++j) {
+      sum += std::exp(row[j] - m);
+      dot += target(i, j) * row[j];
+    }
+    loss(i) = m + std::log(sum) - dot;
+  }
+  return make_op<T>(
+      "softmax_cross_entropy", std::move(loss), {logits},
+      [target, n, k](const BackwardContext<T>& c) -> Grads<T> {
+        // d/dz_ij = g_i * (softmax(z)_ij - t_ij)
+        const auto& z = c.input(0);
+        Array<T> t = Array<T>::from_shape({n, k});
+        for (std::size_t i = 0; i < n; ++i)
+          for (std::size_t j = 0; j < k; ++j) t(i, j) = target(i, j);
+        if (is_grad_enabled())
+          return {reshape(c.grad, Shape{n, 1}) * (softmax(z, 1) - Variable<T>(std::move(t)))};
+        const T* pz = z.value().data();
+        const T* g = c.grad.value().data();
+        for (std::size_t i = 0; i < n; ++i) {
+          const T* row = pz + i * k;
+          T* d = t.data() + i * k;
+          T m = *std::max_element(row, row + k);
+          if (!std::isfinite(m)) m = 0;
+          T sum = 0;
+          for (std::size_t j = 0; j < k; ++j) sum += std::exp(row[j] - m);
+          for (std::size_t j = 0; j < k; ++j) d[j] = g[i] * (std::exp(row[j] - m) / sum - d[j]);
+        }
+        return {Variable<T>(std::move(t))};
+      });
+}
+
+#define AD_INSTANTIATE(T)                                                                         \
+  template Variable<T> sum(const Variable<T>&);                                                   \
+  template Variable<T> sum(const Variable<T>&, const std::vector<long>&, bool);                   \
+  template Variable<T> mean(const Variable<T>&);                                                  \
+  template Variable<T> mean(const Variable<T>&, const std::vector<long>&, bool);                  \
+  template Variable<T> max(const Variable<T>&);                                                   \
+  template Variable<T> max(const Variable<T>&, const std::vector<long>&, bool);                   \
+  template Variable<T> min(const Variable<T>&);                                                   \
+  template Variable<T> min(const Variable<T>&, const std::vector<long>&, bool);                   \
+  template Variable<T> log_sum_exp(const Variable<T>&, const std::vector<long>&, bool);           \
+  template Variable<T> log_softmax(const Variable<T>&, long);                                     \
+  template Variable<T> softmax(const Variable<T>&, long);                                         \
+  template Variable<T> softmax_cross_entropy(const Variable<T>&, const std::vector<std::size_t>&, \
+                                             double);
 
 AD_INSTANTIATE(float)
 AD_INSTANTIATE(double)

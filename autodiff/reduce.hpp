@@ -41,5 +41,11 @@ Variable<T> log_softmax(const Variable<T>& a, long axis = -1);
 /// exp(log_softmax(a)) along `axis`.
 template <class T>
 Variable<T> softmax(const Variable<T>& a, long axis = -1);
+/// Per-sample cross-entropy of logits (N, K) against class labels (N), fused and stable:
+/// loss_i = lse(z_i) - Σ_k t_ik z_ik with t = (1 - ε)·onehot(label) + ε/K (ε: label smoothing).
+/// The gradient is softmax(z) - t. Labels out of [0, K) throw, naming the row.
+template <class T>
+Variable<T> softmax_cross_entropy(const Variable<T>& logits, const std::vector<std::size_t>& labels,
+                                  double label_smoothing = 0.0);
 
 }  // namespace ad

@@ -50,6 +50,9 @@ BOOST_AUTO_TEST_CASE(sigmoid) {
 BOOST_AUTO_TEST_CASE(softplus) {
   check_unary([](const auto& a) { return ad::softplus(a); }, any_value, true);
 }
+BOOST_AUTO_TEST_CASE(erf) {
+  check_unary([](const auto& a) { return ad::erf(a); }, any_value, true);
+}
 BOOST_AUTO_TEST_CASE(square) {
   check_unary([](const auto& a) { return ad::square(a); }, any_value, true);
 }

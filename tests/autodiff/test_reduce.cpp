@@ -107,4 +107,27 @@ BOOST_AUTO_TEST_CASE(cross_entropy_by_composition) {
   BOOST_TEST(passed(ad::gradcheck(f, {logits}, ad::test::second_order())));
 }
 
+BOOST_AUTO_TEST_CASE(fused_softmax_cross_entropy) {
+  V logits = leaf(uniform({4, 5}, -2, 2));
+  std::vector<std::size_t> labels{1, 4, 0, 1};
+  for (double eps : {0.0, 0.1}) {
+    auto f = [&labels, eps](const auto& z) { return ad::softmax_cross_entropy(z, labels, eps); };
+    BOOST_TEST(passed(ad::gradcheck(f, {logits}, ad::test::second_order())));
+  }
+  // Equal to the composite -log_softmax[label] without smoothing.
+  Array<double> fused = ad::softmax_cross_entropy(logits, labels).value();
+  Array<double> logp = ad::log_softmax(logits).value();
+  for (std::size_t i = 0; i < 4; ++i)
+    BOOST_TEST(fused(i) == -logp(i, labels[i]), tt::tolerance(1e-12));
+  // Stable for huge logits.
+  V big(Array<double>{{1000.0, -1000.0}});
+  BOOST_TEST(ad::softmax_cross_entropy(big, {1}).item() == 2000.0, tt::tolerance(1e-12));
+  BOOST_CHECK_EXCEPTION(ad::softmax_cross_entropy(logits, {1, 5, 0, 1}), ad::Error,
+                        [](const ad::Error& e) {
+                          std::string m = e.what();
+                          return m.find("label 5 of row 1") != std::string::npos;
+                        });
+  BOOST_CHECK_THROW(ad::softmax_cross_entropy(logits, {1, 2}), ad::Error);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

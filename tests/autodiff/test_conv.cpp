@@ -1,0 +1,137 @@
+// conv2d and its two adjoints, max and average pooling: values against loops, gradchecks.
+#include <boost/test/unit_test.hpp>
+
+#include "helpers.hpp"
+
+namespace tt = boost::test_tools;
+using ad::Array;
+using ad::Shape;
+using ad::test::leaf;
+using ad::test::uniform;
+using ad::testing::passed;
+using V = ad::Variable<double>;
+
+namespace {
+
+/// Direct-loop convolution, the reference.
+Array<double> reference_conv(const Array<double>& x, const Array<double>& w, std::size_t s,
+                             std::size_t p) {
+  const std::size_t n = x.shape()[0], c = x.shape()[1], h = x.shape()[2], wd = x.shape()[3];
+  const std::size_t o = w.shape()[0], k = w.shape()[2];
+  const std::size_t ho = (h + 2 * p - k) / s + 1, wo = (wd + 2 * p - k) / s + 1;
+  Array<double> y = xt::zeros<double>({n, o, ho, wo});
+  for (std::size_t b = 0; b < n; ++b)
+    for (std::size_t f = 0; f < o; ++f)
+      for (std::size_t i = 0; i < ho; ++i)
+        for (std::size_t j = 0; j < wo; ++j)
+          for (std::size_t ch = 0; ch < c; ++ch)
+            for (std::size_t di = 0; di < k; ++di)
+              for (std::size_t dj = 0; dj < k; ++dj) {
+                long r = long(i * s + di) - long(p), q = long(j * s + dj) - long(p);
+                if (r >= 0 && r < long(h) && q >= 0 && q < long(wd))
+                  y(b, f, i, j) += x(b, ch, r, q) * w(f, ch, di, dj);
+              }
+  return y;
+}
+
+struct ConvCase {
+  Shape x, w;
+  std::size_t stride, pad;
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(conv)
+
+BOOST_AUTO_TEST_CASE(conv2d_values_and_gradients) {
+  const std::vector<ConvCase> cases = {{{2, 1, 5, 5}, {3, 1, 3, 3}, 1, 0},
+                                       {{2, 2, 6, 5}, {3, 2, 3, 3}, 2, 1},
+                                       {{1, 3, 4, 4}, {2, 3, 1, 1}, 1, 0},
+                                       {{1, 2, 5, 5}, {2, 2, 2, 2}, 2, 1}};
+  for (const auto& cs : cases) {
+    BOOST_TEST_CONTEXT("x " << ad::shape_str(cs.x) << " w " << ad::shape_str(cs.w) << " stride "
+                            << cs.stride << " pad " << cs.pad) {
+      V x = leaf(uniform(cs.x, -1, 1, 1));
+      V w = leaf(uniform(cs.w, -1, 1, 2));
+      Array<double> want = reference_conv(x.value(), w.value(), cs.stride, cs.pad);
+      Array<double> got = ad::conv2d(x, w, cs.stride, cs.pad).value();
+      BOOST_TEST(got.shape() == want.shape(), tt::per_element());
+      BOOST_TEST(xt::allclose(got, want));
+      auto f = [&cs](const auto& x, const auto& w) { return ad::conv2d(x, w, cs.stride, cs.pad); };
+      BOOST_TEST(passed(ad::gradcheck(f, {x, w}, ad::test::second_order())));
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(conv2d_adjoints_are_differentiable) {
+  // Second order through the two adjoint ops themselves.
+  V g = leaf(uniform({2, 3, 3, 3}, -1, 1, 3));
+  V w = leaf(uniform({3, 2, 3, 3}, -1, 1, 4));
+  V x = leaf(uniform({2, 2, 6, 5}, -1, 1, 5));
+  auto in = [](const auto& g, const auto& w) {
+    return ad::conv2d_input_grad(g, w, {2, 2, 6, 5}, 2, 1);
+  };
+  auto wg = [](const auto& x, const auto& g) {
+    return ad::conv2d_weight_grad(x, g, {3, 2, 3, 3}, 2, 1);
+  };
+  BOOST_TEST(passed(ad::gradcheck(in, {g, w}, ad::test::second_order())));
+  BOOST_TEST(passed(ad::gradcheck(wg, {x, g}, ad::test::second_order())));
+}
+
+BOOST_AUTO_TEST_CASE(conv2d_with_bias_composite) {
+  V x = leaf(uniform({2, 2, 5, 5}, -1, 1, 6));
+  V w = leaf(uniform({4, 2, 3, 3}, -1, 1, 7));
+  V b = leaf(uniform({4, 1, 1}, -1, 1, 8));
+  auto f = [](const auto& x, const auto& w, const auto& b) {
+    return ad::relu(ad::conv2d(x, w, 1, 1) + b);
+  };
+  BOOST_TEST(passed(ad::gradcheck(f, {x, w, b})));
+}
+
+BOOST_AUTO_TEST_CASE(conv2d_errors) {
+  V x = leaf(uniform({2, 3, 5, 5}));
+  BOOST_CHECK_EXCEPTION(ad::conv2d(x, leaf(uniform({4, 2, 3, 3}))), ad::Error,
+                        [](const ad::Error& e) {
+                          std::string m = e.what();
+                          return m.find("conv2d") == 0 && m.find("3 channels") != std::string::npos;
+                        });
+  BOOST_CHECK_THROW(ad::conv2d(leaf(uniform({3, 5, 5})), leaf(uniform({4, 3, 3, 3}))), ad::Error);
+  BOOST_CHECK_THROW(ad::conv2d(x, leaf(uniform({4, 3, 7, 7}))), ad::Error);
+  BOOST_CHECK_THROW(ad::conv2d(x, leaf(uniform({4, 3, 3, 2}))), ad::Error);
+  BOOST_CHECK_THROW(ad::conv2d(x, leaf(uniform({4, 3, 3, 3})), 0), ad::Error);
+}
+
+BOOST_AUTO_TEST_CASE(max_pool_values_and_gradients) {
+  // Distinct values (a shuffled ramp) keep the windows away from ties.
+  Array<double> a = xt::arange<double>(2 * 2 * 6 * 6);
+  std::shuffle(a.begin(), a.end(), std::mt19937(3));
+  a.reshape({2, 2, 6, 6});
+  V x = leaf(a / 72.0);
+  V y = ad::max_pool2d(x, 2, 2);
+  BOOST_TEST(y.shape() == Shape({2, 2, 3, 3}));
+  BOOST_TEST(y.value()(1, 1, 2, 0) == std::max({x.value()(1, 1, 4, 0), x.value()(1, 1, 4, 1),
+                                                x.value()(1, 1, 5, 0), x.value()(1, 1, 5, 1)}));
+  for (auto [k, s, p] : std::vector<std::array<std::size_t, 3>>{{2, 2, 0}, {3, 2, 1}, {3, 1, 0}}) {
+    auto f = [k = k, s = s, p = p](const auto& x) { return ad::max_pool2d(x, k, s, p); };
+    BOOST_TEST(passed(ad::gradcheck(f, {x}, ad::test::second_order())));
+  }
+  BOOST_CHECK_THROW(ad::max_pool2d(x, 2, 2, 2), ad::Error);
+}
+
+BOOST_AUTO_TEST_CASE(avg_pool_values_and_gradients) {
+  V x = leaf(uniform({2, 2, 5, 5}));
+  V y = ad::avg_pool2d(x, 2, 2);
+  BOOST_TEST(y.shape() == Shape({2, 2, 2, 2}));
+  BOOST_TEST(y.value()(0, 1, 1, 0) == (x.value()(0, 1, 2, 0) + x.value()(0, 1, 2, 1) +
+                                       x.value()(0, 1, 3, 0) + x.value()(0, 1, 3, 1)) /
+                                          4,
+             tt::tolerance(1e-12));
+  for (auto [k, s, p] : std::vector<std::array<std::size_t, 3>>{{2, 2, 0}, {3, 2, 1}, {3, 1, 0}}) {
+    auto f = [k = k, s = s, p = p](const auto& x) { return ad::avg_pool2d(x, k, s, p); };
+    BOOST_TEST(passed(ad::gradcheck(f, {x}, ad::test::second_order())));
+  }
+  auto adj = [](const auto& g) { return ad::avg_pool2d_grad(g, {2, 2, 5, 5}, 3, 2, 1); };
+  BOOST_TEST(passed(ad::gradcheck(adj, {leaf(uniform({2, 2, 3, 3}))}, ad::test::second_order())));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
