@@ -9,7 +9,7 @@
 namespace ad {
 
 /// A boolean mask for where(); it broadcasts like the other operands.
-using Mask = xt::xarray<bool>;
+using Mask = Array<bool>;
 
 /// a + b.
 template <class T>

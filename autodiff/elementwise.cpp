@@ -2,8 +2,6 @@
 
 #include <cmath>
 
-#include <xtensor/xmath.hpp>
-
 #include "autodiff/kernels.hpp"
 #include "autodiff/ops.hpp"
 
@@ -27,19 +25,11 @@ Variable<T> fused(const Variable<T>& g, const Variable<T>& x, F f) {
   return Variable<T>(kernels::binary(g.value(), x.value(), f, "backward"));
 }
 
-/// Evaluates an xtensor expression into a new array (vectorised by xsimd).
-template <class T, class E>
-Array<T> evaluate(E&& e) {
-  Array<T> out;
-  out = std::forward<E>(e);
-  return out;
-}
-
 }  // namespace
 
 template <class T>
 Variable<T> exp(const Variable<T>& a) {
-  return make_op<T>("exp", evaluate<T>(xt::exp(a.value())), {a},
+  return make_op<T>("exp", kernels::simd_map(a.value(), [](auto x) { return xsimd::exp(x); }), {a},
                     [](const BackwardContext<T>& c) -> Grads<T> {
                       // d/da = g*exp(a) = g*out
                       return {c.grad * c.output};
@@ -48,7 +38,7 @@ Variable<T> exp(const Variable<T>& a) {
 
 template <class T>
 Variable<T> log(const Variable<T>& a) {
-  return make_op<T>("log", evaluate<T>(xt::log(a.value())), {a},
+  return make_op<T>("log", kernels::simd_map(a.value(), [](auto x) { return xsimd::log(x); }), {a},
                     [](const BackwardContext<T>& c) -> Grads<T> {
                       // d/da = g/a
                       return {c.grad / c.input(0)};
@@ -57,8 +47,8 @@ Variable<T> log(const Variable<T>& a) {
 
 template <class T>
 Variable<T> sqrt(const Variable<T>& a) {
-  return make_op<T>("sqrt", evaluate<T>(xt::sqrt(a.value())), {a},
-                    [](const BackwardContext<T>& c) -> Grads<T> {
+  return make_op<T>("sqrt", kernels::simd_map(a.value(), [](auto x) { return xsimd::sqrt(x); }),
+                    {a}, [](const BackwardContext<T>& c) -> Grads<T> {
                       // d/da = g/(2*sqrt(a)) = g/(2*out)
                       if (!is_grad_enabled())
                         return {fused(c.grad, c.output, [](T g, T y) { return g / (2 * y); })};
@@ -80,8 +70,8 @@ Variable<T> abs(const Variable<T>& a) {
 
 template <class T>
 Variable<T> tanh(const Variable<T>& a) {
-  return make_op<T>("tanh", evaluate<T>(xt::tanh(a.value())), {a},
-                    [](const BackwardContext<T>& c) -> Grads<T> {
+  return make_op<T>("tanh", kernels::simd_map(a.value(), [](auto x) { return xsimd::tanh(x); }),
+                    {a}, [](const BackwardContext<T>& c) -> Grads<T> {
                       // d/da = g*(1 - tanh(a)²) = g*(1 - out²)
                       if (!is_grad_enabled())
                         return {fused(c.grad, c.output, [](T g, T y) { return g * (1 - y * y); })};

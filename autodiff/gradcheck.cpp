@@ -126,7 +126,8 @@ void check_backward(const CheckedFunction& f, std::vector<V>& xs,
 }  // namespace
 
 GradcheckReport gradcheck_double(const CheckedFunction& f, const std::vector<V>& inputs,
-                                 const GradcheckOptions& o, bool promoted_from_float) {
+                                 const GradcheckOptions& o, bool promoted_from_float,
+                                 const std::vector<std::string>& names) {
   GradcheckReport report;
   report.options = o;
   report.promoted_from_float = promoted_from_float;
@@ -139,6 +140,7 @@ GradcheckReport gradcheck_double(const CheckedFunction& f, const std::vector<V>&
     xs.emplace_back(inputs[i].value(), inputs[i].requires_grad());
     InputCheck c;
     c.input = i;
+    if (i < names.size()) c.name = names[i];
     c.shape = inputs[i].shape();
     c.checked = inputs[i].requires_grad();
     report.inputs.push_back(c);
@@ -270,7 +272,7 @@ GradcheckReport gradcheck_double(const CheckedFunction& f, const std::vector<V>&
     GradcheckOptions o2 = o;
     o2.second_order = false;
     report.second_order =
-        std::make_shared<GradcheckReport>(gradcheck_double(gradient, inputs, o2, false));
+        std::make_shared<GradcheckReport>(gradcheck_double(gradient, inputs, o2, false, names));
     if (!report.second_order->passed) report.passed = false;
   }
   return report;
@@ -299,7 +301,8 @@ void print(std::ostream& os, const GradcheckReport& r, const std::string& indent
           "too noisy to be a reference\n";
   if (!r.mode.empty()) os << indent << "  mode: " << r.mode << "\n";
   for (const auto& c : r.inputs) {
-    os << indent << "  input " << c.input << " " << shape_str(c.shape) << ": ";
+    os << indent << "  input " << c.input << (c.name.empty() ? "" : " '" + c.name + "'") << " "
+       << shape_str(c.shape) << ": ";
     if (!c.checked) {
       os << "not checked (does not require grad)\n";
       continue;

@@ -40,6 +40,7 @@ struct GradcheckOptions {
 /// What gradcheck found for one input.
 struct InputCheck {
   std::size_t input = 0;
+  std::string name;  // when the caller named the inputs (e.g. a module's parameters)
   Shape shape;
   bool checked = false;  // false when the input does not require grad
   bool passed = true;
@@ -84,7 +85,8 @@ using CheckedFunction = std::function<Variable<double>(const std::vector<Variabl
 
 GradcheckReport gradcheck_double(const CheckedFunction& f,
                                  const std::vector<Variable<double>>& inputs,
-                                 const GradcheckOptions& options, bool promoted_from_float);
+                                 const GradcheckOptions& options, bool promoted_from_float,
+                                 const std::vector<std::string>& names = {});
 
 template <class F, class V, std::size_t... I>
 auto call_unpacked(F& f, const std::vector<V>& xs, std::index_sequence<I...>) {

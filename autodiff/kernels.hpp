@@ -5,8 +5,11 @@
 // through one strided loop that hands contiguous runs to a plain inner loop.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
+
+#include <xsimd/xsimd.hpp>
 
 #include "autodiff/variable.hpp"
 
@@ -125,6 +128,30 @@ Array<T> unary(const Array<T>& a, Op op) {
   const T* pa = a.data();
   T* po = out.data();
   for (std::size_t i = 0, n = a.size(); i < n; ++i) po[i] = op(pa[i]);
+  return out;
+}
+
+/// out = f(a) elementwise, with f taking and returning an xsimd batch (xsimd::exp, ...). Every
+/// element goes through the same SIMD code, the tail too (padded): xtensor's own assignment
+/// computes the elements before the first 64-byte boundary with the scalar function instead,
+/// so its results changed in the last bit with the address malloc returned, and training runs
+/// were not bit-reproducible.
+template <class T, class F>
+Array<T> simd_map(const Array<T>& a, F f) {
+  using B = xsimd::batch<T>;
+  constexpr std::size_t width = B::size;
+  Array<T> out = Array<T>::from_shape(a.shape());
+  const T* pa = a.data();
+  T* po = out.data();
+  const std::size_t n = a.size();
+  std::size_t i = 0;
+  for (; i + width <= n; i += width) f(B::load_unaligned(pa + i)).store_unaligned(po + i);
+  if (i < n) {
+    alignas(64) T buffer[width] = {};
+    std::copy(pa + i, pa + n, buffer);
+    f(B::load_aligned(buffer)).store_aligned(buffer);
+    std::copy(buffer, buffer + (n - i), po + i);
+  }
   return out;
 }
 

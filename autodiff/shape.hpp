@@ -9,7 +9,7 @@
 namespace ad {
 
 /// Integer indices for gather and scatter_add.
-using Index = xt::xarray<std::size_t>;
+using Index = Array<std::size_t>;
 
 /// The same elements in a new shape of the same size.
 template <class T>

@@ -1,0 +1,127 @@
+#include "nn/checkpoint.hpp"
+
+#include <functional>
+#include <set>
+
+#include "nn/npz.hpp"
+
+namespace ad::nn {
+
+namespace {
+
+/// The name of each optimizer parameter: its dotted name in the model when it belongs to it,
+/// else "param<i>".
+template <class T>
+std::vector<std::string> optimizer_names(const Module<T>& model, const Optimizer<T>& optimizer) {
+  std::map<const void*, std::string> by_impl;
+  for (const auto& [name, p] : model.named_parameters()) by_impl[p->impl_ptr().get()] = name;
+  std::vector<std::string> names;
+  const auto params = optimizer.parameters();
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    auto it = by_impl.find(params[i].impl_ptr().get());
+    names.push_back(it != by_impl.end() ? it->second : "param" + std::to_string(i));
+  }
+  return names;
+}
+
+}  // namespace
+
+template <class T>
+void save_checkpoint(const std::string& path, const Module<T>& model, const Optimizer<T>* optimizer,
+                     const Meta& meta) {
+  std::vector<std::pair<std::string, npz::Entry>> entries;
+  for (const auto& [name, p] : model.named_parameters())
+    entries.emplace_back(name, npz::from_array(p->value()));
+  for (const auto& [name, b] : model.named_buffers())
+    entries.emplace_back(name, npz::from_array(*b));
+  for (const auto& [name, s] : model.named_states())
+    entries.emplace_back(name, npz::from_array(*s));
+  if (optimizer) {
+    const auto names = optimizer_names(model, *optimizer);
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      const ParamState<T>& s = optimizer->state()[i];
+      const std::string prefix = "optimizer/" + names[i] + "/";
+      entries.emplace_back(prefix + "step", npz::from_array(Array<std::uint64_t>(s.step)));
+      for (const auto& [buffer, value] : s.buffers)
+        entries.emplace_back(prefix + buffer, npz::from_array(value));
+    }
+  }
+  for (const auto& [key, value] : meta)
+    entries.emplace_back("meta/" + key, npz::from_array(Array<double>(value)));
+  npz::save(path, entries);
+}
+
+template <class T>
+Meta load_checkpoint(const std::string& path, Module<T>& model, Optimizer<T>* optimizer) {
+  auto entries = npz::load(path);
+  std::map<std::string, const npz::Entry*> by_name;
+  for (const auto& [name, e] : entries) by_name[name] = &e;
+
+  // Every check first; the writes are collected and run only once all have passed.
+  std::vector<std::function<void()>> writes;
+  std::set<std::string> used;
+  auto take = [&](const std::string& name, const Shape& shape) -> const npz::Entry& {
+    auto it = by_name.find(name);
+    if (it == by_name.end()) fail("'", path, "': entry '", name, "' is missing");
+    if (it->second->shape != shape)
+      fail("'", path, "': entry '", name, "' has shape ", shape_str(it->second->shape),
+           ", expected ", shape_str(shape));
+    used.insert(name);
+    return *it->second;
+  };
+  for (auto& [name, p] : model.named_parameters()) {
+    auto a = npz::to_array<Array<T>>(take(name, p->shape()), name, path);
+    writes.push_back([p = p, a = std::move(a)]() mutable { p->mutable_value() = std::move(a); });
+  }
+  for (auto& [name, b] : model.named_buffers()) {
+    auto a = npz::to_array<Array<T>>(take(name, b->shape()), name, path);
+    writes.push_back([b = b, a = std::move(a)]() mutable { *b = std::move(a); });
+  }
+  for (auto& [name, s] : model.named_states()) {
+    auto a = npz::to_array<StateArray>(take(name, s->shape()), name, path);
+    writes.push_back([s = s, a = std::move(a)]() mutable { *s = std::move(a); });
+  }
+  if (optimizer) {
+    const auto names = optimizer_names(model, *optimizer);
+    const auto params = optimizer->parameters();
+    std::vector<ParamState<T>> states(names.size());
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      const std::string prefix = "optimizer/" + names[i] + "/";
+      for (const auto& [name, e] : entries) {
+        if (name.compare(0, prefix.size(), prefix) != 0) continue;
+        const std::string buffer = name.substr(prefix.size());
+        if (buffer == "step") {
+          auto a = npz::to_array<Array<std::uint64_t>>(take(name, Shape{}), name, path);
+          states[i].step = a();
+        } else {
+          states[i].buffers[buffer] =
+              npz::to_array<Array<T>>(take(name, params[i].shape()), name, path);
+        }
+      }
+    }
+    writes.push_back([optimizer, states = std::move(states)]() mutable {
+      optimizer->state() = std::move(states);
+    });
+  }
+  Meta meta;
+  for (const auto& [name, e] : entries) {
+    if (name.compare(0, 5, "meta/") == 0) {
+      meta[name.substr(5)] = npz::to_array<Array<double>>(take(name, Shape{}), name, path)();
+    } else if (!used.count(name) && !(name.compare(0, 10, "optimizer/") == 0 && !optimizer)) {
+      fail("'", path, "': unexpected entry '", name,
+           "' (the model has no such parameter, buffer "
+           "or state)");
+    }
+  }
+  for (auto& w : writes) w();
+  return meta;
+}
+
+template void save_checkpoint(const std::string&, const Module<float>&, const Optimizer<float>*,
+                              const Meta&);
+template void save_checkpoint(const std::string&, const Module<double>&, const Optimizer<double>*,
+                              const Meta&);
+template Meta load_checkpoint(const std::string&, Module<float>&, Optimizer<float>*);
+template Meta load_checkpoint(const std::string&, Module<double>&, Optimizer<double>*);
+
+}  // namespace ad::nn

@@ -1,0 +1,34 @@
+// Checkpoints: a model's parameters, buffers and states, an optimizer's state and named numbers,
+// in one .npz file that NumPy reads without this library.
+//
+// Entries (each a .npy array):
+//   <dotted name>                  every parameter, buffer (float32/64) and state (uint64) of the
+//   model optimizer/<param>/<buffer>     the optimizer's per-parameter buffers (e.g.
+//   momentum_buffer) optimizer/<param>/step         its per-parameter step count (uint64, 0-d)
+//   meta/<key>                     named numbers such as the epoch (float64, 0-d)
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "nn/module.hpp"
+#include "nn/optim.hpp"
+
+namespace ad::nn {
+
+/// Named numbers stored beside the model (epoch, schedule step, ...).
+using Meta = std::map<std::string, double>;
+
+/// Saves atomically (temporary file, then rename): a crash mid-save never leaves a torn file.
+template <class T>
+void save_checkpoint(const std::string& path, const Module<T>& model,
+                     const Optimizer<T>* optimizer = nullptr, const Meta& meta = {});
+
+/// Loads into `model` (and `optimizer`, when given) and returns the meta numbers. Everything is
+/// checked before anything is written: a missing or unexpected entry, a wrong shape or dtype, or a
+/// corrupt or truncated archive throws ad::Error naming the entry and the file, and leaves the
+/// model and optimizer untouched.
+template <class T>
+Meta load_checkpoint(const std::string& path, Module<T>& model, Optimizer<T>* optimizer = nullptr);
+
+}  // namespace ad::nn

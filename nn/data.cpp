@@ -1,0 +1,88 @@
+#include "nn/data.hpp"
+
+#include <algorithm>
+#include <numeric>
+#include <random>
+
+#include "nn/init.hpp"
+
+namespace ad::nn {
+
+template <class S>
+Dataset<S>::Dataset(Array<S> inputs, Array<float> targets, double scale)
+    : inputs_(std::move(inputs)), targets_(std::move(targets)), scale_(scale) {
+  if (inputs_.dimension() == 0 || targets_.dimension() == 0)
+    fail("Dataset: inputs and targets need a leading sample axis, got ", shape_str(inputs_.shape()),
+         " and ", shape_str(targets_.shape()));
+  if (inputs_.shape()[0] != targets_.shape()[0])
+    fail("Dataset: ", inputs_.shape()[0], " inputs but ", targets_.shape()[0], " targets");
+}
+
+template <class S>
+Shape Dataset<S>::sample_shape() const {
+  return Shape(inputs_.shape().begin() + 1, inputs_.shape().end());
+}
+
+template <class S>
+Shape Dataset<S>::target_shape() const {
+  return Shape(targets_.shape().begin() + 1, targets_.shape().end());
+}
+
+template <class S>
+Dataset<S> Dataset<S>::slice(std::size_t begin, std::size_t end) const {
+  if (begin > end || end > size())
+    fail("Dataset::slice: [", begin, ", ", end, ") is not within ", size(), " samples");
+  auto rows = [&](const auto& a) {
+    using A = std::decay_t<decltype(a)>;
+    Shape s(a.shape().begin(), a.shape().end());
+    const std::size_t row = a.size() / std::max<std::size_t>(s[0], 1);
+    s[0] = end - begin;
+    A out = A::from_shape(s);
+    std::copy(a.data() + begin * row, a.data() + end * row, out.data());
+    return out;
+  };
+  return Dataset(rows(inputs_), rows(targets_), scale_);
+}
+
+template <class T>
+std::size_t DataLoader<T>::batches() const {
+  const std::size_t b = options_.batch_size;
+  return options_.drop_last ? n_ / b : (n_ + b - 1) / b;
+}
+
+template <class T>
+std::vector<std::size_t> DataLoader<T>::order(std::size_t epoch) const {
+  std::vector<std::size_t> idx(n_);
+  std::iota(idx.begin(), idx.end(), std::size_t{0});
+  if (options_.shuffle) {
+    std::seed_seq seq{static_cast<std::uint32_t>(options_.seed),
+                      static_cast<std::uint32_t>(options_.seed >> 32),
+                      static_cast<std::uint32_t>(epoch), static_cast<std::uint32_t>(epoch >> 32)};
+    Generator rng(seq);
+    std::shuffle(idx.begin(), idx.end(), rng);
+  }
+  return idx;
+}
+
+template <class T>
+Batch<T> DataLoader<T>::batch(const std::vector<std::size_t>& order, std::size_t i) const {
+  if (order.size() != n_) fail("DataLoader: an order of ", order.size(), " for ", n_, " samples");
+  if (i >= batches()) fail("DataLoader: batch ", i, " of ", batches());
+  const std::size_t begin = i * options_.batch_size;
+  const std::size_t count = std::min(options_.batch_size, n_ - begin);
+  Shape xs{count}, ys{count};
+  for (auto d : sample_shape_) xs.push_back(d);
+  for (auto d : target_shape_) ys.push_back(d);
+  Array<T> x = Array<T>::from_shape(xs);
+  Array<T> y = Array<T>::from_shape(ys);
+  fill_(order.data() + begin, count, x.data(), y.data());
+  return Batch<T>{Variable<T>(std::move(x)), Variable<T>(std::move(y))};
+}
+
+template class Dataset<float>;
+template class Dataset<double>;
+template class Dataset<std::uint8_t>;
+template class DataLoader<float>;
+template class DataLoader<double>;
+
+}  // namespace ad::nn

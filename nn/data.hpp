@@ -1,0 +1,131 @@
+// Datasets of (input, target) pairs backed by arrays, and a DataLoader that makes mini-batches.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "autodiff/variable.hpp"
+
+namespace ad::nn {
+
+/// Inputs (N, ...) stored compactly as S (uint8 images, say) and targets (N, ...) as float
+/// (class indices or values). Batches convert inputs to the training type, times `scale`.
+template <class S = float>
+class Dataset {
+ public:
+  Dataset(Array<S> inputs, Array<float> targets, double scale = 1.0);
+  std::size_t size() const { return inputs_.shape()[0]; }
+  /// Shape of one input (without the leading N).
+  Shape sample_shape() const;
+  /// Shape of one target (empty for scalar targets such as labels).
+  Shape target_shape() const;
+  const Array<S>& inputs() const { return inputs_; }
+  const Array<float>& targets() const { return targets_; }
+  double scale() const { return scale_; }
+  /// A new dataset with the samples [begin, end).
+  Dataset slice(std::size_t begin, std::size_t end) const;
+
+ private:
+  Array<S> inputs_;
+  Array<float> targets_;
+  double scale_;
+};
+
+/// A mini-batch: inputs (B, ...) and targets (B, ...).
+template <class T = float>
+struct Batch {
+  Variable<T> inputs;
+  Variable<T> targets;
+};
+
+struct LoaderOptions {
+  std::size_t batch_size = 32;
+  /// Reshuffle every epoch; the order of epoch e depends only on (seed, e).
+  bool shuffle = true;
+  std::uint64_t seed = 0;
+  /// Drop the last partial batch (otherwise it is yielded, smaller).
+  bool drop_last = false;
+};
+
+/// Makes batches from a dataset; a batch copies its own samples only (the dataset is never
+/// copied, an epoch's order is a vector of indices).
+template <class T = float>
+class DataLoader {
+ public:
+  template <class S>
+  DataLoader(std::shared_ptr<const Dataset<S>> data, const LoaderOptions& options);
+  template <class S>
+  DataLoader(std::shared_ptr<Dataset<S>> data, const LoaderOptions& options)
+      : DataLoader(std::shared_ptr<const Dataset<S>>(std::move(data)), options) {}
+
+  std::size_t samples() const { return n_; }
+  std::size_t batches() const;
+  const LoaderOptions& options() const { return options_; }
+  /// The order of the samples in epoch `epoch`.
+  std::vector<std::size_t> order(std::size_t epoch) const;
+  /// Batch `i` of an epoch whose order is `order`.
+  Batch<T> batch(const std::vector<std::size_t>& order, std::size_t i) const;
+
+  /// The batches of one epoch, for a range-for loop.
+  class Epoch {
+   public:
+    class iterator {
+     public:
+      iterator(const Epoch* e, std::size_t i) : e_(e), i_(i) {}
+      Batch<T> operator*() const { return e_->loader_->batch(e_->order_, i_); }
+      iterator& operator++() {
+        ++i_;
+        return *this;
+      }
+      bool operator!=(const iterator& o) const { return i_ != o.i_; }
+
+     private:
+      const Epoch* e_;
+      std::size_t i_;
+    };
+    Epoch(const DataLoader* loader, std::vector<std::size_t> order)
+        : loader_(loader), order_(std::move(order)) {}
+    iterator begin() const { return iterator(this, 0); }
+    iterator end() const { return iterator(this, loader_->batches()); }
+
+   private:
+    const DataLoader* loader_;
+    std::vector<std::size_t> order_;
+  };
+  Epoch epoch(std::size_t epoch) const { return Epoch(this, order(epoch)); }
+
+ private:
+  std::function<void(const std::size_t*, std::size_t, T*, T*)> fill_;
+  Shape sample_shape_, target_shape_;
+  std::size_t n_;
+  LoaderOptions options_;
+};
+
+template <class T>
+template <class S>
+DataLoader<T>::DataLoader(std::shared_ptr<const Dataset<S>> data, const LoaderOptions& options)
+    : options_(options) {
+  if (!data) fail("DataLoader: dataset is null");
+  if (options.batch_size == 0) fail("DataLoader: batch_size must be positive");
+  n_ = data->size();
+  sample_shape_ = data->sample_shape();
+  target_shape_ = data->target_shape();
+  // Copies the chosen samples into a batch, converting S to T (times the scale).
+  fill_ = [data](const std::size_t* idx, std::size_t count, T* x, T* y) {
+    const std::size_t in = data->inputs().size() / std::max<std::size_t>(data->size(), 1);
+    const std::size_t out = data->targets().size() / std::max<std::size_t>(data->size(), 1);
+    const T scale = static_cast<T>(data->scale());
+    const S* px = data->inputs().data();
+    const float* py = data->targets().data();
+    for (std::size_t b = 0; b < count; ++b) {
+      const S* src = px + idx[b] * in;
+      T* dst = x + b * in;
+      for (std::size_t j = 0; j < in; ++j) dst[j] = static_cast<T>(src[j]) * scale;
+      for (std::size_t j = 0; j < out; ++j) y[b * out + j] = static_cast<T>(py[idx[b] * out + j]);
+    }
+  };
+}
+
+}  // namespace ad::nn

@@ -1,0 +1,226 @@
+#include "nn/layers.hpp"
+
+#include <cmath>
+
+#include "autodiff/ops.hpp"
+
+namespace ad::nn {
+
+// ---- Linear
+
+template <class T>
+Linear<T>::Linear(std::size_t in, std::size_t out, Generator& rng, bool bias) {
+  const double bound = 1.0 / std::sqrt(static_cast<double>(std::max<std::size_t>(in, 1)));
+  Array<T> w = Array<T>::from_shape({out, in});
+  init::uniform(w, -bound, bound, rng);
+  weight_ = &this->register_parameter("weight", std::move(w));
+  if (bias) {
+    Array<T> b = Array<T>::from_shape({out});
+    init::uniform(b, -bound, bound, rng);
+    bias_ = &this->register_parameter("bias", std::move(b));
+  }
+}
+
+template <class T>
+Variable<T> Linear<T>::forward(const Variable<T>& x) {
+  return linear(x, *weight_, bias_ ? *bias_ : Variable<T>());
+}
+
+// ---- Conv2d
+
+template <class T>
+Conv2d<T>::Conv2d(std::size_t in_channels, std::size_t out_channels, std::size_t kernel,
+                  Generator& rng, std::size_t stride, std::size_t padding, bool bias)
+    : stride_(stride), padding_(padding) {
+  const double bound = 1.0 / std::sqrt(static_cast<double>(in_channels * kernel * kernel));
+  Array<T> w = Array<T>::from_shape({out_channels, in_channels, kernel, kernel});
+  init::uniform(w, -bound, bound, rng);
+  weight_ = &this->register_parameter("weight", std::move(w));
+  if (bias) {
+    Array<T> b = Array<T>::from_shape({out_channels});
+    init::uniform(b, -bound, bound, rng);
+    bias_ = &this->register_parameter("bias", std::move(b));
+  }
+}
+
+template <class T>
+Variable<T> Conv2d<T>::forward(const Variable<T>& x) {
+  Variable<T> y = conv2d(x, *weight_, stride_, padding_);
+  if (!bias_) return y;
+  return y + reshape(*bias_, Shape{bias_->size(), 1, 1});
+}
+
+// ---- Pooling, Flatten
+
+template <class T>
+Variable<T> MaxPool2d<T>::forward(const Variable<T>& x) {
+  return max_pool2d(x, kernel_, stride_, padding_);
+}
+
+template <class T>
+Variable<T> AvgPool2d<T>::forward(const Variable<T>& x) {
+  return avg_pool2d(x, kernel_, stride_, padding_);
+}
+
+template <class T>
+Variable<T> Flatten<T>::forward(const Variable<T>& x) {
+  return flatten(x, start_, end_);
+}
+
+// ---- Dropout
+
+template <class T>
+Dropout<T>::Dropout(double p, std::uint64_t seed) : p_(p), seed_(seed) {
+  if (!(p >= 0 && p <= 1)) fail("Dropout: probability ", p, " is not in [0, 1]");
+  calls_ = &this->register_state("calls", xt::zeros<std::uint64_t>({1}));
+}
+
+template <class T>
+Variable<T> Dropout<T>::forward(const Variable<T>& x) {
+  if (!this->is_training() || p_ == 0) return x;
+  // A fresh stream per call, from (seed, call number): reproducible and resumable.
+  std::uint64_t& calls = (*calls_)(0);
+  std::seed_seq seq{static_cast<std::uint32_t>(seed_), static_cast<std::uint32_t>(seed_ >> 32),
+                    static_cast<std::uint32_t>(calls), static_cast<std::uint32_t>(calls >> 32)};
+  ++calls;
+  Generator rng(seq);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  const T scale = p_ < 1 ? static_cast<T>(1.0 / (1.0 - p_)) : T(0);
+  Array<T> mask = Array<T>::from_shape(x.shape());
+  for (auto& m : mask) m = u(rng) < p_ ? T(0) : scale;
+  return x * Variable<T>(std::move(mask));
+}
+
+// ---- BatchNorm
+
+template <class T>
+BatchNorm<T>::BatchNorm(std::size_t features, std::size_t input_dims, double eps, double momentum)
+    : features_(features), dims_(input_dims), eps_(eps), momentum_(momentum) {
+  weight_ = &this->register_parameter("weight", xt::ones<T>({features}));
+  bias_ = &this->register_parameter("bias", xt::zeros<T>({features}));
+  running_mean_ = &this->register_buffer("running_mean", xt::zeros<T>({features}));
+  running_var_ = &this->register_buffer("running_var", xt::ones<T>({features}));
+}
+
+template <class T>
+Variable<T> BatchNorm<T>::forward(const Variable<T>& x) {
+  const Shape& s = x.shape();
+  const bool ok =
+      (dims_ == 2 ? (s.size() == 2 || s.size() == 3) : s.size() == dims_) && s[1] == features_;
+  if (!ok)
+    fail("BatchNorm", dims_ == 2 ? "1d" : "2d", ": input ", shape_str(s), " is not (N, ", features_,
+         dims_ == 2 ? "[, L])" : ", H, W)");
+  // Statistics over every axis but 1; the per-feature vectors broadcast as (1, C, 1, ...).
+  std::vector<long> axes{0};
+  Shape param_shape(s.size(), 1);
+  param_shape[1] = features_;
+  for (std::size_t d = 2; d < s.size(); ++d) axes.push_back(static_cast<long>(d));
+  const std::size_t count = x.size() / features_;
+  Variable<T> mean, var;
+  if (this->is_training()) {
+    if (count < 2)
+      fail("BatchNorm: training needs more than one value per feature, input ", shape_str(s));
+    mean = ad::mean(x, axes, true);
+    var = ad::mean(square(x - mean), axes, true);
+    // Running statistics: exponential average, with the unbiased variance.
+    const T m = static_cast<T>(momentum_);
+    const T unbias = static_cast<T>(double(count) / double(count - 1));
+    for (std::size_t c = 0; c < features_; ++c) {
+      (*running_mean_)(c) = (1 - m) * (*running_mean_)(c) + m * mean.value().data()[c];
+      (*running_var_)(c) = (1 - m) * (*running_var_)(c) + m * var.value().data()[c] * unbias;
+    }
+  } else {
+    Array<T> rm = *running_mean_, rv = *running_var_;
+    rm.reshape(param_shape);
+    rv.reshape(param_shape);
+    mean = Variable<T>(std::move(rm));
+    var = Variable<T>(std::move(rv));
+  }
+  Variable<T> normalized = (x - mean) / sqrt(var + eps_);
+  return normalized * reshape(*weight_, param_shape) + reshape(*bias_, param_shape);
+}
+
+// ---- Embedding
+
+template <class T>
+Embedding<T>::Embedding(std::size_t count, std::size_t dim, Generator& rng) {
+  Array<T> w = Array<T>::from_shape({count, dim});
+  init::normal(w, 0.0, 1.0, rng);
+  weight_ = &this->register_parameter("weight", std::move(w));
+}
+
+template <class T>
+Variable<T> Embedding<T>::forward(const std::vector<std::size_t>& indices) {
+  return index_select(*weight_, 0, indices);
+}
+
+template <class T>
+Variable<T> Embedding<T>::forward(const Variable<T>& indices) {
+  const std::size_t count = weight_->shape()[0];
+  std::vector<std::size_t> ids(indices.size());
+  const T* p = indices.value().data();
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (!(p[i] >= 0 && p[i] < static_cast<T>(count) && p[i] == std::floor(p[i])))
+      fail("Embedding: input ", p[i], " at flat index ", i, " is not an index in [0, ", count, ")");
+    ids[i] = static_cast<std::size_t>(p[i]);
+  }
+  Shape shape = indices.shape();
+  shape.push_back(weight_->shape()[1]);
+  return reshape(index_select(*weight_, 0, ids), shape);
+}
+
+// ---- Activations
+
+template <class T>
+Variable<T> ReLU<T>::forward(const Variable<T>& x) {
+  return relu(x);
+}
+
+template <class T>
+Variable<T> LeakyReLU<T>::forward(const Variable<T>& x) {
+  return leaky_relu(x, slope_);
+}
+
+template <class T>
+Variable<T> Tanh<T>::forward(const Variable<T>& x) {
+  return tanh(x);
+}
+
+template <class T>
+Variable<T> Sigmoid<T>::forward(const Variable<T>& x) {
+  return sigmoid(x);
+}
+
+template <class T>
+Variable<T> GELU<T>::forward(const Variable<T>& x) {
+  return x * (erf(x * M_SQRT1_2) + 1.0) * 0.5;
+}
+
+template <class T>
+Variable<T> Softmax<T>::forward(const Variable<T>& x) {
+  return softmax(x, axis_);
+}
+
+#define AD_INSTANTIATE(T)        \
+  template class Linear<T>;      \
+  template class Conv2d<T>;      \
+  template class MaxPool2d<T>;   \
+  template class AvgPool2d<T>;   \
+  template class Flatten<T>;     \
+  template class Dropout<T>;     \
+  template class BatchNorm<T>;   \
+  template class BatchNorm1d<T>; \
+  template class BatchNorm2d<T>; \
+  template class Embedding<T>;   \
+  template class ReLU<T>;        \
+  template class LeakyReLU<T>;   \
+  template class Tanh<T>;        \
+  template class Sigmoid<T>;     \
+  template class GELU<T>;        \
+  template class Softmax<T>;
+
+AD_INSTANTIATE(float)
+AD_INSTANTIATE(double)
+#undef AD_INSTANTIATE
+
+}  // namespace ad::nn

@@ -1,0 +1,193 @@
+// Layers. Each is a composition of autodiff ops (nn/ writes no derivative); a new layer goes
+// here, with its forward in layers.cpp and its gradcheck in tests/nn/test_layers.cpp.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "nn/init.hpp"
+#include "nn/module.hpp"
+
+namespace ad::nn {
+
+/// y = x·Wᵀ + b with W (out, in) and b (out): one GEMM forward and one per gradient backward.
+/// Initialised like PyTorch: W and b from U(±1/√in).
+template <class T = float>
+class Linear : public Module<T> {
+ public:
+  Linear(std::size_t in, std::size_t out, Generator& rng, bool bias = true);
+  Variable<T> forward(const Variable<T>& x) override;
+  Variable<T>& weight() { return *weight_; }
+  Variable<T>& bias() { return *bias_; }
+  bool has_bias() const { return bias_ != nullptr; }
+
+ private:
+  Variable<T>* weight_;
+  Variable<T>* bias_ = nullptr;
+};
+
+/// 2-D convolution of (N, C, H, W) with a (out, in, k, k) kernel, stride and zero padding;
+/// initialised like PyTorch: U(±1/√(in·k·k)).
+template <class T = float>
+class Conv2d : public Module<T> {
+ public:
+  Conv2d(std::size_t in_channels, std::size_t out_channels, std::size_t kernel, Generator& rng,
+         std::size_t stride = 1, std::size_t padding = 0, bool bias = true);
+  Variable<T> forward(const Variable<T>& x) override;
+  Variable<T>& weight() { return *weight_; }
+  Variable<T>& bias() { return *bias_; }
+
+ private:
+  Variable<T>* weight_;
+  Variable<T>* bias_ = nullptr;
+  std::size_t stride_, padding_;
+};
+
+/// Maximum over k×k windows (stride defaults to the kernel).
+template <class T = float>
+class MaxPool2d : public Module<T> {
+ public:
+  explicit MaxPool2d(std::size_t kernel, std::size_t stride = 0, std::size_t padding = 0)
+      : kernel_(kernel), stride_(stride ? stride : kernel), padding_(padding) {}
+  Variable<T> forward(const Variable<T>& x) override;
+
+ private:
+  std::size_t kernel_, stride_, padding_;
+};
+
+/// Mean over k×k windows (stride defaults to the kernel).
+template <class T = float>
+class AvgPool2d : public Module<T> {
+ public:
+  explicit AvgPool2d(std::size_t kernel, std::size_t stride = 0, std::size_t padding = 0)
+      : kernel_(kernel), stride_(stride ? stride : kernel), padding_(padding) {}
+  Variable<T> forward(const Variable<T>& x) override;
+
+ private:
+  std::size_t kernel_, stride_, padding_;
+};
+
+/// Merges axes start..end (by default all but the batch axis).
+template <class T = float>
+class Flatten : public Module<T> {
+ public:
+  explicit Flatten(long start = 1, long end = -1) : start_(start), end_(end) {}
+  Variable<T> forward(const Variable<T>& x) override;
+
+ private:
+  long start_, end_;
+};
+
+/// Inverted dropout: in training, zeroes each element with probability p and scales the rest by
+/// 1/(1 − p); in evaluation, the identity. The masks come from the seed and a call counter (saved
+/// in checkpoints as the state "calls"), so a resumed run draws the same masks.
+template <class T = float>
+class Dropout : public Module<T> {
+ public:
+  explicit Dropout(double p = 0.5, std::uint64_t seed = 0);
+  Variable<T> forward(const Variable<T>& x) override;
+
+ private:
+  double p_;
+  std::uint64_t seed_;
+  StateArray* calls_;
+};
+
+/// Batch normalisation over every axis but axis 1 (features or channels), with learned scale
+/// (weight) and shift (bias). In training it normalises with the batch statistics and updates the
+/// running ones (momentum, unbiased variance, as PyTorch); in evaluation it uses the running ones.
+template <class T = float>
+class BatchNorm : public Module<T> {
+ public:
+  BatchNorm(std::size_t features, std::size_t input_dims, double eps, double momentum);
+  Variable<T> forward(const Variable<T>& x) override;
+  Array<T>& running_mean() { return *running_mean_; }
+  Array<T>& running_var() { return *running_var_; }
+
+ private:
+  std::size_t features_, dims_;
+  double eps_, momentum_;
+  Variable<T>* weight_;
+  Variable<T>* bias_;
+  Array<T>* running_mean_;
+  Array<T>* running_var_;
+};
+
+/// BatchNorm over (N, C) or (N, C, L) inputs.
+template <class T = float>
+class BatchNorm1d : public BatchNorm<T> {
+ public:
+  explicit BatchNorm1d(std::size_t features, double eps = 1e-5, double momentum = 0.1)
+      : BatchNorm<T>(features, 2, eps, momentum) {}
+};
+
+/// BatchNorm over (N, C, H, W) inputs.
+template <class T = float>
+class BatchNorm2d : public BatchNorm<T> {
+ public:
+  explicit BatchNorm2d(std::size_t channels, double eps = 1e-5, double momentum = 0.1)
+      : BatchNorm<T>(channels, 4, eps, momentum) {}
+};
+
+/// A table of `count` vectors of size `dim`, initialised from N(0, 1). Its input holds integer
+/// indices (as T values); the output appends an axis of size dim.
+template <class T = float>
+class Embedding : public Module<T> {
+ public:
+  Embedding(std::size_t count, std::size_t dim, Generator& rng);
+  Variable<T> forward(const Variable<T>& indices) override;
+  /// The rows at `indices`, shaped (indices.size(), dim).
+  Variable<T> forward(const std::vector<std::size_t>& indices);
+  Variable<T>& weight() { return *weight_; }
+
+ private:
+  Variable<T>* weight_;
+};
+
+template <class T = float>
+class ReLU : public Module<T> {
+ public:
+  Variable<T> forward(const Variable<T>& x) override;
+};
+
+template <class T = float>
+class LeakyReLU : public Module<T> {
+ public:
+  explicit LeakyReLU(double slope = 0.01) : slope_(slope) {}
+  Variable<T> forward(const Variable<T>& x) override;
+
+ private:
+  double slope_;
+};
+
+template <class T = float>
+class Tanh : public Module<T> {
+ public:
+  Variable<T> forward(const Variable<T>& x) override;
+};
+
+template <class T = float>
+class Sigmoid : public Module<T> {
+ public:
+  Variable<T> forward(const Variable<T>& x) override;
+};
+
+/// The exact GELU, x·Φ(x) = x/2·(1 + erf(x/√2)).
+template <class T = float>
+class GELU : public Module<T> {
+ public:
+  Variable<T> forward(const Variable<T>& x) override;
+};
+
+/// Softmax along an axis (the last by default).
+template <class T = float>
+class Softmax : public Module<T> {
+ public:
+  explicit Softmax(long axis = -1) : axis_(axis) {}
+  Variable<T> forward(const Variable<T>& x) override;
+
+ private:
+  long axis_;
+};
+
+}  // namespace ad::nn

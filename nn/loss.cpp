@@ -1,0 +1,166 @@
+#include "nn/loss.hpp"
+
+#include <cmath>
+
+#include "autodiff/ops.hpp"
+
+namespace ad::nn {
+
+namespace {
+
+template <class T>
+void check_same_shape(const Variable<T>& prediction, const Variable<T>& target, const char* op) {
+  if (prediction.shape() != target.shape())
+    fail(op, ": prediction ", shape_str(prediction.shape()), " and target ",
+         shape_str(target.shape()),
+         " differ in shape; reshape one of them (losses never broadcast silently)");
+}
+
+template <class T>
+Variable<T> reduce(const Variable<T>& losses, Reduction reduction) {
+  switch (reduction) {
+    case Reduction::none:
+      return losses;
+    case Reduction::sum:
+      return sum(losses);
+    case Reduction::mean:
+      return mean(losses);
+    case Reduction::half_sum:
+      return sum(losses) * 0.5;
+  }
+  fail("loss: unknown reduction");
+}
+
+/// Reduces per-sample losses with optional class weights.
+template <class T>
+Variable<T> reduce_weighted(const Variable<T>& losses, const std::vector<std::size_t>& labels,
+                            const CrossEntropyOptions<T>& o, std::size_t classes, const char* op) {
+  if (o.class_weights.empty()) return reduce(losses, o.reduction);
+  if (o.class_weights.size() != classes)
+    fail(op, ": ", o.class_weights.size(), " class weights for ", classes, " classes");
+  Array<T> w = Array<T>::from_shape({labels.size()});
+  double total = 0;
+  for (std::size_t i = 0; i < labels.size(); ++i) {
+    w(i) = static_cast<T>(o.class_weights[labels[i]]);
+    total += o.class_weights[labels[i]];
+  }
+  Variable<T> weighted = losses * Variable<T>(std::move(w));
+  if (o.reduction == Reduction::mean) return sum(weighted) / total;
+  return reduce(weighted, o.reduction);
+}
+
+template <class T>
+void check_logits(const Variable<T>& logits, std::size_t n_labels, const char* op) {
+  if (logits.dim() != 2) fail(op, ": input must be (N, K), got ", shape_str(logits.shape()));
+  if (logits.shape()[0] != n_labels)
+    fail(op, ": ", n_labels, " labels for an input of shape ", shape_str(logits.shape()));
+}
+
+}  // namespace
+
+template <class T>
+std::vector<std::size_t> to_labels(const Variable<T>& labels, std::size_t classes, const char* op) {
+  std::vector<std::size_t> out(labels.size());
+  const T* p = labels.value().data();
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    if (!(p[i] >= 0 && p[i] < static_cast<T>(classes) && p[i] == std::floor(p[i])))
+      fail(op, ": label ", p[i], " at row ", i, " is not a class index in [0, ", classes, ")");
+    out[i] = static_cast<std::size_t>(p[i]);
+  }
+  return out;
+}
+
+template <class T>
+Variable<T> mse_loss(const Variable<T>& prediction, const Variable<T>& target,
+                     Reduction reduction) {
+  check_same_shape(prediction, target, "mse_loss");
+  return reduce(square(prediction - target), reduction);
+}
+
+template <class T>
+Variable<T> probability_cross_entropy(const Variable<T>& probabilities, const Variable<T>& target,
+                                      Reduction reduction) {
+  check_same_shape(probabilities, target, "probability_cross_entropy");
+  if (probabilities.dim() == 0)
+    fail("probability_cross_entropy: needs at least one axis, got a 0-d input");
+  // −Σ_classes y·log(ŷ + δ) per sample (row), then reduced over samples.
+  Variable<T> per_element = -(target * log(probabilities + 1e-7));
+  Variable<T> per_sample = probabilities.dim() == 1 ? sum(per_element) : sum(per_element, {-1});
+  return reduce(per_sample, reduction);
+}
+
+template <class T>
+Variable<T> probability_cross_entropy(const Variable<T>& probabilities,
+                                      const std::vector<std::size_t>& labels, Reduction reduction) {
+  check_logits(probabilities, labels.size(), "probability_cross_entropy");
+  const std::size_t k = probabilities.shape()[1];
+  for (std::size_t i = 0; i < labels.size(); ++i)
+    if (labels[i] >= k)
+      fail("probability_cross_entropy: label ", labels[i], " at row ", i, " is out of range for ",
+           k, " classes");
+  Index idx = Index::from_shape({labels.size(), 1});
+  std::copy(labels.begin(), labels.end(), idx.begin());
+  Variable<T> picked = reshape(gather(probabilities, 1, idx), Shape{labels.size()});
+  return reduce(-log(picked + 1e-7), reduction);
+}
+
+template <class T>
+Variable<T> cross_entropy(const Variable<T>& logits, const std::vector<std::size_t>& labels,
+                          const CrossEntropyOptions<T>& o) {
+  check_logits(logits, labels.size(), "cross_entropy");
+  Variable<T> losses = softmax_cross_entropy(logits, labels, o.label_smoothing);
+  return reduce_weighted(losses, labels, o, logits.shape()[1], "cross_entropy");
+}
+
+template <class T>
+Variable<T> cross_entropy(const Variable<T>& logits, const Variable<T>& labels,
+                          const CrossEntropyOptions<T>& o) {
+  check_logits(logits, labels.size(), "cross_entropy");
+  if (labels.dim() > 1 && !(labels.dim() == 2 && labels.shape()[1] == 1))
+    fail("cross_entropy: labels must be (N) or (N, 1), got ", shape_str(labels.shape()));
+  return cross_entropy(logits, to_labels(labels, logits.shape()[1], "cross_entropy"), o);
+}
+
+template <class T>
+Variable<T> nll_loss(const Variable<T>& log_probs, const std::vector<std::size_t>& labels,
+                     const CrossEntropyOptions<T>& o) {
+  check_logits(log_probs, labels.size(), "nll_loss");
+  const std::size_t k = log_probs.shape()[1];
+  for (std::size_t i = 0; i < labels.size(); ++i)
+    if (labels[i] >= k)
+      fail("nll_loss: label ", labels[i], " at row ", i, " is out of range for ", k, " classes");
+  Index idx = Index::from_shape({labels.size(), 1});
+  std::copy(labels.begin(), labels.end(), idx.begin());
+  Variable<T> losses = -reshape(gather(log_probs, 1, idx), Shape{labels.size()});
+  return reduce_weighted(losses, labels, o, k, "nll_loss");
+}
+
+template <class T>
+Variable<T> binary_cross_entropy_with_logits(const Variable<T>& logits, const Variable<T>& target,
+                                             Reduction reduction) {
+  check_same_shape(logits, target, "binary_cross_entropy_with_logits");
+  // −y·log σ(z) − (1 − y)·log(1 − σ(z)) = softplus(z) − z·y
+  return reduce(softplus(logits) - logits * target, reduction);
+}
+
+#define AD_INSTANTIATE(T)                                                                       \
+  template std::vector<std::size_t> to_labels(const Variable<T>&, std::size_t, const char*);    \
+  template Variable<T> mse_loss(const Variable<T>&, const Variable<T>&, Reduction);             \
+  template Variable<T> probability_cross_entropy(const Variable<T>&, const Variable<T>&,        \
+                                                 Reduction);                                    \
+  template Variable<T> probability_cross_entropy(const Variable<T>&,                            \
+                                                 const std::vector<std::size_t>&, Reduction);   \
+  template Variable<T> cross_entropy(const Variable<T>&, const std::vector<std::size_t>&,       \
+                                     const CrossEntropyOptions<T>&);                            \
+  template Variable<T> cross_entropy(const Variable<T>&, const Variable<T>&,                    \
+                                     const CrossEntropyOptions<T>&);                            \
+  template Variable<T> nll_loss(const Variable<T>&, const std::vector<std::size_t>&,            \
+                                const CrossEntropyOptions<T>&);                                 \
+  template Variable<T> binary_cross_entropy_with_logits(const Variable<T>&, const Variable<T>&, \
+                                                        Reduction);
+
+AD_INSTANTIATE(float)
+AD_INSTANTIATE(double)
+#undef AD_INSTANTIATE
+
+}  // namespace ad::nn

@@ -1,0 +1,114 @@
+#include "nn/module.hpp"
+
+namespace ad::nn {
+
+template <class T>
+void Module<T>::check_name(const std::string& name) const {
+  if (name.empty() || name.find('.') != std::string::npos || name.find('/') != std::string::npos)
+    fail("Module: name '", name, "' must be non-empty and contain no '.' or '/'");
+  auto taken = [&](const auto& list) {
+    for (const auto& entry : list)
+      if (entry.first == name) return true;
+    return false;
+  };
+  if (taken(parameters_) || taken(buffers_) || taken(states_) || taken(children_))
+    fail("Module: the name '", name, "' is already registered");
+}
+
+template <class T>
+Variable<T>& Module<T>::register_parameter(const std::string& name, Array<T> value) {
+  check_name(name);
+  parameters_.emplace_back(name, std::make_unique<Variable<T>>(std::move(value), true));
+  return *parameters_.back().second;
+}
+
+template <class T>
+Array<T>& Module<T>::register_buffer(const std::string& name, Array<T> value) {
+  check_name(name);
+  buffers_.emplace_back(name, std::make_unique<Array<T>>(std::move(value)));
+  return *buffers_.back().second;
+}
+
+template <class T>
+StateArray& Module<T>::register_state(const std::string& name, StateArray value) {
+  check_name(name);
+  states_.emplace_back(name, std::make_unique<StateArray>(std::move(value)));
+  return *states_.back().second;
+}
+
+/// Walks the tree depth first: a module's own entries, then its children's, with dotted names.
+template <class T>
+template <class Entry, class F>
+void Module<T>::collect(const std::string& prefix, std::vector<Entry>& out, F pick) const {
+  for (const auto& [name, item] : pick(*this)) out.emplace_back(prefix + name, item.get());
+  for (const auto& [name, child] : children_) child->collect(prefix + name + ".", out, pick);
+}
+
+template <class T>
+std::vector<std::pair<std::string, Variable<T>*>> Module<T>::named_parameters() const {
+  std::vector<std::pair<std::string, Variable<T>*>> out;
+  collect(
+      "", out, [](const Module& m) -> const auto& { return m.parameters_; });
+  return out;
+}
+
+template <class T>
+std::vector<std::pair<std::string, Array<T>*>> Module<T>::named_buffers() const {
+  std::vector<std::pair<std::string, Array<T>*>> out;
+  collect(
+      "", out, [](const Module& m) -> const auto& { return m.buffers_; });
+  return out;
+}
+
+template <class T>
+std::vector<std::pair<std::string, StateArray*>> Module<T>::named_states() const {
+  std::vector<std::pair<std::string, StateArray*>> out;
+  collect(
+      "", out, [](const Module& m) -> const auto& { return m.states_; });
+  return out;
+}
+
+template <class T>
+std::vector<Variable<T>> Module<T>::parameters() const {
+  std::vector<Variable<T>> out;
+  for (const auto& entry : named_parameters()) out.push_back(*entry.second);
+  return out;
+}
+
+template <class T>
+std::size_t Module<T>::parameter_count() const {
+  std::size_t n = 0;
+  for (const auto& entry : named_parameters()) n += entry.second->size();
+  return n;
+}
+
+template <class T>
+void Module<T>::zero_grad() {
+  for (auto& entry : named_parameters()) entry.second->zero_grad();
+}
+
+template <class T>
+void Module<T>::train(bool on) {
+  training_ = on;
+  for (auto& entry : children_) entry.second->train(on);
+}
+
+template <class T>
+Variable<T> Sequential<T>::forward(const Variable<T>& x) {
+  Variable<T> y = x;
+  for (const auto& [name, module] : this->children()) {
+    try {
+      y = module->forward(y);
+    } catch (const Error& e) {
+      fail("Sequential module ", name, ": ", e.what());
+    }
+  }
+  return y;
+}
+
+template class Module<float>;
+template class Module<double>;
+template class Sequential<float>;
+template class Sequential<double>;
+
+}  // namespace ad::nn

@@ -1,0 +1,110 @@
+// Module: the base of layers and models (parameters, buffers, submodules, train/eval), and
+// Sequential.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "autodiff/variable.hpp"
+
+namespace ad::nn {
+
+/// Integer state a module keeps besides its float buffers (a random stream's position).
+using StateArray = Array<std::uint64_t>;
+
+/// The base of every layer and model. A module registers its parameters, buffers and submodules
+/// under names; the names of a tree of modules join with dots ("0.weight", "encoder.fc1.bias").
+/// Parameters live on the heap, so a module can be moved without invalidating them; it cannot be
+/// copied (copies would share parameters silently).
+template <class T = float>
+class Module {
+ public:
+  Module() = default;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+  Module(Module&&) = default;
+  Module& operator=(Module&&) = default;
+  virtual ~Module() = default;
+
+  /// The computation of the module.
+  virtual Variable<T> forward(const Variable<T>& x) = 0;
+  Variable<T> operator()(const Variable<T>& x) { return forward(x); }
+
+  /// Handles to every parameter of the tree, in registration order (they share data with it).
+  std::vector<Variable<T>> parameters() const;
+  /// Every parameter with its dotted name; the pointer lets a caller replace the handle.
+  std::vector<std::pair<std::string, Variable<T>*>> named_parameters() const;
+  /// Every buffer (state that is saved but not trained, e.g. running statistics).
+  std::vector<std::pair<std::string, Array<T>*>> named_buffers() const;
+  /// Every integer state array (e.g. a dropout layer's random stream position).
+  std::vector<std::pair<std::string, StateArray*>> named_states() const;
+  /// Number of parameter elements.
+  std::size_t parameter_count() const;
+
+  /// Forgets the gradients of all parameters.
+  void zero_grad();
+  /// Switches the tree to training (or evaluation) behaviour: dropout, batch statistics.
+  void train(bool on = true);
+  void eval() { train(false); }
+  bool is_training() const { return training_; }
+
+  const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& children() const {
+    return children_;
+  }
+
+ protected:
+  /// Adds a parameter (a leaf that requires grad) initialised to `value`.
+  Variable<T>& register_parameter(const std::string& name, Array<T> value);
+  /// Adds a buffer initialised to `value`.
+  Array<T>& register_buffer(const std::string& name, Array<T> value);
+  /// Adds an integer state array.
+  StateArray& register_state(const std::string& name, StateArray value);
+  /// Adds a submodule; returns it for storing in a member.
+  template <class M>
+  std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module) {
+    check_name(name);
+    if (!module) fail("register_module: module '", name, "' is null");
+    children_.emplace_back(name, module);
+    return module;
+  }
+
+ private:
+  void check_name(const std::string& name) const;
+  template <class Entry, class F>
+  void collect(const std::string& prefix, std::vector<Entry>& out, F pick) const;
+
+  std::vector<std::pair<std::string, std::unique_ptr<Variable<T>>>> parameters_;
+  std::vector<std::pair<std::string, std::unique_ptr<Array<T>>>> buffers_;
+  std::vector<std::pair<std::string, std::unique_ptr<StateArray>>> states_;
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+  bool training_ = true;
+};
+
+/// Modules applied one after the other; the i-th is named "i".
+template <class T = float>
+class Sequential : public Module<T> {
+ public:
+  Sequential() = default;
+  template <class... M>
+  explicit Sequential(std::shared_ptr<M>... modules) {
+    (add(std::move(modules)), ...);
+  }
+
+  /// Appends a module.
+  template <class M>
+  std::shared_ptr<M> add(std::shared_ptr<M> module) {
+    return this->register_module(std::to_string(this->children().size()), std::move(module));
+  }
+  std::size_t size() const { return this->children().size(); }
+  const std::shared_ptr<Module<T>>& operator[](std::size_t i) const {
+    return this->children().at(i).second;
+  }
+
+  /// Runs the modules in order; an error names the module that raised it.
+  Variable<T> forward(const Variable<T>& x) override;
+};
+
+}  // namespace ad::nn

@@ -1,0 +1,13 @@
+// The whole nn layer: modules and layers, losses, optimizers and schedules, data, trainer,
+// checkpoints.
+#pragma once
+
+#include "nn/checkpoint.hpp"
+#include "nn/data.hpp"
+#include "nn/init.hpp"
+#include "nn/layers.hpp"
+#include "nn/loss.hpp"
+#include "nn/module.hpp"
+#include "nn/optim.hpp"
+#include "nn/schedule.hpp"
+#include "nn/trainer.hpp"

@@ -1,0 +1,55 @@
+// NumPy's .npz format: a zip archive of .npy files (written and read with libzip), so that
+// checkpoints open in NumPy without this library: numpy.load("model.npz")["0.weight"].
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "autodiff/variable.hpp"
+
+namespace ad::nn::npz {
+
+/// One array of an archive: its NumPy dtype ("<f4", "<f8", "|u1", "<u8"), shape and raw
+/// little-endian, row-major bytes.
+struct Entry {
+  std::string dtype;
+  Shape shape;
+  std::vector<char> data;
+};
+
+/// The NumPy dtype string of T (float, double, uint8_t, uint64_t).
+template <class T>
+std::string dtype_of();
+
+/// An entry holding a copy of `a`.
+template <class A>
+Entry from_array(const A& a) {
+  using T = typename A::value_type;
+  Entry e{dtype_of<T>(), Shape(a.shape().begin(), a.shape().end()), {}};
+  e.data.resize(a.size() * sizeof(T));
+  std::copy(reinterpret_cast<const char*>(a.data()),
+            reinterpret_cast<const char*>(a.data() + a.size()), e.data.data());
+  return e;
+}
+
+/// The array in `e`; throws naming the entry and the file when its dtype is not T's.
+template <class A>
+A to_array(const Entry& e, const std::string& name, const std::string& file) {
+  using T = typename A::value_type;
+  if (e.dtype != dtype_of<T>())
+    fail("'", file, "': entry '", name, "' has dtype ", e.dtype, ", expected ", dtype_of<T>());
+  A a = A::from_shape(e.shape);
+  std::copy(e.data.begin(), e.data.end(), reinterpret_cast<char*>(a.data()));
+  return a;
+}
+
+/// Writes the entries (name without ".npy") atomically: to a temporary file in the same folder,
+/// then renamed over `path`. A failure leaves any earlier file at `path` as it was.
+void save(const std::string& path, const std::vector<std::pair<std::string, Entry>>& entries);
+
+/// Reads every entry; throws naming the file (and the entry) when it is missing, not a zip
+/// archive, truncated, corrupt, or holds something that is not a valid .npy array.
+std::vector<std::pair<std::string, Entry>> load(const std::string& path);
+
+}  // namespace ad::nn::npz

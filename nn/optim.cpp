@@ -1,0 +1,221 @@
+#include "nn/optim.hpp"
+
+#include <cmath>
+
+namespace ad::nn {
+
+namespace {
+
+template <class T>
+std::vector<ParamGroup<T>> one_group(std::vector<Variable<T>> params) {
+  return {ParamGroup<T>{std::move(params), 0.0}};
+}
+
+/// The state buffer `name`, created as zeros of the parameter's shape on first use.
+template <class T>
+Array<T>& buffer(ParamState<T>& state, const char* name, const Array<T>& like) {
+  auto it = state.buffers.find(name);
+  if (it == state.buffers.end())
+    it = state.buffers.emplace(name, Array<T>(xt::zeros<T>(like.shape()))).first;
+  if (it->second.shape() != like.shape())
+    fail("optimizer: state '", name, "' has shape ", shape_str(it->second.shape()),
+         " but its parameter has shape ", shape_str(like.shape()));
+  return it->second;
+}
+
+}  // namespace
+
+template <class T>
+Optimizer<T>::Optimizer(std::vector<ParamGroup<T>> groups, double default_lr, const char* name)
+    : groups_(std::move(groups)) {
+  for (auto& g : groups_) {
+    if (g.lr == 0) g.lr = default_lr;
+    if (!(g.lr > 0)) fail(name, ": learning rate must be positive, got ", g.lr);
+    for (const auto& p : g.params) {
+      if (!p.defined() || !p.is_leaf() || !p.requires_grad())
+        fail(name, ": parameters must be leaves that require grad");
+      state_.emplace_back();
+    }
+    base_lrs_.push_back(g.lr);
+  }
+}
+
+template <class T>
+void Optimizer<T>::step() {
+  std::size_t index = 0;
+  for (auto& g : groups_) {
+    for (auto& p : g.params) {
+      ParamState<T>& s = state_[index++];
+      if (!p.has_grad()) continue;
+      const Array<T>& grad = p.grad().value();
+      if (grad.shape() != p.shape())
+        fail("optimizer: gradient of shape ", shape_str(grad.shape()), " for a parameter of shape ",
+             shape_str(p.shape()));
+      ++s.step;
+      update(p.mutable_value(), grad, s, g.lr);
+    }
+  }
+}
+
+template <class T>
+void Optimizer<T>::zero_grad() {
+  for (auto& g : groups_)
+    for (auto& p : g.params) p.zero_grad();
+}
+
+template <class T>
+void Optimizer<T>::scale_lr(double factor) {
+  for (std::size_t i = 0; i < groups_.size(); ++i) groups_[i].lr = base_lrs_[i] * factor;
+}
+
+template <class T>
+std::vector<Variable<T>> Optimizer<T>::parameters() const {
+  std::vector<Variable<T>> out;
+  for (const auto& g : groups_) out.insert(out.end(), g.params.begin(), g.params.end());
+  return out;
+}
+
+// ---- SGD
+
+template <class T>
+SGD<T>::SGD(std::vector<Variable<T>> params, const SGDOptions& o)
+    : SGD(one_group(std::move(params)), o) {}
+
+template <class T>
+SGD<T>::SGD(std::vector<ParamGroup<T>> groups, const SGDOptions& o)
+    : Optimizer<T>(std::move(groups), o.lr, "SGD"), o_(o) {
+  if (o.nesterov && (o.momentum <= 0 || o.dampening != 0))
+    fail("SGD: Nesterov momentum needs momentum > 0 and no dampening");
+}
+
+template <class T>
+void SGD<T>::update(Array<T>& p, const Array<T>& grad, ParamState<T>& s, double lr) {
+  const T wd = static_cast<T>(o_.weight_decay), mu = static_cast<T>(o_.momentum);
+  const T damp = static_cast<T>(1 - o_.dampening), rate = static_cast<T>(lr);
+  T* w = p.data();
+  const T* g = grad.data();
+  const std::size_t n = p.size();
+  if (o_.momentum == 0) {
+    for (std::size_t i = 0; i < n; ++i) w[i] -= rate * (g[i] + wd * w[i]);
+    return;
+  }
+  T* b = buffer(s, "momentum_buffer", p).data();
+  const bool first = s.step == 1;
+  for (std::size_t i = 0; i < n; ++i) {
+    const T d = g[i] + wd * w[i];
+    b[i] = first ? d : mu * b[i] + damp * d;
+    w[i] -= rate * (o_.nesterov ? d + mu * b[i] : b[i]);
+  }
+}
+
+// ---- Adam and AdamW
+
+template <class T>
+Adam<T>::Adam(std::vector<Variable<T>> params, const AdamOptions& o)
+    : Adam(one_group(std::move(params)), o) {}
+
+template <class T>
+Adam<T>::Adam(std::vector<ParamGroup<T>> groups, const AdamOptions& o)
+    : Optimizer<T>(std::move(groups), o.lr, "Adam"), o_(o) {
+  if (!(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1))
+    fail("Adam: betas must be in [0, 1), got ", o.beta1, " and ", o.beta2);
+}
+
+template <class T>
+void Adam<T>::update(Array<T>& p, const Array<T>& grad, ParamState<T>& s, double lr) {
+  T* w = p.data();
+  const T* g = grad.data();
+  T* m = buffer(s, "exp_avg", p).data();
+  T* v = buffer(s, "exp_avg_sq", p).data();
+  const T b1 = static_cast<T>(o_.beta1), b2 = static_cast<T>(o_.beta2);
+  const T eps = static_cast<T>(o_.eps), wd = static_cast<T>(o_.weight_decay);
+  const double t = static_cast<double>(s.step);
+  const T c1 = static_cast<T>(1 - std::pow(o_.beta1, t));
+  const T c2 = static_cast<T>(1 - std::pow(o_.beta2, t));
+  const T rate = static_cast<T>(lr);
+  const std::size_t n = p.size();
+  if (decoupled_)
+    for (std::size_t i = 0; i < n; ++i) w[i] -= rate * wd * w[i];
+  for (std::size_t i = 0; i < n; ++i) {
+    const T d = decoupled_ ? g[i] : g[i] + wd * w[i];
+    m[i] = b1 * m[i] + (1 - b1) * d;
+    v[i] = b2 * v[i] + (1 - b2) * d * d;
+    w[i] -= rate * (m[i] / c1) / (std::sqrt(v[i] / c2) + eps);
+  }
+}
+
+template <class T>
+AdamW<T>::AdamW(std::vector<Variable<T>> params, const AdamWOptions& o) : Adam<T>(params, o) {
+  this->decoupled_ = true;
+}
+
+template <class T>
+AdamW<T>::AdamW(std::vector<ParamGroup<T>> groups, const AdamWOptions& o) : Adam<T>(groups, o) {
+  this->decoupled_ = true;
+}
+
+// ---- RMSProp
+
+template <class T>
+RMSProp<T>::RMSProp(std::vector<Variable<T>> params, const RMSPropOptions& o)
+    : RMSProp(one_group(std::move(params)), o) {}
+
+template <class T>
+RMSProp<T>::RMSProp(std::vector<ParamGroup<T>> groups, const RMSPropOptions& o)
+    : Optimizer<T>(std::move(groups), o.lr, "RMSProp"), o_(o) {}
+
+template <class T>
+void RMSProp<T>::update(Array<T>& p, const Array<T>& grad, ParamState<T>& s, double lr) {
+  T* w = p.data();
+  const T* g = grad.data();
+  T* v = buffer(s, "square_avg", p).data();
+  T* b = o_.momentum > 0 ? buffer(s, "momentum_buffer", p).data() : nullptr;
+  const T alpha = static_cast<T>(o_.alpha), eps = static_cast<T>(o_.eps);
+  const T wd = static_cast<T>(o_.weight_decay), mu = static_cast<T>(o_.momentum);
+  const T rate = static_cast<T>(lr);
+  for (std::size_t i = 0, n = p.size(); i < n; ++i) {
+    const T d = g[i] + wd * w[i];
+    v[i] = alpha * v[i] + (1 - alpha) * d * d;
+    const T step = d / (std::sqrt(v[i]) + eps);
+    if (b) {
+      b[i] = mu * b[i] + step;
+      w[i] -= rate * b[i];
+    } else {
+      w[i] -= rate * step;
+    }
+  }
+}
+
+// ---- Clipping
+
+template <class T>
+double clip_grad_norm(const std::vector<Variable<T>>& params, double max_norm) {
+  double total = 0;
+  for (const auto& p : params)
+    if (p.has_grad())
+      for (T g : p.grad().value()) total += double(g) * double(g);
+  total = std::sqrt(total);
+  if (total > max_norm && total > 0) {
+    const T scale = static_cast<T>(max_norm / total);
+    for (const auto& p : params)
+      if (p.has_grad()) {
+        Variable<T> g = p.grad();
+        for (auto& x : g.mutable_value()) x *= scale;
+      }
+  }
+  return total;
+}
+
+#define AD_INSTANTIATE(T)      \
+  template class Optimizer<T>; \
+  template class SGD<T>;       \
+  template class Adam<T>;      \
+  template class AdamW<T>;     \
+  template class RMSProp<T>;   \
+  template double clip_grad_norm(const std::vector<Variable<T>>&, double);
+
+AD_INSTANTIATE(float)
+AD_INSTANTIATE(double)
+#undef AD_INSTANTIATE
+
+}  // namespace ad::nn

@@ -1,0 +1,148 @@
+// Optimizers: SGD (momentum, Nesterov, weight decay), Adam, AdamW, RMSProp; gradient clipping.
+// Each takes an options struct with documented defaults, skips parameters without a gradient,
+// and supports parameter groups with their own learning rate.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "autodiff/variable.hpp"
+
+namespace ad::nn {
+
+/// Parameters that share a learning rate.
+template <class T = float>
+struct ParamGroup {
+  std::vector<Variable<T>> params;
+  double lr = 0;  // 0: the optimizer's options.lr
+};
+
+/// What an optimizer keeps for one parameter, saved in checkpoints.
+template <class T = float>
+struct ParamState {
+  std::uint64_t step = 0;                   // updates applied so far
+  std::map<std::string, Array<T>> buffers;  // e.g. "momentum_buffer", "exp_avg"
+};
+
+/// The base: groups of parameters, their learning rates, and per-parameter state.
+template <class T = float>
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+  /// Updates every parameter that has a gradient.
+  void step();
+  /// Forgets every parameter's gradient.
+  void zero_grad();
+
+  std::vector<ParamGroup<T>>& groups() { return groups_; }
+  /// The learning rate each group started with (schedules scale it).
+  double base_lr(std::size_t group) const { return base_lrs_.at(group); }
+  /// Sets every group's learning rate to its base rate times `factor`.
+  void scale_lr(double factor);
+  /// Every parameter in group order, with its state (index-aligned).
+  std::vector<Variable<T>> parameters() const;
+  std::vector<ParamState<T>>& state() { return state_; }
+  const std::vector<ParamState<T>>& state() const { return state_; }
+
+ protected:
+  Optimizer(std::vector<ParamGroup<T>> groups, double default_lr, const char* name);
+  /// Updates one parameter p (value, gradient) with the group's learning rate.
+  virtual void update(Array<T>& p, const Array<T>& grad, ParamState<T>& state, double lr) = 0;
+
+ private:
+  std::vector<ParamGroup<T>> groups_;
+  std::vector<double> base_lrs_;
+  std::vector<ParamState<T>> state_;
+};
+
+/// d = g + weight_decay·p; with momentum: b = momentum·b + (1 − dampening)·d (b = d at the first
+/// step), d = nesterov ? d + momentum·b : b; then p −= lr·d.
+struct SGDOptions {
+  double lr = 0.01;
+  double momentum = 0.0;
+  double dampening = 0.0;
+  double weight_decay = 0.0;
+  bool nesterov = false;
+};
+
+template <class T = float>
+class SGD : public Optimizer<T> {
+ public:
+  SGD(std::vector<Variable<T>> params, const SGDOptions& options);
+  SGD(std::vector<ParamGroup<T>> groups, const SGDOptions& options);
+
+ protected:
+  void update(Array<T>& p, const Array<T>& grad, ParamState<T>& state, double lr) override;
+
+ private:
+  SGDOptions o_;
+};
+
+/// Adam: g += weight_decay·p (L2); m = β1·m + (1 − β1)·g; v = β2·v + (1 − β2)·g²;
+/// p −= lr·m̂ / (√v̂ + eps) with m̂ = m/(1 − β1^t), v̂ = v/(1 − β2^t).
+struct AdamOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+};
+
+template <class T = float>
+class Adam : public Optimizer<T> {
+ public:
+  Adam(std::vector<Variable<T>> params, const AdamOptions& options);
+  Adam(std::vector<ParamGroup<T>> groups, const AdamOptions& options);
+
+ protected:
+  void update(Array<T>& p, const Array<T>& grad, ParamState<T>& state, double lr) override;
+  /// Decoupled weight decay (AdamW) instead of L2 in the gradient (Adam).
+  bool decoupled_ = false;
+
+ private:
+  AdamOptions o_;
+};
+
+/// AdamW: p −= lr·weight_decay·p, then the Adam step without L2. weight_decay defaults to 0.01.
+struct AdamWOptions : AdamOptions {
+  AdamWOptions() { weight_decay = 0.01; }
+};
+
+template <class T = float>
+class AdamW : public Adam<T> {
+ public:
+  AdamW(std::vector<Variable<T>> params, const AdamWOptions& options = {});
+  AdamW(std::vector<ParamGroup<T>> groups, const AdamWOptions& options = {});
+};
+
+/// RMSProp: g += weight_decay·p; v = α·v + (1 − α)·g²; with momentum:
+/// b = momentum·b + g/(√v + eps), p −= lr·b; else p −= lr·g/(√v + eps).
+struct RMSPropOptions {
+  double lr = 0.01;
+  double alpha = 0.99;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  double momentum = 0.0;
+};
+
+template <class T = float>
+class RMSProp : public Optimizer<T> {
+ public:
+  RMSProp(std::vector<Variable<T>> params, const RMSPropOptions& options);
+  RMSProp(std::vector<ParamGroup<T>> groups, const RMSPropOptions& options);
+
+ protected:
+  void update(Array<T>& p, const Array<T>& grad, ParamState<T>& state, double lr) override;
+
+ private:
+  RMSPropOptions o_;
+};
+
+/// Scales the gradients of `params` so that their global L2 norm is at most max_norm; returns
+/// the norm before clipping.
+template <class T>
+double clip_grad_norm(const std::vector<Variable<T>>& params, double max_norm);
+
+}  // namespace ad::nn

@@ -1,0 +1,110 @@
+// The training loop: epochs of mini-batch updates, evaluation, progress, metrics, checkpoints.
+#pragma once
+
+#include <functional>
+#include <iosfwd>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "nn/data.hpp"
+#include "nn/module.hpp"
+#include "nn/optim.hpp"
+#include "nn/schedule.hpp"
+
+namespace ad::nn {
+
+/// Thrown when training cannot go on (a NaN or infinite loss or gradient); the message names the
+/// epoch and the batch.
+class TrainingError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// What one epoch gave. Accuracies are NaN unless the trainer classifies; validation figures are
+/// NaN without a validation set.
+struct EpochMetrics {
+  std::size_t epoch = 0;  // 1-based
+  double train_loss = 0;  // mean over the epoch's samples
+  double train_accuracy = std::numeric_limits<double>::quiet_NaN();
+  double val_loss = std::numeric_limits<double>::quiet_NaN();
+  double val_accuracy = std::numeric_limits<double>::quiet_NaN();
+  double seconds = 0;             // training time of the epoch (without evaluation)
+  double samples_per_second = 0;  // training throughput
+  double lr = 0;                  // learning rate of the first group at the end of the epoch
+};
+
+struct TrainerOptions {
+  /// Total number of epochs; fit() runs the ones not done yet (see resume()).
+  std::size_t epochs = 1;
+  /// Outputs are logits (N, K) and targets class indices: accuracy is reported.
+  bool classification = true;
+  /// How the validation set is named in the log ("val", "test", ...).
+  std::string validation_name = "val";
+  /// A CSV of the metrics, rewritten atomically after every epoch ("" for none).
+  std::string metrics_csv;
+  /// A checkpoint saved atomically after every epoch ("" for none).
+  std::string checkpoint;
+  /// Progress: a bar updated in place on a terminal, else one line per epoch.
+  enum class Progress { automatic, bar, lines, none } progress = Progress::automatic;
+  std::ostream* log = nullptr;  // default std::cout
+  /// Clip the global gradient norm to this value (0: no clipping).
+  double clip_grad_norm = 0;
+  /// Step the scheduler after every batch instead of every epoch.
+  bool schedule_per_batch = false;
+};
+
+/// Trains a model. A run is reproducible: the same seeds give bit-identical weights on the same
+/// machine and thread count, and a run resumed from a checkpoint continues exactly.
+template <class T = float>
+class Trainer {
+ public:
+  using Loss = std::function<Variable<T>(const Variable<T>& output, const Variable<T>& target)>;
+
+  Trainer(Module<T>& model, Optimizer<T>& optimizer, Loss loss, TrainerOptions options = {});
+
+  /// A learning-rate scheduler stepped every epoch (or batch).
+  void set_scheduler(Scheduler<T>* scheduler) { scheduler_ = scheduler; }
+  /// Called after every batch with (epoch, batch, loss) and after every epoch with its metrics.
+  std::function<void(std::size_t, std::size_t, double)> on_batch_end;
+  std::function<void(const EpochMetrics&)> on_epoch_end;
+
+  /// Trains until options.epochs epochs are done; returns the metrics of the epochs it ran.
+  /// On a NaN or infinite loss or gradient it throws TrainingError before the optimizer step, so
+  /// the model keeps the last good weights.
+  std::vector<EpochMetrics> fit(const DataLoader<T>& train,
+                                const DataLoader<T>* validation = nullptr);
+
+  struct Evaluation {
+    double loss = 0;
+    double accuracy = std::numeric_limits<double>::quiet_NaN();
+    std::vector<std::size_t> predictions, labels;  // filled when asked (classification)
+  };
+  /// Mean loss (and accuracy) over a dataset in evaluation mode, without recording.
+  Evaluation evaluate(const DataLoader<T>& data, bool keep_predictions = false);
+
+  std::size_t epochs_done() const { return epochs_done_; }
+  const std::vector<EpochMetrics>& history() const { return history_; }
+  /// Saves model, optimizer, epochs done and scheduler step.
+  void save(const std::string& path) const;
+  /// Loads what save() wrote; fit() then continues after the saved epoch.
+  void resume(const std::string& path);
+
+ private:
+  void write_metrics_csv() const;
+  std::ostream& log() const;
+
+  Module<T>& model_;
+  Optimizer<T>& optimizer_;
+  Loss loss_;
+  TrainerOptions options_;
+  Scheduler<T>* scheduler_ = nullptr;
+  std::size_t epochs_done_ = 0;
+  std::vector<EpochMetrics> history_;
+};
+
+/// Index of the largest entry of each row of (N, K) scores.
+template <class T>
+std::vector<std::size_t> argmax_rows(const Array<T>& scores);
+
+}  // namespace ad::nn

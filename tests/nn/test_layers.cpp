@@ -1,0 +1,154 @@
+// Every layer, gradchecked in double with respect to its input and parameters.
+#include <boost/test/unit_test.hpp>
+
+#include <cmath>
+
+#include "helpers.hpp"
+#include "nn/gradcheck.hpp"
+#include "nn/nn.hpp"
+
+namespace tt = boost::test_tools;
+using ad::Array;
+using ad::Shape;
+using ad::test::leaf;
+using ad::test::uniform;
+using ad::testing::passed;
+namespace nn = ad::nn;
+using V = ad::Variable<double>;
+
+BOOST_AUTO_TEST_SUITE(layers)
+
+BOOST_AUTO_TEST_CASE(linear) {
+  nn::Generator rng(1);
+  nn::Linear<double> layer(4, 3, rng);
+  auto report = nn::gradcheck_module(layer, leaf(uniform({5, 4})), ad::test::second_order());
+  BOOST_TEST(passed(report));
+  BOOST_TEST(report.inputs.size() == 3u);
+  BOOST_TEST(report.inputs[1].name == "weight");
+  BOOST_TEST(report.str().find("'bias'") != std::string::npos);
+  nn::Linear<double> no_bias(4, 3, rng, false);
+  BOOST_TEST(passed(nn::gradcheck_module(no_bias, leaf(uniform({5, 4})))));
+  // Initialised from U(±1/√in).
+  for (double w : layer.weight().value()) BOOST_TEST(std::abs(w) <= 0.5);
+}
+
+BOOST_AUTO_TEST_CASE(conv2d_with_stride_and_padding) {
+  nn::Generator rng(2);
+  nn::Conv2d<double> layer(2, 3, 3, rng, 2, 1);
+  V x = leaf(uniform({2, 2, 5, 6}));
+  BOOST_TEST(layer(x).shape() == Shape({2, 3, 3, 3}));
+  BOOST_TEST(passed(nn::gradcheck_module(layer, x)));
+}
+
+BOOST_AUTO_TEST_CASE(pooling_away_from_ties) {
+  Array<double> a = xt::arange<double>(2 * 3 * 4 * 4);
+  std::shuffle(a.begin(), a.end(), std::mt19937(5));
+  a.reshape({2, 3, 4, 4});
+  V x = leaf(a / 96.0);
+  nn::MaxPool2d<double> maxpool(2);
+  nn::AvgPool2d<double> avgpool(2);
+  nn::MaxPool2d<double> overlapping(3, 1, 1);
+  BOOST_TEST(maxpool(x).shape() == Shape({2, 3, 2, 2}));
+  BOOST_TEST(passed(nn::gradcheck_module(maxpool, x)));
+  BOOST_TEST(passed(nn::gradcheck_module(avgpool, x)));
+  BOOST_TEST(passed(nn::gradcheck_module(overlapping, x)));
+}
+
+BOOST_AUTO_TEST_CASE(flatten) {
+  nn::Flatten<double> layer;
+  V x = leaf(uniform({2, 3, 4}));
+  BOOST_TEST(layer(x).shape() == Shape({2, 12}));
+  BOOST_TEST(passed(nn::gradcheck_module(layer, x)));
+}
+
+BOOST_AUTO_TEST_CASE(dropout) {
+  nn::Dropout<double> layer(0.3, 7);
+  V x = leaf(uniform({40, 50}, 0.5, 1.0));
+  Array<double> y = layer(x).value();
+  std::size_t zeros = 0;
+  for (std::size_t i = 0; i < y.size(); ++i) {
+    if (y.data()[i] == 0)
+      ++zeros;
+    else
+      BOOST_TEST(y.data()[i] == x.value().data()[i] / 0.7, tt::tolerance(1e-12));
+  }
+  BOOST_TEST(zeros > 500u);  // about 600 of 2000
+  BOOST_TEST(zeros < 700u);
+  // Reset the stream before each forward so that the check sees one function.
+  auto reset = [&] { (*layer.named_states()[0].second)(0) = 0; };
+  BOOST_TEST(passed(nn::gradcheck_module(layer, leaf(uniform({4, 5})), {}, reset)));
+  layer.eval();
+  BOOST_TEST(layer(x).value() == x.value());
+  BOOST_CHECK_THROW(nn::Dropout<double>(1.5), ad::Error);
+}
+
+BOOST_AUTO_TEST_CASE(batchnorm_train_and_eval) {
+  nn::BatchNorm1d<double> bn1(3);
+  V x = leaf(uniform({6, 3}, -2, 2));
+  BOOST_TEST(passed(nn::gradcheck_module(bn1, x)));
+  // Training output: each feature has mean 0 and variance 1 (weight 1, bias 0).
+  Array<double> y = bn1(x).value();
+  for (std::size_t c = 0; c < 3; ++c) {
+    double m = 0, v = 0;
+    for (std::size_t i = 0; i < 6; ++i) m += y(i, c) / 6;
+    for (std::size_t i = 0; i < 6; ++i) v += (y(i, c) - m) * (y(i, c) - m) / 6;
+    BOOST_TEST(m == 0.0, tt::tolerance(1e-9));
+    BOOST_TEST(v == 1.0, tt::tolerance(1e-4));
+  }
+  nn::BatchNorm2d<double> bn2(2);
+  V img = leaf(uniform({3, 2, 3, 3}, -2, 2));
+  BOOST_TEST(passed(nn::gradcheck_module(bn2, img)));
+  // Running statistics: after one batch, mean = 0.1·batch mean, var = 0.9 + 0.1·unbiased var.
+  nn::BatchNorm1d<double> fresh(3);
+  fresh(x);
+  double mean0 = 0;
+  for (std::size_t i = 0; i < 6; ++i) mean0 += x.value()(i, 0) / 6;
+  BOOST_TEST(fresh.running_mean()(0) == 0.1 * mean0, tt::tolerance(1e-12));
+  fresh.eval();
+  BOOST_TEST(passed(nn::gradcheck_module(fresh, x)));
+  Array<double> ye = fresh(x).value();
+  BOOST_TEST(ye(2, 1) == (x.value()(2, 1) - fresh.running_mean()(1)) /
+                             std::sqrt(fresh.running_var()(1) + 1e-5),
+             tt::tolerance(1e-12));
+  BOOST_CHECK_THROW(bn1(leaf(uniform({6, 4}))), ad::Error);
+  BOOST_CHECK_THROW(bn2(leaf(uniform({6, 2}))), ad::Error);
+}
+
+BOOST_AUTO_TEST_CASE(embedding) {
+  nn::Generator rng(3);
+  nn::Embedding<double> layer(5, 3, rng);
+  V ids(Array<double>{{1, 4}, {0, 1}});
+  V y = layer(ids);
+  BOOST_TEST(y.shape() == Shape({2, 2, 3}));
+  BOOST_TEST(y.value()(0, 1, 2) == layer.weight().value()(4, 2));
+  BOOST_TEST(passed(nn::gradcheck_module(layer, ids)));
+  BOOST_CHECK_THROW(layer(V(Array<double>{5.0})), ad::Error);
+  BOOST_CHECK_THROW(layer(V(Array<double>{1.5})), ad::Error);
+}
+
+BOOST_AUTO_TEST_CASE(activations) {
+  V x = leaf(ad::test::away_from_zero({3, 4}, 0.1, 2.0));
+  nn::ReLU<double> relu;
+  nn::LeakyReLU<double> leaky(0.2);
+  nn::Tanh<double> tanh;
+  nn::Sigmoid<double> sigmoid;
+  nn::GELU<double> gelu;
+  nn::Softmax<double> softmax;
+  for (nn::Module<double>* m :
+       std::vector<nn::Module<double>*>{&relu, &leaky, &tanh, &sigmoid, &gelu, &softmax})
+    BOOST_TEST(passed(nn::gradcheck_module(*m, x, ad::test::second_order())));
+  // GELU(1) = Φ(1) ≈ 0.8413447
+  BOOST_TEST(gelu(V(Array<double>{1.0})).value()(0) == 0.8413447460685429, tt::tolerance(1e-12));
+}
+
+BOOST_AUTO_TEST_CASE(sequential_model) {
+  nn::Generator rng(4);
+  nn::Sequential<double> model(
+      std::make_shared<nn::Conv2d<double>>(1, 2, 3, rng, 1, 1),
+      std::make_shared<nn::ReLU<double>>(), std::make_shared<nn::AvgPool2d<double>>(2),
+      std::make_shared<nn::Flatten<double>>(), std::make_shared<nn::Linear<double>>(8, 3, rng));
+  V x = leaf(uniform({2, 1, 4, 4}));
+  BOOST_TEST(passed(nn::gradcheck_module(model, x)));
+}
+
+BOOST_AUTO_TEST_SUITE_END()

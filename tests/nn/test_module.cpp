@@ -1,0 +1,97 @@
+// Module: registration, dotted names, train/eval, Sequential, a user-written module.
+#include <boost/test/unit_test.hpp>
+
+#include "helpers.hpp"
+#include "nn/nn.hpp"
+
+using ad::Array;
+using ad::Shape;
+namespace nn = ad::nn;
+using V = ad::Variable<float>;
+
+namespace {
+
+/// A user-written module: two linear layers with a ReLU between.
+struct Net : nn::Module<float> {
+  std::shared_ptr<nn::Linear<float>> fc1, fc2;
+  explicit Net(nn::Generator& rng)
+      : fc1(register_module("fc1", std::make_shared<nn::Linear<float>>(4, 8, rng))),
+        fc2(register_module("fc2", std::make_shared<nn::Linear<float>>(8, 3, rng))) {}
+  V forward(const V& x) override { return fc2->forward(ad::relu(fc1->forward(x))); }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(module)
+
+BOOST_AUTO_TEST_CASE(user_module_names_and_parameters) {
+  nn::Generator rng(1);
+  Net net(rng);
+  auto named = net.named_parameters();
+  BOOST_REQUIRE(named.size() == 4u);
+  BOOST_TEST(named[0].first == "fc1.weight");
+  BOOST_TEST(named[1].first == "fc1.bias");
+  BOOST_TEST(named[3].first == "fc2.bias");
+  BOOST_TEST(net.parameter_count() == 4u * 8 + 8 + 8 * 3 + 3);
+  V y = net(V(ad::test::uniform<float>({5, 4})));
+  BOOST_TEST(y.shape() == Shape({5, 3}));
+  ad::sum(y).backward();
+  for (const auto& p : net.parameters()) BOOST_TEST(p.has_grad());
+  net.zero_grad();
+  for (const auto& p : net.parameters()) BOOST_TEST(!p.has_grad());
+  // Handles share data with the module.
+  net.parameters()[0].mutable_value()(0, 0) = 42.0f;
+  BOOST_TEST(net.fc1->weight().value()(0, 0) == 42.0f);
+}
+
+BOOST_AUTO_TEST_CASE(sequential_names_and_forward) {
+  nn::Generator rng(2);
+  nn::Sequential<float> model(std::make_shared<nn::Linear<float>>(784, 256, rng),
+                              std::make_shared<nn::ReLU<float>>(),
+                              std::make_shared<nn::Linear<float>>(256, 10, rng));
+  auto named = model.named_parameters();
+  BOOST_REQUIRE(named.size() == 4u);
+  BOOST_TEST(named[0].first == "0.weight");
+  BOOST_TEST(named[2].first == "2.weight");
+  BOOST_TEST(model.size() == 3u);
+  BOOST_TEST(model(V(Array<float>(xt::zeros<float>({2, 784})))).shape() == Shape({2, 10}));
+  // A shape error names the module that raised it.
+  BOOST_CHECK_EXCEPTION(
+      model(V(Array<float>(xt::zeros<float>({2, 100})))), ad::Error, [](const ad::Error& e) {
+        std::string m = e.what();
+        return m.find("Sequential module 0") == 0 && m.find("linear") != std::string::npos;
+      });
+}
+
+BOOST_AUTO_TEST_CASE(train_and_eval_propagate) {
+  nn::Generator rng(3);
+  auto inner = std::make_shared<nn::Dropout<float>>(0.5);
+  nn::Sequential<float> model(std::make_shared<nn::Linear<float>>(3, 3, rng), inner);
+  BOOST_TEST(inner->is_training());
+  model.eval();
+  BOOST_TEST(!inner->is_training());
+  model.train();
+  BOOST_TEST(inner->is_training());
+}
+
+BOOST_AUTO_TEST_CASE(names_are_checked) {
+  struct Bad : nn::Module<float> {
+    V forward(const V& x) override { return x; }
+    void add(const std::string& name) { register_parameter(name, Array<float>{1.0f}); }
+  } bad;
+  bad.add("w");
+  BOOST_CHECK_THROW(bad.add("w"), ad::Error);
+  BOOST_CHECK_THROW(bad.add("a.b"), ad::Error);
+  BOOST_CHECK_THROW(bad.add(""), ad::Error);
+}
+
+BOOST_AUTO_TEST_CASE(modules_move_without_losing_parameters) {
+  nn::Generator rng(4);
+  nn::Linear<float> a(3, 2, rng);
+  const float w = a.weight().value()(1, 2);
+  nn::Linear<float> b = std::move(a);
+  BOOST_TEST(b.weight().value()(1, 2) == w);
+  BOOST_TEST(b.named_parameters()[0].second->value()(1, 2) == w);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,196 @@
+// The trainer: learning, NaN stop keeping the last good weights, reproducibility, resuming.
+#include <boost/test/unit_test.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "helpers.hpp"
+#include "nn/nn.hpp"
+
+namespace tt = boost::test_tools;
+using ad::Array;
+namespace nn = ad::nn;
+using V = ad::Variable<float>;
+
+namespace {
+
+/// Two interleaved classes in the plane (a disc and a ring), 400 points.
+std::shared_ptr<const nn::Dataset<float>> rings(std::uint64_t seed) {
+  nn::Generator rng(seed);
+  std::uniform_real_distribution<float> angle(0.0f, 6.2831853f), noise(-0.15f, 0.15f);
+  xt::xarray<float> x = xt::zeros<float>({400, 2});
+  xt::xarray<float> y = xt::zeros<float>({400});
+  for (std::size_t i = 0; i < 400; ++i) {
+    const float r = (i % 2 ? 1.0f : 0.3f) + noise(rng), a = angle(rng);
+    x(i, 0) = r * std::cos(a);
+    x(i, 1) = r * std::sin(a);
+    y(i) = float(i % 2);
+  }
+  return std::make_shared<nn::Dataset<float>>(x, y);
+}
+
+std::shared_ptr<nn::Sequential<float>> mlp(std::uint64_t seed, bool dropout = false) {
+  nn::Generator rng(seed);
+  auto m = std::make_shared<nn::Sequential<float>>();
+  m->add(std::make_shared<nn::Linear<float>>(2, 16, rng));
+  m->add(std::make_shared<nn::Tanh<float>>());
+  if (dropout) m->add(std::make_shared<nn::Dropout<float>>(0.1, seed));
+  m->add(std::make_shared<nn::Linear<float>>(16, 2, rng));
+  return m;
+}
+
+nn::TrainerOptions quiet(std::size_t epochs, std::ostream& log) {
+  nn::TrainerOptions o;
+  o.epochs = epochs;
+  o.progress = nn::TrainerOptions::Progress::lines;
+  o.log = &log;
+  return o;
+}
+
+V ce(const V& out, const V& target) {
+  return nn::cross_entropy(out, target);
+}
+
+std::vector<Array<float>> weights(const nn::Module<float>& m) {
+  std::vector<Array<float>> out;
+  for (const auto& p : m.parameters()) out.push_back(p.value());
+  return out;
+}
+
+std::string temp_path(const std::string& name) {
+  return std::string(AD_BINARY_DIR) + "/tests/" + name;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(trainer)
+
+BOOST_AUTO_TEST_CASE(learns_and_reports) {
+  auto data = rings(1);
+  nn::LoaderOptions lo;
+  lo.batch_size = 20;
+  nn::DataLoader<float> train(data, lo);
+  auto model = mlp(2);
+  nn::SGDOptions so;
+  so.lr = 0.5, so.momentum = 0.9;
+  nn::SGD<float> opt(model->parameters(), so);
+  std::ostringstream log;
+  auto options = quiet(30, log);
+  options.metrics_csv = temp_path("trainer_metrics.csv");
+  nn::Trainer<float> trainer(*model, opt, ce, options);
+  std::size_t batches = 0;
+  trainer.on_batch_end = [&](std::size_t, std::size_t, double) { ++batches; };
+  auto metrics = trainer.fit(train, &train);
+  BOOST_TEST(metrics.size() == 30u);
+  BOOST_TEST(batches == 30u * 20);
+  BOOST_TEST(metrics.back().train_loss < 0.5 * metrics.front().train_loss);
+  BOOST_TEST(metrics.back().val_accuracy > 0.95);
+  BOOST_TEST(log.str().find("epoch 30/30: train loss") != std::string::npos);
+  std::ifstream csv(options.metrics_csv);
+  std::string header, line;
+  std::getline(csv, header);
+  BOOST_TEST(header.find("epoch,train_loss") == 0u);
+  std::size_t rows = 0;
+  while (std::getline(csv, line)) ++rows;
+  BOOST_TEST(rows == 30u);
+  auto eval = trainer.evaluate(train, true);
+  BOOST_TEST(eval.predictions.size() == 400u);
+  BOOST_TEST(eval.accuracy == metrics.back().val_accuracy, tt::tolerance(1e-12));
+}
+
+BOOST_AUTO_TEST_CASE(nan_loss_stops_with_the_last_good_weights) {
+  auto data = rings(1);
+  nn::LoaderOptions lo;
+  lo.batch_size = 50;
+  nn::DataLoader<float> train(data, lo);
+  auto model = mlp(3);
+  nn::SGD<float> opt(model->parameters(), {0.1});
+  int calls = 0;
+  // The loss turns NaN at the 11th batch: 8 batches per epoch, so epoch 2, batch 3.
+  auto loss = [&](const V& out, const V& target) {
+    V l = ce(out, target);
+    return ++calls == 11 ? l * std::numeric_limits<float>::quiet_NaN() : l;
+  };
+  std::ostringstream log;
+  nn::Trainer<float> trainer(*model, opt, loss, quiet(5, log));
+  std::vector<Array<float>> before;
+  trainer.on_batch_end = [&](std::size_t, std::size_t, double) { before = weights(*model); };
+  BOOST_CHECK_EXCEPTION(trainer.fit(train), nn::TrainingError, [](const nn::TrainingError& e) {
+    std::string m = e.what();
+    return m.find("epoch 2, batch 3") != std::string::npos && m.find("NaN") != std::string::npos;
+  });
+  BOOST_TEST(trainer.epochs_done() == 1u);
+  auto after = weights(*model);
+  for (std::size_t i = 0; i < after.size(); ++i) BOOST_TEST(after[i] == before[i]);
+}
+
+BOOST_AUTO_TEST_CASE(same_seed_bit_identical) {
+  auto run = [](std::uint64_t seed) {
+    auto data = rings(1);
+    nn::LoaderOptions lo;
+    lo.batch_size = 16;
+    lo.seed = seed;
+    nn::DataLoader<float> train(data, lo);
+    auto model = mlp(seed, true);
+    nn::SGDOptions so;
+    so.lr = 0.1, so.momentum = 0.9;
+    nn::SGD<float> opt(model->parameters(), so);
+    std::ostringstream log;
+    nn::Trainer<float> trainer(*model, opt, ce, quiet(3, log));
+    trainer.fit(train);
+    return weights(*model);
+  };
+  auto a = run(5), b = run(5), c = run(6);
+  for (std::size_t i = 0; i < a.size(); ++i) BOOST_TEST(a[i] == b[i]);
+  BOOST_TEST(a[0] != c[0]);
+}
+
+BOOST_AUTO_TEST_CASE(resume_continues_exactly) {
+  auto data = rings(1);
+  nn::LoaderOptions lo;
+  lo.batch_size = 16;
+  lo.seed = 9;
+  nn::DataLoader<float> train(data, lo);
+  auto schedule = std::make_shared<nn::StepSchedule>(1, 0.7);
+  auto setup = [&](auto& model, auto& opt, auto& sched, std::ostream& log, std::size_t epochs) {
+    model = mlp(4, true);
+    nn::SGDOptions so;
+    so.lr = 0.2, so.momentum = 0.9;
+    opt = std::make_unique<nn::SGD<float>>(model->parameters(), so);
+    sched = std::make_unique<nn::Scheduler<float>>(*opt, schedule);
+    auto t = std::make_unique<nn::Trainer<float>>(*model, *opt, ce, quiet(epochs, log));
+    t->set_scheduler(sched.get());
+    return t;
+  };
+  std::ostringstream log;
+  std::shared_ptr<nn::Sequential<float>> m1, m2;
+  std::unique_ptr<nn::SGD<float>> o1, o2;
+  std::unique_ptr<nn::Scheduler<float>> s1, s2;
+  // Straight through: 4 epochs.
+  auto straight = setup(m1, o1, s1, log, 4);
+  straight->fit(train);
+  // Interrupted: 2 epochs, a checkpoint, a fresh process state, resume to 4.
+  const std::string path = temp_path("trainer_resume.npz");
+  {
+    std::shared_ptr<nn::Sequential<float>> m;
+    std::unique_ptr<nn::SGD<float>> o;
+    std::unique_ptr<nn::Scheduler<float>> s;
+    auto first = setup(m, o, s, log, 2);
+    first->fit(train);
+    first->save(path);
+  }
+  auto resumed = setup(m2, o2, s2, log, 4);
+  resumed->resume(path);
+  BOOST_TEST(resumed->epochs_done() == 2u);
+  auto ran = resumed->fit(train);
+  BOOST_TEST(ran.size() == 2u);
+  BOOST_TEST(ran.front().epoch == 3u);
+  auto a = weights(*m1), b = weights(*m2);
+  for (std::size_t i = 0; i < a.size(); ++i) BOOST_TEST(a[i] == b[i]);
+  BOOST_TEST(o1->groups()[0].lr == o2->groups()[0].lr);
+  std::remove(path.c_str());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
