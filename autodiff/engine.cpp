@@ -47,9 +47,7 @@ Variable<T> record(const char* op, Array<T>&& value, std::vector<Variable<T>>&& 
   node->seq = next_seq();
   node->inputs = std::move(inputs);
   node->backward = std::move(backward);
-  auto impl = std::make_shared<VariableImpl<T>>();
-  impl->value = std::move(value);
-  impl->requires_grad = true;
+  auto impl = std::make_shared<VariableImpl<T>>(std::move(value), true);
   impl->node = std::move(node);
   return Variable<T>(std::move(impl));
 }

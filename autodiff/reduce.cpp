@@ -48,14 +48,14 @@ Variable<T> sum(const Variable<T>& a, const std::vector<long>& axes, bool keepdi
 
 template <class T>
 Variable<T> mean(const Variable<T>& a) {
-  return sum(a) / static_cast<double>(a.size());
+  return affine(sum(a), 1.0 / static_cast<double>(a.size()), 0.0);
 }
 
 template <class T>
 Variable<T> mean(const Variable<T>& a, const std::vector<long>& axes, bool keepdims) {
   Shape keep = kernels::keepdims_shape(a.shape(), axes, "mean");
   const double count = static_cast<double>(a.size()) / static_cast<double>(shape_size(keep));
-  return sum(a, axes, keepdims) / count;
+  return affine(sum(a, axes, keepdims), 1.0 / count, 0.0);
 }
 
 template <class T>

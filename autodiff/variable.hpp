@@ -174,6 +174,8 @@ class Variable {
 
 template <class T>
 struct VariableImpl {
+  // Built from its value: a default-constructed xarray allocates one element.
+  VariableImpl(Array<T>&& v, bool requires) : value(std::move(v)), requires_grad(requires) {}
   Array<T> value;
   Variable<T> grad;               // accumulated gradient
   std::shared_ptr<Node<T>> node;  // the op that made it; null for a leaf
@@ -302,10 +304,7 @@ std::ostream& operator<<(std::ostream& os, const Variable<T>& v);
 
 template <class T>
 Variable<T>::Variable(Array<T> value, bool requires_grad)
-    : impl_(std::make_shared<VariableImpl<T>>()) {
-  impl_->value = std::move(value);
-  impl_->requires_grad = requires_grad;
-}
+    : impl_(std::make_shared<VariableImpl<T>>(std::move(value), requires_grad)) {}
 
 template <class T>
 VariableImpl<T>& Variable<T>::impl() const {
