@@ -4,4 +4,5 @@
 #include "autodiff/functional.hpp"
 #include "autodiff/gradcheck.hpp"
 #include "autodiff/ops.hpp"
+#include "autodiff/threads.hpp"
 #include "autodiff/variable.hpp"

@@ -50,38 +50,77 @@ void check_output_grad(const Shape& g, const Geometry& geo, const char* op) {
          shape_str(want));
 }
 
-/// Calls f(input offset or -1 when in the padding, column offset) for each entry of the im2col
-/// matrix of one sample: row (c, i, j), column (oh, ow).
+/// The output positions [lo, hi) along an axis whose input position o·stride + offset − pad falls
+/// inside [0, in); the others read the zero padding.
+std::pair<std::size_t, std::size_t> valid_range(std::size_t out, std::size_t in, std::size_t stride,
+                                                std::size_t offset, std::size_t pad) {
+  const std::size_t lo = pad > offset ? (pad - offset + stride - 1) / stride : 0;
+  const std::size_t hi =
+      in + pad > offset ? std::min(out, (in + pad - offset + stride - 1) / stride) : 0;
+  return {std::min(lo, hi), hi};
+}
+
+/// Walks the im2col matrix of one sample, rows (c, i, j) by columns (oh, ow): for each output
+/// row oh of each matrix row, calls span(offset in the matrix, whether the input row exists (else
+/// the whole segment is padding), offset of the input element that ow = 0 would read (negative in
+/// the padding), first and end of the valid ow).
 template <class F>
-void for_each_patch(const Geometry& g, F&& f) {
+void for_each_segment(const Geometry& g, F&& span) {
   const auto pad = static_cast<std::ptrdiff_t>(g.pad);
   for (std::size_t c = 0; c < g.c; ++c)
-    for (std::size_t i = 0; i < g.k; ++i)
+    for (std::size_t i = 0; i < g.k; ++i) {
+      const auto [oh_lo, oh_hi] = valid_range(g.ho, g.h, g.stride, i, g.pad);
       for (std::size_t j = 0; j < g.k; ++j) {
+        const auto [ow_lo, ow_hi] = valid_range(g.wo, g.w, g.stride, j, g.pad);
         const std::size_t row = ((c * g.k + i) * g.k + j) * g.hw();
         for (std::size_t oh = 0; oh < g.ho; ++oh) {
-          const std::ptrdiff_t ih = static_cast<std::ptrdiff_t>(oh * g.stride + i) - pad;
-          const bool row_in = ih >= 0 && ih < static_cast<std::ptrdiff_t>(g.h);
-          for (std::size_t ow = 0; ow < g.wo; ++ow) {
-            const std::ptrdiff_t iw = static_cast<std::ptrdiff_t>(ow * g.stride + j) - pad;
-            const bool in = row_in && iw >= 0 && iw < static_cast<std::ptrdiff_t>(g.w);
-            f(in ? static_cast<std::ptrdiff_t>((c * g.h + ih) * g.w + iw) : -1,
-              row + oh * g.wo + ow);
-          }
+          const bool inside = oh >= oh_lo && oh < oh_hi;
+          std::ptrdiff_t in = 0;
+          if (inside)
+            in = static_cast<std::ptrdiff_t>((c * g.h + oh * g.stride + i - g.pad) * g.w + j) - pad;
+          span(row + oh * g.wo, inside, in, ow_lo, ow_hi);
         }
       }
+    }
 }
 
+/// One sample's patches as a (C·k·k) × (Ho·Wo) matrix.
 template <class T>
 void im2col(const T* x, const Geometry& g, T* cols) {
-  for_each_patch(g, [&](std::ptrdiff_t in, std::size_t col) { cols[col] = in < 0 ? T(0) : x[in]; });
+  for_each_segment(
+      g, [&](std::size_t at, bool inside, std::ptrdiff_t in, std::size_t lo, std::size_t hi) {
+        T* out = cols + at;
+        if (!inside) {
+          std::fill(out, out + g.wo, T(0));
+          return;
+        }
+        std::fill(out, out + lo, T(0));
+        std::fill(out + hi, out + g.wo, T(0));
+        // column ow reads x[in + ow·stride]
+        for (std::size_t ow = lo; ow < hi; ++ow)
+          out[ow] = x[in + static_cast<std::ptrdiff_t>(ow * g.stride)];
+      });
 }
 
+/// Adds a (C·k·k) × (Ho·Wo) matrix back into one sample's input gradient (im2col's adjoint).
 template <class T>
 void col2im(const T* cols, const Geometry& g, T* dx) {
-  for_each_patch(g, [&](std::ptrdiff_t in, std::size_t col) {
-    if (in >= 0) dx[in] += cols[col];
-  });
+  for_each_segment(
+      g, [&](std::size_t at, bool inside, std::ptrdiff_t in, std::size_t lo, std::size_t hi) {
+        if (!inside) return;
+        const T* src = cols + at;
+        for (std::size_t ow = lo; ow < hi; ++ow)
+          dx[in + static_cast<std::ptrdiff_t>(ow * g.stride)] += src[ow];
+      });
+}
+
+/// A per-thread scratch buffer that only grows: the im2col matrices of every conv call reuse it,
+/// so a training step allocates (and page-faults) no new one.
+template <class T>
+T* scratch(std::size_t n) {
+  thread_local std::vector<T> buffer;
+  if (buffer.size() < n) buffer.resize(n);
+  return buffer.data();
 }
 
 }  // namespace
@@ -91,12 +130,12 @@ Variable<T> conv2d(const Variable<T>& x, const Variable<T>& w, std::size_t strid
                    std::size_t padding) {
   const Geometry g = conv_geometry(x.shape(), w.shape(), stride, padding, "conv2d");
   Array<T> out = Array<T>::from_shape({g.n, g.o, g.ho, g.wo});
-  std::vector<T> cols(g.ckk() * g.hw());
-  for (std::size_t n = 0; n < g.n; ++n) {
-    im2col(x.value().data() + n * g.in_size(), g, cols.data());
-    // y_n (O × HoWo) = W (O × CKK) · cols (CKK × HoWo)
-    kernels::gemm(false, false, g.o, g.hw(), g.ckk(), T(1), w.value().data(), g.ckk(), cols.data(),
-                  g.hw(), T(0), out.data() + n * g.o * g.hw(), g.hw());
+  // Sample by sample, so that the patch matrix stays in cache: y_n = W (O × CKK) · cols_n.
+  T* cols = scratch<T>(g.ckk() * g.hw());
+  for (std::size_t n = 0; n < g.n && out.size() > 0; ++n) {
+    im2col(x.value().data() + n * g.in_size(), g, cols);
+    kernels::gemm(false, false, g.o, g.hw(), g.ckk(), T(1), w.value().data(), g.ckk(), cols, g.hw(),
+                  T(0), out.data() + n * g.o * g.hw(), g.hw());
   }
   return make_op<T>("conv2d", std::move(out), {x, w},
                     [stride, padding](const BackwardContext<T>& c) -> Grads<T> {
@@ -118,12 +157,12 @@ Variable<T> conv2d_input_grad(const Variable<T>& g, const Variable<T>& w, const 
   const Geometry geo = conv_geometry(x_shape, w.shape(), stride, padding, "conv2d_input_grad");
   check_output_grad(g.shape(), geo, "conv2d_input_grad");
   Array<T> dx = xt::zeros<T>(x_shape);
-  std::vector<T> cols(geo.ckk() * geo.hw());
-  for (std::size_t n = 0; n < geo.n; ++n) {
-    // dcols (CKK × HoWo) = Wᵀ (CKK × O) · g_n (O × HoWo)
+  // dcols_n (CKK × HoWo) = Wᵀ (CKK × O) · g_n (O × HoWo), added back into dx_n.
+  T* cols = scratch<T>(geo.ckk() * geo.hw());
+  for (std::size_t n = 0; n < geo.n && g.size() > 0; ++n) {
     kernels::gemm(true, false, geo.ckk(), geo.hw(), geo.o, T(1), w.value().data(), geo.ckk(),
-                  g.value().data() + n * geo.o * geo.hw(), geo.hw(), T(0), cols.data(), geo.hw());
-    col2im(cols.data(), geo, dx.data() + n * geo.in_size());
+                  g.value().data() + n * geo.o * geo.hw(), geo.hw(), T(0), cols, geo.hw());
+    col2im(cols, geo, dx.data() + n * geo.in_size());
   }
   return make_op<T>("conv2d_input_grad", std::move(dx), {g, w},
                     [stride, padding](const BackwardContext<T>& c) -> Grads<T> {
@@ -145,12 +184,12 @@ Variable<T> conv2d_weight_grad(const Variable<T>& x, const Variable<T>& g, const
   const Geometry geo = conv_geometry(x.shape(), w_shape, stride, padding, "conv2d_weight_grad");
   check_output_grad(g.shape(), geo, "conv2d_weight_grad");
   Array<T> dw = xt::zeros<T>(w_shape);
-  std::vector<T> cols(geo.ckk() * geo.hw());
-  for (std::size_t n = 0; n < geo.n; ++n) {
-    im2col(x.value().data() + n * geo.in_size(), geo, cols.data());
-    // dW (O × CKK) += g_n (O × HoWo) · colsᵀ (HoWo × CKK)
+  // dW (O × CKK) = Σ_n g_n (O × HoWo) · cols_nᵀ (HoWo × CKK)
+  T* cols = scratch<T>(geo.ckk() * geo.hw());
+  for (std::size_t n = 0; n < geo.n && g.size() > 0; ++n) {
+    im2col(x.value().data() + n * geo.in_size(), geo, cols);
     kernels::gemm(false, true, geo.o, geo.ckk(), geo.hw(), T(1),
-                  g.value().data() + n * geo.o * geo.hw(), geo.hw(), cols.data(), geo.hw(), T(1),
+                  g.value().data() + n * geo.o * geo.hw(), geo.hw(), cols, geo.hw(), T(1),
                   dw.data(), geo.ckk());
   }
   return make_op<T>("conv2d_weight_grad", std::move(dw), {x, g},
@@ -196,32 +235,91 @@ void for_each_window(const Geometry& g, F&& f) {
 
 }  // namespace
 
+namespace {
+
+// Max pooling is a selection by index within each (n, c) plane, and its gradient the scatter
+// back; each is the other's adjoint, so second order works. The indices are shared, not copied.
+using PlaneIndex = std::shared_ptr<const Index>;
+
+template <class T>
+Variable<T> pool_scatter(const Variable<T>& g, const PlaneIndex& idx, const Shape& x_shape);
+
+/// out[r, q] = x[r, idx[r, q]] over planes r of x (N, C, H, W); out has `out_shape`.
+template <class T>
+Variable<T> pool_select(const Variable<T>& x, const PlaneIndex& idx, const Shape& out_shape) {
+  const std::size_t planes = idx->shape()[0], per = idx->shape()[1];
+  const std::size_t plane = x.size() / planes;
+  Array<T> out = Array<T>::from_shape(out_shape);
+  const T* px = x.value().data();
+  const std::size_t* pi = idx->data();
+  for (std::size_t r = 0; r < planes; ++r)
+    for (std::size_t q = 0; q < per; ++q) out.data()[r * per + q] = px[r * plane + pi[r * per + q]];
+  return make_op<T>("max_pool2d", std::move(out), {x},
+                    [idx](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/dx = g scattered back to the selected positions
+                      return {pool_scatter(c.grad, idx, c.input(0).shape())};
+                    });
+}
+
+/// dx[r, idx[r, q]] += g[r, q]: the adjoint of pool_select.
+template <class T>
+Variable<T> pool_scatter(const Variable<T>& g, const PlaneIndex& idx, const Shape& x_shape) {
+  const std::size_t planes = idx->shape()[0], per = idx->shape()[1];
+  const std::size_t plane = shape_size(x_shape) / planes;
+  Array<T> dx = xt::zeros<T>(x_shape);
+  const T* pg = g.value().data();
+  const std::size_t* pi = idx->data();
+  for (std::size_t r = 0; r < planes; ++r)
+    for (std::size_t q = 0; q < per; ++q) dx.data()[r * plane + pi[r * per + q]] += pg[r * per + q];
+  return make_op<T>("max_pool2d_grad", std::move(dx), {g},
+                    [idx](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/dg = the incoming gradient read at the selected positions
+                      return {pool_select(c.grad, idx, c.input(0).shape())};
+                    });
+}
+
+}  // namespace
+
 template <class T>
 Variable<T> max_pool2d(const Variable<T>& x, std::size_t kernel, std::size_t stride,
                        std::size_t padding) {
   const Geometry g = checked_pool(x.shape(), kernel, stride, padding, "max_pool2d");
   // Index of each window's maximum in its (H·W) plane; the values are then gathered, so the
   // gradient (gather's adjoint) goes to the maxima.
-  Index idx = Index::from_shape({g.n * g.c, g.hw()});
-  std::vector<T> best(g.hw());
+  auto idx = std::make_shared<Index>(Index::from_shape({g.n * g.c, g.hw()}));
   const T* px = x.value().data();
   for (std::size_t r = 0; r < g.n * g.c; ++r) {
     const T* plane = px + r * g.h * g.w;
-    std::size_t* out = idx.data() + r * g.hw();
-    std::fill(best.begin(), best.end(), -std::numeric_limits<T>::infinity());
-    std::fill(out, out + g.hw(), std::size_t(0));
-    std::vector<bool> seen(g.hw(), false);
-    for_each_window(g, [&](std::size_t in, std::size_t o) {
-      const T v = plane[in];
-      if (!seen[o] || v > best[o] || (std::isnan(v) && !std::isnan(best[o]))) {
-        best[o] = v;
-        out[o] = in;
-        seen[o] = true;
+    std::size_t* out = idx->data() + r * g.hw();
+    for (std::size_t oh = 0; oh < g.ho; ++oh) {
+      const auto ih0 =
+          static_cast<std::ptrdiff_t>(oh * g.stride) - static_cast<std::ptrdiff_t>(g.pad);
+      const std::size_t i_lo = ih0 < 0 ? std::size_t(-ih0) : 0;
+      const std::size_t i_hi =
+          std::min<std::ptrdiff_t>(g.k, static_cast<std::ptrdiff_t>(g.h) - ih0);
+      for (std::size_t ow = 0; ow < g.wo; ++ow) {
+        const auto iw0 =
+            static_cast<std::ptrdiff_t>(ow * g.stride) - static_cast<std::ptrdiff_t>(g.pad);
+        const std::size_t j_lo = iw0 < 0 ? std::size_t(-iw0) : 0;
+        const std::size_t j_hi =
+            std::min<std::ptrdiff_t>(g.k, static_cast<std::ptrdiff_t>(g.w) - iw0);
+        // padding <= k/2 leaves every window at least one input
+        std::size_t best_at = (ih0 + i_lo) * g.w + (iw0 + j_lo);
+        T best = plane[best_at];
+        for (std::size_t i = i_lo; i < i_hi; ++i)
+          for (std::size_t j = j_lo; j < j_hi; ++j) {
+            const std::size_t at = (ih0 + i) * g.w + (iw0 + j);
+            const T v = plane[at];
+            if (v > best || (std::isnan(v) && !std::isnan(best))) {
+              best = v;
+              best_at = at;
+            }
+          }
+        out[oh * g.wo + ow] = best_at;
       }
-    });
+    }
   }
-  Variable<T> picked = gather(reshape(x, Shape{g.n * g.c, g.h * g.w}), 1, idx);
-  return reshape(picked, Shape{g.n, g.c, g.ho, g.wo});
+  return pool_select(x, PlaneIndex(std::move(idx)), Shape{g.n, g.c, g.ho, g.wo});
 }
 
 template <class T>

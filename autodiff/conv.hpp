@@ -21,8 +21,8 @@ Variable<T> conv2d_input_grad(const Variable<T>& g, const Variable<T>& w, const 
 template <class T>
 Variable<T> conv2d_weight_grad(const Variable<T>& x, const Variable<T>& g, const Shape& w_shape,
                                std::size_t stride, std::size_t padding);
-/// Maximum over k×k windows (padding counts as -infinity; padding <= k/2). Built on gather, so
-/// the gradient goes to each window's maximum (the first one on ties).
+/// Maximum over k×k windows (padding counts as -infinity; padding <= k/2). The gradient goes to
+/// each window's maximum (the first one on ties).
 template <class T>
 Variable<T> max_pool2d(const Variable<T>& x, std::size_t kernel, std::size_t stride,
                        std::size_t padding = 0);

@@ -1,9 +1,13 @@
 #include "autodiff/kernels.hpp"
 
+#include <cstdlib>
+
 #include <cblas.h>
 #include <algorithm>
 #include <cmath>
 #include <limits>
+
+#include "autodiff/threads.hpp"
 
 namespace ad::kernels {
 
@@ -156,6 +160,29 @@ void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, double 
               static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha, a,
               static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
 }
+
+}  // namespace ad::kernels
+
+namespace ad {
+
+void set_num_threads(int threads) {
+  if (threads < 1) fail("set_num_threads: ", threads, " threads; at least 1 is needed");
+  openblas_set_num_threads(threads);
+}
+
+int num_threads() {
+  return openblas_get_num_threads();
+}
+
+int default_num_threads(int fallback) {
+  const char* env = std::getenv("AD_NUM_THREADS");
+  const int n = env ? std::atoi(env) : 0;
+  return n > 0 ? n : fallback;
+}
+
+}  // namespace ad
+
+namespace ad::kernels {
 
 template Array<float> sum_to(const Array<float>&, const Shape&);
 template Array<double> sum_to(const Array<double>&, const Shape&);

@@ -35,9 +35,9 @@ void chain_of_small_ops(benchmark::State& state) {
     x.zero_grad();
     benchmark::DoNotOptimize(loss);
   }
-  state.counters["s_per_op"] = benchmark::Counter(
-      static_cast<double>(state.iterations()) * kChainOps,
-      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["s_per_op"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * kChainOps,
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 BENCHMARK(chain_of_small_ops);
 
@@ -56,7 +56,8 @@ struct Layer {
 void layer_forward(benchmark::State& state) {
   Layer l;
   for (auto _ : state) benchmark::DoNotOptimize(l.loss());
-  state.counters["GFLOPs"] = benchmark::Counter(kGemmFlop * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOPs"] =
+      benchmark::Counter(kGemmFlop * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(layer_forward);
 
@@ -68,7 +69,8 @@ void layer_forward_backward(benchmark::State& state) {
     l.b.zero_grad();
   }
   // forward GEMM + the weight-gradient GEMM (x needs no gradient)
-  state.counters["GFLOPs"] = benchmark::Counter(2 * kGemmFlop * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOPs"] =
+      benchmark::Counter(2 * kGemmFlop * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(layer_forward_backward);
 
@@ -82,7 +84,8 @@ void layer_composite_forward_backward(benchmark::State& state) {
     w.zero_grad();
     b.zero_grad();
   }
-  state.counters["GFLOPs"] = benchmark::Counter(2 * kGemmFlop * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOPs"] =
+      benchmark::Counter(2 * kGemmFlop * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(layer_composite_forward_backward);
 
@@ -98,13 +101,16 @@ void sgemm_same_shapes(benchmark::State& state) {
                 x.data(), kIn, 0.0f, dw.data(), kIn);
     benchmark::DoNotOptimize(dw.data());
   }
-  state.counters["GFLOPs"] = benchmark::Counter(2 * kGemmFlop * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOPs"] =
+      benchmark::Counter(2 * kGemmFlop * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(sgemm_same_shapes);
 
 // --- Gradient cost of a 1000-element elementwise composite.
 
-F composite(const F& x) { return ad::sum(ad::tanh(x) * ad::sigmoid(x) + ad::exp(-(x * x)) * 0.5f); }
+F composite(const F& x) {
+  return ad::sum(ad::tanh(x) * ad::sigmoid(x) + ad::exp(-(x * x)) * 0.5f);
+}
 
 void composite_forward(benchmark::State& state) {
   F x(random_array({1000}, 4), true);

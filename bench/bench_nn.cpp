@@ -20,11 +20,10 @@ ad::Array<float> random_array(const ad::Shape& shape, std::uint64_t seed, double
 
 struct Mlp {
   nn::Generator rng{0};
-  nn::Sequential<float> model{std::make_shared<nn::Linear<float>>(784, 256, rng),
-                              std::make_shared<nn::ReLU<float>>(),
-                              std::make_shared<nn::Linear<float>>(256, 128, rng),
-                              std::make_shared<nn::ReLU<float>>(),
-                              std::make_shared<nn::Linear<float>>(128, 10, rng)};
+  nn::Sequential<float> model{
+      std::make_shared<nn::Linear<float>>(784, 256, rng), std::make_shared<nn::ReLU<float>>(),
+      std::make_shared<nn::Linear<float>>(256, 128, rng), std::make_shared<nn::ReLU<float>>(),
+      std::make_shared<nn::Linear<float>>(128, 10, rng)};
   nn::SGD<float> opt{model.parameters(), [] {
                        nn::SGDOptions o;
                        o.lr = 0.1, o.momentum = 0.9;
@@ -80,11 +79,10 @@ BENCHMARK(mlp_optimizer_only);
 
 void tiny_mlp_step(benchmark::State& state) {
   nn::Generator rng(0);
-  nn::Sequential<float> model(std::make_shared<nn::Linear<float>>(2, 16, rng),
-                              std::make_shared<nn::Tanh<float>>(),
-                              std::make_shared<nn::Linear<float>>(16, 16, rng),
-                              std::make_shared<nn::Tanh<float>>(),
-                              std::make_shared<nn::Linear<float>>(16, 1, rng));
+  nn::Sequential<float> model(
+      std::make_shared<nn::Linear<float>>(2, 16, rng), std::make_shared<nn::Tanh<float>>(),
+      std::make_shared<nn::Linear<float>>(16, 16, rng), std::make_shared<nn::Tanh<float>>(),
+      std::make_shared<nn::Linear<float>>(16, 1, rng));
   nn::SGD<float> opt(model.parameters(), {0.05});
   F x(random_array({8, 2}, 1)), y(random_array({8, 1}, 2));
   for (auto _ : state) {

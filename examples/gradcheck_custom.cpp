@@ -119,8 +119,8 @@ int main(int argc, char** argv) {
             << batch << "):\n"
             << "   numerical, 2 evaluations per parameter: " << 2 * count << " evaluations, "
             << numeric_s * 1e3 << " ms\n"
-            << "   reverse mode, one forward and backward pass (median of 9): " << reverse_s * 1e3 << " ms ("
-            << numeric_s / reverse_s << "x faster)\n"
+            << "   reverse mode, one forward and backward pass (median of 9): " << reverse_s * 1e3
+            << " ms (" << numeric_s / reverse_s << "x faster)\n"
             << "   largest difference between the two: " << max_diff << "\n";
   return good.passed && !bad.passed ? 0 : 1;
 }

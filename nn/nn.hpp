@@ -4,6 +4,7 @@
 
 #include "nn/checkpoint.hpp"
 #include "nn/data.hpp"
+#include "nn/datasets.hpp"
 #include "nn/init.hpp"
 #include "nn/layers.hpp"
 #include "nn/loss.hpp"

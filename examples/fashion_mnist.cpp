@@ -1,0 +1,206 @@
+// Trains an MLP or a small CNN on Fashion-MNIST (or MNIST) and reports how it learns: a progress
+// bar and a summary line per epoch, then the confusion matrix and per-class accuracy.
+#include <boost/program_options.hpp>
+
+#include <iomanip>
+#include <iostream>
+
+#include "autodiff/autodiff.hpp"
+#include "nn/nn.hpp"
+#include "plot.hpp"
+
+namespace nn = ad::nn;
+namespace po = boost::program_options;
+using F = ad::Variable<float>;
+
+namespace {
+
+const char* const class_names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                     "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+
+struct Options {
+  std::string model = "mlp", optimizer = "sgd", schedule = "cosine";
+  std::size_t epochs = 15, batch = 100, limit = 0, test_limit = 0;
+  double lr = 0, momentum = 0.9, weight_decay = 0;
+  std::uint64_t seed = 1;
+  int threads = ad::default_num_threads();
+  std::string data_dir = nn::datasets::fashion_mnist_dir, checkpoint, metrics_csv, plot;
+  bool resume = false, quiet = false;
+};
+
+/// 784-256-128-10 with ReLU.
+std::shared_ptr<nn::Module<float>> make_mlp(nn::Generator& rng) {
+  return std::make_shared<nn::Sequential<float>>(
+      std::make_shared<nn::Linear<float>>(784, 256, rng), std::make_shared<nn::ReLU<float>>(),
+      std::make_shared<nn::Linear<float>>(256, 128, rng), std::make_shared<nn::ReLU<float>>(),
+      std::make_shared<nn::Linear<float>>(128, 10, rng));
+}
+
+/// Two conv+pool blocks (32 and 64 channels, 3×3, padding 1), then 3136-128-10.
+std::shared_ptr<nn::Module<float>> make_cnn(nn::Generator& rng) {
+  return std::make_shared<nn::Sequential<float>>(
+      std::make_shared<nn::Conv2d<float>>(1, 32, 3, rng, 1, 1), std::make_shared<nn::ReLU<float>>(),
+      std::make_shared<nn::MaxPool2d<float>>(2),
+      std::make_shared<nn::Conv2d<float>>(32, 64, 3, rng, 1, 1),
+      std::make_shared<nn::ReLU<float>>(), std::make_shared<nn::MaxPool2d<float>>(2),
+      std::make_shared<nn::Flatten<float>>(),
+      std::make_shared<nn::Linear<float>>(64 * 7 * 7, 128, rng),
+      std::make_shared<nn::ReLU<float>>(), std::make_shared<nn::Linear<float>>(128, 10, rng));
+}
+
+std::unique_ptr<nn::Optimizer<float>> make_optimizer(const Options& o,
+                                                     const std::vector<F>& params) {
+  if (o.optimizer == "sgd") {
+    nn::SGDOptions s;
+    s.lr = o.lr, s.momentum = o.momentum, s.weight_decay = o.weight_decay;
+    return std::make_unique<nn::SGD<float>>(params, s);
+  }
+  if (o.optimizer == "adam" || o.optimizer == "adamw") {
+    nn::AdamWOptions a;
+    a.lr = o.lr, a.weight_decay = o.weight_decay;
+    if (o.optimizer == "adam") return std::make_unique<nn::Adam<float>>(params, a);
+    return std::make_unique<nn::AdamW<float>>(params, a);
+  }
+  if (o.optimizer == "rmsprop") {
+    nn::RMSPropOptions r;
+    r.lr = o.lr, r.momentum = o.momentum, r.weight_decay = o.weight_decay;
+    return std::make_unique<nn::RMSProp<float>>(params, r);
+  }
+  throw ad::Error("--optimizer must be sgd, adam, adamw or rmsprop, not '" + o.optimizer + "'");
+}
+
+std::shared_ptr<const nn::Schedule> make_schedule(const Options& o) {
+  if (o.schedule == "cosine") return std::make_shared<nn::CosineSchedule>(o.epochs, 0.0);
+  if (o.schedule == "step")
+    return std::make_shared<nn::StepSchedule>(std::max<std::size_t>(o.epochs / 3, 1), 0.3);
+  if (o.schedule == "none") return std::make_shared<nn::ExponentialSchedule>(1.0);
+  throw ad::Error("--schedule must be cosine, step or none, not '" + o.schedule + "'");
+}
+
+void print_confusion(const std::vector<std::size_t>& predicted,
+                     const std::vector<std::size_t>& labels) {
+  std::size_t m[10][10] = {};
+  for (std::size_t i = 0; i < labels.size(); ++i) ++m[labels[i]][predicted[i]];
+  std::cout << "\nconfusion matrix (rows: true class, columns: predicted)\n" << std::setw(13) << "";
+  for (int j = 0; j < 10; ++j) std::cout << std::setw(6) << j;
+  std::cout << "   accuracy\n";
+  for (int i = 0; i < 10; ++i) {
+    std::size_t total = 0;
+    for (int j = 0; j < 10; ++j) total += m[i][j];
+    std::cout << std::setw(2) << i << " " << std::left << std::setw(10) << class_names[i]
+              << std::right;
+    for (int j = 0; j < 10; ++j) std::cout << std::setw(6) << m[i][j];
+    std::cout << "   " << std::fixed << std::setprecision(3)
+              << (total ? double(m[i][i]) / total : 0.0) << "\n";
+    std::cout.unsetf(std::ios::fixed);
+  }
+}
+
+int run(const Options& o) {
+  ad::set_num_threads(o.threads);
+  const bool cnn = o.model == "cnn";
+  if (!cnn && o.model != "mlp")
+    throw ad::Error("--model must be mlp or cnn, not '" + o.model + "'");
+  Options opt = o;
+  if (opt.lr == 0) opt.lr = opt.optimizer == "sgd" ? (cnn ? 0.05 : 0.1) : 1e-3;
+
+  auto train_split = nn::datasets::load_mnist(opt.data_dir, true);
+  auto test_split = nn::datasets::load_mnist(opt.data_dir, false);
+  auto train_data = nn::datasets::mnist_dataset(train_split, cnn, opt.limit);
+  auto test_data = nn::datasets::mnist_dataset(test_split, cnn, opt.test_limit);
+  nn::LoaderOptions lo;
+  lo.batch_size = opt.batch;
+  lo.seed = opt.seed;
+  nn::DataLoader<float> train(train_data, lo);
+  lo.shuffle = false;
+  lo.batch_size = std::max<std::size_t>(opt.batch, 500);
+  nn::DataLoader<float> test(test_data, lo);
+
+  nn::Generator rng(opt.seed);
+  auto model = cnn ? make_cnn(rng) : make_mlp(rng);
+  auto optimizer = make_optimizer(opt, model->parameters());
+  nn::Scheduler<float> scheduler(*optimizer, make_schedule(opt));
+  if (!opt.quiet)
+    std::cout << "fashion_mnist: " << opt.model << " (" << model->parameter_count()
+              << " parameters), " << opt.optimizer << " lr " << opt.lr << " (" << opt.schedule
+              << " schedule), batch " << opt.batch << ", " << train.samples() << " training and "
+              << test.samples() << " test images, " << opt.threads << " thread(s)\n";
+
+  nn::TrainerOptions to;
+  to.epochs = opt.epochs;
+  to.validation_name = "test";
+  to.metrics_csv = opt.metrics_csv;
+  to.checkpoint = opt.checkpoint;
+  if (opt.quiet) to.progress = nn::TrainerOptions::Progress::lines;
+  nn::Trainer<float> trainer(
+      *model, *optimizer, [](const F& out, const F& y) { return nn::cross_entropy(out, y); }, to);
+  trainer.set_scheduler(&scheduler);
+  if (opt.resume) {
+    if (opt.checkpoint.empty()) throw ad::Error("--resume needs --checkpoint PATH");
+    trainer.resume(opt.checkpoint);
+    std::cout << "resumed from '" << opt.checkpoint << "' after epoch " << trainer.epochs_done()
+              << "\n";
+  }
+  trainer.fit(train, &test);
+
+  auto eval = trainer.evaluate(test, true);
+  print_confusion(eval.predictions, eval.labels);
+  std::cout << "\ntest accuracy " << std::fixed << std::setprecision(4) << eval.accuracy
+            << ", test loss " << eval.loss << "\n";
+  if (!opt.plot.empty() && !trainer.history().empty() &&
+      examples::plot_training(opt.plot, "Fashion-MNIST, " + opt.model, trainer.history()))
+    std::cout << "plot written to '" << opt.plot << "'\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  po::options_description desc(
+      "fashion_mnist: train an MLP or a CNN on Fashion-MNIST (IDX files, .gz or raw)\nOptions");
+  desc.add_options()("help,h", "show this help")(
+      "model", po::value(&o.model)->default_value(o.model), "mlp (784-256-128-10) or cnn")(
+      "epochs", po::value(&o.epochs)->default_value(o.epochs), "total number of epochs")(
+      "batch-size", po::value(&o.batch)->default_value(o.batch), "mini-batch size")(
+      "lr", po::value(&o.lr),
+      "learning rate (default: sgd 0.1 for the MLP, 0.05 for the CNN; 1e-3 otherwise)")(
+      "optimizer", po::value(&o.optimizer)->default_value(o.optimizer),
+      "sgd, adam, adamw or rmsprop")("momentum", po::value(&o.momentum)->default_value(o.momentum),
+                                     "momentum of sgd and rmsprop")(
+      "weight-decay", po::value(&o.weight_decay)->default_value(o.weight_decay), "weight decay")(
+      "schedule", po::value(&o.schedule)->default_value(o.schedule),
+      "learning-rate schedule over the epochs: cosine, step or none")(
+      "seed", po::value(&o.seed)->default_value(o.seed), "seed of the weights and the shuffling")(
+      "threads", po::value(&o.threads)->default_value(o.threads),
+      "BLAS threads (default: $AD_NUM_THREADS or 1)")(
+      "data-dir", po::value(&o.data_dir)->default_value(o.data_dir),
+      "folder with the four IDX files")("limit", po::value(&o.limit)->default_value(o.limit),
+                                        "use only the first N training images (0: all)")(
+      "test-limit", po::value(&o.test_limit)->default_value(o.test_limit),
+      "use only the first N test images (0: all)")(
+      "checkpoint", po::value(&o.checkpoint),
+      "save model and optimizer here (.npz) after every epoch")(
+      "resume", po::bool_switch(&o.resume), "continue from --checkpoint")(
+      "metrics-csv", po::value(&o.metrics_csv), "write the metrics per epoch to this CSV")(
+      "plot", po::value(&o.plot), "plot loss and accuracy curves to this .png or .svg")(
+      "quiet", po::bool_switch(&o.quiet), "one line per epoch, no progress bar");
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, desc), vm);
+    po::notify(vm);
+  } catch (const std::exception& e) {
+    std::cerr << "fashion_mnist: " << e.what() << "\n\n" << desc;
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << desc;
+    return 0;
+  }
+  try {
+    return run(o);
+  } catch (const std::exception& e) {
+    std::cerr << "fashion_mnist: " << e.what() << "\n";
+    return 1;
+  }
+}

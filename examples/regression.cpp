@@ -1,0 +1,209 @@
+// Fits a function with the classic squared error E = ½ Σ (y − ŷ)²: by default a noisy 1-D curve
+// it generates, or the columns of a user's CSV file (--csv FILE --target COLUMN).
+#include <boost/program_options.hpp>
+
+#include <cmath>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+
+#include "autodiff/autodiff.hpp"
+#include "nn/nn.hpp"
+#include "plot.hpp"
+
+namespace nn = ad::nn;
+namespace po = boost::program_options;
+using F = ad::Variable<float>;
+
+namespace {
+
+struct Options {
+  std::size_t epochs = 300, batch = 20, hidden = 32, points = 200;
+  double lr = 0.005, noise = 0.1;
+  std::uint64_t seed = 1;
+  std::string csv, target, plot;
+  int threads = ad::default_num_threads();
+};
+
+/// y = sin(3x) + 0.3·x² + noise for x uniform in [-1.5, 1.5].
+std::shared_ptr<nn::Dataset<float>> make_curve(const Options& o) {
+  nn::Generator rng(o.seed + 1000);
+  std::uniform_real_distribution<double> u(-1.5, 1.5);
+  std::normal_distribution<double> n(0.0, o.noise);
+  ad::Array<float> x = ad::Array<float>::from_shape({o.points, 1});
+  ad::Array<float> y = ad::Array<float>::from_shape({o.points, 1});
+  for (std::size_t i = 0; i < o.points; ++i) {
+    const double v = u(rng);
+    x(i, 0) = static_cast<float>(v);
+    y(i, 0) = static_cast<float>(std::sin(3 * v) + 0.3 * v * v + n(rng));
+  }
+  return std::make_shared<nn::Dataset<float>>(std::move(x), std::move(y));
+}
+
+/// Shifts and scales every input column and the target to mean 0 and deviation 1 (the network
+/// learns faster), remembering how to undo it for the target.
+struct Standardizer {
+  ad::Array<float> mean, scale;  // per input column
+  float y_mean = 0, y_scale = 1;
+
+  explicit Standardizer(const nn::Dataset<float>& d) {
+    const std::size_t n = d.size(), cols = d.inputs().shape()[1];
+    mean = xt::zeros<float>({cols});
+    scale = xt::ones<float>({cols});
+    auto stats = [n](auto column, float& m, float& s) {
+      double sum = 0, sq = 0;
+      for (std::size_t i = 0; i < n; ++i) sum += column(i);
+      const double mu = sum / n;
+      for (std::size_t i = 0; i < n; ++i) sq += (column(i) - mu) * (column(i) - mu);
+      m = static_cast<float>(mu);
+      s = static_cast<float>(std::sqrt(sq / n) > 1e-12 ? std::sqrt(sq / n) : 1.0);
+    };
+    for (std::size_t c = 0; c < cols; ++c)
+      stats([&](std::size_t i) { return d.inputs()(i, c); }, mean(c), scale(c));
+    stats([&](std::size_t i) { return d.targets()(i, 0); }, y_mean, y_scale);
+  }
+
+  std::shared_ptr<nn::Dataset<float>> apply(const nn::Dataset<float>& d) const {
+    ad::Array<float> x = (d.inputs() - mean) / scale;
+    ad::Array<float> y = (d.targets() - y_mean) / y_scale;
+    return std::make_shared<nn::Dataset<float>>(std::move(x), std::move(y));
+  }
+};
+
+/// E = ½ Σ (y − ŷ)² over the whole dataset, in the target's own units.
+double classic_error(nn::Module<float>& model, const nn::Dataset<float>& data,
+                     const Standardizer& s) {
+  ad::NoGradGuard no_grad;
+  F pred = model(F(data.inputs()));
+  return nn::mse_loss(pred, F(data.targets()), nn::Reduction::half_sum).item() * s.y_scale *
+         s.y_scale;
+}
+
+int run(const Options& o) {
+  ad::set_num_threads(o.threads);
+  std::shared_ptr<nn::Dataset<float>> raw;
+  if (!o.csv.empty()) {
+    if (o.target.empty()) throw ad::Error("--csv needs --target COLUMN");
+    raw = nn::datasets::csv_dataset(nn::datasets::read_csv(o.csv), o.target);
+  } else {
+    raw = make_curve(o);
+  }
+  const Standardizer standardizer(*raw);
+  auto data = standardizer.apply(*raw);
+  const std::size_t inputs = data->inputs().shape()[1];
+
+  nn::Generator rng(o.seed);
+  nn::Sequential<float> model(std::make_shared<nn::Linear<float>>(inputs, o.hidden, rng),
+                              std::make_shared<nn::Tanh<float>>(),
+                              std::make_shared<nn::Linear<float>>(o.hidden, o.hidden, rng),
+                              std::make_shared<nn::Tanh<float>>(),
+                              std::make_shared<nn::Linear<float>>(o.hidden, 1, rng));
+  nn::AdamOptions ao;
+  ao.lr = o.lr;
+  nn::Adam<float> opt(model.parameters(), ao);
+  nn::LoaderOptions lo;
+  lo.batch_size = o.batch;
+  lo.seed = o.seed;
+  nn::DataLoader<float> loader(data, lo);
+  nn::TrainerOptions to;
+  to.epochs = o.epochs;
+  to.classification = false;
+  to.progress = nn::TrainerOptions::Progress::none;
+  // The classic error of each batch, E = ½ Σ (y − ŷ)².
+  nn::Trainer<float> trainer(
+      model, opt,
+      [](const F& out, const F& y) { return nn::mse_loss(out, y, nn::Reduction::half_sum); }, to);
+  std::cout << "regression: " << (o.csv.empty() ? "noisy curve y = sin(3x) + 0.3x²" : o.csv) << ", "
+            << data->size() << " samples, " << inputs << " input(s), MLP " << inputs << "-"
+            << o.hidden << "-" << o.hidden << "-1 (tanh), Adam lr " << o.lr << "\n";
+  std::cout << "epoch 0: E = ½Σ(y − ŷ)² = " << classic_error(model, *data, standardizer) << "\n";
+  const std::size_t every = std::max<std::size_t>(o.epochs / 10, 1);
+  std::vector<nn::EpochMetrics> errors;
+  trainer.on_epoch_end = [&](const nn::EpochMetrics& m) {
+    nn::EpochMetrics e = m;
+    e.train_loss = classic_error(model, *data, standardizer);
+    errors.push_back(e);
+    if (m.epoch % every == 0 || m.epoch == o.epochs)
+      std::cout << "epoch " << m.epoch << ": E = ½Σ(y − ŷ)² = " << e.train_loss << "\n";
+  };
+  trainer.fit(loader);
+
+  // The final fit at a few points.
+  ad::NoGradGuard no_grad;
+  F pred = model(F(data->inputs()));
+  std::cout << "\nfinal fit (" << std::min<std::size_t>(10, data->size()) << " samples):\n"
+            << std::setw(12) << (inputs == 1 ? "x" : "sample") << std::setw(12) << "y"
+            << std::setw(12) << "fit"
+            << "\n";
+  const std::size_t step = std::max<std::size_t>(data->size() / 10, 1);
+  for (std::size_t i = 0; i < data->size(); i += step) {
+    const double y = raw->targets()(i, 0);
+    const double fit = pred.value()(i, 0) * standardizer.y_scale + standardizer.y_mean;
+    std::cout << std::setw(12) << (inputs == 1 ? double(raw->inputs()(i, 0)) : double(i))
+              << std::setw(12) << y << std::setw(12) << fit << "\n";
+  }
+  const double e = errors.empty() ? 0 : errors.back().train_loss;
+  std::cout << "E = " << e << ", root mean squared error " << std::sqrt(2 * e / data->size())
+            << "\n";
+  if (!o.plot.empty()) {
+    examples::Series points{"data", {}, "points pt 7 ps 0.5"}, curve{"fit", {}, "lines lw 2"};
+    if (inputs == 1) {
+      for (std::size_t i = 0; i < raw->size(); ++i)
+        points.points.emplace_back(raw->inputs()(i, 0), raw->targets()(i, 0));
+      const float lo = xt::amin(raw->inputs())(), hi = xt::amax(raw->inputs())();
+      for (int k = 0; k <= 200; ++k) {
+        const float x = lo + (hi - lo) * static_cast<float>(k) / 200;
+        ad::Array<float> in = xt::zeros<float>({1, 1});
+        in(0, 0) = (x - standardizer.mean(0)) / standardizer.scale(0);
+        curve.points.emplace_back(
+            x, model(F(in)).value()(0, 0) * standardizer.y_scale + standardizer.y_mean);
+      }
+    }
+    examples::Series loss{"E = ½Σ(y − ŷ)²", {}, "lines"};
+    for (const auto& m : errors) loss.points.emplace_back(m.epoch, m.train_loss);
+    std::vector<examples::Panel> panels{{"epoch", "E", {loss}, true}};
+    if (inputs == 1) panels.push_back({"x", "y", {points, curve}});
+    if (examples::plot_panels(o.plot, "regression", panels))
+      std::cout << "plot written to '" << o.plot << "'\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  po::options_description desc(
+      "regression: fit a function by minimising E = ½ Σ (y − ŷ)²\nOptions");
+  desc.add_options()("help,h", "show this help")(
+      "csv", po::value(&o.csv), "a CSV file with a header row (default: a generated noisy curve)")(
+      "target", po::value(&o.target), "the CSV column to predict from the others")(
+      "epochs", po::value(&o.epochs)->default_value(o.epochs), "epochs")(
+      "batch-size", po::value(&o.batch)->default_value(o.batch), "mini-batch size")(
+      "hidden", po::value(&o.hidden)->default_value(o.hidden), "hidden units per layer")(
+      "lr", po::value(&o.lr)->default_value(o.lr), "Adam learning rate")(
+      "points", po::value(&o.points)->default_value(o.points), "points of the generated curve")(
+      "noise", po::value(&o.noise)->default_value(o.noise),
+      "noise deviation of the generated curve")("seed", po::value(&o.seed)->default_value(o.seed),
+                                                "random seed")(
+      "threads", po::value(&o.threads)->default_value(o.threads), "BLAS threads")(
+      "plot", po::value(&o.plot), "plot the error and the fit to this .png or .svg");
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, desc), vm);
+    po::notify(vm);
+  } catch (const std::exception& e) {
+    std::cerr << "regression: " << e.what() << "\n\n" << desc;
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << desc;
+    return 0;
+  }
+  try {
+    return run(o);
+  } catch (const std::exception& e) {
+    std::cerr << "regression: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,185 @@
+#include "nn/datasets.hpp"
+
+#include <boost/iostreams/copy.hpp>
+#include <boost/iostreams/filter/gzip.hpp>
+#include <boost/iostreams/filtering_streambuf.hpp>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace ad::nn::datasets {
+
+namespace {
+
+namespace io = boost::iostreams;
+
+/// The whole file, decompressed when it starts with the gzip magic (1f 8b).
+std::vector<char> read_bytes(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) fail("cannot open '", path, "': ", std::strerror(errno));
+  const int b0 = file.get(), b1 = file.get();
+  file.clear();
+  file.seekg(0);
+  std::vector<char> bytes;
+  try {
+    if (b0 == 0x1f && b1 == 0x8b) {
+      io::filtering_istreambuf in;
+      in.push(io::gzip_decompressor());
+      in.push(file);
+      std::ostringstream out;
+      io::copy(in, out);
+      const std::string s = out.str();
+      bytes.assign(s.begin(), s.end());
+    } else {
+      bytes.assign(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>());
+    }
+  } catch (const io::gzip_error& e) {
+    fail("'", path, "': corrupt or truncated gzip data (", e.what(), ")");
+  }
+  return bytes;
+}
+
+std::uint32_t big_endian(const char* p) {
+  auto b = reinterpret_cast<const unsigned char*>(p);
+  return std::uint32_t(b[0]) << 24 | std::uint32_t(b[1]) << 16 | std::uint32_t(b[2]) << 8 | b[3];
+}
+
+}  // namespace
+
+Array<std::uint8_t> read_idx(const std::string& path) {
+  const std::vector<char> bytes = read_bytes(path);
+  if (bytes.size() < 4 || bytes[0] != 0 || bytes[1] != 0)
+    fail("'", path, "' is not an IDX file: wrong magic number");
+  if (static_cast<unsigned char>(bytes[2]) != 0x08)
+    fail("'", path, "': IDX element type 0x", std::hex, int(static_cast<unsigned char>(bytes[2])),
+         std::dec, " is not unsigned bytes (0x08)");
+  const std::size_t ndim = static_cast<unsigned char>(bytes[3]);
+  if (ndim == 0 || bytes.size() < 4 + 4 * ndim)
+    fail("'", path, "': IDX header truncated (", ndim, " dimensions, ", bytes.size(), " bytes)");
+  Shape shape;
+  for (std::size_t d = 0; d < ndim; ++d) shape.push_back(big_endian(bytes.data() + 4 + 4 * d));
+  const std::size_t header = 4 + 4 * ndim, want = shape_size(shape);
+  if (bytes.size() - header != want)
+    fail("'", path, "': dimensions ", shape_str(shape), " need ", want,
+         " bytes of data, the file has ", bytes.size() - header,
+         bytes.size() - header < want ? " (truncated)" : "");
+  Array<std::uint8_t> out = Array<std::uint8_t>::from_shape(shape);
+  std::memcpy(out.data(), bytes.data() + header, want);
+  return out;
+}
+
+ImageSplit load_mnist(const std::string& dir, bool train) {
+  namespace fs = std::filesystem;
+  auto find = [&](const std::string& stem) {
+    for (const std::string& name : {stem + ".gz", stem})
+      if (fs::exists(fs::path(dir) / name)) return (fs::path(dir) / name).string();
+    std::string hint = dir == fashion_mnist_dir
+                           ? " (install it with: sudo apt-get install dataset-fashion-mnist)"
+                           : " (or point --data-dir at a folder holding the MNIST-format files)";
+    fail("missing '", (fs::path(dir) / (stem + ".gz")).string(), "'", hint);
+  };
+  const std::string prefix = train ? "train" : "t10k";
+  const std::string images_path = find(prefix + "-images-idx3-ubyte");
+  const std::string labels_path = find(prefix + "-labels-idx1-ubyte");
+  Array<std::uint8_t> images = read_idx(images_path);
+  Array<std::uint8_t> labels = read_idx(labels_path);
+  if (images.dimension() != 3)
+    fail("'", images_path, "': images must have 3 dimensions, found ", shape_str(images.shape()));
+  if (labels.dimension() != 1)
+    fail("'", labels_path, "': labels must have 1 dimension, found ", shape_str(labels.shape()));
+  if (images.shape()[0] != labels.shape()[0])
+    fail("'", images_path, "' holds ", images.shape()[0], " images but '", labels_path, "' holds ",
+         labels.shape()[0], " labels");
+  ImageSplit split{std::move(images), Array<float>::from_shape({labels.size()})};
+  std::copy(labels.begin(), labels.end(), split.labels.begin());
+  return split;
+}
+
+std::shared_ptr<Dataset<std::uint8_t>> mnist_dataset(const ImageSplit& split, bool as_images,
+                                                     std::size_t limit) {
+  const Shape& s = split.images.shape();
+  const std::size_t n = limit ? std::min(limit, s[0]) : s[0];
+  Shape shape = as_images ? Shape{n, 1, s[1], s[2]} : Shape{n, s[1] * s[2]};
+  Array<std::uint8_t> images = Array<std::uint8_t>::from_shape(shape);
+  std::copy(split.images.data(), split.images.data() + images.size(), images.data());
+  Array<float> labels = Array<float>::from_shape({n});
+  std::copy(split.labels.data(), split.labels.data() + n, labels.data());
+  return std::make_shared<Dataset<std::uint8_t>>(std::move(images), std::move(labels), 1.0 / 255);
+}
+
+CsvTable read_csv(const std::string& path) {
+  std::ifstream file(path);
+  if (!file) fail("cannot open '", path, "': ", std::strerror(errno));
+  auto split = [](const std::string& line) {
+    std::vector<std::string> fields;
+    std::string field;
+    std::istringstream in(line);
+    while (std::getline(in, field, ',')) {
+      field.erase(0, field.find_first_not_of(" \t\r"));
+      field.erase(field.find_last_not_of(" \t\r") + 1);
+      fields.push_back(field);
+    }
+    if (!line.empty() && line.back() == ',') fields.emplace_back();
+    return fields;
+  };
+  CsvTable table;
+  std::string line;
+  std::size_t line_no = 0;
+  while (std::getline(file, line)) {
+    ++line_no;
+    if (line.find_first_not_of(" \t\r") != std::string::npos) break;
+  }
+  table.columns = split(line);
+  if (table.columns.empty() || line.find_first_not_of(" \t\r") == std::string::npos)
+    fail("'", path, "' is empty: a header row is needed");
+  std::vector<double> values;
+  std::size_t rows = 0;
+  while (std::getline(file, line)) {
+    ++line_no;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    auto fields = split(line);
+    if (fields.size() != table.columns.size())
+      fail("'", path, "' line ", line_no, ": ", fields.size(), " fields, the header has ",
+           table.columns.size());
+    for (std::size_t c = 0; c < fields.size(); ++c) {
+      char* end = nullptr;
+      const double v = std::strtod(fields[c].c_str(), &end);
+      if (fields[c].empty() || *end != '\0')
+        fail("'", path, "' line ", line_no, ", column '", table.columns[c], "': '", fields[c],
+             "' is not a number");
+      values.push_back(v);
+    }
+    ++rows;
+  }
+  if (rows == 0) fail("'", path, "' has a header but no rows");
+  table.values = Array<double>::from_shape({rows, table.columns.size()});
+  std::copy(values.begin(), values.end(), table.values.begin());
+  return table;
+}
+
+std::shared_ptr<Dataset<float>> csv_dataset(const CsvTable& table, const std::string& target) {
+  auto it = std::find(table.columns.begin(), table.columns.end(), target);
+  if (it == table.columns.end()) {
+    std::string names;
+    for (const auto& c : table.columns) names += (names.empty() ? "" : ", ") + c;
+    fail("CSV: no column '", target, "' (columns: ", names, ")");
+  }
+  if (table.columns.size() < 2) fail("CSV: the table needs a column besides the target");
+  const std::size_t t = static_cast<std::size_t>(it - table.columns.begin());
+  const std::size_t rows = table.values.shape()[0], cols = table.columns.size();
+  Array<float> x = Array<float>::from_shape({rows, cols - 1});
+  Array<float> y = Array<float>::from_shape({rows, 1});
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t c = 0, k = 0; c < cols; ++c) {
+      if (c == t)
+        y(r, 0) = static_cast<float>(table.values(r, c));
+      else
+        x(r, k++) = static_cast<float>(table.values(r, c));
+    }
+  return std::make_shared<Dataset<float>>(std::move(x), std::move(y));
+}
+
+}  // namespace ad::nn::datasets

@@ -1,0 +1,168 @@
+// Smoke tests: every example runs on a small slice of data and learns (its loss falls).
+#include <boost/test/unit_test.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Result {
+  int status;
+  std::string output;
+};
+
+/// Runs an example with arguments, capturing stdout and stderr.
+Result run(const std::string& example, const std::string& args) {
+  const std::string cmd =
+      std::string(AD_BINARY_DIR) + "/examples/" + example + " " + args + " 2>&1";
+  Result r{-1, {}};
+  FILE* pipe = popen(cmd.c_str(), "r");
+  if (!pipe) return r;
+  char buffer[4096];
+  std::size_t n;
+  while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) r.output.append(buffer, n);
+  const int status = pclose(pipe);
+  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::string temp(const std::string& name) {
+  const std::string dir = std::string(AD_BINARY_DIR) + "/tests/examples_out";
+  fs::create_directories(dir);
+  return dir + "/" + name;
+}
+
+/// Column `column` of every data row of a CSV file.
+std::vector<double> csv_column(const std::string& path, std::size_t column) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  std::vector<double> out;
+  while (std::getline(in, line)) {
+    std::istringstream row(line);
+    std::string cell;
+    for (std::size_t c = 0; c <= column; ++c) std::getline(row, cell, ',');
+    out.push_back(std::stod(cell));
+  }
+  return out;
+}
+
+/// Every number that follows `prefix` in the text.
+std::vector<double> numbers_after(const std::string& text, const std::string& prefix) {
+  std::vector<double> out;
+  std::regex re(prefix + "([-+0-9.eE]+)");
+  for (std::sregex_iterator it(text.begin(), text.end(), re), end; it != end; ++it)
+    out.push_back(std::stod((*it)[1]));
+  return out;
+}
+
+const std::string fashion_data = "/usr/share/datasets/fashion-mnist";
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(examples)
+
+BOOST_AUTO_TEST_CASE(fashion_mnist_mlp_learns) {
+  BOOST_REQUIRE_MESSAGE(
+      fs::exists(fashion_data + "/train-images-idx3-ubyte.gz"),
+      "Fashion-MNIST missing: scripts/install-deps installs dataset-fashion-mnist");
+  const std::string csv = temp("mlp.csv"), plot = temp("mlp.png");
+  auto r = run("fashion_mnist",
+               "--limit 600 --test-limit 200 --epochs 2 --batch-size 30 --quiet "
+               "--metrics-csv " +
+                   csv + " --plot " + plot);
+  BOOST_TEST_MESSAGE(r.output);
+  BOOST_REQUIRE(r.status == 0);
+  auto loss = csv_column(csv, 1);
+  BOOST_REQUIRE(loss.size() == 2u);
+  BOOST_TEST(loss[0] < std::log(10.0));  // below the loss of a uniform guess
+  BOOST_TEST(loss[1] < loss[0]);
+  BOOST_TEST(r.output.find("confusion matrix") != std::string::npos);
+  BOOST_TEST(r.output.find("Ankle boot") != std::string::npos);
+  if (r.output.find("gnuplot is not installed") == std::string::npos) BOOST_TEST(fs::exists(plot));
+}
+
+BOOST_AUTO_TEST_CASE(fashion_mnist_cnn_learns_and_resumes) {
+  const std::string csv = temp("cnn.csv"), ckpt = temp("cnn.npz");
+  fs::remove(csv);
+  auto first = run("fashion_mnist",
+                   "--model cnn --limit 300 --test-limit 100 --epochs 1 "
+                   "--batch-size 30 --quiet --metrics-csv " +
+                       csv + " --checkpoint " + ckpt);
+  BOOST_TEST_MESSAGE(first.output);
+  BOOST_REQUIRE(first.status == 0);
+  auto resumed = run("fashion_mnist",
+                     "--model cnn --limit 300 --test-limit 100 --epochs 2 "
+                     "--batch-size 30 --quiet --metrics-csv " +
+                         csv + " --checkpoint " + ckpt + " --resume");
+  BOOST_TEST_MESSAGE(resumed.output);
+  BOOST_REQUIRE(resumed.status == 0);
+  BOOST_TEST(resumed.output.find("resumed from") != std::string::npos);
+  BOOST_TEST(resumed.output.find("epoch 1/2") == std::string::npos);  // not run again
+  auto loss = csv_column(csv, 1);
+  BOOST_REQUIRE(loss.size() == 2u);
+  BOOST_TEST(loss[0] < std::log(10.0));
+  BOOST_TEST(loss[1] < loss[0]);
+}
+
+BOOST_AUTO_TEST_CASE(fashion_mnist_bad_input) {
+  auto r = run("fashion_mnist", "--data-dir " + temp("no_such_folder") + " --epochs 1");
+  BOOST_TEST(r.status == 1);
+  BOOST_TEST(r.output.find("train-images-idx3-ubyte") != std::string::npos);
+  BOOST_TEST(run("fashion_mnist", "--model rnn --limit 10").status == 1);
+  BOOST_TEST(run("fashion_mnist", "--bogus").status == 2);
+  auto help = run("fashion_mnist", "--help");
+  BOOST_TEST(help.status == 0);
+  BOOST_TEST(help.output.find("--data-dir") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(regression_fits_the_curve_and_a_csv) {
+  auto r = run("regression", "--epochs 40");
+  BOOST_TEST_MESSAGE(r.output);
+  BOOST_REQUIRE(r.status == 0);
+  auto e = numbers_after(r.output, "E = ½Σ\\(y − ŷ\\)² = ");
+  BOOST_REQUIRE(e.size() >= 2u);
+  BOOST_TEST(e.back() < 0.2 * e.front());
+  const std::string csv = temp("table.csv");
+  {
+    std::ofstream out(csv);
+    out << "a,b,target\n";
+    for (int i = 0; i < 60; ++i)
+      out << i % 7 << "," << i % 5 << "," << 2.0 * (i % 7) - (i % 5) << "\n";
+  }
+  auto c = run("regression", "--csv " + csv + " --target target --epochs 60");
+  BOOST_TEST_MESSAGE(c.output);
+  BOOST_REQUIRE(c.status == 0);
+  auto ec = numbers_after(c.output, "E = ½Σ\\(y − ŷ\\)² = ");
+  BOOST_REQUIRE(ec.size() >= 2u);
+  BOOST_TEST(ec.back() < 0.2 * ec.front());
+  auto bad = run("regression", "--csv " + csv + " --target nope");
+  BOOST_TEST(bad.status == 1);
+  BOOST_TEST(bad.output.find("no column 'nope'") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(saddle_point_escapes) {
+  const std::string csv = temp("saddle.csv"), plot = temp("saddle.png");
+  auto r = run("saddle_point", "--csv " + csv + " --plot " + plot);
+  BOOST_TEST_MESSAGE(r.output);
+  BOOST_REQUIRE(r.status == 0);  // the program checks that the Hessian escape lowers f
+  BOOST_TEST(r.output.find("a saddle point, not a minimum") != std::string::npos);
+  BOOST_TEST(r.output.find("all positive: a minimum") != std::string::npos);
+  BOOST_TEST(fs::exists(csv));
+}
+
+BOOST_AUTO_TEST_CASE(gradcheck_custom_catches_the_mistake) {
+  auto r = run("gradcheck_custom", "--hidden 8 --batch 4");
+  BOOST_TEST_MESSAGE(r.output);
+  BOOST_REQUIRE(r.status == 0);  // the right backward passes, the wrong one fails
+  BOOST_TEST(r.output.find("gradcheck PASSED") != std::string::npos);
+  BOOST_TEST(r.output.find("gradcheck FAILED") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
