@@ -102,7 +102,7 @@ int run(const Options& o) {
   if (!cnn && o.model != "mlp")
     throw ad::Error("--model must be mlp or cnn, not '" + o.model + "'");
   Options opt = o;
-  if (opt.lr == 0) opt.lr = opt.optimizer == "sgd" ? (cnn ? 0.05 : 0.1) : 1e-3;
+  if (opt.lr == 0) opt.lr = opt.optimizer == "sgd" ? 0.05 : 1e-3;
 
   auto train_split = nn::datasets::load_mnist(opt.data_dir, true);
   auto test_split = nn::datasets::load_mnist(opt.data_dir, false);
@@ -164,7 +164,7 @@ int main(int argc, char** argv) {
       "epochs", po::value(&o.epochs)->default_value(o.epochs), "total number of epochs")(
       "batch-size", po::value(&o.batch)->default_value(o.batch), "mini-batch size")(
       "lr", po::value(&o.lr),
-      "learning rate (default: sgd 0.1 for the MLP, 0.05 for the CNN; 1e-3 otherwise)")(
+      "learning rate (default: 0.05 for sgd, 1e-3 otherwise)")(
       "optimizer", po::value(&o.optimizer)->default_value(o.optimizer),
       "sgd, adam, adamw or rmsprop")("momentum", po::value(&o.momentum)->default_value(o.momentum),
                                      "momentum of sgd and rmsprop")(

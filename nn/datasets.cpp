@@ -1,6 +1,5 @@
 #include "nn/datasets.hpp"
 
-#include <boost/iostreams/copy.hpp>
 #include <boost/iostreams/filter/gzip.hpp>
 #include <boost/iostreams/filtering_streambuf.hpp>
 
@@ -9,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 namespace ad::nn::datasets {
 
@@ -16,59 +16,58 @@ namespace {
 
 namespace io = boost::iostreams;
 
-/// The whole file, decompressed when it starts with the gzip magic (1f 8b).
-std::vector<char> read_bytes(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) fail("cannot open '", path, "': ", std::strerror(errno));
-  const int b0 = file.get(), b1 = file.get();
-  file.clear();
-  file.seekg(0);
-  std::vector<char> bytes;
-  try {
-    if (b0 == 0x1f && b1 == 0x8b) {
-      io::filtering_istreambuf in;
-      in.push(io::gzip_decompressor());
-      in.push(file);
-      std::ostringstream out;
-      io::copy(in, out);
-      const std::string s = out.str();
-      bytes.assign(s.begin(), s.end());
-    } else {
-      bytes.assign(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>());
-    }
-  } catch (const io::gzip_error& e) {
-    fail("'", path, "': corrupt or truncated gzip data (", e.what(), ")");
-  }
-  return bytes;
-}
-
 std::uint32_t big_endian(const char* p) {
   auto b = reinterpret_cast<const unsigned char*>(p);
   return std::uint32_t(b[0]) << 24 | std::uint32_t(b[1]) << 16 | std::uint32_t(b[2]) << 8 | b[3];
 }
 
+/// Reads up to n bytes; returns how many came.
+std::size_t read_some(std::istream& in, char* to, std::size_t n) {
+  in.read(to, static_cast<std::streamsize>(n));
+  return static_cast<std::size_t>(in.gcount());
+}
+
 }  // namespace
 
 Array<std::uint8_t> read_idx(const std::string& path) {
-  const std::vector<char> bytes = read_bytes(path);
-  if (bytes.size() < 4 || bytes[0] != 0 || bytes[1] != 0)
-    fail("'", path, "' is not an IDX file: wrong magic number");
-  if (static_cast<unsigned char>(bytes[2]) != 0x08)
-    fail("'", path, "': IDX element type 0x", std::hex, int(static_cast<unsigned char>(bytes[2])),
-         std::dec, " is not unsigned bytes (0x08)");
-  const std::size_t ndim = static_cast<unsigned char>(bytes[3]);
-  if (ndim == 0 || bytes.size() < 4 + 4 * ndim)
-    fail("'", path, "': IDX header truncated (", ndim, " dimensions, ", bytes.size(), " bytes)");
-  Shape shape;
-  for (std::size_t d = 0; d < ndim; ++d) shape.push_back(big_endian(bytes.data() + 4 + 4 * d));
-  const std::size_t header = 4 + 4 * ndim, want = shape_size(shape);
-  if (bytes.size() - header != want)
-    fail("'", path, "': dimensions ", shape_str(shape), " need ", want,
-         " bytes of data, the file has ", bytes.size() - header,
-         bytes.size() - header < want ? " (truncated)" : "");
-  Array<std::uint8_t> out = Array<std::uint8_t>::from_shape(shape);
-  std::memcpy(out.data(), bytes.data() + header, want);
-  return out;
+  std::ifstream file(path, std::ios::binary);
+  if (!file) fail("cannot open '", path, "': ", std::strerror(errno));
+  const int b0 = file.get(), b1 = file.get();
+  file.clear();
+  file.seekg(0);
+  // Decompressed on the fly when the file starts with the gzip magic (1f 8b); the header gives
+  // the size, so the data goes straight into its array, with no whole-file buffer.
+  io::filtering_istreambuf buffer;
+  if (b0 == 0x1f && b1 == 0x8b) buffer.push(io::gzip_decompressor());
+  buffer.push(file);
+  std::istream in(&buffer);
+  in.exceptions(std::ios::badbit);
+  try {
+    char head[4];
+    if (read_some(in, head, 4) < 4 || head[0] != 0 || head[1] != 0)
+      fail("'", path, "' is not an IDX file: wrong magic number");
+    if (static_cast<unsigned char>(head[2]) != 0x08)
+      fail("'", path, "': IDX element type 0x", std::hex, int(static_cast<unsigned char>(head[2])),
+           std::dec, " is not unsigned bytes (0x08)");
+    const std::size_t ndim = static_cast<unsigned char>(head[3]);
+    std::vector<char> dims(4 * ndim);
+    if (ndim == 0 || read_some(in, dims.data(), dims.size()) < dims.size())
+      fail("'", path, "': IDX header truncated (", ndim, " dimensions)");
+    Shape shape;
+    for (std::size_t d = 0; d < ndim; ++d) shape.push_back(big_endian(dims.data() + 4 * d));
+    const std::size_t want = shape_size(shape);
+    Array<std::uint8_t> out = Array<std::uint8_t>::from_shape(shape);
+    const std::size_t got = read_some(in, reinterpret_cast<char*>(out.data()), want);
+    char extra[1];
+    const bool more = got == want && read_some(in, extra, 1) > 0;
+    if (got < want || more)
+      fail("'", path, "': dimensions ", shape_str(shape), " need ", want,
+           " bytes of data, the file has ",
+           got < want ? "only " + std::to_string(got) + " (truncated)" : "more");
+    return out;
+  } catch (const std::ios::failure& e) {  // boost's gzip_error is one
+    fail("'", path, "': corrupt or truncated gzip data (", e.what(), ")");
+  }
 }
 
 ImageSplit load_mnist(const std::string& dir, bool train) {

@@ -1,0 +1,108 @@
+"""The comparison workloads on PyTorch (Debian's python3-torch), eager mode.
+
+    python3 torch_workloads.py mlp|cnn EPOCHS BATCH THREADS | tiny STEPS THREADS | gradcheck
+
+Prints the same "result" lines as bench/workloads.cpp.
+"""
+import gzip
+import resource
+import sys
+import time
+
+import numpy as np
+import torch
+
+DATA = "/usr/share/datasets/fashion-mnist/"
+
+
+def load(name, as_images):
+    with gzip.open(DATA + name + "-images-idx3-ubyte.gz") as f:
+        x = np.frombuffer(f.read(), np.uint8, offset=16).astype(np.float32) / 255.0
+    with gzip.open(DATA + name + "-labels-idx1-ubyte.gz") as f:
+        y = np.frombuffer(f.read(), np.uint8, offset=8).astype(np.int64)
+    x = x.reshape(-1, 1, 28, 28) if as_images else x.reshape(-1, 784)
+    return torch.from_numpy(x.copy()), torch.from_numpy(y.copy())
+
+
+def peak_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def model_for(which):
+    nn = torch.nn
+    if which == "cnn":
+        return nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
+    return nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(),
+                         nn.Linear(128, 10))
+
+
+def train(which, epochs, batch, threads):
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    xtr, ytr = load("train", which == "cnn")
+    xte, yte = load("t10k", which == "cnn")
+    model = model_for(which)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05 if which == "cnn" else 0.1, momentum=0.9)
+    n = xtr.shape[0]
+    best = float("inf")
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        perm = torch.randperm(n)
+        for i in range(0, n, batch):
+            idx = perm[i:i + batch]
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(xtr[idx]), ytr[idx]).backward()
+            opt.step()
+        best = min(best, time.perf_counter() - t0)
+    with torch.no_grad():
+        acc = (model(xte).argmax(1) == yte).float().mean().item()
+    print(f"result workload={which} batch={batch} threads={threads} epoch_s={best:.4f} "
+          f"peak_mib={peak_mib():.1f} test_acc={acc:.4f}")
+
+
+def tiny(steps, threads):
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    nn = torch.nn
+    model = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x, y = torch.randn(8, 2), torch.randn(8, 1)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        opt.step()
+    us = (time.perf_counter() - t0) / steps * 1e6
+    print(f"result workload=tiny threads={threads} us_per_step={us:.3f} loss={loss.item():.5f}")
+
+
+def gradcheck():
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 100, generator=g, dtype=torch.float64)
+    w = (0.1 * torch.randn(100, 10, generator=g, dtype=torch.float64)).requires_grad_()
+    f = lambda w: torch.tanh(x @ w)
+    t0 = time.perf_counter()
+    ok_full = torch.autograd.gradcheck(f, (w,), fast_mode=False)
+    full = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ok_fast = torch.autograd.gradcheck(f, (w,), fast_mode=True)
+    fast = time.perf_counter() - t0
+    print(f"result workload=gradcheck full_ms={full * 1e3:.3f} fast_ms={fast * 1e3:.3f} "
+          f"passed={int(ok_full and ok_fast)}")
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1] if len(sys.argv) > 1 else ""
+    args = [int(a) for a in sys.argv[2:]]
+    if mode in ("mlp", "cnn"):
+        train(mode, *(args + [2, 100, 1][len(args):]))
+    elif mode == "tiny":
+        tiny(*(args + [20000, 1][len(args):]))
+    elif mode == "gradcheck":
+        gradcheck()
+    else:
+        sys.exit("usage: torch_workloads.py mlp|cnn EPOCHS BATCH THREADS | tiny STEPS THREADS | gradcheck")

@@ -1,0 +1,203 @@
+// The comparison workloads, on this library; bench/references/ holds the same workloads for
+// LibTorch, PyTorch and JAX, and bench/compare runs them side by side. Each run prints one
+// "result" line of key=value pairs.
+//
+//   workloads mlp EPOCHS BATCH THREADS   MLP 784-256-128-10, SGD(0.1, momentum 0.9), Fashion-MNIST
+//   workloads cnn EPOCHS BATCH THREADS   the fashion_mnist example's CNN, same optimizer
+//   workloads tiny STEPS THREADS         MLP 2-16-16-1 (tanh), batch 8, MSE, SGD(0.05)
+//   workloads gradcheck                  full and fast gradcheck of a 1,000-parameter function
+//   workloads sgemm THREADS              plain OpenBLAS sgemm on the MLP's products: the limit
+#include <cblas.h>
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "autodiff/autodiff.hpp"
+#include "nn/nn.hpp"
+
+namespace nn = ad::nn;
+using F = ad::Variable<float>;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+/// Peak resident memory of the whole process so far.
+double peak_mib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss / 1024.0;
+}
+
+std::shared_ptr<nn::Module<float>> mlp(nn::Generator& rng) {
+  return std::make_shared<nn::Sequential<float>>(
+      std::make_shared<nn::Linear<float>>(784, 256, rng), std::make_shared<nn::ReLU<float>>(),
+      std::make_shared<nn::Linear<float>>(256, 128, rng), std::make_shared<nn::ReLU<float>>(),
+      std::make_shared<nn::Linear<float>>(128, 10, rng));
+}
+
+std::shared_ptr<nn::Module<float>> cnn(nn::Generator& rng) {
+  return std::make_shared<nn::Sequential<float>>(
+      std::make_shared<nn::Conv2d<float>>(1, 32, 3, rng, 1, 1), std::make_shared<nn::ReLU<float>>(),
+      std::make_shared<nn::MaxPool2d<float>>(2),
+      std::make_shared<nn::Conv2d<float>>(32, 64, 3, rng, 1, 1),
+      std::make_shared<nn::ReLU<float>>(), std::make_shared<nn::MaxPool2d<float>>(2),
+      std::make_shared<nn::Flatten<float>>(),
+      std::make_shared<nn::Linear<float>>(64 * 7 * 7, 128, rng),
+      std::make_shared<nn::ReLU<float>>(), std::make_shared<nn::Linear<float>>(128, 10, rng));
+}
+
+/// Trains for `epochs` epochs, timing each (data already in memory), then reports the fastest
+/// epoch, the test accuracy and the peak memory.
+int train(const std::string& which, int epochs, std::size_t batch, int threads) {
+  ad::set_num_threads(threads);
+  const bool images = which == "cnn";
+  auto train_split = nn::datasets::load_mnist(nn::datasets::fashion_mnist_dir, true);
+  auto test_split = nn::datasets::load_mnist(nn::datasets::fashion_mnist_dir, false);
+  auto train_data = nn::datasets::mnist_dataset(train_split, images);
+  auto test_data = nn::datasets::mnist_dataset(test_split, images);
+  train_split = {};
+  test_split = {};
+  nn::LoaderOptions lo;
+  lo.batch_size = batch;
+  nn::DataLoader<float> loader(train_data, lo);
+  lo.shuffle = false;
+  lo.batch_size = 1000;
+  nn::DataLoader<float> test(test_data, lo);
+  nn::Generator rng(0);
+  auto model = images ? cnn(rng) : mlp(rng);
+  nn::SGDOptions so;
+  so.lr = 0.1, so.momentum = 0.9;
+  if (images) so.lr = 0.05;
+  nn::SGD<float> opt(model->parameters(), so);
+  double best = 1e30;
+  for (int e = 0; e < epochs; ++e) {
+    const auto t0 = Clock::now();
+    for (const auto& b : loader.epoch(static_cast<std::size_t>(e))) {
+      opt.zero_grad();
+      nn::cross_entropy(model->forward(b.inputs), b.targets).backward();
+      opt.step();
+    }
+    best = std::min(best, seconds_since(t0));
+  }
+  ad::NoGradGuard no_grad;
+  model->eval();
+  std::size_t correct = 0;
+  for (const auto& b : test.epoch(0)) {
+    auto predicted = nn::argmax_rows(model->forward(b.inputs).value());
+    for (std::size_t i = 0; i < predicted.size(); ++i)
+      correct += predicted[i] == static_cast<std::size_t>(b.targets.value()(i));
+  }
+  std::printf("result workload=%s batch=%zu threads=%d epoch_s=%.4f peak_mib=%.1f test_acc=%.4f\n",
+              which.c_str(), batch, threads, best, peak_mib(), double(correct) / test.samples());
+  return 0;
+}
+
+int tiny(long steps, int threads) {
+  ad::set_num_threads(threads);
+  nn::Generator rng(0);
+  nn::Sequential<float> model(
+      std::make_shared<nn::Linear<float>>(2, 16, rng), std::make_shared<nn::Tanh<float>>(),
+      std::make_shared<nn::Linear<float>>(16, 16, rng), std::make_shared<nn::Tanh<float>>(),
+      std::make_shared<nn::Linear<float>>(16, 1, rng));
+  nn::SGD<float> opt(model.parameters(), {0.05});
+  ad::Array<float> xa = xt::zeros<float>({8, 2}), ya = xt::zeros<float>({8, 1});
+  nn::init::normal(xa, 0, 1, rng);
+  nn::init::normal(ya, 0, 1, rng);
+  F x(xa), y(ya), loss;
+  const auto t0 = Clock::now();
+  for (long i = 0; i < steps; ++i) {
+    opt.zero_grad();
+    loss = nn::mse_loss(model(x), y);
+    loss.backward();
+    opt.step();
+  }
+  std::printf("result workload=tiny threads=%d us_per_step=%.3f loss=%.5f\n", threads,
+              seconds_since(t0) / steps * 1e6, loss.item());
+  return 0;
+}
+
+/// tanh(x·W) with W (100, 10): 1,000 parameters, 10 outputs, checked in double.
+int gradcheck() {
+  nn::Generator rng(0);
+  ad::Array<double> xa = xt::zeros<double>({1, 100}), wa = xt::zeros<double>({100, 10});
+  nn::init::normal(xa, 0, 1, rng);
+  nn::init::normal(wa, 0, 0.1, rng);
+  ad::Variable<double> x(xa), w(wa, true);
+  auto f = [&x](const auto& w) { return ad::tanh(ad::matmul(x, w)); };
+  ad::GradcheckOptions full;
+  full.check_backward = false;
+  ad::GradcheckOptions fast = full;
+  fast.fast = true;
+  auto t0 = Clock::now();
+  const bool ok_full = ad::gradcheck(f, {w}, full).passed;
+  const double full_s = seconds_since(t0);
+  t0 = Clock::now();
+  const bool ok_fast = ad::gradcheck(f, {w}, fast).passed;
+  const double fast_s = seconds_since(t0);
+  std::printf("result workload=gradcheck full_ms=%.3f fast_ms=%.3f passed=%d\n", full_s * 1e3,
+              fast_s * 1e3, int(ok_full && ok_fast));
+  return 0;
+}
+
+/// Plain sgemm, the GEMMs of one MLP step at batch B (forward, weight gradients, and the input
+/// gradients of layers 2 and 3), repeated: the arithmetic limit of an epoch.
+int sgemm(int threads) {
+  openblas_set_num_threads(threads);
+  const int layers[3][2] = {{784, 256}, {256, 128}, {128, 10}};
+  for (int batch : {100, 1000}) {
+    std::vector<float> a(1000 * 784, 0.5f), w(784 * 256, 0.25f), c(1000 * 784), d(784 * 256);
+    auto step = [&] {
+      for (auto [in, out] : layers)  // y = x·Wᵀ
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, out, in, 1.0f, a.data(), in,
+                    w.data(), in, 0.0f, c.data(), out);
+      for (int l = 2; l >= 0; --l) {
+        const int in = layers[l][0], out = layers[l][1];
+        // dW = gᵀ·x
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, batch, 1.0f, c.data(), out,
+                    a.data(), in, 0.0f, d.data(), in);
+        if (l > 0)  // dx = g·W
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, in, out, 1.0f, c.data(),
+                      out, w.data(), in, 0.0f, a.data(), in);
+      }
+    };
+    step();
+    const int reps = batch == 100 ? 300 : 30;
+    const auto t0 = Clock::now();
+    for (int r = 0; r < reps; ++r) step();
+    const double per_step = seconds_since(t0) / reps;
+    double flop = 0;
+    for (int l = 0; l < 3; ++l) flop += 2.0 * batch * layers[l][0] * layers[l][1] * (l ? 3 : 2);
+    std::printf("result workload=sgemm batch=%d threads=%d epoch_s=%.4f gflops=%.1f\n", batch,
+                threads, per_step * (60000 / batch), flop / per_step * 1e-9);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string mode = argc > 1 ? argv[1] : "";
+  auto arg = [&](int i, long fallback) { return argc > i ? std::atol(argv[i]) : fallback; };
+  try {
+    if (mode == "mlp" || mode == "cnn")
+      return train(mode, static_cast<int>(arg(2, 2)), static_cast<std::size_t>(arg(3, 100)),
+                   static_cast<int>(arg(4, 1)));
+    if (mode == "tiny") return tiny(arg(2, 20000), static_cast<int>(arg(3, 1)));
+    if (mode == "gradcheck") return gradcheck();
+    if (mode == "sgemm") return sgemm(static_cast<int>(arg(2, 1)));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "workloads: %s\n", e.what());
+    return 1;
+  }
+  std::fprintf(stderr,
+               "usage: workloads mlp|cnn EPOCHS BATCH THREADS | tiny STEPS THREADS | gradcheck | "
+               "sgemm THREADS\n");
+  return 2;
+}
