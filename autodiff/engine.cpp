@@ -42,13 +42,12 @@ void check_finite(const Array<T>& value, const char* op, const char* phase,
 template <class T>
 Variable<T> record(const char* op, Array<T>&& value, std::vector<Variable<T>>&& inputs,
                    BackwardFn<T>&& backward) {
-  auto node = std::make_shared<Node<T>>();
-  node->op = op;
-  node->seq = next_seq();
-  node->inputs = std::move(inputs);
-  node->backward = std::move(backward);
   auto impl = std::make_shared<VariableImpl<T>>(std::move(value), true);
-  impl->node = std::move(node);
+  Node<T>& node = impl->node.emplace();
+  node.op = op;
+  node.seq = next_seq();
+  node.inputs = std::move(inputs);
+  node.backward = std::move(backward);
   return Variable<T>(std::move(impl));
 }
 

@@ -35,7 +35,8 @@ Variable<T> matmul(const Variable<T>& a, const Variable<T>& b, bool ta, bool tb)
   const std::size_t batch =
       batched ? std::max(sa.size() == 3 ? sa[0] : 1, sb.size() == 3 ? sb[0] : 1) : 1;
   Shape shape = batched ? Shape{batch, n, m} : Shape{n, m};
-  Array<T> out = xt::zeros<T>(shape);
+  // GEMM with beta = 0 writes every element; only an empty inner dimension needs zeros.
+  Array<T> out = k ? Array<T>::from_shape(shape) : Array<T>(xt::zeros<T>(shape));
   const T* pa = a.value().data();
   const T* pb = b.value().data();
   T* pc = out.data();

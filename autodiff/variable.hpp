@@ -13,6 +13,7 @@
 #include <initializer_list>
 #include <iosfwd>
 #include <memory>
+#include <optional>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -139,7 +140,7 @@ class Variable {
   /// Marks a leaf as requiring grad (or not). Throws for a non-leaf.
   Variable& set_requires_grad(bool requires_grad = true);
   /// True when no recorded op made this Variable (a leaf: data or parameter).
-  bool is_leaf() const { return impl().node == nullptr; }
+  bool is_leaf() const { return !impl().node.has_value(); }
   /// Name of the op that made it ("leaf" for leaves).
   const char* op_name() const;
 
@@ -177,8 +178,9 @@ struct VariableImpl {
   // Built from its value: a default-constructed xarray allocates one element.
   VariableImpl(Array<T>&& v, bool requires) : value(std::move(v)), requires_grad(requires) {}
   Array<T> value;
-  Variable<T> grad;               // accumulated gradient
-  std::shared_ptr<Node<T>> node;  // the op that made it; null for a leaf
+  Variable<T> grad;             // accumulated gradient
+  std::optional<Node<T>> node;  // the op that made it (held inline: one allocation less per op);
+                                // empty for a leaf
   bool requires_grad = false;
   bool retains_grad = false;
 };
@@ -212,8 +214,8 @@ struct BackwardContext {
 template <class T>
 using BackwardFn = std::function<Grads<T>(const BackwardContext<T>&)>;
 
-/// A recorded op: its inputs and its backward rule. It does not hold its output (that would be a
-/// reference cycle); the engine passes the output in.
+/// A recorded op: its inputs and its backward rule, held inside the data of the op's output. It
+/// does not refer to that output (that would be a cycle); the engine passes the output in.
 template <class T>
 struct Node {
   const char* op = "";
@@ -348,7 +350,7 @@ Node<T>::~Node() {
     Variable<T> v = std::move(stack.back());
     stack.pop_back();
     const auto& p = v.impl_ptr();
-    if (p && p.use_count() == 1 && p->node && p->node.use_count() == 1) {
+    if (p && p.use_count() == 1 && p->node) {
       for (auto& in : p->node->inputs) stack.push_back(std::move(in));
       p->node->inputs.clear();
     }

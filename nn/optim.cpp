@@ -1,6 +1,7 @@
 #include "nn/optim.hpp"
 
 #include <cmath>
+#include <type_traits>
 
 namespace ad::nn {
 
@@ -92,20 +93,28 @@ template <class T>
 void SGD<T>::update(Array<T>& p, const Array<T>& grad, ParamState<T>& s, double lr) {
   const T wd = static_cast<T>(o_.weight_decay), mu = static_cast<T>(o_.momentum);
   const T damp = static_cast<T>(1 - o_.dampening), rate = static_cast<T>(lr);
-  T* w = p.data();
-  const T* g = grad.data();
+  T* __restrict w = p.data();
+  const T* __restrict g = grad.data();
   const std::size_t n = p.size();
   if (o_.momentum == 0) {
     for (std::size_t i = 0; i < n; ++i) w[i] -= rate * (g[i] + wd * w[i]);
     return;
   }
-  T* b = buffer(s, "momentum_buffer", p).data();
-  const bool first = s.step == 1;
-  for (std::size_t i = 0; i < n; ++i) {
-    const T d = g[i] + wd * w[i];
-    b[i] = first ? d : mu * b[i] + damp * d;
-    w[i] -= rate * (o_.nesterov ? d + mu * b[i] : b[i]);
-  }
+  T* __restrict b = buffer(s, "momentum_buffer", p).data();
+  // One pass, with the two choices fixed at compile time so that the loop vectorises.
+  auto run = [&](auto first, auto nesterov) {
+    for (std::size_t i = 0; i < n; ++i) {
+      const T d = g[i] + wd * w[i];
+      b[i] = first ? d : mu * b[i] + damp * d;
+      w[i] -= rate * (nesterov ? d + mu * b[i] : b[i]);
+    }
+  };
+  using yes = std::true_type;
+  using no = std::false_type;
+  if (s.step == 1)
+    o_.nesterov ? run(yes{}, yes{}) : run(yes{}, no{});
+  else
+    o_.nesterov ? run(no{}, yes{}) : run(no{}, no{});
 }
 
 // ---- Adam and AdamW
