@@ -124,6 +124,31 @@ Variable<T> softmax(const Variable<T>& a, long axis) {
 }
 
 template <class T>
+Variable<T> squared_distance(const Variable<T>& a, const Variable<T>& b) {
+  if (a.shape() != b.shape())
+    fail("squared_distance: shapes ", shape_str(a.shape()), " and ", shape_str(b.shape()),
+         " differ");
+  const T* pa = a.value().data();
+  const T* pb = b.value().data();
+  T total = 0;
+  for (std::size_t i = 0, n = a.size(); i < n; ++i) total += (pa[i] - pb[i]) * (pa[i] - pb[i]);
+  return make_op<T>("squared_distance", Array<T>(total), {a, b},
+                    [](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/da = 2g(a − b), d/db = −2g(a − b)
+                      Variable<T> d;
+                      if (!is_grad_enabled()) {
+                        const T g2 = 2 * c.grad.item();
+                        d = Variable<T>(kernels::binary(
+                            c.input(0).value(), c.input(1).value(),
+                            [g2](T x, T y) { return g2 * (x - y); }, "squared_distance"));
+                      } else {
+                        d = (c.input(0) - c.input(1)) * (c.grad * 2.0);
+                      }
+                      return {c.needs(0) ? d : Variable<T>(), c.needs(1) ? -d : Variable<T>()};
+                    });
+}
+
+template <class T>
 Variable<T> softmax_cross_entropy(const Variable<T>& logits, const std::vector<std::size_t>& labels,
                                   double label_smoothing) {
   const Shape& s = logits.shape();
@@ -191,6 +216,7 @@ Variable<T> softmax_cross_entropy(const Variable<T>& logits, const std::vector<s
   template Variable<T> log_sum_exp(const Variable<T>&, const std::vector<long>&, bool);           \
   template Variable<T> log_softmax(const Variable<T>&, long);                                     \
   template Variable<T> softmax(const Variable<T>&, long);                                         \
+  template Variable<T> squared_distance(const Variable<T>&, const Variable<T>&);                  \
   template Variable<T> softmax_cross_entropy(const Variable<T>&, const std::vector<std::size_t>&, \
                                              double);
 

@@ -41,6 +41,9 @@ Variable<T> log_softmax(const Variable<T>& a, long axis = -1);
 /// exp(log_softmax(a)) along `axis`.
 template <class T>
 Variable<T> softmax(const Variable<T>& a, long axis = -1);
+/// Σ (a − b)² over all elements (a 0-d result), fused; a and b must have the same shape.
+template <class T>
+Variable<T> squared_distance(const Variable<T>& a, const Variable<T>& b);
 /// Per-sample cross-entropy of logits (N, K) against class labels (N), fused and stable:
 /// loss_i = lse(z_i) - Σ_k t_ik z_ik with t = (1 - ε)·onehot(label) + ε/K (ε: label smoothing).
 /// The gradient is softmax(z) - t. Labels out of [0, K) throw, naming the row.

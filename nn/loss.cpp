@@ -74,7 +74,11 @@ template <class T>
 Variable<T> mse_loss(const Variable<T>& prediction, const Variable<T>& target,
                      Reduction reduction) {
   check_same_shape(prediction, target, "mse_loss");
-  return reduce(square(prediction - target), reduction);
+  if (reduction == Reduction::none) return square(prediction - target);
+  // One fused op for the sum, scaled for the other reductions.
+  Variable<T> total = squared_distance(prediction, target);
+  if (reduction == Reduction::sum) return total;
+  return affine(total, reduction == Reduction::half_sum ? 0.5 : 1.0 / prediction.size(), 0.0);
 }
 
 template <class T>

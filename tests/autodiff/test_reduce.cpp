@@ -107,6 +107,16 @@ BOOST_AUTO_TEST_CASE(cross_entropy_by_composition) {
   BOOST_TEST(passed(ad::gradcheck(f, {logits}, ad::test::second_order())));
 }
 
+BOOST_AUTO_TEST_CASE(fused_squared_distance) {
+  V a = leaf(uniform({3, 4}, -1, 1, 1)), b = leaf(uniform({3, 4}, -1, 1, 2));
+  auto f = [](const auto& a, const auto& b) { return ad::squared_distance(a, b); };
+  BOOST_TEST(passed(ad::gradcheck(f, {a, b}, ad::test::second_order())));
+  BOOST_TEST(ad::squared_distance(a, b).item() == xt::sum(xt::square(a.value() - b.value()))(),
+             tt::tolerance(1e-12));
+  BOOST_TEST(passed(ad::gradcheck(f, {leaf(Array<double>(0.5)), leaf(Array<double>(-1.0))})));
+  BOOST_CHECK_THROW(ad::squared_distance(a, leaf(uniform({4}))), ad::Error);
+}
+
 BOOST_AUTO_TEST_CASE(fused_softmax_cross_entropy) {
   V logits = leaf(uniform({4, 5}, -2, 2));
   std::vector<std::size_t> labels{1, 4, 0, 1};
