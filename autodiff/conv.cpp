@@ -65,14 +65,14 @@ std::pair<std::size_t, std::size_t> valid_range(std::size_t out, std::size_t in,
 /// the whole segment is padding), offset of the input element that ow = 0 would read (negative in
 /// the padding), first and end of the valid ow).
 template <class F>
-void for_each_segment(const Geometry& g, F&& span) {
+void for_each_segment(const Geometry& g, std::size_t ld, F&& span) {
   const auto pad = static_cast<std::ptrdiff_t>(g.pad);
   for (std::size_t c = 0; c < g.c; ++c)
     for (std::size_t i = 0; i < g.k; ++i) {
       const auto [oh_lo, oh_hi] = valid_range(g.ho, g.h, g.stride, i, g.pad);
       for (std::size_t j = 0; j < g.k; ++j) {
         const auto [ow_lo, ow_hi] = valid_range(g.wo, g.w, g.stride, j, g.pad);
-        const std::size_t row = ((c * g.k + i) * g.k + j) * g.hw();
+        const std::size_t row = ((c * g.k + i) * g.k + j) * ld;
         for (std::size_t oh = 0; oh < g.ho; ++oh) {
           const bool inside = oh >= oh_lo && oh < oh_hi;
           std::ptrdiff_t in = 0;
@@ -84,11 +84,11 @@ void for_each_segment(const Geometry& g, F&& span) {
     }
 }
 
-/// One sample's patches as a (C·k·k) × (Ho·Wo) matrix.
+/// One sample's patches as a (C·k·k) × (Ho·Wo) block of a matrix with rows ld apart.
 template <class T>
-void im2col(const T* x, const Geometry& g, T* cols) {
+void im2col(const T* x, const Geometry& g, T* cols, std::size_t ld) {
   for_each_segment(
-      g, [&](std::size_t at, bool inside, std::ptrdiff_t in, std::size_t lo, std::size_t hi) {
+      g, ld, [&](std::size_t at, bool inside, std::ptrdiff_t in, std::size_t lo, std::size_t hi) {
         T* out = cols + at;
         if (!inside) {
           std::fill(out, out + g.wo, T(0));
@@ -102,11 +102,11 @@ void im2col(const T* x, const Geometry& g, T* cols) {
       });
 }
 
-/// Adds a (C·k·k) × (Ho·Wo) matrix back into one sample's input gradient (im2col's adjoint).
+/// Adds a (C·k·k) × (Ho·Wo) block back into one sample's input gradient (im2col's adjoint).
 template <class T>
-void col2im(const T* cols, const Geometry& g, T* dx) {
+void col2im(const T* cols, const Geometry& g, T* dx, std::size_t ld) {
   for_each_segment(
-      g, [&](std::size_t at, bool inside, std::ptrdiff_t in, std::size_t lo, std::size_t hi) {
+      g, ld, [&](std::size_t at, bool inside, std::ptrdiff_t in, std::size_t lo, std::size_t hi) {
         if (!inside) return;
         const T* src = cols + at;
         for (std::size_t ow = lo; ow < hi; ++ow)
@@ -114,41 +114,141 @@ void col2im(const T* cols, const Geometry& g, T* dx) {
       });
 }
 
-/// A per-thread scratch buffer that only grows: the im2col matrices of every conv call reuse it,
-/// so a training step allocates (and page-faults) no new one.
+/// Per-thread scratch buffers that only grow: the matrices of every conv call reuse them, so a
+/// training step allocates (and page-faults) none. `slot` tells apart two buffers in use at once.
 template <class T>
-T* scratch(std::size_t n) {
-  thread_local std::vector<T> buffer;
-  if (buffer.size() < n) buffer.resize(n);
-  return buffer.data();
+T* scratch(std::size_t n, int slot) {
+  thread_local std::vector<T> buffers[2];
+  if (buffers[slot].size() < n) buffers[slot].resize(n);
+  return buffers[slot].data();
+}
+
+/// Samples are processed in groups whose patch matrices sit side by side, so that each GEMM is
+/// wide enough for the BLAS to run near its peak (one sample's Ho·Wo of 196 columns is not) while
+/// the matrices stay small enough for the cache.
+std::size_t group_size(const Geometry& g) {
+  constexpr std::size_t target_columns = 2048;
+  return std::max<std::size_t>(1, std::min(g.n, target_columns / std::max<std::size_t>(g.hw(), 1)));
+}
+
+/// Copies samples [n0, n0 + count) of (N, O, HoWo) into an (O, count·HoWo) matrix, or back.
+template <class T>
+void gather_group(const T* from, const Geometry& g, std::size_t n0, std::size_t count, T* to) {
+  for (std::size_t s = 0; s < count; ++s)
+    for (std::size_t o = 0; o < g.o; ++o)
+      std::copy_n(from + ((n0 + s) * g.o + o) * g.hw(), g.hw(), to + (o * count + s) * g.hw());
+}
+
+template <class T>
+void scatter_group(const T* from, const Geometry& g, std::size_t n0, std::size_t count, T* to) {
+  for (std::size_t s = 0; s < count; ++s)
+    for (std::size_t o = 0; o < g.o; ++o)
+      std::copy_n(from + (o * count + s) * g.hw(), g.hw(), to + ((n0 + s) * g.o + o) * g.hw());
+}
+
+}  // namespace
+
+namespace {
+
+/// Σ of n contiguous values, in eight interleaved partial sums (vectorisable, deterministic).
+template <class T>
+T row_sum(const T* p, std::size_t n) {
+  T part[8] = {};
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) part[k] += p[i + k];
+  T total = 0;
+  for (; i < n; ++i) total += p[i];
+  for (int k = 0; k < 8; ++k) total += part[k];
+  return total;
+}
+
+/// dW (O × CKK) = Σ_groups G (O × count·HoWo) · colsᵀ from the patch matrices the forward pass
+/// kept (group by group, as it made them): no second im2col.
+template <class T>
+Variable<T> weight_grad_from_columns(const Array<T>& cols, const Variable<T>& g,
+                                     const Geometry& geo, const Shape& w_shape) {
+  Array<T> dw = xt::zeros<T>(w_shape);
+  const std::size_t group = group_size(geo);
+  T* gm = scratch<T>(geo.o * group * geo.hw(), 1);
+  for (std::size_t n0 = 0; n0 < geo.n; n0 += group) {
+    const std::size_t count = std::min(group, geo.n - n0), width = count * geo.hw();
+    const T* source = g.value().data() + n0 * geo.o * geo.hw();
+    if (count > 1) {
+      gather_group(g.value().data(), geo, n0, count, gm);
+      source = gm;
+    }
+    kernels::gemm(false, true, geo.o, geo.ckk(), width, T(1), source, width,
+                  cols.data() + n0 * geo.ckk() * geo.hw(), width, T(1), dw.data(), geo.ckk());
+  }
+  return Variable<T>(std::move(dw));
 }
 
 }  // namespace
 
 template <class T>
+Variable<T> conv2d(const Variable<T>& x, const Variable<T>& w, const Variable<T>& b,
+                   std::size_t stride, std::size_t padding) {
+  const Geometry g = conv_geometry(x.shape(), w.shape(), stride, padding, "conv2d");
+  if (b.defined() && b.shape() != Shape{g.o})
+    fail("conv2d: bias ", shape_str(b.shape()), " does not match weight ", shape_str(w.shape()),
+         " (bias is (O))");
+  Array<T> out = Array<T>::from_shape({g.n, g.o, g.ho, g.wo});
+  // When backward will want the weight gradient, the patch matrices are kept for it, group after
+  // group (C·k·k × count·Ho·Wo each); otherwise the groups reuse a scratch buffer.
+  // (An Array: not zero-filled, and its large blocks come back from the allocator's cache.)
+  std::shared_ptr<Array<T>> kept;
+  if (is_grad_enabled() && w.requires_grad())
+    kept = std::make_shared<Array<T>>(Array<T>::from_shape({g.ckk() * g.n * g.hw()}));
+  // Per group of samples: Y (O × count·HoWo) = W (O × CKK) · cols (CKK × count·HoWo).
+  const std::size_t group = group_size(g);
+  T* y = scratch<T>(g.o * group * g.hw(), 1);
+  for (std::size_t n0 = 0; n0 < g.n && out.size() > 0; n0 += group) {
+    const std::size_t count = std::min(group, g.n - n0), width = count * g.hw();
+    T* cols = kept ? kept->data() + n0 * g.ckk() * g.hw() : scratch<T>(g.ckk() * group * g.hw(), 0);
+    for (std::size_t s = 0; s < count; ++s)
+      im2col(x.value().data() + (n0 + s) * g.in_size(), g, cols + s * g.hw(), width);
+    T* target = count == 1 ? out.data() + n0 * g.o * g.hw() : y;
+    kernels::gemm(false, false, g.o, width, g.ckk(), T(1), w.value().data(), g.ckk(), cols, width,
+                  T(0), target, width);
+    if (count > 1) scatter_group(y, g, n0, count, out.data());
+  }
+  if (b.defined())
+    for (std::size_t r = 0; r < g.n * g.o; ++r) {
+      T* row = out.data() + r * g.hw();
+      const T bias = b.value()(r % g.o);
+      for (std::size_t i = 0; i < g.hw(); ++i) row[i] += bias;
+    }
+  auto backward = [stride, padding, kept, g](const BackwardContext<T>& c) -> Grads<T> {
+    // d/dx = conv2d_input_grad(gy, w), d/dw = conv2d_weight_grad(x, gy), d/db = Σ_{n,h,w} gy
+    const auto& x = c.input(0);
+    const auto& w = c.input(1);
+    const bool fused = !is_grad_enabled();
+    Grads<T> grads(c.inputs.size());
+    if (c.needs(0)) grads[0] = conv2d_input_grad(c.grad, w, x.shape(), stride, padding);
+    if (c.needs(1))
+      grads[1] = fused && kept ? weight_grad_from_columns(*kept, c.grad, g, w.shape())
+                               : conv2d_weight_grad(x, c.grad, w.shape(), stride, padding);
+    if (c.inputs.size() == 3 && c.needs(2)) {
+      if (!fused) {
+        grads[2] = sum(c.grad, {0, 2, 3});
+      } else {
+        Array<T> db = xt::zeros<T>({g.o});
+        for (std::size_t r = 0; r < g.n * g.o; ++r)
+          db(r % g.o) += row_sum(c.grad.value().data() + r * g.hw(), g.hw());
+        grads[2] = Variable<T>(std::move(db));
+      }
+    }
+    return grads;
+  };
+  if (b.defined()) return make_op<T>("conv2d", std::move(out), {x, w, b}, backward);
+  return make_op<T>("conv2d", std::move(out), {x, w}, backward);
+}
+
+template <class T>
 Variable<T> conv2d(const Variable<T>& x, const Variable<T>& w, std::size_t stride,
                    std::size_t padding) {
-  const Geometry g = conv_geometry(x.shape(), w.shape(), stride, padding, "conv2d");
-  Array<T> out = Array<T>::from_shape({g.n, g.o, g.ho, g.wo});
-  // Sample by sample, so that the patch matrix stays in cache: y_n = W (O × CKK) · cols_n.
-  T* cols = scratch<T>(g.ckk() * g.hw());
-  for (std::size_t n = 0; n < g.n && out.size() > 0; ++n) {
-    im2col(x.value().data() + n * g.in_size(), g, cols);
-    kernels::gemm(false, false, g.o, g.hw(), g.ckk(), T(1), w.value().data(), g.ckk(), cols, g.hw(),
-                  T(0), out.data() + n * g.o * g.hw(), g.hw());
-  }
-  return make_op<T>("conv2d", std::move(out), {x, w},
-                    [stride, padding](const BackwardContext<T>& c) -> Grads<T> {
-                      // d/dx = conv2d_input_grad(g, w), d/dw = conv2d_weight_grad(x, g)
-                      const auto& x = c.input(0);
-                      const auto& w = c.input(1);
-                      Grads<T> grads(2);
-                      if (c.needs(0))
-                        grads[0] = conv2d_input_grad(c.grad, w, x.shape(), stride, padding);
-                      if (c.needs(1))
-                        grads[1] = conv2d_weight_grad(x, c.grad, w.shape(), stride, padding);
-                      return grads;
-                    });
+  return conv2d(x, w, Variable<T>(), stride, padding);
 }
 
 template <class T>
@@ -157,12 +257,21 @@ Variable<T> conv2d_input_grad(const Variable<T>& g, const Variable<T>& w, const 
   const Geometry geo = conv_geometry(x_shape, w.shape(), stride, padding, "conv2d_input_grad");
   check_output_grad(g.shape(), geo, "conv2d_input_grad");
   Array<T> dx = xt::zeros<T>(x_shape);
-  // dcols_n (CKK × HoWo) = Wᵀ (CKK × O) · g_n (O × HoWo), added back into dx_n.
-  T* cols = scratch<T>(geo.ckk() * geo.hw());
-  for (std::size_t n = 0; n < geo.n && g.size() > 0; ++n) {
-    kernels::gemm(true, false, geo.ckk(), geo.hw(), geo.o, T(1), w.value().data(), geo.ckk(),
-                  g.value().data() + n * geo.o * geo.hw(), geo.hw(), T(0), cols, geo.hw());
-    col2im(cols, geo, dx.data() + n * geo.in_size());
+  // Per group: dcols (CKK × count·HoWo) = Wᵀ (CKK × O) · G (O × count·HoWo), added back into dx.
+  const std::size_t group = group_size(geo);
+  T* cols = scratch<T>(geo.ckk() * group * geo.hw(), 0);
+  T* gm = scratch<T>(geo.o * group * geo.hw(), 1);
+  for (std::size_t n0 = 0; n0 < geo.n && g.size() > 0; n0 += group) {
+    const std::size_t count = std::min(group, geo.n - n0), width = count * geo.hw();
+    const T* source = g.value().data() + n0 * geo.o * geo.hw();
+    if (count > 1) {
+      gather_group(g.value().data(), geo, n0, count, gm);
+      source = gm;
+    }
+    kernels::gemm(true, false, geo.ckk(), width, geo.o, T(1), w.value().data(), geo.ckk(), source,
+                  width, T(0), cols, width);
+    for (std::size_t s = 0; s < count; ++s)
+      col2im(cols + s * geo.hw(), geo, dx.data() + (n0 + s) * geo.in_size(), width);
   }
   return make_op<T>("conv2d_input_grad", std::move(dx), {g, w},
                     [stride, padding](const BackwardContext<T>& c) -> Grads<T> {
@@ -184,12 +293,20 @@ Variable<T> conv2d_weight_grad(const Variable<T>& x, const Variable<T>& g, const
   const Geometry geo = conv_geometry(x.shape(), w_shape, stride, padding, "conv2d_weight_grad");
   check_output_grad(g.shape(), geo, "conv2d_weight_grad");
   Array<T> dw = xt::zeros<T>(w_shape);
-  // dW (O × CKK) = Σ_n g_n (O × HoWo) · cols_nᵀ (HoWo × CKK)
-  T* cols = scratch<T>(geo.ckk() * geo.hw());
-  for (std::size_t n = 0; n < geo.n && g.size() > 0; ++n) {
-    im2col(x.value().data() + n * geo.in_size(), geo, cols);
-    kernels::gemm(false, true, geo.o, geo.ckk(), geo.hw(), T(1),
-                  g.value().data() + n * geo.o * geo.hw(), geo.hw(), cols, geo.hw(), T(1),
+  // dW (O × CKK) = Σ_groups G (O × count·HoWo) · colsᵀ (count·HoWo × CKK)
+  const std::size_t group = group_size(geo);
+  T* cols = scratch<T>(geo.ckk() * group * geo.hw(), 0);
+  T* gm = scratch<T>(geo.o * group * geo.hw(), 1);
+  for (std::size_t n0 = 0; n0 < geo.n && g.size() > 0; n0 += group) {
+    const std::size_t count = std::min(group, geo.n - n0), width = count * geo.hw();
+    for (std::size_t s = 0; s < count; ++s)
+      im2col(x.value().data() + (n0 + s) * geo.in_size(), geo, cols + s * geo.hw(), width);
+    const T* source = g.value().data() + n0 * geo.o * geo.hw();
+    if (count > 1) {
+      gather_group(g.value().data(), geo, n0, count, gm);
+      source = gm;
+    }
+    kernels::gemm(false, true, geo.o, geo.ckk(), width, T(1), source, width, cols, width, T(1),
                   dw.data(), geo.ckk());
   }
   return make_op<T>("conv2d_weight_grad", std::move(dw), {x, g},
@@ -288,34 +405,44 @@ Variable<T> max_pool2d(const Variable<T>& x, std::size_t kernel, std::size_t str
   // gradient (gather's adjoint) goes to the maxima.
   auto idx = std::make_shared<Index>(Index::from_shape({g.n * g.c, g.hw()}));
   const T* px = x.value().data();
+  std::vector<T> best(g.wo);
+  // The valid output columns of each kernel column j, computed once (the divisions cost more
+  // than the comparisons when done per row).
+  std::vector<std::pair<std::size_t, std::size_t>> cols(g.k);
+  for (std::size_t j = 0; j < g.k; ++j) cols[j] = valid_range(g.wo, g.w, g.stride, j, g.pad);
+  // Output row by output row, one window position (i, j) at a time across the row: the loops
+  // have no data-dependent branches (comparisons of real data are unpredictable) and vectorise.
+  // A NaN wins and then stays (v > NaN is false).
   for (std::size_t r = 0; r < g.n * g.c; ++r) {
     const T* plane = px + r * g.h * g.w;
-    std::size_t* out = idx->data() + r * g.hw();
+    std::size_t* out_row = idx->data() + r * g.hw();
     for (std::size_t oh = 0; oh < g.ho; ++oh) {
-      const auto ih0 =
-          static_cast<std::ptrdiff_t>(oh * g.stride) - static_cast<std::ptrdiff_t>(g.pad);
-      const std::size_t i_lo = ih0 < 0 ? std::size_t(-ih0) : 0;
-      const std::size_t i_hi =
-          std::min<std::ptrdiff_t>(g.k, static_cast<std::ptrdiff_t>(g.h) - ih0);
-      for (std::size_t ow = 0; ow < g.wo; ++ow) {
-        const auto iw0 =
-            static_cast<std::ptrdiff_t>(ow * g.stride) - static_cast<std::ptrdiff_t>(g.pad);
-        const std::size_t j_lo = iw0 < 0 ? std::size_t(-iw0) : 0;
-        const std::size_t j_hi =
-            std::min<std::ptrdiff_t>(g.k, static_cast<std::ptrdiff_t>(g.w) - iw0);
-        // padding <= k/2 leaves every window at least one input
-        std::size_t best_at = (ih0 + i_lo) * g.w + (iw0 + j_lo);
-        T best = plane[best_at];
-        for (std::size_t i = i_lo; i < i_hi; ++i)
-          for (std::size_t j = j_lo; j < j_hi; ++j) {
-            const std::size_t at = (ih0 + i) * g.w + (iw0 + j);
-            const T v = plane[at];
-            if (v > best || (std::isnan(v) && !std::isnan(best))) {
-              best = v;
-              best_at = at;
-            }
+      std::size_t* at = out_row + oh * g.wo;
+      bool first = true;
+      for (std::size_t i = 0; i < g.k; ++i) {
+        const auto ih =
+            static_cast<std::ptrdiff_t>(oh * g.stride + i) - static_cast<std::ptrdiff_t>(g.pad);
+        if (ih < 0 || ih >= static_cast<std::ptrdiff_t>(g.h)) continue;
+        if (first) {  // start from each window's first input in this row
+          for (std::size_t ow = 0; ow < g.wo; ++ow) {
+            const std::size_t col = ow * g.stride > g.pad ? ow * g.stride - g.pad : 0;
+            at[ow] = static_cast<std::size_t>(ih) * g.w + col;
+            best[ow] = plane[at[ow]];
           }
-        out[oh * g.wo + ow] = best_at;
+          first = false;
+        }
+        for (std::size_t j = 0; j < g.k; ++j) {
+          // padding <= k/2 leaves each window at least one input; padded columns never win
+          const auto [lo, hi] = cols[j];
+          const std::size_t base = static_cast<std::size_t>(ih) * g.w + j - g.pad;
+          for (std::size_t ow = lo; ow < hi; ++ow) {
+            const std::size_t where = base + ow * g.stride;
+            const T v = plane[where];
+            const bool take = (v > best[ow]) | (v != v);
+            best[ow] = take ? v : best[ow];
+            at[ow] = take ? where : at[ow];
+          }
+        }
       }
     }
   }
@@ -361,6 +488,8 @@ Variable<T> avg_pool2d_grad(const Variable<T>& g, const Shape& x_shape, std::siz
 
 #define AD_INSTANTIATE(T)                                                                          \
   template Variable<T> conv2d(const Variable<T>&, const Variable<T>&, std::size_t, std::size_t);   \
+  template Variable<T> conv2d(const Variable<T>&, const Variable<T>&, const Variable<T>&,          \
+                              std::size_t, std::size_t);                                           \
   template Variable<T> conv2d_input_grad(const Variable<T>&, const Variable<T>&, const Shape&,     \
                                          std::size_t, std::size_t);                                \
   template Variable<T> conv2d_weight_grad(const Variable<T>&, const Variable<T>&, const Shape&,    \

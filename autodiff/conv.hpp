@@ -11,6 +11,11 @@ namespace ad {
 template <class T>
 Variable<T> conv2d(const Variable<T>& x, const Variable<T>& w, std::size_t stride = 1,
                    std::size_t padding = 0);
+/// conv2d plus a bias b of shape (O), added to every output position of its channel (fused: one
+/// pass forward, one backward).
+template <class T>
+Variable<T> conv2d(const Variable<T>& x, const Variable<T>& w, const Variable<T>& b,
+                   std::size_t stride = 1, std::size_t padding = 0);
 /// The gradient of conv2d with respect to its input, for the output gradient g (a transposed
 /// convolution). With conv2d and conv2d_weight_grad it closes under differentiation, so
 /// second-order gradients flow through convolutions.

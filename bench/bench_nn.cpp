@@ -75,6 +75,43 @@ void mlp_optimizer_only(benchmark::State& state) {
 }
 BENCHMARK(mlp_optimizer_only);
 
+// --- The fashion_mnist example's CNN at batch 100.
+
+struct Cnn {
+  nn::Generator rng{0};
+  nn::Sequential<float> model{
+      std::make_shared<nn::Conv2d<float>>(1, 32, 3, rng, 1, 1), std::make_shared<nn::ReLU<float>>(),
+      std::make_shared<nn::MaxPool2d<float>>(2),
+      std::make_shared<nn::Conv2d<float>>(32, 64, 3, rng, 1, 1), std::make_shared<nn::ReLU<float>>(),
+      std::make_shared<nn::MaxPool2d<float>>(2), std::make_shared<nn::Flatten<float>>(),
+      std::make_shared<nn::Linear<float>>(64 * 7 * 7, 128, rng), std::make_shared<nn::ReLU<float>>(),
+      std::make_shared<nn::Linear<float>>(128, 10, rng)};
+  nn::SGD<float> opt{model.parameters(), [] {
+                       nn::SGDOptions o;
+                       o.lr = 0.05, o.momentum = 0.9;
+                       return o;
+                     }()};
+  F x{random_array({100, 1, 28, 28}, 3, 0.3)};
+  std::vector<std::size_t> labels = Mlp().labels;
+  F loss() { return nn::cross_entropy(model(x), labels); }
+};
+
+void cnn_forward(benchmark::State& state) {
+  Cnn m;
+  for (auto _ : state) benchmark::DoNotOptimize(m.loss());
+}
+BENCHMARK(cnn_forward)->Unit(benchmark::kMillisecond);
+
+void cnn_step(benchmark::State& state) {
+  Cnn m;
+  for (auto _ : state) {
+    m.opt.zero_grad();
+    m.loss().backward();
+    m.opt.step();
+  }
+}
+BENCHMARK(cnn_step)->Unit(benchmark::kMillisecond);
+
 // --- The tiny MLP of ../shared/anchors/libtorch_mlp/tiny.cpp.
 
 void tiny_mlp_step(benchmark::State& state) {

@@ -45,9 +45,7 @@ Conv2d<T>::Conv2d(std::size_t in_channels, std::size_t out_channels, std::size_t
 
 template <class T>
 Variable<T> Conv2d<T>::forward(const Variable<T>& x) {
-  Variable<T> y = conv2d(x, *weight_, stride_, padding_);
-  if (!bias_) return y;
-  return y + reshape(*bias_, Shape{bias_->size(), 1, 1});
+  return conv2d(x, *weight_, bias_ ? *bias_ : Variable<T>(), stride_, padding_);
 }
 
 // ---- Pooling, Flatten

@@ -1,6 +1,9 @@
 // conv2d and its two adjoints, max and average pooling: values against loops, gradchecks.
 #include <boost/test/unit_test.hpp>
 
+#include <cmath>
+#include <limits>
+
 #include "helpers.hpp"
 
 namespace tt = boost::test_tools;
@@ -78,14 +81,23 @@ BOOST_AUTO_TEST_CASE(conv2d_adjoints_are_differentiable) {
   BOOST_TEST(passed(ad::gradcheck(wg, {x, g}, ad::test::second_order())));
 }
 
-BOOST_AUTO_TEST_CASE(conv2d_with_bias_composite) {
+BOOST_AUTO_TEST_CASE(conv2d_with_fused_bias) {
   V x = leaf(uniform({2, 2, 5, 5}, -1, 1, 6));
   V w = leaf(uniform({4, 2, 3, 3}, -1, 1, 7));
-  V b = leaf(uniform({4, 1, 1}, -1, 1, 8));
-  auto f = [](const auto& x, const auto& w, const auto& b) {
-    return ad::relu(ad::conv2d(x, w, 1, 1) + b);
-  };
-  BOOST_TEST(passed(ad::gradcheck(f, {x, w, b})));
+  V b = leaf(uniform({4}, -1, 1, 8));
+  auto f = [](const auto& x, const auto& w, const auto& b) { return ad::conv2d(x, w, b, 2, 1); };
+  BOOST_TEST(passed(ad::gradcheck(f, {x, w, b}, ad::test::second_order())));
+  // The same as adding the bias by broadcasting.
+  Array<double> fused = ad::conv2d(x, w, b, 1, 1).value();
+  Array<double> composite = (ad::conv2d(x, w, 1, 1) + ad::reshape(b, {4, 1, 1})).value();
+  BOOST_TEST(xt::allclose(fused, composite));
+  BOOST_CHECK_THROW(ad::conv2d(x, w, leaf(uniform({3})), 1, 1), ad::Error);
+  // The weight gradient from the kept patch matrix equals the recomputed one.
+  ad::sum(ad::square(ad::conv2d(x, w, b, 1, 1))).backward();
+  Array<double> kept = w.grad().value();
+  auto again = ad::grad(ad::sum(ad::square(ad::conv2d(x, w, b, 1, 1))), {w},
+                        ad::BackwardOptions{true, true})[0];
+  BOOST_TEST(xt::allclose(kept, again.value()));
 }
 
 BOOST_AUTO_TEST_CASE(conv2d_errors) {
@@ -116,6 +128,14 @@ BOOST_AUTO_TEST_CASE(max_pool_values_and_gradients) {
     BOOST_TEST(passed(ad::gradcheck(f, {x}, ad::test::second_order())));
   }
   BOOST_CHECK_THROW(ad::max_pool2d(x, 2, 2, 2), ad::Error);
+  // Windows of -infinity and NaN: the maximum is -infinity, a NaN propagates.
+  Array<double> special = xt::zeros<double>({1, 1, 2, 4});
+  special(0, 0, 0, 0) = special(0, 0, 0, 1) = special(0, 0, 1, 0) = special(0, 0, 1, 1) =
+      -std::numeric_limits<double>::infinity();
+  special(0, 0, 1, 3) = std::numeric_limits<double>::quiet_NaN();
+  Array<double> pooled = ad::max_pool2d(V(special), 2, 2).value();
+  BOOST_TEST(pooled(0, 0, 0, 0) == -std::numeric_limits<double>::infinity());
+  BOOST_TEST(std::isnan(pooled(0, 0, 0, 1)));
 }
 
 BOOST_AUTO_TEST_CASE(avg_pool_values_and_gradients) {
