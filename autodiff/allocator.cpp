@@ -73,6 +73,8 @@ void free_block(void* p, std::size_t bytes) noexcept {
 
 }  // namespace detail
 
-void release_cached_memory() { cache().clear(); }
+void release_cached_memory() {
+  cache().clear();
+}
 
 }  // namespace ad::memory

@@ -84,9 +84,15 @@ void for_each_segment(const Geometry& g, std::size_t ld, F&& span) {
     }
 }
 
+bool is_same_conv(const Geometry& g);
+
 /// One sample's patches as a (C·k·k) × (Ho·Wo) block of a matrix with rows ld apart.
 template <class T>
+void im2col_same(const T* x, const Geometry& g, T* cols, std::size_t ld);
+
+template <class T>
 void im2col(const T* x, const Geometry& g, T* cols, std::size_t ld) {
+  if (is_same_conv(g)) return im2col_same(x, g, cols, ld);
   for_each_segment(
       g, ld, [&](std::size_t at, bool inside, std::ptrdiff_t in, std::size_t lo, std::size_t hi) {
         T* out = cols + at;
@@ -104,13 +110,93 @@ void im2col(const T* x, const Geometry& g, T* cols, std::size_t ld) {
 
 /// Adds a (C·k·k) × (Ho·Wo) block back into one sample's input gradient (im2col's adjoint).
 template <class T>
-void col2im(const T* cols, const Geometry& g, T* dx, std::size_t ld) {
+void col2im_same(T* cols, const Geometry& g, T* dx, std::size_t ld);
+
+/// Adds the patch block back (cols may be overwritten: it is scratch).
+template <class T>
+void col2im(T* cols, const Geometry& g, T* dx, std::size_t ld) {
+  if (is_same_conv(g)) return col2im_same(cols, g, dx, ld);
   for_each_segment(
       g, ld, [&](std::size_t at, bool inside, std::ptrdiff_t in, std::size_t lo, std::size_t hi) {
         if (!inside) return;
         const T* src = cols + at;
         for (std::size_t ow = lo; ow < hi; ++ow)
           dx[in + static_cast<std::ptrdiff_t>(ow * g.stride)] += src[ow];
+      });
+}
+
+/// For a "same" convolution (stride 1, output as large as the input), the patch row (c, i, j) is
+/// the input plane shifted by whole rows and by j − pad columns: one contiguous copy (or add) per
+/// row of the patch matrix instead of one per output row, then the padded columns fixed up.
+bool is_same_conv(const Geometry& g) {
+  return g.stride == 1 && g.ho == g.h && g.wo == g.w;
+}
+
+/// Calls span(patch row offset, input plane offset, first output position, position count, column
+/// shift) for each patch row (c, i, j) of one sample, over the output rows that read the input.
+template <class F>
+void for_each_shift(const Geometry& g, std::size_t ld, F&& span) {
+  const std::size_t plane = g.h * g.w;
+  for (std::size_t c = 0; c < g.c; ++c)
+    for (std::size_t i = 0; i < g.k; ++i) {
+      const auto [oh_lo, oh_hi] = valid_range(g.ho, g.h, 1, i, g.pad);
+      for (std::size_t j = 0; j < g.k; ++j) {
+        const std::ptrdiff_t shift =
+            static_cast<std::ptrdiff_t>(j) - static_cast<std::ptrdiff_t>(g.pad);
+        // output position p = oh·w + ow reads input position p + (i − pad)·w + shift
+        const std::ptrdiff_t offset =
+            (static_cast<std::ptrdiff_t>(i) - static_cast<std::ptrdiff_t>(g.pad)) *
+                static_cast<std::ptrdiff_t>(g.w) +
+            shift;
+        std::size_t first = oh_lo * g.w, count = (oh_hi - std::min(oh_lo, oh_hi)) * g.w;
+        // keep the span inside the input plane (its ends are padded columns anyway)
+        if (count > 0 && static_cast<std::ptrdiff_t>(first) + offset < 0) ++first, --count;
+        if (count > 0 && static_cast<std::ptrdiff_t>(first + count) + offset >
+                             static_cast<std::ptrdiff_t>(plane))
+          --count;
+        span(((c * g.k + i) * g.k + j) * ld, c * plane, first, count, offset, shift, oh_lo, oh_hi);
+      }
+    }
+}
+
+template <class T>
+void im2col_same(const T* x, const Geometry& g, T* cols, std::size_t ld) {
+  for_each_shift(
+      g, ld,
+      [&](std::size_t row, std::size_t in, std::size_t first, std::size_t count,
+          std::ptrdiff_t offset, std::ptrdiff_t shift, std::size_t oh_lo, std::size_t oh_hi) {
+        T* out = cols + row;
+        std::fill(out, out + first, T(0));
+        std::copy_n(x + static_cast<std::ptrdiff_t>(in + first) + offset, count, out + first);
+        std::fill(out + first + count, out + g.hw(), T(0));
+        // the columns that read past a row's end read the next row: they are padding
+        for (std::size_t oh = oh_lo; oh < oh_hi; ++oh) {
+          if (shift < 0)
+            std::fill_n(out + oh * g.w, -shift, T(0));
+          else if (shift > 0)
+            std::fill_n(out + oh * g.w + g.w - static_cast<std::size_t>(shift), shift, T(0));
+        }
+      });
+}
+
+/// The adjoint: adds the patch matrix back. It zeroes the padded columns of `cols` first (the
+/// buffer is scratch), so that each row adds in one contiguous pass.
+template <class T>
+void col2im_same(T* cols, const Geometry& g, T* dx, std::size_t ld) {
+  for_each_shift(
+      g, ld,
+      [&](std::size_t row, std::size_t in, std::size_t first, std::size_t count,
+          std::ptrdiff_t offset, std::ptrdiff_t shift, std::size_t oh_lo, std::size_t oh_hi) {
+        T* src = cols + row;
+        for (std::size_t oh = oh_lo; oh < oh_hi; ++oh) {
+          if (shift < 0)
+            std::fill_n(src + oh * g.w, -shift, T(0));
+          else if (shift > 0)
+            std::fill_n(src + oh * g.w + g.w - static_cast<std::size_t>(shift), shift, T(0));
+        }
+        T* to = dx + static_cast<std::ptrdiff_t>(in + first) + offset;
+        const T* from = src + first;
+        for (std::size_t t = 0; t < count; ++t) to[t] += from[t];
       });
 }
 
@@ -134,16 +220,20 @@ std::size_t group_size(const Geometry& g) {
 /// Copies samples [n0, n0 + count) of (N, O, HoWo) into an (O, count·HoWo) matrix, or back.
 template <class T>
 void gather_group(const T* from, const Geometry& g, std::size_t n0, std::size_t count, T* to) {
-  for (std::size_t s = 0; s < count; ++s)
-    for (std::size_t o = 0; o < g.o; ++o)
-      std::copy_n(from + ((n0 + s) * g.o + o) * g.hw(), g.hw(), to + (o * count + s) * g.hw());
+  detail::parallel_for(count, 1, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t s = begin; s < end; ++s)
+      for (std::size_t o = 0; o < g.o; ++o)
+        std::copy_n(from + ((n0 + s) * g.o + o) * g.hw(), g.hw(), to + (o * count + s) * g.hw());
+  });
 }
 
 template <class T>
 void scatter_group(const T* from, const Geometry& g, std::size_t n0, std::size_t count, T* to) {
-  for (std::size_t s = 0; s < count; ++s)
-    for (std::size_t o = 0; o < g.o; ++o)
-      std::copy_n(from + (o * count + s) * g.hw(), g.hw(), to + ((n0 + s) * g.o + o) * g.hw());
+  detail::parallel_for(count, 1, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t s = begin; s < end; ++s)
+      for (std::size_t o = 0; o < g.o; ++o)
+        std::copy_n(from + (o * count + s) * g.hw(), g.hw(), to + ((n0 + s) * g.o + o) * g.hw());
+  });
 }
 
 }  // namespace
@@ -206,19 +296,23 @@ Variable<T> conv2d(const Variable<T>& x, const Variable<T>& w, const Variable<T>
   for (std::size_t n0 = 0; n0 < g.n && out.size() > 0; n0 += group) {
     const std::size_t count = std::min(group, g.n - n0), width = count * g.hw();
     T* cols = kept ? kept->data() + n0 * g.ckk() * g.hw() : scratch<T>(g.ckk() * group * g.hw(), 0);
-    for (std::size_t s = 0; s < count; ++s)
-      im2col(x.value().data() + (n0 + s) * g.in_size(), g, cols + s * g.hw(), width);
+    detail::parallel_for(count, 1, [&](std::size_t begin, std::size_t end) {
+      for (std::size_t s = begin; s < end; ++s)
+        im2col(x.value().data() + (n0 + s) * g.in_size(), g, cols + s * g.hw(), width);
+    });
     T* target = count == 1 ? out.data() + n0 * g.o * g.hw() : y;
     kernels::gemm(false, false, g.o, width, g.ckk(), T(1), w.value().data(), g.ckk(), cols, width,
                   T(0), target, width);
     if (count > 1) scatter_group(y, g, n0, count, out.data());
   }
   if (b.defined())
-    for (std::size_t r = 0; r < g.n * g.o; ++r) {
-      T* row = out.data() + r * g.hw();
-      const T bias = b.value()(r % g.o);
-      for (std::size_t i = 0; i < g.hw(); ++i) row[i] += bias;
-    }
+    detail::parallel_for(g.n * g.o, 64, [&](std::size_t begin, std::size_t end) {
+      for (std::size_t r = begin; r < end; ++r) {
+        T* row = out.data() + r * g.hw();
+        const T bias = b.value()(r % g.o);
+        for (std::size_t i = 0; i < g.hw(); ++i) row[i] += bias;
+      }
+    });
   auto backward = [stride, padding, kept, g](const BackwardContext<T>& c) -> Grads<T> {
     // d/dx = conv2d_input_grad(gy, w), d/dw = conv2d_weight_grad(x, gy), d/db = Σ_{n,h,w} gy
     const auto& x = c.input(0);
@@ -234,8 +328,11 @@ Variable<T> conv2d(const Variable<T>& x, const Variable<T>& w, const Variable<T>
         grads[2] = sum(c.grad, {0, 2, 3});
       } else {
         Array<T> db = xt::zeros<T>({g.o});
-        for (std::size_t r = 0; r < g.n * g.o; ++r)
-          db(r % g.o) += row_sum(c.grad.value().data() + r * g.hw(), g.hw());
+        detail::parallel_for(g.o, 8, [&](std::size_t begin, std::size_t end) {
+          for (std::size_t o = begin; o < end; ++o)
+            for (std::size_t n = 0; n < g.n; ++n)
+              db(o) += row_sum(c.grad.value().data() + (n * g.o + o) * g.hw(), g.hw());
+        });
         grads[2] = Variable<T>(std::move(db));
       }
     }
@@ -270,8 +367,10 @@ Variable<T> conv2d_input_grad(const Variable<T>& g, const Variable<T>& w, const 
     }
     kernels::gemm(true, false, geo.ckk(), width, geo.o, T(1), w.value().data(), geo.ckk(), source,
                   width, T(0), cols, width);
-    for (std::size_t s = 0; s < count; ++s)
-      col2im(cols + s * geo.hw(), geo, dx.data() + (n0 + s) * geo.in_size(), width);
+    detail::parallel_for(count, 1, [&](std::size_t begin, std::size_t end) {
+      for (std::size_t s = begin; s < end; ++s)
+        col2im(cols + s * geo.hw(), geo, dx.data() + (n0 + s) * geo.in_size(), width);
+    });
   }
   return make_op<T>("conv2d_input_grad", std::move(dx), {g, w},
                     [stride, padding](const BackwardContext<T>& c) -> Grads<T> {
@@ -299,8 +398,10 @@ Variable<T> conv2d_weight_grad(const Variable<T>& x, const Variable<T>& g, const
   T* gm = scratch<T>(geo.o * group * geo.hw(), 1);
   for (std::size_t n0 = 0; n0 < geo.n && g.size() > 0; n0 += group) {
     const std::size_t count = std::min(group, geo.n - n0), width = count * geo.hw();
-    for (std::size_t s = 0; s < count; ++s)
-      im2col(x.value().data() + (n0 + s) * geo.in_size(), geo, cols + s * geo.hw(), width);
+    detail::parallel_for(count, 1, [&](std::size_t begin, std::size_t end) {
+      for (std::size_t s = begin; s < end; ++s)
+        im2col(x.value().data() + (n0 + s) * geo.in_size(), geo, cols + s * geo.hw(), width);
+    });
     const T* source = g.value().data() + n0 * geo.o * geo.hw();
     if (count > 1) {
       gather_group(g.value().data(), geo, n0, count, gm);
@@ -369,8 +470,11 @@ Variable<T> pool_select(const Variable<T>& x, const PlaneIndex& idx, const Shape
   Array<T> out = Array<T>::from_shape(out_shape);
   const T* px = x.value().data();
   const std::size_t* pi = idx->data();
-  for (std::size_t r = 0; r < planes; ++r)
-    for (std::size_t q = 0; q < per; ++q) out.data()[r * per + q] = px[r * plane + pi[r * per + q]];
+  detail::parallel_for(planes, 64, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t r = begin; r < end; ++r)
+      for (std::size_t q = 0; q < per; ++q)
+        out.data()[r * per + q] = px[r * plane + pi[r * per + q]];
+  });
   return make_op<T>("max_pool2d", std::move(out), {x},
                     [idx](const BackwardContext<T>& c) -> Grads<T> {
                       // d/dx = g scattered back to the selected positions
@@ -386,8 +490,11 @@ Variable<T> pool_scatter(const Variable<T>& g, const PlaneIndex& idx, const Shap
   Array<T> dx = xt::zeros<T>(x_shape);
   const T* pg = g.value().data();
   const std::size_t* pi = idx->data();
-  for (std::size_t r = 0; r < planes; ++r)
-    for (std::size_t q = 0; q < per; ++q) dx.data()[r * plane + pi[r * per + q]] += pg[r * per + q];
+  detail::parallel_for(planes, 64, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t r = begin; r < end; ++r)
+      for (std::size_t q = 0; q < per; ++q)
+        dx.data()[r * plane + pi[r * per + q]] += pg[r * per + q];
+  });
   return make_op<T>("max_pool2d_grad", std::move(dx), {g},
                     [idx](const BackwardContext<T>& c) -> Grads<T> {
                       // d/dg = the incoming gradient read at the selected positions
@@ -405,47 +512,70 @@ Variable<T> max_pool2d(const Variable<T>& x, std::size_t kernel, std::size_t str
   // gradient (gather's adjoint) goes to the maxima.
   auto idx = std::make_shared<Index>(Index::from_shape({g.n * g.c, g.hw()}));
   const T* px = x.value().data();
-  std::vector<T> best(g.wo);
-  // The valid output columns of each kernel column j, computed once (the divisions cost more
-  // than the comparisons when done per row).
-  std::vector<std::pair<std::size_t, std::size_t>> cols(g.k);
-  for (std::size_t j = 0; j < g.k; ++j) cols[j] = valid_range(g.wo, g.w, g.stride, j, g.pad);
-  // Output row by output row, one window position (i, j) at a time across the row: the loops
-  // have no data-dependent branches (comparisons of real data are unpredictable) and vectorise.
-  // A NaN wins and then stays (v > NaN is false).
-  for (std::size_t r = 0; r < g.n * g.c; ++r) {
-    const T* plane = px + r * g.h * g.w;
-    std::size_t* out_row = idx->data() + r * g.hw();
-    for (std::size_t oh = 0; oh < g.ho; ++oh) {
-      std::size_t* at = out_row + oh * g.wo;
-      bool first = true;
-      for (std::size_t i = 0; i < g.k; ++i) {
-        const auto ih =
-            static_cast<std::ptrdiff_t>(oh * g.stride + i) - static_cast<std::ptrdiff_t>(g.pad);
-        if (ih < 0 || ih >= static_cast<std::ptrdiff_t>(g.h)) continue;
-        if (first) {  // start from each window's first input in this row
-          for (std::size_t ow = 0; ow < g.wo; ++ow) {
-            const std::size_t col = ow * g.stride > g.pad ? ow * g.stride - g.pad : 0;
-            at[ow] = static_cast<std::size_t>(ih) * g.w + col;
-            best[ow] = plane[at[ow]];
+  // The window rows and columns inside the input, per output row and column, computed once (the
+  // divisions cost more than the comparisons when done per window).
+  std::vector<std::pair<std::size_t, std::size_t>> rows(g.ho), cols(g.wo);
+  auto inside = [&](std::size_t o, std::size_t extent) {
+    const auto start =
+        static_cast<std::ptrdiff_t>(o * g.stride) - static_cast<std::ptrdiff_t>(g.pad);
+    const std::size_t lo = start < 0 ? static_cast<std::size_t>(-start) : 0;
+    const std::size_t hi =
+        std::min<std::ptrdiff_t>(g.k, static_cast<std::ptrdiff_t>(extent) - start);
+    return std::pair<std::size_t, std::size_t>(lo, hi);
+  };
+  for (std::size_t oh = 0; oh < g.ho; ++oh) rows[oh] = inside(oh, g.h);
+  for (std::size_t ow = 0; ow < g.wo; ++ow) cols[ow] = inside(ow, g.w);
+  // One window at a time, in registers, with selects instead of branches (comparisons of real
+  // data are unpredictable). padding <= k/2 leaves each window at least one input. A NaN wins
+  // and then stays (v > NaN is false).
+  // (The sizes are copied to locals: the index stores could otherwise alias them, and the compiler
+  // would reload them at every window.)
+  const std::size_t h = g.h, w = g.w, ho = g.ho, wo = g.wo, step = g.stride, pad = g.pad;
+  // The common 2×2 window of stride 2 without padding, unrolled.
+  auto pick = [](T v, std::size_t at, T& best, std::size_t& best_at) {
+    const bool take = (v > best) | (v != v);
+    best = take ? v : best;
+    best_at = take ? at : best_at;
+  };
+  const bool two_by_two = g.k == 2 && step == 2 && pad == 0;
+  detail::parallel_for(g.n * g.c, 64, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t r = begin; r < end; ++r) {
+      const T* plane = px + r * h * w;
+      std::size_t* out = idx->data() + r * ho * wo;
+      if (two_by_two) {
+        for (std::size_t oh = 0; oh < ho; ++oh)
+          for (std::size_t ow = 0; ow < wo; ++ow) {
+            const std::size_t at = 2 * oh * w + 2 * ow;
+            T best = plane[at];
+            std::size_t best_at = at;
+            pick(plane[at + 1], at + 1, best, best_at);
+            pick(plane[at + w], at + w, best, best_at);
+            pick(plane[at + w + 1], at + w + 1, best, best_at);
+            out[oh * wo + ow] = best_at;
           }
-          first = false;
-        }
-        for (std::size_t j = 0; j < g.k; ++j) {
-          // padding <= k/2 leaves each window at least one input; padded columns never win
-          const auto [lo, hi] = cols[j];
-          const std::size_t base = static_cast<std::size_t>(ih) * g.w + j - g.pad;
-          for (std::size_t ow = lo; ow < hi; ++ow) {
-            const std::size_t where = base + ow * g.stride;
-            const T v = plane[where];
-            const bool take = (v > best[ow]) | (v != v);
-            best[ow] = take ? v : best[ow];
-            at[ow] = take ? where : at[ow];
-          }
+        continue;
+      }
+      for (std::size_t oh = 0; oh < ho; ++oh) {
+        const auto [i_lo, i_hi] = rows[oh];
+        const std::size_t top = oh * step - pad;  // may wrap; i ≥ i_lo brings it back
+        for (std::size_t ow = 0; ow < wo; ++ow) {
+          const auto [j_lo, j_hi] = cols[ow];
+          const std::size_t left = ow * step - pad;
+          std::size_t best_at = (top + i_lo) * w + left + j_lo;
+          T best = plane[best_at];
+          for (std::size_t i = i_lo; i < i_hi; ++i)
+            for (std::size_t j = j_lo; j < j_hi; ++j) {
+              const std::size_t at = (top + i) * w + left + j;
+              const T v = plane[at];
+              const bool take = (v > best) | (v != v);
+              best = take ? v : best;
+              best_at = take ? at : best_at;
+            }
+          out[oh * wo + ow] = best_at;
         }
       }
     }
-  }
+  });
   return pool_select(x, PlaneIndex(std::move(idx)), Shape{g.n, g.c, g.ho, g.wo});
 }
 

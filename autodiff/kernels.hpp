@@ -11,6 +11,7 @@
 
 #include <xsimd/xsimd.hpp>
 
+#include "autodiff/parallel.hpp"
 #include "autodiff/variable.hpp"
 
 namespace ad::kernels {
@@ -86,6 +87,9 @@ void for_each_run(const Shape& shape, const std::array<Strides, K>& strides, F&&
   }
 }
 
+/// Elementwise work below this many elements stays on one thread (waking a second costs more).
+inline constexpr std::size_t parallel_grain = std::size_t{1} << 15;
+
 /// out = op(a, b) elementwise with NumPy broadcasting.
 template <class T, class Op>
 Array<T> binary(const Array<T>& a, const Array<T>& b, Op op, const char* name) {
@@ -94,7 +98,9 @@ Array<T> binary(const Array<T>& a, const Array<T>& b, Op op, const char* name) {
   if (a.shape() == b.shape()) {
     Array<T> out = Array<T>::from_shape(a.shape());
     T* po = out.data();
-    for (std::size_t i = 0, n = a.size(); i < n; ++i) po[i] = op(pa[i], pb[i]);
+    detail::parallel_for(a.size(), parallel_grain, [&](std::size_t begin, std::size_t end) {
+      for (std::size_t i = begin; i < end; ++i) po[i] = op(pa[i], pb[i]);
+    });
     return out;
   }
   Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
@@ -127,7 +133,9 @@ Array<T> unary(const Array<T>& a, Op op) {
   Array<T> out = Array<T>::from_shape(a.shape());
   const T* pa = a.data();
   T* po = out.data();
-  for (std::size_t i = 0, n = a.size(); i < n; ++i) po[i] = op(pa[i]);
+  detail::parallel_for(a.size(), parallel_grain, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t i = begin; i < end; ++i) po[i] = op(pa[i]);
+  });
   return out;
 }
 
@@ -144,8 +152,13 @@ Array<T> simd_map(const Array<T>& a, F f) {
   const T* pa = a.data();
   T* po = out.data();
   const std::size_t n = a.size();
-  std::size_t i = 0;
-  for (; i + width <= n; i += width) f(B::load_unaligned(pa + i)).store_unaligned(po + i);
+  // Whole batches split between threads; the tail, if any, after them: each element goes through
+  // the same code whatever the thread count.
+  detail::parallel_for(n / width, parallel_grain / width, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t b = begin; b < end; ++b)
+      f(B::load_unaligned(pa + b * width)).store_unaligned(po + b * width);
+  });
+  const std::size_t i = n / width * width;
   if (i < n) {
     alignas(64) T buffer[width] = {};
     std::copy(pa + i, pa + n, buffer);

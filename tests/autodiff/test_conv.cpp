@@ -50,7 +50,10 @@ BOOST_AUTO_TEST_CASE(conv2d_values_and_gradients) {
   const std::vector<ConvCase> cases = {{{2, 1, 5, 5}, {3, 1, 3, 3}, 1, 0},
                                        {{2, 2, 6, 5}, {3, 2, 3, 3}, 2, 1},
                                        {{1, 3, 4, 4}, {2, 3, 1, 1}, 1, 0},
-                                       {{1, 2, 5, 5}, {2, 2, 2, 2}, 2, 1}};
+                                       {{1, 2, 5, 5}, {2, 2, 2, 2}, 2, 1},
+                                       // "same" convolutions, which take a faster path
+                                       {{2, 3, 5, 6}, {4, 3, 3, 3}, 1, 1},
+                                       {{1, 2, 6, 6}, {2, 2, 5, 5}, 1, 2}};
   for (const auto& cs : cases) {
     BOOST_TEST_CONTEXT("x " << ad::shape_str(cs.x) << " w " << ad::shape_str(cs.w) << " stride "
                             << cs.stride << " pad " << cs.pad) {

@@ -1,0 +1,130 @@
+#include "autodiff/parallel.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace ad::detail {
+
+namespace {
+
+thread_local bool inside_task = false;
+
+/// A fixed set of workers that wait for one batch of tasks at a time. A worker that wakes late,
+/// after its batch is over, finds no task left; a new batch starts only once no worker is still
+/// inside the previous one.
+class Pool {
+ public:
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    for (auto& t : workers_) t.join();
+  }
+
+  int threads() const { return threads_.load(); }
+  void set_threads(int n) { threads_ = std::max(1, n); }
+
+  void run(std::size_t count, const std::function<void(std::size_t)>& task) {
+    std::lock_guard<std::mutex> one_batch(run_mutex_);
+    while (workers_.size() + 1 < static_cast<std::size_t>(threads_.load()))
+      workers_.emplace_back([this] { loop(); });
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      idle_.wait(lock, [&] { return active_ == 0; });
+      task_ = &task;
+      count_ = count;
+      next_ = 0;
+      done_ = 0;
+      error_ = nullptr;
+      ++generation_;
+    }
+    wake_.notify_all();
+    work(task, count);  // the calling thread takes tasks too
+    std::unique_lock<std::mutex> lock(mutex_);
+    idle_.wait(lock, [&] { return done_ == count && active_ == 0; });
+    task_ = nullptr;
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  /// Takes tasks of the current batch until none is left.
+  void work(const std::function<void(std::size_t)>& task, std::size_t count) {
+    const bool was_inside = inside_task;
+    inside_task = true;
+    for (std::size_t i; (i = next_.fetch_add(1)) < count;) {
+      try {
+        task(i);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!error_) error_ = std::current_exception();
+      }
+      std::lock_guard<std::mutex> lock(mutex_);
+      ++done_;
+      idle_.notify_all();
+    }
+    inside_task = was_inside;
+  }
+
+  void loop() {
+    std::uint64_t seen = 0;
+    while (true) {
+      const std::function<void(std::size_t)>* task;
+      std::size_t count;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+        if (stop_) return;
+        seen = generation_;
+        task = task_;
+        count = task ? count_ : 0;
+        ++active_;
+      }
+      if (task) work(*task, count);
+      std::lock_guard<std::mutex> lock(mutex_);
+      --active_;
+      idle_.notify_all();
+    }
+  }
+
+  std::atomic<int> threads_{1};
+  std::vector<std::thread> workers_;
+  std::mutex run_mutex_, mutex_;
+  std::condition_variable wake_, idle_;
+  const std::function<void(std::size_t)>* task_ = nullptr;
+  std::size_t count_ = 0, done_ = 0, active_ = 0;
+  std::atomic<std::size_t> next_{0};
+  std::uint64_t generation_ = 0;
+  std::exception_ptr error_;
+  bool stop_ = false;
+};
+
+Pool& pool() {
+  static Pool p;
+  return p;
+}
+
+}  // namespace
+
+int pool_threads() {
+  return inside_task ? 1 : pool().threads();
+}
+
+void set_pool_threads(int threads) {
+  pool().set_threads(threads);
+}
+
+void run_tasks(std::size_t count, const std::function<void(std::size_t)>& task) {
+  if (inside_task || pool().threads() <= 1 || count <= 1) {
+    for (std::size_t i = 0; i < count; ++i) task(i);
+    return;
+  }
+  pool().run(count, task);
+}
+
+}  // namespace ad::detail
