@@ -1,7 +1,7 @@
 // The backward engine: recording a node, and walking the graph in reverse creation order.
 #include <cmath>
 #include <ostream>
-#include <queue>
+#include <algorithm>
 #include <unordered_map>
 
 #include <xtensor/xio.hpp>
@@ -125,7 +125,18 @@ std::vector<Variable<T>> run_backward(const std::vector<Variable<T>>& roots,
     for (std::size_t i = 0; i < wanted->size(); ++i) wanted_index[&(*wanted)[i].impl()] = i;
   }
 
-  std::priority_queue<Entry<T>> heap;
+  // A max-heap on the sequence number. Its storage is reused by the next pass on this thread
+  // (a nested pass, started from inside a backward rule, finds none and makes its own).
+  thread_local std::vector<Entry<T>> spare;
+  std::vector<Entry<T>> heap;
+  heap.swap(spare);
+  struct KeepStorage {
+    std::vector<Entry<T>>& heap;
+    ~KeepStorage() {
+      heap.clear();
+      if (heap.capacity() > spare.capacity()) spare.swap(heap);
+    }
+  } keep_storage{heap};
   auto route = [&](const Variable<T>& target, Variable<T>&& g) {
     VariableImpl<T>& impl = target.impl();
     if (impl.node) {
@@ -133,7 +144,8 @@ std::vector<Variable<T>> run_backward(const std::vector<Variable<T>>& roots,
       if (node.pass != pass) {
         node.pass = pass;
         node.pending = Variable<T>();
-        heap.push(Entry<T>{node.seq, target});
+        heap.push_back(Entry<T>{node.seq, target});
+        std::push_heap(heap.begin(), heap.end());
       }
       accumulate(node.pending, node.pending_owned, std::move(g), create_graph);
       return;
@@ -169,8 +181,9 @@ std::vector<Variable<T>> run_backward(const std::vector<Variable<T>>& roots,
   }
 
   while (!heap.empty()) {
-    Variable<T> out = heap.top().var;
-    heap.pop();
+    std::pop_heap(heap.begin(), heap.end());
+    Variable<T> out = std::move(heap.back().var);
+    heap.pop_back();
     VariableImpl<T>& impl = out.impl();
     Node<T>& node = *impl.node;
     Variable<T> g = std::move(node.pending);

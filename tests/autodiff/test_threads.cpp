@@ -1,0 +1,62 @@
+// The library's own threads: the same results on 1 and 2 threads, and the pool survives many
+// batches, nested calls and exceptions.
+#include <boost/test/unit_test.hpp>
+
+#include <atomic>
+#include <stdexcept>
+
+#include "autodiff/parallel.hpp"
+#include "helpers.hpp"
+
+using ad::Array;
+using F = ad::Variable<float>;
+
+namespace {
+
+/// A forward and backward pass through the parallel kernels (elementwise, conv, pooling).
+std::vector<Array<float>> run(int threads) {
+  ad::set_num_threads(threads);
+  F x(ad::test::uniform<float>({8, 3, 20, 20}, -1, 1, 1), true);
+  F w(ad::test::uniform<float>({6, 3, 3, 3}, -1, 1, 2), true);
+  F b(ad::test::uniform<float>({6}, -1, 1, 3), true);
+  F y = ad::max_pool2d(ad::relu(ad::conv2d(x, w, b, 1, 1)), 2, 2);
+  F loss = ad::sum(ad::tanh(y) * ad::exp(y * 0.1f));
+  loss.backward();
+  ad::set_num_threads(1);
+  return {y.value(), x.grad().value(), w.grad().value(), b.grad().value()};
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(threads)
+
+BOOST_AUTO_TEST_CASE(same_results_on_one_and_two_threads) {
+  auto one = run(1), two = run(2);
+  BOOST_TEST(ad::num_threads() == 1);
+  for (std::size_t i = 0; i < one.size(); ++i) BOOST_TEST(one[i] == two[i]);
+}
+
+BOOST_AUTO_TEST_CASE(pool_runs_many_batches_and_nested_calls) {
+  ad::set_num_threads(2);
+  std::atomic<long> total{0};
+  for (int batch = 0; batch < 200; ++batch)
+    ad::detail::parallel_for(1000, 10, [&](std::size_t begin, std::size_t end) {
+      // A nested call runs on the calling thread.
+      ad::detail::parallel_for(end - begin, 1, [&](std::size_t b, std::size_t e) {
+        total += static_cast<long>(e - b);
+      });
+    });
+  BOOST_TEST(total.load() == 200L * 1000);
+  BOOST_CHECK_THROW(ad::detail::run_tasks(4, [](std::size_t i) {
+                      if (i == 2) throw std::runtime_error("task 2");
+                    }),
+                    std::runtime_error);
+  // Still usable after a task threw.
+  std::atomic<int> count{0};
+  ad::detail::run_tasks(5, [&](std::size_t) { ++count; });
+  BOOST_TEST(count.load() == 5);
+  ad::set_num_threads(1);
+  BOOST_CHECK_THROW(ad::set_num_threads(0), ad::Error);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
