@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include "autodiff/parallel.hpp"
 #include "autodiff/variable.hpp"
 
 namespace ad::nn {
@@ -119,12 +120,17 @@ DataLoader<T>::DataLoader(std::shared_ptr<const Dataset<S>> data, const LoaderOp
     const T scale = static_cast<T>(data->scale());
     const S* px = data->inputs().data();
     const float* py = data->targets().data();
-    for (std::size_t b = 0; b < count; ++b) {
-      const S* src = px + idx[b] * in;
-      T* dst = x + b * in;
-      for (std::size_t j = 0; j < in; ++j) dst[j] = static_cast<T>(src[j]) * scale;
-      for (std::size_t j = 0; j < out; ++j) y[b * out + j] = static_cast<T>(py[idx[b] * out + j]);
-    }
+    detail::parallel_for(count, (std::size_t{1} << 15) / std::max<std::size_t>(in, 1) + 1,
+                         [&](std::size_t begin, std::size_t end) {
+                           for (std::size_t b = begin; b < end; ++b) {
+                             const S* src = px + idx[b] * in;
+                             T* dst = x + b * in;
+                             for (std::size_t j = 0; j < in; ++j)
+                               dst[j] = static_cast<T>(src[j]) * scale;
+                             for (std::size_t j = 0; j < out; ++j)
+                               y[b * out + j] = static_cast<T>(py[idx[b] * out + j]);
+                           }
+                         });
   };
 }
 

@@ -1,5 +1,7 @@
 #include "nn/optim.hpp"
 
+#include "autodiff/parallel.hpp"
+
 #include <cmath>
 #include <type_traits>
 
@@ -103,11 +105,13 @@ void SGD<T>::update(Array<T>& p, const Array<T>& grad, ParamState<T>& s, double 
   T* __restrict b = buffer(s, "momentum_buffer", p).data();
   // One pass, with the two choices fixed at compile time so that the loop vectorises.
   auto run = [&](auto first, auto nesterov) {
-    for (std::size_t i = 0; i < n; ++i) {
-      const T d = g[i] + wd * w[i];
-      b[i] = first ? d : mu * b[i] + damp * d;
-      w[i] -= rate * (nesterov ? d + mu * b[i] : b[i]);
-    }
+    ad::detail::parallel_for(n, 1 << 15, [&](std::size_t begin, std::size_t end) {
+      for (std::size_t i = begin; i < end; ++i) {
+        const T d = g[i] + wd * w[i];
+        b[i] = first ? d : mu * b[i] + damp * d;
+        w[i] -= rate * (nesterov ? d + mu * b[i] : b[i]);
+      }
+    });
   };
   using yes = std::true_type;
   using no = std::false_type;
