@@ -128,5 +128,3 @@ void composite_forward_backward(benchmark::State& state) {
 BENCHMARK(composite_forward_backward);
 
 }  // namespace
-
-BENCHMARK_MAIN();

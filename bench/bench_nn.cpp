@@ -79,13 +79,16 @@ BENCHMARK(mlp_optimizer_only);
 
 struct Cnn {
   nn::Generator rng{0};
-  nn::Sequential<float> model{
-      std::make_shared<nn::Conv2d<float>>(1, 32, 3, rng, 1, 1), std::make_shared<nn::ReLU<float>>(),
-      std::make_shared<nn::MaxPool2d<float>>(2),
-      std::make_shared<nn::Conv2d<float>>(32, 64, 3, rng, 1, 1), std::make_shared<nn::ReLU<float>>(),
-      std::make_shared<nn::MaxPool2d<float>>(2), std::make_shared<nn::Flatten<float>>(),
-      std::make_shared<nn::Linear<float>>(64 * 7 * 7, 128, rng), std::make_shared<nn::ReLU<float>>(),
-      std::make_shared<nn::Linear<float>>(128, 10, rng)};
+  nn::Sequential<float> model{std::make_shared<nn::Conv2d<float>>(1, 32, 3, rng, 1, 1),
+                              std::make_shared<nn::ReLU<float>>(),
+                              std::make_shared<nn::MaxPool2d<float>>(2),
+                              std::make_shared<nn::Conv2d<float>>(32, 64, 3, rng, 1, 1),
+                              std::make_shared<nn::ReLU<float>>(),
+                              std::make_shared<nn::MaxPool2d<float>>(2),
+                              std::make_shared<nn::Flatten<float>>(),
+                              std::make_shared<nn::Linear<float>>(64 * 7 * 7, 128, rng),
+                              std::make_shared<nn::ReLU<float>>(),
+                              std::make_shared<nn::Linear<float>>(128, 10, rng)};
   nn::SGD<float> opt{model.parameters(), [] {
                        nn::SGDOptions o;
                        o.lr = 0.05, o.momentum = 0.9;
@@ -133,5 +136,3 @@ void tiny_mlp_step(benchmark::State& state) {
 BENCHMARK(tiny_mlp_step);
 
 }  // namespace
-
-BENCHMARK_MAIN();

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "autodiff/autodiff.hpp"
+#include "examples/models.hpp"
 #include "nn/nn.hpp"
 
 namespace nn = ad::nn;
@@ -33,24 +34,6 @@ double peak_mib() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
   return u.ru_maxrss / 1024.0;
-}
-
-std::shared_ptr<nn::Module<float>> mlp(nn::Generator& rng) {
-  return std::make_shared<nn::Sequential<float>>(
-      std::make_shared<nn::Linear<float>>(784, 256, rng), std::make_shared<nn::ReLU<float>>(),
-      std::make_shared<nn::Linear<float>>(256, 128, rng), std::make_shared<nn::ReLU<float>>(),
-      std::make_shared<nn::Linear<float>>(128, 10, rng));
-}
-
-std::shared_ptr<nn::Module<float>> cnn(nn::Generator& rng) {
-  return std::make_shared<nn::Sequential<float>>(
-      std::make_shared<nn::Conv2d<float>>(1, 32, 3, rng, 1, 1), std::make_shared<nn::ReLU<float>>(),
-      std::make_shared<nn::MaxPool2d<float>>(2),
-      std::make_shared<nn::Conv2d<float>>(32, 64, 3, rng, 1, 1),
-      std::make_shared<nn::ReLU<float>>(), std::make_shared<nn::MaxPool2d<float>>(2),
-      std::make_shared<nn::Flatten<float>>(),
-      std::make_shared<nn::Linear<float>>(64 * 7 * 7, 128, rng),
-      std::make_shared<nn::ReLU<float>>(), std::make_shared<nn::Linear<float>>(128, 10, rng));
 }
 
 /// Trains for `epochs` epochs, timing each (data already in memory), then reports the fastest
@@ -71,7 +54,8 @@ int train(const std::string& which, int epochs, std::size_t batch, int threads) 
   lo.batch_size = 1000;
   nn::DataLoader<float> test(test_data, lo);
   nn::Generator rng(0);
-  auto model = images ? cnn(rng) : mlp(rng);
+  std::shared_ptr<nn::Module<float>> model =
+      images ? examples::make_cnn(rng) : examples::make_mlp(rng);
   nn::SGDOptions so;
   so.lr = 0.1, so.momentum = 0.9;
   if (images) so.lr = 0.05;

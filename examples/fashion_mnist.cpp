@@ -6,6 +6,8 @@
 #include <iostream>
 
 #include "autodiff/autodiff.hpp"
+#include "cli.hpp"
+#include "models.hpp"
 #include "nn/nn.hpp"
 #include "plot.hpp"
 
@@ -27,26 +29,6 @@ struct Options {
   std::string data_dir = nn::datasets::fashion_mnist_dir, checkpoint, metrics_csv, plot;
   bool resume = false, quiet = false;
 };
-
-/// 784-256-128-10 with ReLU.
-std::shared_ptr<nn::Module<float>> make_mlp(nn::Generator& rng) {
-  return std::make_shared<nn::Sequential<float>>(
-      std::make_shared<nn::Linear<float>>(784, 256, rng), std::make_shared<nn::ReLU<float>>(),
-      std::make_shared<nn::Linear<float>>(256, 128, rng), std::make_shared<nn::ReLU<float>>(),
-      std::make_shared<nn::Linear<float>>(128, 10, rng));
-}
-
-/// Two conv+pool blocks (32 and 64 channels, 3×3, padding 1), then 3136-128-10.
-std::shared_ptr<nn::Module<float>> make_cnn(nn::Generator& rng) {
-  return std::make_shared<nn::Sequential<float>>(
-      std::make_shared<nn::Conv2d<float>>(1, 32, 3, rng, 1, 1), std::make_shared<nn::ReLU<float>>(),
-      std::make_shared<nn::MaxPool2d<float>>(2),
-      std::make_shared<nn::Conv2d<float>>(32, 64, 3, rng, 1, 1),
-      std::make_shared<nn::ReLU<float>>(), std::make_shared<nn::MaxPool2d<float>>(2),
-      std::make_shared<nn::Flatten<float>>(),
-      std::make_shared<nn::Linear<float>>(64 * 7 * 7, 128, rng),
-      std::make_shared<nn::ReLU<float>>(), std::make_shared<nn::Linear<float>>(128, 10, rng));
-}
 
 std::unique_ptr<nn::Optimizer<float>> make_optimizer(const Options& o,
                                                      const std::vector<F>& params) {
@@ -117,7 +99,7 @@ int run(const Options& o) {
   nn::DataLoader<float> test(test_data, lo);
 
   nn::Generator rng(opt.seed);
-  auto model = cnn ? make_cnn(rng) : make_mlp(rng);
+  auto model = cnn ? examples::make_cnn(rng) : examples::make_mlp(rng);
   auto optimizer = make_optimizer(opt, model->parameters());
   nn::Scheduler<float> scheduler(*optimizer, make_schedule(opt));
   if (!opt.quiet)
@@ -163,8 +145,7 @@ int main(int argc, char** argv) {
       "model", po::value(&o.model)->default_value(o.model), "mlp (784-256-128-10) or cnn")(
       "epochs", po::value(&o.epochs)->default_value(o.epochs), "total number of epochs")(
       "batch-size", po::value(&o.batch)->default_value(o.batch), "mini-batch size")(
-      "lr", po::value(&o.lr),
-      "learning rate (default: 0.05 for sgd, 1e-3 otherwise)")(
+      "lr", po::value(&o.lr), "learning rate (default: 0.05 for sgd, 1e-3 otherwise)")(
       "optimizer", po::value(&o.optimizer)->default_value(o.optimizer),
       "sgd, adam, adamw or rmsprop")("momentum", po::value(&o.momentum)->default_value(o.momentum),
                                      "momentum of sgd and rmsprop")(
@@ -185,22 +166,5 @@ int main(int argc, char** argv) {
       "metrics-csv", po::value(&o.metrics_csv), "write the metrics per epoch to this CSV")(
       "plot", po::value(&o.plot), "plot loss and accuracy curves to this .png or .svg")(
       "quiet", po::bool_switch(&o.quiet), "one line per epoch, no progress bar");
-  po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    po::notify(vm);
-  } catch (const std::exception& e) {
-    std::cerr << "fashion_mnist: " << e.what() << "\n\n" << desc;
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << desc;
-    return 0;
-  }
-  try {
-    return run(o);
-  } catch (const std::exception& e) {
-    std::cerr << "fashion_mnist: " << e.what() << "\n";
-    return 1;
-  }
+  return examples::run_program("fashion_mnist", argc, argv, desc, [&] { return run(o); });
 }

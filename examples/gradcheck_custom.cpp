@@ -9,6 +9,7 @@
 #include <random>
 
 #include "autodiff/autodiff.hpp"
+#include "cli.hpp"
 
 namespace po = boost::program_options;
 
@@ -43,30 +44,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  std::size_t hidden = 32, batch = 16;
-  std::uint64_t seed = 0;
-  po::options_description opts(
-      "gradcheck_custom: check a custom op's backward against central differences\nOptions");
-  opts.add_options()("help,h", "show this help")(
-      "hidden", po::value(&hidden)->default_value(hidden), "hidden units of the timing MLP")(
-      "batch", po::value(&batch)->default_value(batch), "batch size of the timing MLP")(
-      "seed", po::value(&seed)->default_value(seed), "random seed");
-  po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, opts), vm);
-    po::notify(vm);
-  } catch (const std::exception& e) {
-    std::cerr << "gradcheck_custom: " << e.what() << "\n" << opts;
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << opts;
-    return 0;
-  }
-
+/// The three parts, printed; 0 when the right backward passes and the wrong one fails.
+int run(std::size_t hidden, std::size_t batch, std::uint64_t seed) {
   std::mt19937_64 rng(seed);
   // The user's code is float; gradcheck runs it in double because it is generic over T.
   ad::Variable<float> x(random_array<float>({3, 4}, rng, 1.5), true);
@@ -123,4 +102,19 @@ int main(int argc, char** argv) {
             << " ms (" << numeric_s / reverse_s << "x faster)\n"
             << "   largest difference between the two: " << max_diff << "\n";
   return good.passed && !bad.passed ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::size_t hidden = 32, batch = 16;
+  std::uint64_t seed = 0;
+  po::options_description desc(
+      "gradcheck_custom: check a custom op's backward against central differences\nOptions");
+  desc.add_options()("help,h", "show this help")(
+      "hidden", po::value(&hidden)->default_value(hidden), "hidden units of the timing MLP")(
+      "batch", po::value(&batch)->default_value(batch), "batch size of the timing MLP")(
+      "seed", po::value(&seed)->default_value(seed), "random seed");
+  return examples::run_program("gradcheck_custom", argc, argv, desc,
+                               [&] { return run(hidden, batch, seed); });
 }

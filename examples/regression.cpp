@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "autodiff/autodiff.hpp"
+#include "cli.hpp"
 #include "nn/nn.hpp"
 #include "plot.hpp"
 
@@ -188,22 +189,5 @@ int main(int argc, char** argv) {
                                                 "random seed")(
       "threads", po::value(&o.threads)->default_value(o.threads), "BLAS threads")(
       "plot", po::value(&o.plot), "plot the error and the fit to this .png or .svg");
-  po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    po::notify(vm);
-  } catch (const std::exception& e) {
-    std::cerr << "regression: " << e.what() << "\n\n" << desc;
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << desc;
-    return 0;
-  }
-  try {
-    return run(o);
-  } catch (const std::exception& e) {
-    std::cerr << "regression: " << e.what() << "\n";
-    return 1;
-  }
+  return examples::run_program("regression", argc, argv, desc, [&] { return run(o); });
 }

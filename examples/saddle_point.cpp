@@ -16,6 +16,7 @@
 #include <iostream>
 
 #include "autodiff/autodiff.hpp"
+#include "cli.hpp"
 #include "nn/init.hpp"
 #include "plot.hpp"
 
@@ -232,22 +233,5 @@ int main(int argc, char** argv) {
       "csv", po::value(&o.csv)->default_value(o.csv), "where to write the trajectories")(
       "plot", po::value(&o.plot)->default_value(o.plot),
       "where to plot them (.png or .svg; '' for none)");
-  po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    po::notify(vm);
-  } catch (const std::exception& e) {
-    std::cerr << "saddle_point: " << e.what() << "\n\n" << desc;
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << desc;
-    return 0;
-  }
-  try {
-    return run(o);
-  } catch (const std::exception& e) {
-    std::cerr << "saddle_point: " << e.what() << "\n";
-    return 1;
-  }
+  return examples::run_program("saddle_point", argc, argv, desc, [&] { return run(o); });
 }

@@ -105,11 +105,15 @@ void SGD<T>::update(Array<T>& p, const Array<T>& grad, ParamState<T>& s, double 
   T* __restrict b = buffer(s, "momentum_buffer", p).data();
   // One pass, with the two choices fixed at compile time so that the loop vectorises.
   auto run = [&](auto first, auto nesterov) {
-    ad::detail::parallel_for(n, 1 << 15, [&](std::size_t begin, std::size_t end) {
+    ad::detail::parallel_for(n, 1 << 15, [=](std::size_t begin, std::size_t end) {
+      // restrict-qualified locals (a lambda's captures lose the qualifier), so that it vectorises
+      T* __restrict wl = w;
+      const T* __restrict gl = g;
+      T* __restrict bl = b;
       for (std::size_t i = begin; i < end; ++i) {
-        const T d = g[i] + wd * w[i];
-        b[i] = first ? d : mu * b[i] + damp * d;
-        w[i] -= rate * (nesterov ? d + mu * b[i] : b[i]);
+        const T d = gl[i] + wd * wl[i];
+        bl[i] = first ? d : mu * bl[i] + damp * d;
+        wl[i] -= rate * (nesterov ? d + mu * bl[i] : bl[i]);
       }
     });
   };
