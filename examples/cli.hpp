@@ -6,8 +6,17 @@
 
 #include <functional>
 #include <iostream>
+#include <sstream>
+#include <string>
 
 namespace examples {
+
+/// A number as --help shows its default (0.005, not 0.0050000000000000001).
+inline std::string text(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
 
 /// Parses the options of `desc` (which lists "help,h"), prints the help when asked, else calls
 /// `run` and returns its status.

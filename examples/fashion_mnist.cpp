@@ -147,11 +147,13 @@ int main(int argc, char** argv) {
       "batch-size", po::value(&o.batch)->default_value(o.batch), "mini-batch size")(
       "lr", po::value(&o.lr), "learning rate (default: 0.05 for sgd, 1e-3 otherwise)")(
       "optimizer", po::value(&o.optimizer)->default_value(o.optimizer),
-      "sgd, adam, adamw or rmsprop")("momentum", po::value(&o.momentum)->default_value(o.momentum),
-                                     "momentum of sgd and rmsprop")(
-      "weight-decay", po::value(&o.weight_decay)->default_value(o.weight_decay), "weight decay")(
-      "schedule", po::value(&o.schedule)->default_value(o.schedule),
-      "learning-rate schedule over the epochs: cosine, step or none")(
+      "sgd, adam, adamw or rmsprop")(
+      "momentum", po::value(&o.momentum)->default_value(o.momentum, examples::text(o.momentum)),
+      "momentum of sgd and rmsprop")(
+      "weight-decay",
+      po::value(&o.weight_decay)->default_value(o.weight_decay, examples::text(o.weight_decay)),
+      "weight decay")("schedule", po::value(&o.schedule)->default_value(o.schedule),
+                      "learning-rate schedule over the epochs: cosine, step or none")(
       "seed", po::value(&o.seed)->default_value(o.seed), "seed of the weights and the shuffling")(
       "threads", po::value(&o.threads)->default_value(o.threads),
       "BLAS threads (default: $AD_NUM_THREADS or 1)")(

@@ -182,9 +182,9 @@ int main(int argc, char** argv) {
       "epochs", po::value(&o.epochs)->default_value(o.epochs), "epochs")(
       "batch-size", po::value(&o.batch)->default_value(o.batch), "mini-batch size")(
       "hidden", po::value(&o.hidden)->default_value(o.hidden), "hidden units per layer")(
-      "lr", po::value(&o.lr)->default_value(o.lr), "Adam learning rate")(
+      "lr", po::value(&o.lr)->default_value(o.lr, examples::text(o.lr)), "Adam learning rate")(
       "points", po::value(&o.points)->default_value(o.points), "points of the generated curve")(
-      "noise", po::value(&o.noise)->default_value(o.noise),
+      "noise", po::value(&o.noise)->default_value(o.noise, examples::text(o.noise)),
       "noise deviation of the generated curve")("seed", po::value(&o.seed)->default_value(o.seed),
                                                 "random seed")(
       "threads", po::value(&o.threads)->default_value(o.threads), "BLAS threads")(
