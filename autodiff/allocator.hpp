@@ -20,7 +20,7 @@ void free_block(void* p, std::size_t bytes) noexcept;
 
 /// Blocks of at least this size are cached; smaller ones go straight to malloc, which is fast for
 /// them.
-inline constexpr std::size_t cached_block_min = 128 * 1024;
+inline constexpr std::size_t cached_block_min = 16 * 1024;
 /// At most this much memory is kept in a thread's cache.
 inline constexpr std::size_t cache_capacity = 256u * 1024 * 1024;
 

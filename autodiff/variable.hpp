@@ -162,9 +162,6 @@ class Variable {
   /// A new leaf with a copy of the value, cut from the graph.
   Variable detach() const { return Variable(impl().value, false); }
 
-  /// True when both handles refer to the same data.
-  bool same(const Variable& other) const { return impl_ == other.impl_; }
-
   // Internals used by the tape (make_op, the engine).
   VariableImpl<T>& impl() const;
   const std::shared_ptr<VariableImpl<T>>& impl_ptr() const { return impl_; }

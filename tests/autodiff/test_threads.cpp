@@ -42,14 +42,14 @@ BOOST_AUTO_TEST_CASE(pool_runs_many_batches_and_nested_calls) {
   for (int batch = 0; batch < 200; ++batch)
     ad::detail::parallel_for(1000, 10, [&](std::size_t begin, std::size_t end) {
       // A nested call runs on the calling thread.
-      ad::detail::parallel_for(end - begin, 1, [&](std::size_t b, std::size_t e) {
-        total += static_cast<long>(e - b);
-      });
+      ad::detail::parallel_for(
+          end - begin, 1, [&](std::size_t b, std::size_t e) { total += static_cast<long>(e - b); });
     });
   BOOST_TEST(total.load() == 200L * 1000);
-  BOOST_CHECK_THROW(ad::detail::run_tasks(4, [](std::size_t i) {
-                      if (i == 2) throw std::runtime_error("task 2");
-                    }),
+  BOOST_CHECK_THROW(ad::detail::run_tasks(4,
+                                          [](std::size_t i) {
+                                            if (i == 2) throw std::runtime_error("task 2");
+                                          }),
                     std::runtime_error);
   // Still usable after a task threw.
   std::atomic<int> count{0};

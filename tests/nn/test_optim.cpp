@@ -169,6 +169,7 @@ BOOST_AUTO_TEST_CASE(schedules) {
   nn::Scheduler<double> sched(opt, std::make_shared<nn::StepSchedule>(1, 0.5));
   sched.step();
   BOOST_TEST(opt.groups()[0].lr == 0.05, tt::tolerance(1e-15));
+  BOOST_TEST(opt.base_lr(0) == 0.1);
   sched.set_step(3);
   BOOST_TEST(opt.groups()[0].lr == 0.0125, tt::tolerance(1e-15));
 }
