@@ -149,11 +149,17 @@ void for_each_shift(const Geometry& g, std::size_t ld, F&& span) {
                 static_cast<std::ptrdiff_t>(g.w) +
             shift;
         std::size_t first = oh_lo * g.w, count = (oh_hi - std::min(oh_lo, oh_hi)) * g.w;
-        // keep the span inside the input plane (its ends are padded columns anyway)
-        if (count > 0 && static_cast<std::ptrdiff_t>(first) + offset < 0) ++first, --count;
-        if (count > 0 && static_cast<std::ptrdiff_t>(first + count) + offset >
-                             static_cast<std::ptrdiff_t>(plane))
-          --count;
+        // Keep the span inside the input plane: up to `pad` positions at each end fall outside,
+        // and they are padded columns anyway.
+        const std::ptrdiff_t before = -(static_cast<std::ptrdiff_t>(first) + offset);
+        if (before > 0) {
+          const auto skip = std::min(count, static_cast<std::size_t>(before));
+          first += skip;
+          count -= skip;
+        }
+        const std::ptrdiff_t after = static_cast<std::ptrdiff_t>(first + count) + offset -
+                                     static_cast<std::ptrdiff_t>(plane);
+        if (after > 0) count -= std::min(count, static_cast<std::size_t>(after));
         span(((c * g.k + i) * g.k + j) * ld, c * plane, first, count, offset, shift, oh_lo, oh_hi);
       }
     }
@@ -227,6 +233,16 @@ void gather_group(const T* from, const Geometry& g, std::size_t n0, std::size_t 
   });
 }
 
+/// The output gradient of samples [n0, n0 + count) as an (O × count·HoWo) matrix: in place for a
+/// single sample, else gathered into `buffer`.
+template <class T>
+const T* output_group(const T* g, const Geometry& geo, std::size_t n0, std::size_t count,
+                      T* buffer) {
+  if (count == 1) return g + n0 * geo.o * geo.hw();
+  gather_group(g, geo, n0, count, buffer);
+  return buffer;
+}
+
 template <class T>
 void scatter_group(const T* from, const Geometry& g, std::size_t n0, std::size_t count, T* to) {
   detail::parallel_for(count, 1, [&](std::size_t begin, std::size_t end) {
@@ -263,11 +279,7 @@ Variable<T> weight_grad_from_columns(const Array<T>& cols, const Variable<T>& g,
   T* gm = scratch<T>(geo.o * group * geo.hw(), 1);
   for (std::size_t n0 = 0; n0 < geo.n; n0 += group) {
     const std::size_t count = std::min(group, geo.n - n0), width = count * geo.hw();
-    const T* source = g.value().data() + n0 * geo.o * geo.hw();
-    if (count > 1) {
-      gather_group(g.value().data(), geo, n0, count, gm);
-      source = gm;
-    }
+    const T* source = output_group(g.value().data(), geo, n0, count, gm);
     kernels::gemm(false, true, geo.o, geo.ckk(), width, T(1), source, width,
                   cols.data() + n0 * geo.ckk() * geo.hw(), width, T(1), dw.data(), geo.ckk());
   }
@@ -360,11 +372,7 @@ Variable<T> conv2d_input_grad(const Variable<T>& g, const Variable<T>& w, const 
   T* gm = scratch<T>(geo.o * group * geo.hw(), 1);
   for (std::size_t n0 = 0; n0 < geo.n && g.size() > 0; n0 += group) {
     const std::size_t count = std::min(group, geo.n - n0), width = count * geo.hw();
-    const T* source = g.value().data() + n0 * geo.o * geo.hw();
-    if (count > 1) {
-      gather_group(g.value().data(), geo, n0, count, gm);
-      source = gm;
-    }
+    const T* source = output_group(g.value().data(), geo, n0, count, gm);
     kernels::gemm(true, false, geo.ckk(), width, geo.o, T(1), w.value().data(), geo.ckk(), source,
                   width, T(0), cols, width);
     detail::parallel_for(count, 1, [&](std::size_t begin, std::size_t end) {
@@ -402,11 +410,7 @@ Variable<T> conv2d_weight_grad(const Variable<T>& x, const Variable<T>& g, const
       for (std::size_t s = begin; s < end; ++s)
         im2col(x.value().data() + (n0 + s) * geo.in_size(), geo, cols + s * geo.hw(), width);
     });
-    const T* source = g.value().data() + n0 * geo.o * geo.hw();
-    if (count > 1) {
-      gather_group(g.value().data(), geo, n0, count, gm);
-      source = gm;
-    }
+    const T* source = output_group(g.value().data(), geo, n0, count, gm);
     kernels::gemm(false, true, geo.o, geo.ckk(), width, T(1), source, width, cols, width, T(1),
                   dw.data(), geo.ckk());
   }

@@ -1,7 +1,7 @@
 // The backward engine: recording a node, and walking the graph in reverse creation order.
+#include <algorithm>
 #include <cmath>
 #include <ostream>
-#include <algorithm>
 #include <unordered_map>
 
 #include <xtensor/xio.hpp>
