@@ -165,6 +165,19 @@ void for_each_shift(const Geometry& g, std::size_t ld, F&& span) {
     }
 }
 
+/// Zeroes, in output rows [oh_lo, oh_hi) of a patch row shifted by `shift` columns, the columns
+/// that read past a row's end (the next row's start, or the previous row's end): padding. (At most
+/// `pad` per row: plain stores, a memset call would cost more.)
+template <class T>
+void clear_shifted_columns(T* row, const Geometry& g, std::ptrdiff_t shift, std::size_t oh_lo,
+                           std::size_t oh_hi) {
+  if (shift == 0) return;
+  const std::size_t n = static_cast<std::size_t>(shift < 0 ? -shift : shift);
+  const std::size_t first = shift < 0 ? 0 : g.w - n;
+  for (std::size_t oh = oh_lo; oh < oh_hi; ++oh)
+    for (std::size_t t = 0; t < n; ++t) row[oh * g.w + first + t] = T(0);
+}
+
 template <class T>
 void im2col_same(const T* x, const Geometry& g, T* cols, std::size_t ld) {
   for_each_shift(
@@ -175,13 +188,7 @@ void im2col_same(const T* x, const Geometry& g, T* cols, std::size_t ld) {
         std::fill(out, out + first, T(0));
         std::copy_n(x + static_cast<std::ptrdiff_t>(in + first) + offset, count, out + first);
         std::fill(out + first + count, out + g.hw(), T(0));
-        // the columns that read past a row's end read the next row: they are padding
-        for (std::size_t oh = oh_lo; oh < oh_hi; ++oh) {
-          if (shift < 0)
-            std::fill_n(out + oh * g.w, -shift, T(0));
-          else if (shift > 0)
-            std::fill_n(out + oh * g.w + g.w - static_cast<std::size_t>(shift), shift, T(0));
-        }
+        clear_shifted_columns(out, g, shift, oh_lo, oh_hi);
       });
 }
 
@@ -194,12 +201,7 @@ void col2im_same(T* cols, const Geometry& g, T* dx, std::size_t ld) {
       [&](std::size_t row, std::size_t in, std::size_t first, std::size_t count,
           std::ptrdiff_t offset, std::ptrdiff_t shift, std::size_t oh_lo, std::size_t oh_hi) {
         T* src = cols + row;
-        for (std::size_t oh = oh_lo; oh < oh_hi; ++oh) {
-          if (shift < 0)
-            std::fill_n(src + oh * g.w, -shift, T(0));
-          else if (shift > 0)
-            std::fill_n(src + oh * g.w + g.w - static_cast<std::size_t>(shift), shift, T(0));
-        }
+        clear_shifted_columns(src, g, shift, oh_lo, oh_hi);
         T* to = dx + static_cast<std::ptrdiff_t>(in + first) + offset;
         const T* from = src + first;
         for (std::size_t t = 0; t < count; ++t) to[t] += from[t];
@@ -243,12 +245,22 @@ const T* output_group(const T* g, const Geometry& geo, std::size_t n0, std::size
   return buffer;
 }
 
+/// Moves a group's output Y (O × count·HoWo) to samples [n0, n0 + count) of out (N, O, HoWo),
+/// adding the bias (when there is one) on the way. For a single sample Y is already in place.
 template <class T>
-void scatter_group(const T* from, const Geometry& g, std::size_t n0, std::size_t count, T* to) {
+void place_group(const T* y, const T* bias, const Geometry& g, std::size_t n0, std::size_t count,
+                 T* out) {
   detail::parallel_for(count, 1, [&](std::size_t begin, std::size_t end) {
     for (std::size_t s = begin; s < end; ++s)
-      for (std::size_t o = 0; o < g.o; ++o)
-        std::copy_n(from + (o * count + s) * g.hw(), g.hw(), to + ((n0 + s) * g.o + o) * g.hw());
+      for (std::size_t o = 0; o < g.o; ++o) {
+        const T* from = y + (o * count + s) * g.hw();
+        T* to = out + ((n0 + s) * g.o + o) * g.hw();
+        const T b = bias ? bias[o] : T(0);
+        if (from != to)
+          for (std::size_t i = 0; i < g.hw(); ++i) to[i] = from[i] + b;
+        else if (bias)
+          for (std::size_t i = 0; i < g.hw(); ++i) to[i] += b;
+      }
   });
 }
 
@@ -269,21 +281,48 @@ T row_sum(const T* p, std::size_t n) {
   return total;
 }
 
-/// dW (O × CKK) = Σ_groups G (O × count·HoWo) · colsᵀ from the patch matrices the forward pass
-/// kept (group by group, as it made them): no second im2col.
+/// conv2d's gradients when the backward pass is not recorded, in one pass over the groups of
+/// samples: each group's output gradient G (O × count·HoWo) is gathered once for the three
+///   d/db = Σ of G's rows,  dW (O × CKK) += G · colsᵀ,  dcols (CKK × count·HoWo) = Wᵀ · G → dx,
+/// and the patch matrices the forward pass kept (group by group, as it made them) serve dW.
 template <class T>
-Variable<T> weight_grad_from_columns(const Array<T>& cols, const Variable<T>& g,
-                                     const Geometry& geo, const Shape& w_shape) {
-  Array<T> dw = xt::zeros<T>(w_shape);
+Grads<T> conv2d_grads(const BackwardContext<T>& c, const Geometry& geo, const Array<T>* kept) {
+  const auto& w = c.input(1);
+  const bool need_x = c.needs(0), need_w = c.needs(1), need_b = c.inputs.size() == 3 && c.needs(2);
+  Array<T> dx, dw, db;
+  const bool empty = c.grad.size() == 0;  // no products to form: the gradients are zeros
+  if (need_x)                             // (else zeroed sample by sample below)
+    dx = empty ? xt::zeros<T>(c.input(0).shape()) : Array<T>::from_shape(c.input(0).shape());
+  if (need_w) dw = xt::zeros<T>(w.shape());
+  if (need_b) db = xt::zeros<T>({geo.o});
   const std::size_t group = group_size(geo);
   T* gm = scratch<T>(geo.o * group * geo.hw(), 1);
-  for (std::size_t n0 = 0; n0 < geo.n; n0 += group) {
+  T* cols = scratch<T>(geo.ckk() * group * geo.hw(), 0);
+  for (std::size_t n0 = 0; n0 < geo.n && !empty; n0 += group) {
     const std::size_t count = std::min(group, geo.n - n0), width = count * geo.hw();
-    const T* source = output_group(g.value().data(), geo, n0, count, gm);
-    kernels::gemm(false, true, geo.o, geo.ckk(), width, T(1), source, width,
-                  cols.data() + n0 * geo.ckk() * geo.hw(), width, T(1), dw.data(), geo.ckk());
+    const T* gy = output_group(c.grad.value().data(), geo, n0, count, gm);
+    if (need_b)
+      for (std::size_t o = 0; o < geo.o; ++o) db(o) += row_sum(gy + o * width, width);
+    if (need_w)  // (the forward pass kept the patches whenever w was to get a gradient)
+      kernels::gemm(false, true, geo.o, geo.ckk(), width, T(1), gy, width,
+                    kept->data() + n0 * geo.ckk() * geo.hw(), width, T(1), dw.data(), geo.ckk());
+    if (need_x) {
+      kernels::gemm(true, false, geo.ckk(), width, geo.o, T(1), w.value().data(), geo.ckk(), gy,
+                    width, T(0), cols, width);
+      detail::parallel_for(count, 1, [&](std::size_t begin, std::size_t end) {
+        for (std::size_t s = begin; s < end; ++s) {
+          T* sample = dx.data() + (n0 + s) * geo.in_size();
+          std::fill_n(sample, geo.in_size(), T(0));
+          col2im(cols + s * geo.hw(), geo, sample, width);
+        }
+      });
+    }
   }
-  return Variable<T>(std::move(dw));
+  Grads<T> grads(c.inputs.size());
+  if (need_x) grads[0] = Variable<T>(std::move(dx));
+  if (need_w) grads[1] = Variable<T>(std::move(dw));
+  if (need_b) grads[2] = Variable<T>(std::move(db));
+  return grads;
 }
 
 }  // namespace
@@ -315,39 +354,17 @@ Variable<T> conv2d(const Variable<T>& x, const Variable<T>& w, const Variable<T>
     T* target = count == 1 ? out.data() + n0 * g.o * g.hw() : y;
     kernels::gemm(false, false, g.o, width, g.ckk(), T(1), w.value().data(), g.ckk(), cols, width,
                   T(0), target, width);
-    if (count > 1) scatter_group(y, g, n0, count, out.data());
+    place_group(target, b.defined() ? b.value().data() : nullptr, g, n0, count, out.data());
   }
-  if (b.defined())
-    detail::parallel_for(g.n * g.o, 64, [&](std::size_t begin, std::size_t end) {
-      for (std::size_t r = begin; r < end; ++r) {
-        T* row = out.data() + r * g.hw();
-        const T bias = b.value()(r % g.o);
-        for (std::size_t i = 0; i < g.hw(); ++i) row[i] += bias;
-      }
-    });
   auto backward = [stride, padding, kept, g](const BackwardContext<T>& c) -> Grads<T> {
     // d/dx = conv2d_input_grad(gy, w), d/dw = conv2d_weight_grad(x, gy), d/db = Σ_{n,h,w} gy
+    if (!is_grad_enabled()) return conv2d_grads(c, g, kept.get());
     const auto& x = c.input(0);
     const auto& w = c.input(1);
-    const bool fused = !is_grad_enabled();
     Grads<T> grads(c.inputs.size());
     if (c.needs(0)) grads[0] = conv2d_input_grad(c.grad, w, x.shape(), stride, padding);
-    if (c.needs(1))
-      grads[1] = fused && kept ? weight_grad_from_columns(*kept, c.grad, g, w.shape())
-                               : conv2d_weight_grad(x, c.grad, w.shape(), stride, padding);
-    if (c.inputs.size() == 3 && c.needs(2)) {
-      if (!fused) {
-        grads[2] = sum(c.grad, {0, 2, 3});
-      } else {
-        Array<T> db = xt::zeros<T>({g.o});
-        detail::parallel_for(g.o, 8, [&](std::size_t begin, std::size_t end) {
-          for (std::size_t o = begin; o < end; ++o)
-            for (std::size_t n = 0; n < g.n; ++n)
-              db(o) += row_sum(c.grad.value().data() + (n * g.o + o) * g.hw(), g.hw());
-        });
-        grads[2] = Variable<T>(std::move(db));
-      }
-    }
+    if (c.needs(1)) grads[1] = conv2d_weight_grad(x, c.grad, w.shape(), stride, padding);
+    if (c.inputs.size() == 3 && c.needs(2)) grads[2] = sum(c.grad, {0, 2, 3});
     return grads;
   };
   if (b.defined()) return make_op<T>("conv2d", std::move(out), {x, w, b}, backward);
@@ -466,6 +483,16 @@ using PlaneIndex = std::shared_ptr<const Index>;
 template <class T>
 Variable<T> pool_scatter(const Variable<T>& g, const PlaneIndex& idx, const Shape& x_shape);
 
+/// The op whose value `out` holds x's entries at idx, plane by plane.
+template <class T>
+Variable<T> pool_selected(Array<T> out, const Variable<T>& x, const PlaneIndex& idx) {
+  return make_op<T>("max_pool2d", std::move(out), {x},
+                    [idx](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/dx = g scattered back to the selected positions
+                      return {pool_scatter(c.grad, idx, c.input(0).shape())};
+                    });
+}
+
 /// out[r, q] = x[r, idx[r, q]] over planes r of x (N, C, H, W); out has `out_shape`.
 template <class T>
 Variable<T> pool_select(const Variable<T>& x, const PlaneIndex& idx, const Shape& out_shape) {
@@ -479,11 +506,7 @@ Variable<T> pool_select(const Variable<T>& x, const PlaneIndex& idx, const Shape
       for (std::size_t q = 0; q < per; ++q)
         out.data()[r * per + q] = px[r * plane + pi[r * per + q]];
   });
-  return make_op<T>("max_pool2d", std::move(out), {x},
-                    [idx](const BackwardContext<T>& c) -> Grads<T> {
-                      // d/dx = g scattered back to the selected positions
-                      return {pool_scatter(c.grad, idx, c.input(0).shape())};
-                    });
+  return pool_selected(std::move(out), x, idx);
 }
 
 /// dx[r, idx[r, q]] += g[r, q]: the adjoint of pool_select.
@@ -491,13 +514,16 @@ template <class T>
 Variable<T> pool_scatter(const Variable<T>& g, const PlaneIndex& idx, const Shape& x_shape) {
   const std::size_t planes = idx->shape()[0], per = idx->shape()[1];
   const std::size_t plane = shape_size(x_shape) / planes;
-  Array<T> dx = xt::zeros<T>(x_shape);
+  Array<T> dx = Array<T>::from_shape(x_shape);
   const T* pg = g.value().data();
   const std::size_t* pi = idx->data();
   detail::parallel_for(planes, 64, [&](std::size_t begin, std::size_t end) {
-    for (std::size_t r = begin; r < end; ++r)
-      for (std::size_t q = 0; q < per; ++q)
-        dx.data()[r * plane + pi[r * per + q]] += pg[r * per + q];
+    for (std::size_t r = begin; r < end; ++r) {
+      // zeroed plane by plane: the adds then find it in the cache
+      T* to = dx.data() + r * plane;
+      std::fill_n(to, plane, T(0));
+      for (std::size_t q = 0; q < per; ++q) to[pi[r * per + q]] += pg[r * per + q];
+    }
   });
   return make_op<T>("max_pool2d_grad", std::move(dx), {g},
                     [idx](const BackwardContext<T>& c) -> Grads<T> {
@@ -506,15 +532,38 @@ Variable<T> pool_scatter(const Variable<T>& g, const PlaneIndex& idx, const Shap
                     });
 }
 
+/// Whether v takes the place of the maximum so far: larger, or NaN (a NaN then stays: nothing is
+/// larger than it). Written as a sum of comparisons, which GCC vectorises (an `|` it does not).
+template <class T>
+inline int takes_over(T v, T best) {
+  return (v > best) + (v != v);
+}
+
+/// The common 2×2 window of stride 2 without padding: the maxima of the windows over input rows
+/// r0 and r1 (the row below), and their offsets from r0 plus `at`. A tournament (a against b, c
+/// against d, then the winners), which keeps the first maximum in reading order, vectorised.
+template <class T>
+void max_pool_rows_2x2(const T* r0, const T* r1, std::size_t w, std::size_t wo, std::size_t at,
+                       T* out, std::size_t* index) {
+  for (std::size_t ow = 0; ow < wo; ++ow) {
+    const T a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
+    const int tb = takes_over(b, a), td = takes_over(d, c);
+    const T ab = tb ? b : a, cd = td ? d : c;
+    const int tc = takes_over(cd, ab);
+    out[ow] = tc ? cd : ab;
+    index[ow] = at + 2 * ow + static_cast<std::size_t>(tc ? td : tb) + (tc ? w : 0);
+  }
+}
+
 }  // namespace
 
 template <class T>
 Variable<T> max_pool2d(const Variable<T>& x, std::size_t kernel, std::size_t stride,
                        std::size_t padding) {
   const Geometry g = checked_pool(x.shape(), kernel, stride, padding, "max_pool2d");
-  // Index of each window's maximum in its (H·W) plane; the values are then gathered, so the
-  // gradient (gather's adjoint) goes to the maxima.
+  // The maximum of each window and its index in the (H·W) plane, which the gradient follows.
   auto idx = std::make_shared<Index>(Index::from_shape({g.n * g.c, g.hw()}));
+  Array<T> out = Array<T>::from_shape({g.n, g.c, g.ho, g.wo});
   const T* px = x.value().data();
   // The window rows and columns inside the input, per output row and column, computed once (the
   // divisions cost more than the comparisons when done per window).
@@ -529,36 +578,22 @@ Variable<T> max_pool2d(const Variable<T>& x, std::size_t kernel, std::size_t str
   };
   for (std::size_t oh = 0; oh < g.ho; ++oh) rows[oh] = inside(oh, g.h);
   for (std::size_t ow = 0; ow < g.wo; ++ow) cols[ow] = inside(ow, g.w);
-  // One window at a time, in registers, with selects instead of branches (comparisons of real
-  // data are unpredictable). padding <= k/2 leaves each window at least one input. A NaN wins
-  // and then stays (v > NaN is false).
   // (The sizes are copied to locals: the index stores could otherwise alias them, and the compiler
   // would reload them at every window.)
   const std::size_t h = g.h, w = g.w, ho = g.ho, wo = g.wo, step = g.stride, pad = g.pad;
-  // The common 2×2 window of stride 2 without padding, unrolled.
-  auto pick = [](T v, std::size_t at, T& best, std::size_t& best_at) {
-    const bool take = (v > best) | (v != v);
-    best = take ? v : best;
-    best_at = take ? at : best_at;
-  };
   const bool two_by_two = g.k == 2 && step == 2 && pad == 0;
   detail::parallel_for(g.n * g.c, 64, [&](std::size_t begin, std::size_t end) {
     for (std::size_t r = begin; r < end; ++r) {
       const T* plane = px + r * h * w;
-      std::size_t* out = idx->data() + r * ho * wo;
+      std::size_t* index = idx->data() + r * ho * wo;
+      T* values = out.data() + r * ho * wo;
       if (two_by_two) {
         for (std::size_t oh = 0; oh < ho; ++oh)
-          for (std::size_t ow = 0; ow < wo; ++ow) {
-            const std::size_t at = 2 * oh * w + 2 * ow;
-            T best = plane[at];
-            std::size_t best_at = at;
-            pick(plane[at + 1], at + 1, best, best_at);
-            pick(plane[at + w], at + w, best, best_at);
-            pick(plane[at + w + 1], at + w + 1, best, best_at);
-            out[oh * wo + ow] = best_at;
-          }
+          max_pool_rows_2x2(plane + 2 * oh * w, plane + (2 * oh + 1) * w, w, wo, 2 * oh * w,
+                            values + oh * wo, index + oh * wo);
         continue;
       }
+      // One window at a time; padding <= k/2 leaves each window at least one input.
       for (std::size_t oh = 0; oh < ho; ++oh) {
         const auto [i_lo, i_hi] = rows[oh];
         const std::size_t top = oh * step - pad;  // may wrap; i ≥ i_lo brings it back
@@ -571,16 +606,17 @@ Variable<T> max_pool2d(const Variable<T>& x, std::size_t kernel, std::size_t str
             for (std::size_t j = j_lo; j < j_hi; ++j) {
               const std::size_t at = (top + i) * w + left + j;
               const T v = plane[at];
-              const bool take = (v > best) | (v != v);
+              const bool take = takes_over(v, best);
               best = take ? v : best;
               best_at = take ? at : best_at;
             }
-          out[oh * wo + ow] = best_at;
+          values[oh * wo + ow] = best;
+          index[oh * wo + ow] = best_at;
         }
       }
     }
   });
-  return pool_select(x, PlaneIndex(std::move(idx)), Shape{g.n, g.c, g.ho, g.wo});
+  return pool_selected(std::move(out), x, PlaneIndex(std::move(idx)));
 }
 
 template <class T>

@@ -103,6 +103,19 @@ BOOST_AUTO_TEST_CASE(conv2d_with_fused_bias) {
   BOOST_TEST(xt::allclose(kept, again.value()));
 }
 
+BOOST_AUTO_TEST_CASE(conv2d_empty_batch_and_no_output_channels) {
+  // Nothing to multiply: the output is empty and the gradients are zeros of the right shapes.
+  V x0 = leaf(uniform({0, 2, 4, 4})), w = leaf(uniform({3, 2, 3, 3})), b = leaf(uniform({3}));
+  V y = ad::conv2d(x0, w, b, 1, 1);
+  BOOST_TEST(y.shape() == Shape({0, 3, 4, 4}));
+  ad::sum(y).backward();
+  BOOST_TEST(w.grad().value() == xt::zeros<double>({3, 2, 3, 3}));
+  BOOST_TEST(b.grad().value() == xt::zeros<double>({3}));
+  V x = leaf(uniform({2, 2, 4, 4}));
+  ad::sum(ad::conv2d(x, leaf(uniform({0, 2, 3, 3})), 1, 1)).backward();
+  BOOST_TEST(x.grad().value() == xt::zeros<double>({2, 2, 4, 4}));
+}
+
 BOOST_AUTO_TEST_CASE(conv2d_errors) {
   V x = leaf(uniform({2, 3, 5, 5}));
   BOOST_CHECK_EXCEPTION(ad::conv2d(x, leaf(uniform({4, 2, 3, 3}))), ad::Error,
@@ -139,6 +152,41 @@ BOOST_AUTO_TEST_CASE(max_pool_values_and_gradients) {
   Array<double> pooled = ad::max_pool2d(V(special), 2, 2).value();
   BOOST_TEST(pooled(0, 0, 0, 0) == -std::numeric_limits<double>::infinity());
   BOOST_TEST(std::isnan(pooled(0, 0, 0, 1)));
+}
+
+BOOST_AUTO_TEST_CASE(max_pool_ties_nan_and_odd_sizes) {
+  // Against a plain loop over the windows, for the 2×2 path (odd sizes leave a row and a column
+  // out) and the general one: the values, and the gradient of the sum going to the first maximum
+  // in reading order. Values from a few levels, so that ties are common.
+  for (auto [k, s, p] : std::vector<std::array<std::size_t, 3>>{{2, 2, 0}, {3, 2, 1}}) {
+    Array<double> a = xt::floor(uniform({2, 3, 7, 5}, 0.0, 3.0, 4));
+    V x = leaf(a);
+    V y = ad::max_pool2d(x, k, s, p);
+    ad::sum(y).backward();
+    Array<double> want_grad = xt::zeros<double>(a.shape());
+    const long h = 7, w = 5, ho = static_cast<long>(y.shape()[2]),
+               wo = static_cast<long>(y.shape()[3]);
+    for (std::size_t n = 0; n < 2; ++n)
+      for (std::size_t c = 0; c < 3; ++c)
+        for (long oh = 0; oh < ho; ++oh)
+          for (long ow = 0; ow < wo; ++ow) {
+            double best = -std::numeric_limits<double>::infinity();
+            long bi = -1, bj = -1;
+            for (long i = oh * long(s) - long(p); i < oh * long(s) - long(p) + long(k); ++i)
+              for (long j = ow * long(s) - long(p); j < ow * long(s) - long(p) + long(k); ++j)
+                if (i >= 0 && i < h && j >= 0 && j < w && a(n, c, i, j) > best)
+                  best = a(n, c, i, j), bi = i, bj = j;
+            BOOST_TEST(y.value()(n, c, oh, ow) == best);
+            want_grad(n, c, bi, bj) += 1;
+          }
+    BOOST_TEST(x.grad().value() == want_grad);
+  }
+  // A NaN anywhere in a window makes its maximum NaN, before or after larger values.
+  for (std::size_t at = 0; at < 4; ++at) {
+    Array<double> window = {{{{1, 5}, {3, 4}}}};
+    window.data()[at] = std::numeric_limits<double>::quiet_NaN();
+    BOOST_TEST(std::isnan(ad::max_pool2d(V(window), 2, 2).value()(0, 0, 0, 0)));
+  }
 }
 
 BOOST_AUTO_TEST_CASE(avg_pool_values_and_gradients) {
