@@ -19,10 +19,21 @@ Variable<T> constant_map(const Variable<T>& a, F f) {
 /// A backward rule's result in one pass over (g, x), for backward without create_graph, where
 /// the rule's Variable form would cost several ops. Rules keep both forms side by side: the fused
 /// one for speed, the Variable one (recorded under create_graph) for higher order; the gradcheck
-/// tests check the first at first order and the second at second order.
+/// tests check the first at first order and the second at second order. The result overwrites g
+/// when nothing else refers to it.
 template <class T, class F>
-Variable<T> fused(const Variable<T>& g, const Variable<T>& x, F f) {
-  return Variable<T>(kernels::binary(g.value(), x.value(), f, "backward"));
+Variable<T> fused(const BackwardContext<T>& c, const Variable<T>& x, F f) {
+  if (c.grad_exclusive && c.grad.shape() == x.shape()) {
+    Variable<T> g = c.grad;
+    T* pg = g.mutable_value().data();
+    const T* px = x.value().data();
+    detail::parallel_for(g.size(), kernels::parallel_grain,
+                         [&](std::size_t begin, std::size_t end) {
+                           for (std::size_t i = begin; i < end; ++i) pg[i] = f(pg[i], px[i]);
+                         });
+    return g;
+  }
+  return Variable<T>(kernels::binary(c.grad.value(), x.value(), f, "backward"));
 }
 
 }  // namespace
@@ -51,7 +62,7 @@ Variable<T> sqrt(const Variable<T>& a) {
                     {a}, [](const BackwardContext<T>& c) -> Grads<T> {
                       // d/da = g/(2*sqrt(a)) = g/(2*out)
                       if (!is_grad_enabled())
-                        return {fused(c.grad, c.output, [](T g, T y) { return g / (2 * y); })};
+                        return {fused(c, c.output, [](T g, T y) { return g / (2 * y); })};
                       return {c.grad / (c.output * 2.0)};
                     });
 }
@@ -63,7 +74,7 @@ Variable<T> abs(const Variable<T>& a) {
                       // d/da = g*sign(a)
                       auto sign = [](T x) { return static_cast<T>((x > 0) - (x < 0)); };
                       if (!is_grad_enabled())
-                        return {fused(c.grad, c.input(0), [&](T g, T x) { return g * sign(x); })};
+                        return {fused(c, c.input(0), [&](T g, T x) { return g * sign(x); })};
                       return {c.grad * constant_map(c.input(0), sign)};
                     });
 }
@@ -74,7 +85,7 @@ Variable<T> tanh(const Variable<T>& a) {
                     {a}, [](const BackwardContext<T>& c) -> Grads<T> {
                       // d/da = g*(1 - tanh(a)²) = g*(1 - out²)
                       if (!is_grad_enabled())
-                        return {fused(c.grad, c.output, [](T g, T y) { return g * (1 - y * y); })};
+                        return {fused(c, c.output, [](T g, T y) { return g * (1 - y * y); })};
                       return {c.grad * (1.0 - square(c.output))};
                     });
 }
@@ -97,21 +108,20 @@ Variable<T> sigmoid(const Variable<T>& a) {
                     [](const BackwardContext<T>& c) -> Grads<T> {
                       // d/da = g*s*(1 - s), s = out
                       if (!is_grad_enabled())
-                        return {fused(c.grad, c.output, [](T g, T s) { return g * s * (1 - s); })};
+                        return {fused(c, c.output, [](T g, T s) { return g * s * (1 - s); })};
                       return {c.grad * c.output * (1.0 - c.output)};
                     });
 }
 
 template <class T>
 Variable<T> relu(const Variable<T>& a) {
-  return make_op<T>(
-      "relu", kernels::unary(a.value(), [](T x) { return x > 0 ? x : T(0); }), {a},
-      [](const BackwardContext<T>& c) -> Grads<T> {
-        // d/da = g*[a > 0]
-        if (!is_grad_enabled())
-          return {fused(c.grad, c.input(0), [](T g, T x) { return x > 0 ? g : T(0); })};
-        return {c.grad * constant_map(c.input(0), [](T x) { return T(x > 0); })};
-      });
+  return make_op<T>("relu", kernels::unary(a.value(), [](T x) { return x > 0 ? x : T(0); }), {a},
+                    [](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/da = g*[a > 0]
+                      if (!is_grad_enabled())
+                        return {fused(c, c.input(0), [](T g, T x) { return x > 0 ? g : T(0); })};
+                      return {c.grad * constant_map(c.input(0), [](T x) { return T(x > 0); })};
+                    });
 }
 
 template <class T>
@@ -122,7 +132,7 @@ Variable<T> leaky_relu(const Variable<T>& a, double slope) {
                       // d/da = g*(a > 0 ? 1 : slope)
                       auto step = [s](T x) { return x > 0 ? T(1) : s; };
                       if (!is_grad_enabled())
-                        return {fused(c.grad, c.input(0), [&](T g, T x) { return g * step(x); })};
+                        return {fused(c, c.input(0), [&](T g, T x) { return g * step(x); })};
                       return {c.grad * constant_map(c.input(0), step)};
                     });
 }
@@ -131,13 +141,13 @@ template <class T>
 Variable<T> softplus(const Variable<T>& a) {
   // log(1 + e^x) = max(x, 0) + log1p(e^-|x|)
   auto f = [](T x) { return std::max(x, T(0)) + std::log1p(std::exp(-std::abs(x))); };
-  return make_op<T>(
-      "softplus", kernels::unary(a.value(), f), {a}, [](const BackwardContext<T>& c) -> Grads<T> {
-        // d/da = g*sigmoid(a)
-        if (!is_grad_enabled())
-          return {fused(c.grad, c.input(0), [](T g, T x) { return g * logistic(x); })};
-        return {c.grad * sigmoid(c.input(0))};
-      });
+  return make_op<T>("softplus", kernels::unary(a.value(), f), {a},
+                    [](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/da = g*sigmoid(a)
+                      if (!is_grad_enabled())
+                        return {fused(c, c.input(0), [](T g, T x) { return g * logistic(x); })};
+                      return {c.grad * sigmoid(c.input(0))};
+                    });
 }
 
 template <class T>
@@ -151,7 +161,7 @@ Variable<T> clamp(const Variable<T>& a, double lo, double hi) {
                       // d/da = g*[lo <= a <= hi]
                       auto inside = [l, h](T x) { return T(x >= l && x <= h); };
                       if (!is_grad_enabled())
-                        return {fused(c.grad, c.input(0), [&](T g, T x) { return g * inside(x); })};
+                        return {fused(c, c.input(0), [&](T g, T x) { return g * inside(x); })};
                       return {c.grad * constant_map(c.input(0), inside)};
                     });
 }
@@ -164,7 +174,7 @@ Variable<T> erf(const Variable<T>& a) {
         // d/da = g*2/√π*exp(-a²)
         const T k = static_cast<T>(1.1283791670955126);  // 2/√π
         if (!is_grad_enabled())
-          return {fused(c.grad, c.input(0), [k](T g, T x) { return g * k * std::exp(-x * x); })};
+          return {fused(c, c.input(0), [k](T g, T x) { return g * k * std::exp(-x * x); })};
         return {c.grad * ad::exp(-square(c.input(0))) * double(k)};
       });
 }

@@ -209,7 +209,8 @@ std::vector<Variable<T>> run_backward(const std::vector<Variable<T>>& roots,
       // The ops inside a rule are not checked one by one: the gradients it returns are, below,
       // under the name of the op whose rule made them.
       AnomalyGuard inner(false);
-      grads = node.backward(BackwardContext<T>{g, out, node.inputs});
+      const bool exclusive = !create_graph && g.impl_ptr().use_count() == 1;
+      grads = node.backward(BackwardContext<T>{g, out, node.inputs, exclusive});
     }
     g = Variable<T>();
     if (grads.size() != node.inputs.size())

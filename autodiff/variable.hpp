@@ -203,6 +203,10 @@ struct BackwardContext {
   const Variable<T>& grad;
   const Variable<T>& output;
   const std::vector<Variable<T>>& inputs;
+  /// True when nothing else refers to grad's data (never under create_graph): a rule may then
+  /// overwrite it with its result and return grad itself, saving an array (the fused elementwise
+  /// rules do).
+  bool grad_exclusive = false;
 
   const Variable<T>& input(std::size_t i) const { return inputs[i]; }
   /// Whether input i needs a gradient; rules skip expensive work for inputs that do not.

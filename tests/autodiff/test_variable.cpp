@@ -134,6 +134,31 @@ BOOST_AUTO_TEST_CASE(retain_grad_keeps_a_non_leaf_gradient) {
   BOOST_TEST(h.grad().value()(1) == 12.0, tt::tolerance(1e-12));
 }
 
+BOOST_AUTO_TEST_CASE(rules_overwrite_only_gradients_nobody_else_holds) {
+  // Elementwise rules write their result over the incoming gradient when it is theirs alone; a
+  // gradient someone else sees (a retained one, a seed, one shared by two inputs) stays intact.
+  V x = ad::test::leaf(Array<double>{-1.0, 2.0, 3.0});
+  V y = ad::relu(x) * 3.0;
+  y.retain_grad();
+  V t = ad::tanh(y);
+  t.retain_grad();
+  V seed(Array<double>{1.0, 1.0, 1.0});
+  ad::relu(t).backward(seed);
+  BOOST_TEST(seed.value() == Array<double>({1.0, 1.0, 1.0}));
+  BOOST_TEST(t.grad().value() == Array<double>({0.0, 1.0, 1.0}));
+  Array<double> dy = 1.0 - xt::square(t.value());
+  dy(0) = 0.0;  // relu(t) cut it
+  BOOST_TEST(xt::allclose(y.grad().value(), dy));
+  Array<double> dx = 3.0 * dy;
+  dx(0) = 0.0;
+  BOOST_TEST(xt::allclose(x.grad().value(), dx));
+  // x used twice: add's rule hands the same gradient to both uses.
+  V z = ad::test::leaf(Array<double>{0.5, -0.5});
+  ad::sum(ad::sigmoid(z) + ad::tanh(z)).backward();
+  Array<double> s = 1.0 / (1.0 + xt::exp(-z.value())), th = xt::tanh(z.value());
+  BOOST_TEST(xt::allclose(z.grad().value(), s * (1.0 - s) + 1.0 - th * th));
+}
+
 BOOST_AUTO_TEST_CASE(no_grad_records_nothing) {
   V x = ad::test::leaf(Array<double>{1.0, 2.0});
   {
