@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 
+#include "autodiff/parallel.hpp"
 #include "autodiff/threads.hpp"
 
 namespace ad::kernels {
@@ -168,10 +169,11 @@ namespace ad {
 void set_num_threads(int threads) {
   if (threads < 1) fail("set_num_threads: ", threads, " threads; at least 1 is needed");
   openblas_set_num_threads(threads);
+  detail::set_pool_threads(threads);
 }
 
 int num_threads() {
-  return openblas_get_num_threads();
+  return detail::pool_threads();
 }
 
 int default_num_threads(int fallback) {

@@ -3,7 +3,9 @@
 #include <boost/test/unit_test.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <stdexcept>
+#include <thread>
 
 #include "autodiff/parallel.hpp"
 #include "helpers.hpp"
@@ -13,12 +15,14 @@ using F = ad::Variable<float>;
 
 namespace {
 
-/// A forward and backward pass through the parallel kernels (elementwise, conv, pooling).
+/// A forward and backward pass through the parallel kernels (elementwise, conv, pooling), at
+/// sizes that split them over two threads (65,536 conv outputs, 256 pooling planes, groups of 4
+/// samples).
 std::vector<Array<float>> run(int threads) {
   ad::set_num_threads(threads);
-  F x(ad::test::uniform<float>({8, 3, 20, 20}, -1, 1, 1), true);
-  F w(ad::test::uniform<float>({6, 3, 3, 3}, -1, 1, 2), true);
-  F b(ad::test::uniform<float>({6}, -1, 1, 3), true);
+  F x(ad::test::uniform<float>({32, 3, 16, 16}, -1, 1, 1), true);
+  F w(ad::test::uniform<float>({8, 3, 3, 3}, -1, 1, 2), true);
+  F b(ad::test::uniform<float>({8}, -1, 1, 3), true);
   F y = ad::max_pool2d(ad::relu(ad::conv2d(x, w, b, 1, 1)), 2, 2);
   F loss = ad::sum(ad::tanh(y) * ad::exp(y * 0.1f));
   loss.backward();
@@ -34,6 +38,25 @@ BOOST_AUTO_TEST_CASE(same_results_on_one_and_two_threads) {
   auto one = run(1), two = run(2);
   BOOST_TEST(ad::num_threads() == 1);
   for (std::size_t i = 0; i < one.size(); ++i) BOOST_TEST(one[i] == two[i]);
+}
+
+BOOST_AUTO_TEST_CASE(set_num_threads_runs_tasks_at_the_same_time) {
+  // Two tasks that each wait (up to 10 s) for the other to start: they meet only if two threads
+  // run them.
+  ad::set_num_threads(2);
+  BOOST_TEST(ad::num_threads() == 2);
+  std::atomic<int> started{0};
+  std::atomic<int> met{0};
+  ad::detail::run_tasks(2, [&](std::size_t) {
+    ++started;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (started.load() < 2 && std::chrono::steady_clock::now() < until)
+      std::this_thread::yield();
+    if (started.load() == 2) ++met;
+  });
+  BOOST_TEST(met.load() == 2);
+  ad::set_num_threads(1);
+  BOOST_TEST(ad::num_threads() == 1);
 }
 
 BOOST_AUTO_TEST_CASE(pool_runs_many_batches_and_nested_calls) {
