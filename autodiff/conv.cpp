@@ -284,46 +284,71 @@ T row_sum(const T* p, std::size_t n) {
   return total;
 }
 
-/// conv2d's gradients when the backward pass is not recorded, in one pass over the groups of
-/// samples: each group's output gradient G (O × count·HoWo) is gathered once for the three
-///   d/db = Σ of G's rows,  dW (O × CKK) += G · colsᵀ,  dcols (CKK × count·HoWo) = Wᵀ · G → dx,
-/// and the patch matrices the forward pass kept (group by group, as it made them) serve dW.
+/// The patch matrices of samples [n0, n0 + count) side by side: (C·k·k) × (count·Ho·Wo).
 template <class T>
-Grads<T> conv2d_grads(const BackwardContext<T>& c, const Geometry& geo, const Array<T>* kept) {
-  const auto& w = c.input(1);
-  const bool need_x = c.needs(0), need_w = c.needs(1), need_b = c.inputs.size() == 3 && c.needs(2);
-  Array<T> dx, dw, db;
-  const bool empty = c.grad.size() == 0;  // no products to form: the gradients are zeros
-  if (need_x)                             // (else zeroed sample by sample below)
-    dx = empty ? xt::zeros<T>(c.input(0).shape()) : Array<T>::from_shape(c.input(0).shape());
-  if (need_w) dw = xt::zeros<T>(w.shape());
-  if (need_b) db = xt::zeros<T>({geo.o});
+void im2col_group(const T* x, const Geometry& g, std::size_t n0, std::size_t count, T* cols) {
+  detail::parallel_for(count, 1, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t s = begin; s < end; ++s)
+      im2col(x + (n0 + s) * g.in_size(), g, cols + s * g.hw(), count * g.hw());
+  });
+}
+
+/// The products of conv2d's backward for the output gradient gy (N, O, Ho, Wo), in one pass over
+/// the groups of samples, each group's G (O × count·HoWo) gathered once:
+///   db += Σ of G's rows,  dW (O × CKK) += G · colsᵀ,  dx = col2im(Wᵀ · G),
+/// each for which a pointer is given (dw and db zeroed by the caller, dx overwritten). The patch
+/// matrices for dW are those the forward pass kept (`kept`, group by group) or are made from x.
+template <class T>
+void conv_backward(const T* gy, const T* w, const T* x, const T* kept, const Geometry& geo, T* dx,
+                   T* dw, T* db) {
+  if (geo.n * geo.o * geo.hw() == 0) {  // no products to form: the gradients are zeros
+    if (dx) std::fill_n(dx, geo.n * geo.in_size(), T(0));
+    return;
+  }
   const std::size_t group = group_size(geo);
   T* gm = scratch<T>(geo.o * group * geo.hw(), 1);
   T* cols = scratch<T>(geo.ckk() * group * geo.hw(), 0);
-  for (std::size_t n0 = 0; n0 < geo.n && !empty; n0 += group) {
+  for (std::size_t n0 = 0; n0 < geo.n; n0 += group) {
     const std::size_t count = std::min(group, geo.n - n0), width = count * geo.hw();
-    const T* gy = output_group(c.grad.value().data(), geo, n0, count, gm);
-    if (need_b)
-      for (std::size_t o = 0; o < geo.o; ++o) db(o) += row_sum(gy + o * width, width);
-    if (need_w)  // (the forward pass kept the patches whenever w was to get a gradient)
-      kernels::gemm(false, true, geo.o, geo.ckk(), width, T(1), gy, width,
-                    kept->data() + n0 * geo.ckk() * geo.hw(), width, T(1), dw.data(), geo.ckk());
-    if (need_x) {
-      kernels::gemm(true, false, geo.ckk(), width, geo.o, T(1), w.value().data(), geo.ckk(), gy,
-                    width, T(0), cols, width);
+    const T* g = output_group(gy, geo, n0, count, gm);
+    if (db)
+      for (std::size_t o = 0; o < geo.o; ++o) db[o] += row_sum(g + o * width, width);
+    if (dw) {
+      const T* patches = kept ? kept + n0 * geo.ckk() * geo.hw() : cols;
+      if (!kept) im2col_group(x, geo, n0, count, cols);
+      kernels::gemm(false, true, geo.o, geo.ckk(), width, T(1), g, width, patches, width, T(1), dw,
+                    geo.ckk());
+    }
+    if (dx) {
+      kernels::gemm(true, false, geo.ckk(), width, geo.o, T(1), w, geo.ckk(), g, width, T(0), cols,
+                    width);
       detail::parallel_for(count, 1, [&](std::size_t begin, std::size_t end) {
         for (std::size_t s = begin; s < end; ++s) {
-          T* sample = dx.data() + (n0 + s) * geo.in_size();
+          T* sample = dx + (n0 + s) * geo.in_size();
           std::fill_n(sample, geo.in_size(), T(0));
           col2im(cols + s * geo.hw(), geo, sample, width);
         }
       });
     }
   }
+}
+
+/// conv2d's gradients when the backward pass is not recorded: conv_backward in one pass.
+template <class T>
+Grads<T> conv2d_grads(const BackwardContext<T>& c, const Geometry& geo, const Array<T>* kept) {
+  const auto& x = c.input(0);
+  const auto& w = c.input(1);
+  const bool need_b = c.inputs.size() == 3 && c.needs(2);
+  Array<T> dx, dw, db;
+  if (c.needs(0)) dx = Array<T>::from_shape(x.shape());
+  if (c.needs(1)) dw = xt::zeros<T>(w.shape());
+  if (need_b) db = xt::zeros<T>({geo.o});
+  conv_backward(c.grad.value().data(), w.value().data(), x.value().data(),
+                kept ? kept->data() : nullptr, geo, c.needs(0) ? dx.data() : nullptr,
+                c.needs(1) ? dw.data() : nullptr, need_b ? db.data() : nullptr);
   Grads<T> grads(c.inputs.size());
-  if (need_x) grads[0] = Variable<T>(std::move(dx));
-  if (need_w) grads[1] = Variable<T>(std::move(dw));
+  if (c.needs(0)) grads[0] = Variable<T>(std::move(dx));
+  if (c.needs(1)) grads[1] = Variable<T>(std::move(dw));
   if (need_b) grads[2] = Variable<T>(std::move(db));
   return grads;
 }
@@ -350,10 +375,7 @@ Variable<T> conv2d(const Variable<T>& x, const Variable<T>& w, const Variable<T>
   for (std::size_t n0 = 0; n0 < g.n && out.size() > 0; n0 += group) {
     const std::size_t count = std::min(group, g.n - n0), width = count * g.hw();
     T* cols = kept ? kept->data() + n0 * g.ckk() * g.hw() : scratch<T>(g.ckk() * group * g.hw(), 0);
-    detail::parallel_for(count, 1, [&](std::size_t begin, std::size_t end) {
-      for (std::size_t s = begin; s < end; ++s)
-        im2col(x.value().data() + (n0 + s) * g.in_size(), g, cols + s * g.hw(), width);
-    });
+    im2col_group(x.value().data(), g, n0, count, cols);
     T* target = count == 1 ? out.data() + n0 * g.o * g.hw() : y;
     kernels::gemm(false, false, g.o, width, g.ckk(), T(1), w.value().data(), g.ckk(), cols, width,
                   T(0), target, width);
@@ -385,21 +407,9 @@ Variable<T> conv2d_input_grad(const Variable<T>& g, const Variable<T>& w, const 
                               std::size_t stride, std::size_t padding) {
   const Geometry geo = conv_geometry(x_shape, w.shape(), stride, padding, "conv2d_input_grad");
   check_output_grad(g.shape(), geo, "conv2d_input_grad");
-  Array<T> dx = xt::zeros<T>(x_shape);
-  // Per group: dcols (CKK × count·HoWo) = Wᵀ (CKK × O) · G (O × count·HoWo), added back into dx.
-  const std::size_t group = group_size(geo);
-  T* cols = scratch<T>(geo.ckk() * group * geo.hw(), 0);
-  T* gm = scratch<T>(geo.o * group * geo.hw(), 1);
-  for (std::size_t n0 = 0; n0 < geo.n && g.size() > 0; n0 += group) {
-    const std::size_t count = std::min(group, geo.n - n0), width = count * geo.hw();
-    const T* source = output_group(g.value().data(), geo, n0, count, gm);
-    kernels::gemm(true, false, geo.ckk(), width, geo.o, T(1), w.value().data(), geo.ckk(), source,
-                  width, T(0), cols, width);
-    detail::parallel_for(count, 1, [&](std::size_t begin, std::size_t end) {
-      for (std::size_t s = begin; s < end; ++s)
-        col2im(cols + s * geo.hw(), geo, dx.data() + (n0 + s) * geo.in_size(), width);
-    });
-  }
+  Array<T> dx = Array<T>::from_shape(x_shape);
+  conv_backward<T>(g.value().data(), w.value().data(), nullptr, nullptr, geo, dx.data(), nullptr,
+                   nullptr);
   return make_op<T>("conv2d_input_grad", std::move(dx), {g, w},
                     [stride, padding](const BackwardContext<T>& c) -> Grads<T> {
                       // with h the incoming gradient (x's shape):
@@ -420,20 +430,8 @@ Variable<T> conv2d_weight_grad(const Variable<T>& x, const Variable<T>& g, const
   const Geometry geo = conv_geometry(x.shape(), w_shape, stride, padding, "conv2d_weight_grad");
   check_output_grad(g.shape(), geo, "conv2d_weight_grad");
   Array<T> dw = xt::zeros<T>(w_shape);
-  // dW (O × CKK) = Σ_groups G (O × count·HoWo) · colsᵀ (count·HoWo × CKK)
-  const std::size_t group = group_size(geo);
-  T* cols = scratch<T>(geo.ckk() * group * geo.hw(), 0);
-  T* gm = scratch<T>(geo.o * group * geo.hw(), 1);
-  for (std::size_t n0 = 0; n0 < geo.n && g.size() > 0; n0 += group) {
-    const std::size_t count = std::min(group, geo.n - n0), width = count * geo.hw();
-    detail::parallel_for(count, 1, [&](std::size_t begin, std::size_t end) {
-      for (std::size_t s = begin; s < end; ++s)
-        im2col(x.value().data() + (n0 + s) * geo.in_size(), geo, cols + s * geo.hw(), width);
-    });
-    const T* source = output_group(g.value().data(), geo, n0, count, gm);
-    kernels::gemm(false, true, geo.o, geo.ckk(), width, T(1), source, width, cols, width, T(1),
-                  dw.data(), geo.ckk());
-  }
+  conv_backward<T>(g.value().data(), nullptr, x.value().data(), nullptr, geo, nullptr, dw.data(),
+                   nullptr);
   return make_op<T>("conv2d_weight_grad", std::move(dw), {x, g},
                     [stride, padding](const BackwardContext<T>& c) -> Grads<T> {
                       // with h the incoming gradient (w's shape):
