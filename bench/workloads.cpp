@@ -86,11 +86,8 @@ int train(const std::string& which, int epochs, std::size_t batch, int threads) 
 int tiny(long steps, int threads) {
   ad::set_num_threads(threads);
   nn::Generator rng(0);
-  nn::Sequential<float> model(
-      std::make_shared<nn::Linear<float>>(2, 16, rng), std::make_shared<nn::Tanh<float>>(),
-      std::make_shared<nn::Linear<float>>(16, 16, rng), std::make_shared<nn::Tanh<float>>(),
-      std::make_shared<nn::Linear<float>>(16, 1, rng));
-  nn::SGD<float> opt(model.parameters(), {0.05});
+  auto model = examples::make_tiny_mlp(rng);
+  nn::SGD<float> opt(model->parameters(), {0.05});
   ad::Array<float> xa = xt::zeros<float>({8, 2}), ya = xt::zeros<float>({8, 1});
   nn::init::normal(xa, 0, 1, rng);
   nn::init::normal(ya, 0, 1, rng);
@@ -98,7 +95,7 @@ int tiny(long steps, int threads) {
   const auto t0 = Clock::now();
   for (long i = 0; i < steps; ++i) {
     opt.zero_grad();
-    loss = nn::mse_loss(model(x), y);
+    loss = nn::mse_loss(model->forward(x), y);
     loss.backward();
     opt.step();
   }

@@ -1,5 +1,5 @@
-// The models of the fashion_mnist example, shared with the benchmarks that compare them with
-// LibTorch, PyTorch and JAX (bench/workloads.cpp).
+// The models of the fashion_mnist example and the tiny MLP, shared with the benchmarks
+// (bench/bench_nn.cpp, and bench/workloads.cpp that compares them with LibTorch, PyTorch and JAX).
 #pragma once
 
 #include "nn/layers.hpp"
@@ -26,6 +26,15 @@ inline std::shared_ptr<ad::nn::Sequential<float>> make_cnn(ad::nn::Generator& rn
       std::make_shared<nn::Flatten<float>>(),
       std::make_shared<nn::Linear<float>>(64 * 7 * 7, 128, rng),
       std::make_shared<nn::ReLU<float>>(), std::make_shared<nn::Linear<float>>(128, 10, rng));
+}
+
+/// The tiny MLP 2-16-16-1 with tanh of ../shared/anchors/libtorch_mlp/tiny.cpp: all per-op cost.
+inline std::shared_ptr<ad::nn::Sequential<float>> make_tiny_mlp(ad::nn::Generator& rng) {
+  namespace nn = ad::nn;
+  return std::make_shared<nn::Sequential<float>>(
+      std::make_shared<nn::Linear<float>>(2, 16, rng), std::make_shared<nn::Tanh<float>>(),
+      std::make_shared<nn::Linear<float>>(16, 16, rng), std::make_shared<nn::Tanh<float>>(),
+      std::make_shared<nn::Linear<float>>(16, 1, rng));
 }
 
 }  // namespace examples
