@@ -1,5 +1,6 @@
 #include "autodiff/arithmetic.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 
@@ -89,17 +90,40 @@ Variable<T> affine(const Variable<T>& a, double scale, double shift) {
                     });
 }
 
+namespace {
+
+/// d with zeros where `mask` holds (a derivative whose formula gives 0·∞ there, but whose value
+/// by continuity is 0); d itself when the mask holds nowhere.
+template <class T>
+Variable<T> zero_where(const Mask& mask, const Variable<T>& d) {
+  if (std::none_of(mask.begin(), mask.end(), [](bool m) { return m; })) return d;
+  return ad::where(mask, scalar<T>(0), d);
+}
+
+}  // namespace
+
 template <class T>
 Variable<T> pow(const Variable<T>& a, const Variable<T>& b) {
   auto f = [](T x, T y) { return std::pow(x, y); };
-  return make_op<T>("pow", kernels::binary(a.value(), b.value(), f, "pow"), {a, b},
-                    [](const BackwardContext<T>& c) -> Grads<T> {
-                      // d/da = g*b*a^(b-1), d/db = g*out*log(a)
-                      const auto& a = c.input(0);
-                      const auto& b = c.input(1);
-                      return {grad_for(c, 0, [&] { return c.grad * b * pow(a, b - 1); }),
-                              grad_for(c, 1, [&] { return c.grad * c.output * log(a); })};
-                    });
+  return make_op<T>(
+      "pow", kernels::binary(a.value(), b.value(), f, "pow"), {a, b},
+      [](const BackwardContext<T>& c) -> Grads<T> {
+        // d/da = g*b*a^(b-1), taken as 0 where b = 0 (a^0 is constant; a^-1 is ∞ at a = 0);
+        // d/db = g*out*log(a), taken as 0 where a = 0 and b >= 0 (the limit of a^b·log a as
+        // a → 0+ for b > 0; PyTorch's convention at b = 0)
+        const auto& a = c.input(0);
+        const auto& b = c.input(1);
+        return {grad_for(c, 0,
+                         [&] {
+                           Mask b_zero = kernels::unary(b.value(), [](T y) { return y == 0; });
+                           return zero_where(b_zero, c.grad * b * pow(a, b - 1));
+                         }),
+                grad_for(c, 1, [&] {
+                  Mask at_zero = kernels::binary(
+                      a.value(), b.value(), [](T x, T y) { return x == 0 && y >= 0; }, "pow");
+                  return zero_where(at_zero, c.grad * c.output * log(a));
+                })};
+      });
 }
 
 template <class T>
@@ -108,7 +132,8 @@ Variable<T> pow(const Variable<T>& a, double p) {
   Array<T> out = p == 2.0 ? kernels::unary(a.value(), [](T x) { return x * x; })
                           : kernels::unary(a.value(), [e](T x) { return std::pow(x, e); });
   return make_op<T>("pow", std::move(out), {a}, [p](const BackwardContext<T>& c) -> Grads<T> {
-    // d/da = g*p*a^(p-1)
+    // d/da = g*p*a^(p-1); 0 for p = 0 (a^0 is constant, even at a = 0)
+    if (p == 0.0) return {Variable<T>(Array<T>(xt::zeros<T>(c.input(0).shape())))};
     if (p == 1.0) return {c.grad};
     if (!is_grad_enabled()) {
       const T pt = static_cast<T>(p), q = static_cast<T>(p - 1.0);
@@ -154,12 +179,18 @@ Variable<T> where(const Mask& mask, const Variable<T>& a, const Variable<T>& b) 
 
 template <class T>
 Variable<T> maximum(const Variable<T>& a, const Variable<T>& b) {
-  return ad::where(Mask(a.value() > b.value()), a, b);
+  // a where a > b or a is NaN, else b: a NaN in either operand propagates (IEEE, as NumPy and
+  // PyTorch), unlike std::max or fmax.
+  return ad::where(kernels::binary(
+                       a.value(), b.value(), [](T x, T y) { return x > y || x != x; }, "maximum"),
+                   a, b);
 }
 
 template <class T>
 Variable<T> minimum(const Variable<T>& a, const Variable<T>& b) {
-  return ad::where(Mask(a.value() < b.value()), a, b);
+  return ad::where(kernels::binary(
+                       a.value(), b.value(), [](T x, T y) { return x < y || x != x; }, "minimum"),
+                   a, b);
 }
 
 #define AD_INSTANTIATE(T)                                                          \
@@ -168,6 +199,7 @@ Variable<T> minimum(const Variable<T>& a, const Variable<T>& b) {
   template Variable<T> mul(const Variable<T>&, const Variable<T>&);                \
   template Variable<T> div(const Variable<T>&, const Variable<T>&);                \
   template Variable<T> neg(const Variable<T>&);                                    \
+  template Variable<T> affine(const Variable<T>&, double, double);                 \
   template Variable<T> pow(const Variable<T>&, const Variable<T>&);                \
   template Variable<T> pow(const Variable<T>&, double);                            \
   template Variable<T> where(const Mask&, const Variable<T>&, const Variable<T>&); \

@@ -8,7 +8,9 @@
 
 namespace ad {
 
-/// A boolean mask for where(); it broadcasts like the other operands.
+/// A boolean mask for where(); it broadcasts like the other operands. Fill it with a plain loop
+/// (or ad::kernels::binary with a predicate): xtensor 0.24.3 with XSIMD evaluates a comparison
+/// into a bool array wrongly when an operand broadcasts over leading axes.
 using Mask = Array<bool>;
 
 /// a + b.
@@ -29,19 +31,22 @@ Variable<T> neg(const Variable<T>& a);
 /// a * scale + shift with constant scale and shift: what arithmetic with a plain number becomes.
 template <class T>
 Variable<T> affine(const Variable<T>& a, double scale, double shift);
-/// a ** b elementwise; the gradient with respect to b needs a > 0.
+/// a ** b elementwise. The gradient with respect to b is g·a^b·log(a), NaN for a < 0; at a = 0 it
+/// is taken as 0 when b >= 0 (PyTorch's convention). The gradient with respect to a is 0 where
+/// b = 0, even at a = 0.
 template <class T>
 Variable<T> pow(const Variable<T>& a, const Variable<T>& b);
-/// a ** p for a constant exponent p.
+/// a ** p for a constant exponent p; the gradient is 0 everywhere for p = 0.
 template <class T>
 Variable<T> pow(const Variable<T>& a, double p);
 /// Elementwise a where mask is true, else b (mask, a and b broadcast together).
 template <class T>
 Variable<T> where(const Mask& mask, const Variable<T>& a, const Variable<T>& b);
-/// Elementwise maximum; on ties the gradient goes to b.
+/// Elementwise maximum; a NaN in either operand gives NaN (as NumPy and PyTorch). The gradient
+/// goes to the operand picked: a where a > b or a is NaN, else b (so b on ties).
 template <class T>
 Variable<T> maximum(const Variable<T>& a, const Variable<T>& b);
-/// Elementwise minimum; on ties the gradient goes to b.
+/// Elementwise minimum; NaN and the gradient as for maximum (b on ties).
 template <class T>
 Variable<T> minimum(const Variable<T>& a, const Variable<T>& b);
 

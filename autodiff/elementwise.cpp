@@ -115,12 +115,13 @@ Variable<T> sigmoid(const Variable<T>& a) {
 
 template <class T>
 Variable<T> relu(const Variable<T>& a) {
-  return make_op<T>("relu", kernels::unary(a.value(), [](T x) { return x > 0 ? x : T(0); }), {a},
+  // Written with x <= 0 rather than x > 0, so that NaN goes through (as in IEEE max and PyTorch).
+  return make_op<T>("relu", kernels::unary(a.value(), [](T x) { return x <= 0 ? T(0) : x; }), {a},
                     [](const BackwardContext<T>& c) -> Grads<T> {
-                      // d/da = g*[a > 0]
+                      // d/da = g*[a > 0] (g passes where a is NaN, as in PyTorch)
                       if (!is_grad_enabled())
-                        return {fused(c, c.input(0), [](T g, T x) { return x > 0 ? g : T(0); })};
-                      return {c.grad * constant_map(c.input(0), [](T x) { return T(x > 0); })};
+                        return {fused(c, c.input(0), [](T g, T x) { return x <= 0 ? T(0) : g; })};
+                      return {c.grad * constant_map(c.input(0), [](T x) { return T(!(x <= 0)); })};
                     });
 }
 

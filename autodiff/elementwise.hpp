@@ -24,7 +24,7 @@ Variable<T> tanh(const Variable<T>& a);
 /// Logistic sigmoid 1 / (1 + e^-a).
 template <class T>
 Variable<T> sigmoid(const Variable<T>& a);
-/// max(a, 0); the gradient at 0 is 0.
+/// max(a, 0), NaN for NaN; the gradient at 0 is 0.
 template <class T>
 Variable<T> relu(const Variable<T>& a);
 /// a for a > 0, slope * a otherwise.

@@ -1,6 +1,8 @@
 // The backward engine: recording a node, and walking the graph in reverse creation order.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <mutex>
 #include <ostream>
 #include <unordered_map>
 
@@ -47,6 +49,7 @@ Variable<T> record(const char* op, Array<T>&& value, std::vector<Variable<T>>&& 
   node.op = op;
   node.seq = next_seq();
   node.inputs = std::move(inputs);
+  for (const auto& in : node.inputs) node.versions.push_back(in.impl().version);
   node.backward = std::move(backward);
   return Variable<T>(std::move(impl));
 }
@@ -73,11 +76,21 @@ void accumulate(Variable<T>& acc, bool& owned, Variable<T>&& g, bool create_grap
   T* a = acc.impl().value.data();
   const T* b = g.value().data();
   for (std::size_t i = 0, n = acc.size(); i < n; ++i) a[i] += b[i];
+  ++acc.impl().version;  // a graph that used this gradient's old value must not run on the new
+}
+
+/// The lock of a leaf's .grad: threads that backpropagate graphs sharing a leaf (a parameter)
+/// add into its gradient one at a time. Leaves hash onto a fixed set of mutexes, so a leaf costs
+/// no memory for it.
+std::mutex& grad_lock(const void* leaf) {
+  static std::mutex locks[64];
+  return locks[(reinterpret_cast<std::uintptr_t>(leaf) >> 6) % 64];
 }
 
 /// Accumulates into a leaf's .grad: the gradient it keeps must not alias any other array.
 template <class T>
 void accumulate_leaf(VariableImpl<T>& leaf, Variable<T>&& g, bool create_graph) {
+  std::lock_guard<std::mutex> lock(grad_lock(&leaf));
   bool owned = true;
   if (!leaf.grad.defined() && !create_graph && g.impl_ptr().use_count() > 1)
     g = Variable<T>(Array<T>(g.value()));
@@ -98,6 +111,21 @@ void check_grad_shape(const Variable<T>& g, const Variable<T>& target, const cha
     fail(op, " backward: ", what, " ", index, " got a gradient of shape ", shape_str(g.shape()),
          " but its shape is ", shape_str(target.shape()),
          " (a broadcast input's gradient must be summed back with sum_to)");
+}
+
+/// Throws when an input of the node was written (mutable_value) after the node recorded it: its
+/// rule would read the new value and give a wrong gradient.
+template <class T>
+void check_versions(const Node<T>& node) {
+  for (std::size_t i = 0; i < node.inputs.size(); ++i) {
+    const std::uint32_t now = node.inputs[i].impl().version;
+    if (now != node.versions[i])
+      fail("backward: input ", i, " of '", node.op, "' (shape ", shape_str(node.inputs[i].shape()),
+           ") was modified after '", node.op, "' recorded it (version ", node.versions[i], ", now ",
+           now,
+           "); its gradient would be computed from the new value. Run the forward pass again "
+           "after changing it, or change a copy");
+  }
 }
 
 }  // namespace
@@ -204,6 +232,7 @@ std::vector<Variable<T>> run_backward(const std::vector<Variable<T>>& roots,
       accumulate_leaf(impl, std::move(copy), create_graph);
     }
 
+    check_versions(node);
     Grads<T> grads;
     {
       // The ops inside a rule are not checked one by one: the gradients it returns are, below,

@@ -35,6 +35,24 @@ struct GradcheckOptions {
   /// Outputs with more elements than this are projected onto a fixed random vector (one
   /// Jacobian row) instead of being checked row by row.
   std::size_t max_rows = 256;
+  /// Tolerances of the float32 path (float inputs), against the float64 reference: an entry
+  /// passes when |float32 - float64| <= float_atol * scale + float_rtol * |float64|, where scale
+  /// is the largest |float64| entry of that input's Jacobian (or of the output), at least 1e-30.
+  double float_atol = 1e-5;
+  double float_rtol = 1e-4;
+};
+
+/// The float32 path of one input: its float analytic gradient against the float64 analytic and
+/// numeric ones.
+struct FloatCheck {
+  bool checked = false;
+  bool passed = true;
+  std::size_t compared = 0, failures = 0;
+  double max_error_vs_analytic = 0;  // max |float32 - float64 analytic|
+  double max_error_vs_numeric = 0;   // max |float32 - float64 numeric|
+  bool has_worst = false;
+  Shape worst_input, worst_output;
+  double value = 0, analytic = 0, numeric = 0, tolerance = 0;
 };
 
 /// What gradcheck found for one input.
@@ -53,16 +71,26 @@ struct InputCheck {
   Shape worst_input;   // index into the input
   Shape worst_output;  // index into the output (empty under projection)
   double analytic = 0, numeric = 0, tolerance = 0;
-  // Entries skipped as non-differentiable: the one-sided differences disagree there.
+  double worst_ratio = 0;      // its error over its tolerance
+  bool worst_at_kink = false;  // the worst entry failed as a kink: analytic outside the slopes
+  double left_slope = 0, right_slope = 0;  // its one-sided slopes, when worst_at_kink
+  // Entries skipped at kinks (the analytic value is a subgradient there), and entries that
+  // needed a smaller step.
   std::size_t kinks = 0;
+  std::size_t refined = 0;
   Shape first_kink;
+  FloatCheck float32;
 };
 
 /// The result of gradcheck(): converts to bool, prints the details with operator<<.
 struct GradcheckReport {
   bool passed = true;
   GradcheckOptions options;
-  bool promoted_from_float = false;
+  /// The inputs were float32: the check ran in float64 (the reference) and the float32 path
+  /// (the function run in float, its float gradient) was compared against it.
+  bool float32_checked = false;
+  double float32_output_error = 0;  // max |float32 output - float64 output|
+  double float32_output_tolerance = 0;
   std::string mode;        // how the Jacobian was compared
   bool projected = false;  // the output was projected onto a random vector
   std::vector<InputCheck> inputs;
@@ -82,11 +110,16 @@ std::ostream& operator<<(std::ostream& os, const GradcheckReport& report);
 namespace detail {
 
 using CheckedFunction = std::function<Variable<double>(const std::vector<Variable<double>>&)>;
+using FloatFunction = std::function<Variable<float>(const std::vector<Variable<float>>&)>;
 
-GradcheckReport gradcheck_double(const CheckedFunction& f,
-                                 const std::vector<Variable<double>>& inputs,
-                                 const GradcheckOptions& options, bool promoted_from_float,
-                                 const std::vector<std::string>& names = {});
+/// The checker behind gradcheck(): f in float64 against central differences and, when f32 is
+/// given, the float32 path against that float64 reference (inputs32 hold the same values as
+/// inputs, in float).
+GradcheckReport run_gradcheck(const CheckedFunction& f, const std::vector<Variable<double>>& inputs,
+                              const GradcheckOptions& options,
+                              const std::vector<std::string>& names = {},
+                              const FloatFunction* f32 = nullptr,
+                              const std::vector<Variable<float>>* inputs32 = nullptr);
 
 template <class F, class V, std::size_t... I>
 auto call_unpacked(F& f, const std::vector<V>& xs, std::index_sequence<I...>) {
@@ -158,7 +191,14 @@ double to_double(const R& r) {
 /// Checks the reverse-mode gradients of f against central differences, in float64. f maps the
 /// inputs (as separate arguments or one std::vector) to a Variable of any shape; every input that
 /// requires grad is checked against the full numeric Jacobian (or one random direction in fast
-/// mode). Float inputs are promoted to float64, so f must be generic over T. The report says
+/// mode). An entry that the central difference at eps does not confirm is looked at again at
+/// eps/10 and eps/100: where the one-sided differences meet as the step shrinks, the function is
+/// smooth there (high curvature) and the entry is compared at the smallest step; where they stay
+/// apart it has a kink, and the analytic value must lie between the two one-sided slopes (be a
+/// subgradient) to be skipped, else the entry fails. A check that compares nothing fails. With
+/// float inputs, f (generic over T) runs twice: in float64, the reference checked
+/// against the central difference, and in float32, whose output and gradients are then compared
+/// with that reference (the "float64 shadow"): a float path that is wrong fails. The report says
 /// where and by how much analytic and numeric disagree.
 template <class F, class U>
 GradcheckReport gradcheck(F&& f, const std::vector<Variable<U>>& inputs,
@@ -172,7 +212,14 @@ GradcheckReport gradcheck(F&& f, const std::vector<Variable<U>>& inputs,
   detail::CheckedFunction fn = [&f](const std::vector<Variable<double>>& args) {
     return detail::call_with(f, args);
   };
-  return detail::gradcheck_double(fn, xs, options, std::is_same_v<U, float>);
+  if constexpr (std::is_same_v<U, float>) {
+    detail::FloatFunction fn32 = [&f](const std::vector<Variable<float>>& args) {
+      return detail::call_with(f, args);
+    };
+    return detail::run_gradcheck(fn, xs, options, {}, &fn32, &inputs);
+  } else {
+    return detail::run_gradcheck(fn, xs, options);
+  }
 }
 
 template <class F, class U>
@@ -214,7 +261,9 @@ Array<T> numerical_gradient(F&& f, Variable<T>& x, double h = detail::default_st
       return f();
     }
   };
-  return numerical_gradient(call, x.mutable_value(), h);
+  // Probed through the value itself, not mutable_value(): every probe is undone exactly, so a
+  // graph that recorded x stays valid.
+  return numerical_gradient(call, x.impl().value, h);
 }
 
 }  // namespace ad

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
+#include <type_traits>
+#include <utility>
 
 #include <xsimd/xsimd.hpp>
 
@@ -90,26 +92,29 @@ void for_each_run(const Shape& shape, const std::array<Strides, K>& strides, F&&
 /// Elementwise work below this many elements stays on one thread (waking a second costs more).
 inline constexpr std::size_t parallel_grain = std::size_t{1} << 15;
 
-/// out = op(a, b) elementwise with NumPy broadcasting.
-template <class T, class Op>
-Array<T> binary(const Array<T>& a, const Array<T>& b, Op op, const char* name) {
+/// out = op(a, b) elementwise with NumPy broadcasting. The result's element type is op's (T for
+/// arithmetic, bool for a comparison: masks are made here, never by evaluating an xtensor
+/// comparison into a bool array, which xtensor 0.24.3 with XSIMD gets wrong when an operand
+/// broadcasts over leading axes).
+template <class T, class Op, class R = std::decay_t<decltype(std::declval<Op&>()(T(), T()))>>
+Array<R> binary(const Array<T>& a, const Array<T>& b, Op op, const char* name) {
   const T* pa = a.data();
   const T* pb = b.data();
   if (a.shape() == b.shape()) {
-    Array<T> out = Array<T>::from_shape(a.shape());
-    T* po = out.data();
+    Array<R> out = Array<R>::from_shape(a.shape());
+    R* po = out.data();
     detail::parallel_for(a.size(), parallel_grain, [&](std::size_t begin, std::size_t end) {
       for (std::size_t i = begin; i < end; ++i) po[i] = op(pa[i], pb[i]);
     });
     return out;
   }
   Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
-  Array<T> out = Array<T>::from_shape(shape);
-  T* po = out.data();
+  Array<R> out = Array<R>::from_shape(shape);
+  R* po = out.data();
   std::array<Strides, 3> st{contiguous_strides(shape), broadcast_strides(a.shape(), shape),
                             broadcast_strides(b.shape(), shape)};
   for_each_run(shape, st, [&](const auto& off, std::size_t n, const auto& step) {
-    T* o = po + off[0];
+    R* o = po + off[0];
     const T* x = pa + off[1];
     const T* y = pb + off[2];
     if (step[1] == 1 && step[2] == 1) {
@@ -127,12 +132,12 @@ Array<T> binary(const Array<T>& a, const Array<T>& b, Op op, const char* name) {
   return out;
 }
 
-/// out = op(a) elementwise.
-template <class T, class Op>
-Array<T> unary(const Array<T>& a, Op op) {
-  Array<T> out = Array<T>::from_shape(a.shape());
+/// out = op(a) elementwise; the result's element type is op's, as for binary.
+template <class T, class Op, class R = std::decay_t<decltype(std::declval<Op&>()(T()))>>
+Array<R> unary(const Array<T>& a, Op op) {
+  Array<R> out = Array<R>::from_shape(a.shape());
   const T* pa = a.data();
-  T* po = out.data();
+  R* po = out.data();
   detail::parallel_for(a.size(), parallel_grain, [&](std::size_t begin, std::size_t end) {
     for (std::size_t i = begin; i < end; ++i) po[i] = op(pa[i]);
   });

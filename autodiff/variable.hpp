@@ -127,9 +127,13 @@ class Variable {
   bool defined() const { return impl_ != nullptr; }
 
   const Array<T>& value() const { return impl().value; }
-  /// Writable access to a leaf's value, for in-place updates (optimizers, gradient probes).
-  /// Throws for a non-leaf, whose value the graph may need for backward.
+  /// Writable access to a leaf's value, for in-place updates (optimizers, loading weights). It
+  /// counts as a change (version() goes up): a graph recorded before it refuses to backpropagate
+  /// through this leaf, since its rules would read the new value. Throws for a non-leaf, whose
+  /// value the graph may need for backward.
   Array<T>& mutable_value();
+  /// How many times the value was handed out for writing (see mutable_value).
+  std::uint32_t version() const { return impl().version; }
 
   const Shape& shape() const { return impl().value.shape(); }
   std::size_t dim() const { return impl().value.dimension(); }
@@ -179,6 +183,7 @@ struct VariableImpl {
   Variable<T> grad;             // accumulated gradient
   std::optional<Node<T>> node;  // the op that made it (held inline: one allocation less per op);
                                 // empty for a leaf
+  std::uint32_t version = 0;    // bumped by every write access to value (and in-place grads)
   bool requires_grad = false;
   bool retains_grad = false;
 };
@@ -223,6 +228,8 @@ struct Node {
   const char* op = "";
   std::uint64_t seq = 0;
   std::vector<Variable<T>> inputs;
+  /// The inputs' versions when the op was recorded: backward checks that they are unchanged.
+  xt::svector<std::uint32_t, 4> versions;
   BackwardFn<T> backward;
   bool released = false;
   // Scratch of the backward pass in progress.
@@ -321,6 +328,7 @@ Array<T>& Variable<T>::mutable_value() {
   if (!is_leaf())
     fail("Variable::mutable_value: '", op_name(),
          "' output is not a leaf; its value may be needed by backward");
+  ++impl().version;
   return impl().value;
 }
 
@@ -362,6 +370,7 @@ Node<T>::~Node() {
 template <class T>
 void Node<T>::release() {
   inputs.clear();
+  versions.clear();
   backward = nullptr;
   pending = Variable<T>();
   released = true;

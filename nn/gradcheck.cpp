@@ -27,7 +27,7 @@ GradcheckReport gradcheck_module(Module<double>& module, const Variable<double>&
     if (before_each) before_each();
     return module.forward(args[0]);
   };
-  return detail::gradcheck_double(f, inputs, options, false, names);
+  return detail::run_gradcheck(f, inputs, options, names);
 }
 
 }  // namespace ad::nn

@@ -1,6 +1,9 @@
 // Binary arithmetic, where, maximum/minimum: gradchecks with broadcasting and 0-d tensors.
 #include <boost/test/unit_test.hpp>
 
+#include <cmath>
+#include <limits>
+
 #include "helpers.hpp"
 
 using ad::Array;
@@ -94,6 +97,70 @@ BOOST_AUTO_TEST_CASE(maximum_minimum_away_from_ties) {
       ad::gradcheck([](const auto& a, const auto& b) { return ad::minimum(a, b); }, {a, b})));
   BOOST_TEST(ad::maximum(a, b).value()(0, 0) == 0.5);
   BOOST_TEST(ad::minimum(a, b).value()(0, 1) == -0.4);
+}
+
+BOOST_AUTO_TEST_CASE(maximum_minimum_broadcast_over_leading_axes) {
+  // xtensor 0.24.3 with XSIMD miscomputes a broadcast comparison evaluated into a bool array:
+  // maximum built on one returned the smaller operand at some of these entries.
+  const std::vector<std::pair<Shape, Shape>> pairs = {
+      {{1, 8}, {3, 8}}, {{8}, {2, 8}}, {{3, 3}, {4, 3, 3}}, {{4}, {2, 4}}, {{3, 8}, {8}}};
+  for (const auto& [sa, sb] : pairs) {
+    BOOST_TEST_CONTEXT("shapes " << ad::shape_str(sa) << " and " << ad::shape_str(sb)) {
+      V a = leaf(away_from_zero(sa, 0.1, 2.0, 11));
+      V b = leaf(away_from_zero(sb, 0.1, 2.0, 12));
+      V hi = ad::maximum(a, b), lo = ad::minimum(a, b);
+      const Shape out = hi.shape();
+      Array<double> ab = ad::broadcast_to(a, out).value(), bb = ad::broadcast_to(b, out).value();
+      for (std::size_t i = 0; i < hi.size(); ++i) {
+        BOOST_TEST(hi.value().data()[i] == std::max(ab.data()[i], bb.data()[i]));
+        BOOST_TEST(lo.value().data()[i] == std::min(ab.data()[i], bb.data()[i]));
+      }
+      BOOST_TEST(passed(
+          ad::gradcheck([](const auto& a, const auto& b) { return ad::maximum(a, b); }, {a, b})));
+      BOOST_TEST(passed(
+          ad::gradcheck([](const auto& a, const auto& b) { return ad::minimum(a, b); }, {a, b})));
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(maximum_minimum_and_relu_propagate_nan) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  V a(Array<double>{nan, 1.0, -2.0}), b(Array<double>{0.0, nan, -3.0});
+  for (const V& m : {ad::maximum(a, b), ad::minimum(a, b)}) {
+    BOOST_TEST(std::isnan(m.value()(0)));
+    BOOST_TEST(std::isnan(m.value()(1)));
+  }
+  BOOST_TEST(ad::maximum(a, b).value()(2) == -2.0);
+  BOOST_TEST(ad::minimum(a, b).value()(2) == -3.0);
+  V r = ad::relu(a);
+  BOOST_TEST(std::isnan(r.value()(0)));
+  BOOST_TEST(r.value()(2) == 0.0);
+}
+
+BOOST_AUTO_TEST_CASE(pow_gradients_at_zero) {
+  // d/dx Σ x^0 = 0 at x = 0 (not 0·∞ = NaN); d/dy x^y = 0 at x = 0 for y >= 0, as PyTorch.
+  V x = leaf(Array<double>{0.0, 2.0});
+  ad::sum(ad::pow(x, 0.0)).backward();
+  BOOST_TEST(x.grad().value()(0) == 0.0);
+  BOOST_TEST(x.grad().value()(1) == 0.0);
+  V a = leaf(Array<double>{0.0, 0.0, 0.0, 2.0});
+  V y = leaf(Array<double>{0.0, 0.5, 2.0, 3.0});
+  ad::sum(ad::pow(a, y)).backward();
+  BOOST_TEST(y.grad().value()(0) == 0.0);
+  BOOST_TEST(y.grad().value()(1) == 0.0);
+  BOOST_TEST(y.grad().value()(2) == 0.0);
+  BOOST_TEST(y.grad().value()(3) == 8.0 * std::log(2.0), boost::test_tools::tolerance(1e-12));
+  BOOST_TEST(a.grad().value()(0) == 0.0);       // b = 0: a^0 is constant
+  BOOST_TEST(std::isinf(a.grad().value()(1)));  // 0.5·0^-0.5: a true infinity
+  BOOST_TEST(a.grad().value()(2) == 0.0);
+  BOOST_TEST(a.grad().value()(3) == 12.0);
+  // Second order through the conventions: d²/dy² x^y = x^y·log²x, 0 at x = 0 for y > 0.
+  V a2 = leaf(Array<double>{0.0, 1.5}), y2 = leaf(Array<double>{2.0, 2.0});
+  V g = ad::grad(ad::sum(ad::pow(a2, y2)), {y2}, ad::BackwardOptions{true, true})[0];
+  V h = ad::grad(ad::sum(g), {y2})[0];
+  BOOST_TEST(h.value()(0) == 0.0);
+  BOOST_TEST(h.value()(1) == 2.25 * std::log(1.5) * std::log(1.5),
+             boost::test_tools::tolerance(1e-12));
 }
 
 BOOST_AUTO_TEST_CASE(shapes_that_do_not_broadcast) {
