@@ -18,12 +18,14 @@ class Linear : public Module<T> {
   Linear(std::size_t in, std::size_t out, Generator& rng, bool bias = true);
   Variable<T> forward(const Variable<T>& x) override;
   Variable<T>& weight() { return *weight_; }
-  Variable<T>& bias() { return *bias_; }
+  /// The bias; an undefined Variable (defined() is false) when built without one.
+  Variable<T>& bias() { return bias_ ? *bias_ : no_bias_; }
   bool has_bias() const { return bias_ != nullptr; }
 
  private:
   Variable<T>* weight_;
   Variable<T>* bias_ = nullptr;
+  Variable<T> no_bias_;
 };
 
 /// 2-D convolution of (N, C, H, W) with a (out, in, k, k) kernel, stride and zero padding;
@@ -35,11 +37,14 @@ class Conv2d : public Module<T> {
          std::size_t stride = 1, std::size_t padding = 0, bool bias = true);
   Variable<T> forward(const Variable<T>& x) override;
   Variable<T>& weight() { return *weight_; }
-  Variable<T>& bias() { return *bias_; }
+  /// The bias; an undefined Variable (defined() is false) when built without one.
+  Variable<T>& bias() { return bias_ ? *bias_ : no_bias_; }
+  bool has_bias() const { return bias_ != nullptr; }
 
  private:
   Variable<T>* weight_;
   Variable<T>* bias_ = nullptr;
+  Variable<T> no_bias_;
   std::size_t stride_, padding_;
 };
 

@@ -1,5 +1,7 @@
 #include "nn/module.hpp"
 
+#include <unordered_set>
+
 namespace ad::nn {
 
 template <class T>
@@ -45,10 +47,19 @@ void Module<T>::collect(const std::string& prefix, std::vector<Entry>& out, F pi
 }
 
 template <class T>
-std::vector<std::pair<std::string, Variable<T>*>> Module<T>::named_parameters() const {
+std::vector<std::pair<std::string, Variable<T>*>> Module<T>::parameter_slots() const {
   std::vector<std::pair<std::string, Variable<T>*>> out;
   collect(
       "", out, [](const Module& m) -> const auto& { return m.parameters_; });
+  return out;
+}
+
+template <class T>
+std::vector<std::pair<std::string, Variable<T>*>> Module<T>::named_parameters() const {
+  std::vector<std::pair<std::string, Variable<T>*>> out;
+  std::unordered_set<const VariableImpl<T>*> seen;
+  for (const auto& entry : parameter_slots())
+    if (seen.insert(entry.second->impl_ptr().get()).second) out.push_back(entry);
   return out;
 }
 

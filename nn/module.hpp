@@ -34,9 +34,15 @@ class Module {
   Variable<T> operator()(const Variable<T>& x) { return forward(x); }
 
   /// Handles to every parameter of the tree, in registration order (they share data with it).
+  /// A parameter registered in several places (tied weights: b.weight() = a.weight()) is listed
+  /// once, so an optimizer steps it once and a checkpoint saves it once.
   std::vector<Variable<T>> parameters() const;
-  /// Every parameter with its dotted name; the pointer lets a caller replace the handle.
+  /// Every parameter with its dotted name (a tied one once, under its first name); the pointer
+  /// lets a caller replace the handle.
   std::vector<std::pair<std::string, Variable<T>*>> named_parameters() const;
+  /// Every registered parameter slot, tied ones under each of their names (for code that swaps
+  /// the handles, such as gradcheck_module, and must swap every slot of a tied parameter).
+  std::vector<std::pair<std::string, Variable<T>*>> parameter_slots() const;
   /// Every buffer (state that is saved but not trained, e.g. running statistics).
   std::vector<std::pair<std::string, Array<T>*>> named_buffers() const;
   /// Every integer state array (e.g. a dropout layer's random stream position).

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <type_traits>
+#include <unordered_set>
 
 namespace ad::nn {
 
@@ -31,12 +32,18 @@ Array<T>& buffer(ParamState<T>& state, const char* name, const Array<T>& like) {
 template <class T>
 Optimizer<T>::Optimizer(std::vector<ParamGroup<T>> groups, double default_lr, const char* name)
     : groups_(std::move(groups)) {
+  std::unordered_set<const VariableImpl<T>*> seen;
   for (auto& g : groups_) {
     if (g.lr == 0) g.lr = default_lr;
     if (!(g.lr > 0)) fail(name, ": learning rate must be positive, got ", g.lr);
     for (const auto& p : g.params) {
       if (!p.defined() || !p.is_leaf() || !p.requires_grad())
         fail(name, ": parameters must be leaves that require grad");
+      // The same parameter twice would be stepped twice (tied weights listed per module).
+      if (!seen.insert(p.impl_ptr().get()).second)
+        fail(name, ": parameter ", state_.size(), " (shape ", shape_str(p.shape()),
+             ") is listed more than once; list each parameter once (Module::parameters() "
+             "does)");
       state_.emplace_back();
     }
     base_lrs_.push_back(g.lr);

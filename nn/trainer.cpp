@@ -41,6 +41,30 @@ std::vector<std::size_t> labels_of(const Variable<T>& targets) {
   return labels;
 }
 
+/// The model's buffers and states (running statistics, random stream positions) as they were
+/// before a batch, to put back when the batch fails: with the weights (which the optimizer has
+/// not touched yet) they are the model's state, and nothing of the failed batch may survive.
+template <class T>
+class StateSnapshot {
+ public:
+  explicit StateSnapshot(const Module<T>& model) {
+    for (const auto& [name, b] : model.named_buffers()) buffers_.emplace_back(b, *b);
+    for (const auto& [name, s] : model.named_states()) states_.emplace_back(s, *s);
+  }
+  void take() {
+    for (auto& [live, copy] : buffers_) copy = *live;
+    for (auto& [live, copy] : states_) copy = *live;
+  }
+  void restore() {
+    for (auto& [live, copy] : buffers_) *live = copy;
+    for (auto& [live, copy] : states_) *live = copy;
+  }
+
+ private:
+  std::vector<std::pair<Array<T>*, Array<T>>> buffers_;
+  std::vector<std::pair<StateArray*, StateArray>> states_;
+};
+
 }  // namespace
 
 template <class T>
@@ -78,36 +102,43 @@ std::vector<EpochMetrics> Trainer<T>::fit(const DataLoader<T>& train,
                    : Progress::lines;
   std::vector<EpochMetrics> ran;
   const std::size_t batches = train.batches();
+  StateSnapshot<T> snapshot(model_);
   for (std::size_t epoch = epochs_done_; epoch < options_.epochs; ++epoch) {
     model_.train();
     EpochMetrics m;
     m.epoch = epoch + 1;
     double loss_sum = 0;
     std::size_t seen = 0, correct = 0;
+    // The rate this epoch trains at (with a per-batch schedule, at its first batch).
+    m.lr = optimizer_.groups().empty() ? 0 : optimizer_.groups()[0].lr;
     auto last_draw = Clock::now() - std::chrono::seconds(1);
     const auto start = Clock::now();
     std::size_t b = 0;
+    // A failed batch (NaN or infinite loss or gradient) stops training before the optimizer
+    // step, with the model's buffers and states put back and no gradient left behind.
+    auto stop = [&](const std::string& why) {
+      snapshot.restore();
+      optimizer_.zero_grad();
+      model_.zero_grad();
+      if (progress == Progress::bar) log() << "\n";
+      throw TrainingError("training stopped at epoch " + std::to_string(epoch + 1) + ", batch " +
+                          std::to_string(b + 1) + ": " + why +
+                          "; the model keeps its weights, buffers and states from before this "
+                          "batch");
+    };
     for (const Batch<T>& batch : train.epoch(epoch)) {
       optimizer_.zero_grad();
+      snapshot.take();
       Variable<T> output = model_(batch.inputs);
       Variable<T> loss = loss_(output, batch.targets);
       const double value = static_cast<double>(loss.item());
-      if (!std::isfinite(value)) {
-        if (progress == Progress::bar) log() << "\n";
-        throw TrainingError("training stopped at epoch " + std::to_string(epoch + 1) + ", batch " +
-                            std::to_string(b + 1) + ": the loss is " +
-                            (std::isnan(value) ? "NaN" : "infinite") +
-                            "; the model keeps its weights from before this batch");
-      }
+      if (!std::isfinite(value))
+        stop(std::string("the loss is ") + (std::isnan(value) ? "NaN" : "infinite"));
       loss.backward();
       for (const auto& [name, p] : model_.named_parameters()) {
         if (!p->has_grad()) continue;
         for (T g : p->grad().value())
-          if (!std::isfinite(g))
-            throw TrainingError("training stopped at epoch " + std::to_string(epoch + 1) +
-                                ", batch " + std::to_string(b + 1) + ": the gradient of '" + name +
-                                "' is not finite; the model keeps its weights from before this "
-                                "batch");
+          if (!std::isfinite(g)) stop("the gradient of '" + name + "' is not finite");
       }
       if (options_.clip_grad_norm > 0)
         clip_grad_norm(optimizer_.parameters(), options_.clip_grad_norm);
@@ -145,7 +176,6 @@ std::vector<EpochMetrics> Trainer<T>::fit(const DataLoader<T>& train,
     if (options_.classification)
       m.train_accuracy = double(correct) / std::max<std::size_t>(seen, 1);
     m.samples_per_second = seen / std::max(m.seconds, 1e-9);
-    m.lr = optimizer_.groups().empty() ? 0 : optimizer_.groups()[0].lr;
     if (validation) {
       Evaluation e = evaluate(*validation);
       m.val_loss = e.loss;

@@ -31,7 +31,7 @@ struct EpochMetrics {
   double val_accuracy = std::numeric_limits<double>::quiet_NaN();
   double seconds = 0;             // training time of the epoch (without evaluation)
   double samples_per_second = 0;  // training throughput
-  double lr = 0;                  // learning rate of the first group at the end of the epoch
+  double lr = 0;  // learning rate of the first group the epoch trained at (at its first batch)
 };
 
 struct TrainerOptions {
@@ -71,7 +71,8 @@ class Trainer {
 
   /// Trains until options.epochs epochs are done; returns the metrics of the epochs it ran.
   /// On a NaN or infinite loss or gradient it throws TrainingError before the optimizer step, so
-  /// the model keeps the last good weights.
+  /// the model keeps the last good weights, and its buffers and states (BatchNorm's running
+  /// statistics, dropout's stream) are put back as they were before the failed batch.
   std::vector<EpochMetrics> fit(const DataLoader<T>& train,
                                 const DataLoader<T>* validation = nullptr);
 

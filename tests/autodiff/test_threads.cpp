@@ -82,4 +82,21 @@ BOOST_AUTO_TEST_CASE(pool_runs_many_batches_and_nested_calls) {
   BOOST_CHECK_THROW(ad::set_num_threads(0), ad::Error);
 }
 
+BOOST_AUTO_TEST_CASE(threads_backpropagating_graphs_that_share_a_leaf) {
+  // Two threads each run 300 forward and backward passes whose graphs share the leaf x, so both
+  // add into x.grad. Small integers keep every sum exact: the total is known exactly, and a lost
+  // update would show (ThreadSanitizer, in scripts/test, reports the race itself).
+  ad::Variable<double> x(Array<double>{1.0, 2.0, 3.0}, true);
+  const int passes = 300;
+  auto work = [&](double k) {
+    ad::Variable<double> w(Array<double>{k, 2 * k, 3 * k});
+    for (int i = 0; i < passes; ++i) ad::sum(x * w + x).backward();
+  };
+  std::thread a(work, 1.0), b(work, 2.0);
+  a.join();
+  b.join();
+  // d/dx Σ (x·w + x) = w + 1 per pass: 300·(1 + 1, 2 + 1, 3 + 1) + 300·(2 + 1, 4 + 1, 6 + 1)
+  BOOST_TEST(x.grad().value() == (Array<double>{1500.0, 2400.0, 3300.0}));
+}
+
 BOOST_AUTO_TEST_SUITE_END()

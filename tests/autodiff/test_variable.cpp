@@ -8,6 +8,7 @@
 namespace tt = boost::test_tools;
 using ad::Array;
 using V = ad::Variable<double>;
+using ad::test::leaf;
 
 BOOST_AUTO_TEST_SUITE(variable)
 
@@ -235,6 +236,35 @@ BOOST_AUTO_TEST_CASE(leaf_only_mutation) {
   BOOST_TEST(!d.requires_grad());
   BOOST_CHECK_THROW(V().value(), ad::Error);
   BOOST_CHECK_THROW(V(Array<double>{1.0, 2.0}).item(), ad::Error);
+}
+
+BOOST_AUTO_TEST_CASE(backward_through_a_changed_input_throws) {
+  // y = Σ x² recorded at x = (1, 2); then x(0) = 100. Its rule would read the new value and give
+  // 200 instead of 2: backward refuses, naming the op.
+  V x = leaf(Array<double>{1.0, 2.0});
+  V y = ad::sum(x * x);
+  const auto before = x.version();
+  x.mutable_value()(0) = 100;
+  BOOST_TEST(x.version() == before + 1);
+  BOOST_CHECK_EXCEPTION(y.backward(), ad::Error, [](const ad::Error& e) {
+    std::string m = e.what();
+    return m.find("'mul'") != std::string::npos && m.find("modified") != std::string::npos;
+  });
+  // A fresh forward pass works.
+  ad::sum(x * x).backward();
+  BOOST_TEST(x.grad().value()(0) == 200.0);
+  // So does a graph whose inputs were probed and restored by numerical_gradient.
+  V z = ad::sum(ad::tanh(x));
+  ad::numerical_gradient([&] { return ad::sum(ad::tanh(x)); }, x);
+  BOOST_CHECK_NO_THROW(z.backward());
+}
+
+BOOST_AUTO_TEST_CASE(an_optimizer_style_update_between_two_backwards_is_caught) {
+  V w = leaf(Array<double>{0.5, -0.5});
+  V loss = ad::sum(ad::exp(w));
+  loss.backward(ad::BackwardOptions{true, false});
+  for (auto& v : w.mutable_value()) v -= 0.1;  // a step, then a stale second backward
+  BOOST_CHECK_THROW(loss.backward(), ad::Error);
 }
 
 BOOST_AUTO_TEST_CASE(anomaly_mode_names_the_op) {

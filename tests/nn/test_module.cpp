@@ -94,4 +94,41 @@ BOOST_AUTO_TEST_CASE(modules_move_without_losing_parameters) {
   BOOST_TEST(b.named_parameters()[0].second->value()(1, 2) == w);
 }
 
+BOOST_AUTO_TEST_CASE(tied_weights_are_one_parameter) {
+  // b's weight tied to a's: one parameter, stepped once by -lr·g with g the sum of both uses,
+  // saved once, and loaded back into both places.
+  nn::Generator rng(5);
+  auto a = std::make_shared<nn::Linear<float>>(3, 3, rng, false);
+  auto b = std::make_shared<nn::Linear<float>>(3, 3, rng, false);
+  b->weight() = a->weight();
+  nn::Sequential<float> m(a, b);
+  BOOST_TEST(m.parameters().size() == 1u);
+  BOOST_TEST(m.named_parameters()[0].first == "0.weight");
+  BOOST_TEST(m.parameter_slots().size() == 2u);
+  BOOST_TEST(m.parameter_count() == 9u);
+  ad::Variable<float> x(ad::test::uniform<float>({2, 3}));
+  ad::sum(m(x)).backward();
+  const Array<float> w = a->weight().value(), g = a->weight().grad().value();
+  nn::SGD<float>(m.parameters(), {0.1}).step();
+  for (std::size_t i = 0; i < w.size(); ++i)
+    BOOST_TEST(a->weight().value().data()[i] == w.data()[i] - 0.1f * g.data()[i]);
+  BOOST_TEST(b->weight().value() == a->weight().value());
+  // An optimizer given the same parameter twice refuses (it would step it twice).
+  BOOST_CHECK_THROW(nn::SGD<float>({a->weight(), b->weight()}, {0.1}), ad::Error);
+}
+
+BOOST_AUTO_TEST_CASE(layers_without_bias_have_an_undefined_bias) {
+  nn::Generator rng(6);
+  nn::Linear<float> lin(3, 2, rng, false);
+  nn::Conv2d<float> conv(1, 2, 3, rng, 1, 0, false);
+  BOOST_TEST(!lin.has_bias());
+  BOOST_TEST(!conv.has_bias());
+  BOOST_TEST(!lin.bias().defined());
+  BOOST_TEST(!conv.bias().defined());
+  BOOST_TEST(lin.parameters().size() == 1u);
+  nn::Linear<float> with(3, 2, rng);
+  BOOST_TEST(with.bias().defined());
+  BOOST_TEST(with.bias().shape() == ad::Shape({2}));
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -126,6 +126,66 @@ BOOST_AUTO_TEST_CASE(nan_loss_stops_with_the_last_good_weights) {
   for (std::size_t i = 0; i < after.size(); ++i) BOOST_TEST(after[i] == before[i]);
 }
 
+BOOST_AUTO_TEST_CASE(a_nan_stop_puts_back_buffers_and_states) {
+  // A model with BatchNorm and dropout: the failed batch's forward updated the running
+  // statistics (with NaN) and advanced the dropout stream; both go back to before that batch.
+  auto data = rings(1);
+  nn::LoaderOptions lo;
+  lo.batch_size = 50;
+  nn::DataLoader<float> train(data, lo);
+  nn::Generator rng(7);
+  nn::Sequential<float> model(
+      std::make_shared<nn::Linear<float>>(2, 8, rng), std::make_shared<nn::BatchNorm1d<float>>(8),
+      std::make_shared<nn::Dropout<float>>(0.2, 3), std::make_shared<nn::Linear<float>>(8, 2, rng));
+  nn::SGD<float> opt(model.parameters(), {0.1});
+  int calls = 0;
+  std::ostringstream log;
+  nn::Trainer<float> trainer(model, opt, ce, quiet(1, log));
+  std::vector<Array<float>> buffers;
+  std::vector<nn::StateArray> states;
+  auto& first = dynamic_cast<nn::Linear<float>&>(*model[0]);
+  trainer.on_batch_end = [&](std::size_t, std::size_t, double) {
+    buffers.clear();
+    states.clear();
+    for (const auto& [name, b] : model.named_buffers()) buffers.push_back(*b);
+    for (const auto& [name, st] : model.named_states()) states.push_back(*st);
+    // After the 3rd batch the first layer's bias turns NaN: the 4th batch's BatchNorm input is.
+    if (++calls == 3) first.bias().mutable_value()(0) = std::numeric_limits<float>::quiet_NaN();
+  };
+  BOOST_CHECK_THROW(trainer.fit(train), nn::TrainingError);
+  const auto now = model.named_buffers();
+  BOOST_REQUIRE(now.size() == buffers.size());
+  for (std::size_t i = 0; i < now.size(); ++i) {
+    BOOST_TEST(*now[i].second == buffers[i]);
+    for (float v : *now[i].second) BOOST_TEST(std::isfinite(v));
+  }
+  const auto st = model.named_states();
+  for (std::size_t i = 0; i < st.size(); ++i) BOOST_TEST(*st[i].second == states[i]);
+  for (const auto& p : model.parameters()) BOOST_TEST(!p.has_grad());
+}
+
+BOOST_AUTO_TEST_CASE(the_csv_logs_the_rate_the_epoch_trained_at) {
+  auto data = rings(1);
+  nn::LoaderOptions lo;
+  lo.batch_size = 100;
+  nn::DataLoader<float> train(data, lo);
+  auto model = mlp(2);
+  nn::SGD<float> opt(model->parameters(), {0.4});
+  nn::Scheduler<float> scheduler(opt, std::make_shared<nn::StepSchedule>(1, 0.5));
+  std::ostringstream log;
+  nn::Trainer<float> trainer(*model, opt, ce, quiet(3, log));
+  trainer.set_scheduler(&scheduler);
+  std::vector<double> seen;
+  trainer.on_batch_end = [&](std::size_t, std::size_t b, double) {
+    if (b == 1) seen.push_back(opt.groups()[0].lr);
+  };
+  auto metrics = trainer.fit(train);
+  BOOST_REQUIRE(metrics.size() == 3u);
+  for (std::size_t e = 0; e < 3; ++e) BOOST_TEST(metrics[e].lr == seen[e]);
+  BOOST_TEST(metrics[0].lr == 0.4, tt::tolerance(1e-12));
+  BOOST_TEST(metrics[2].lr == 0.1, tt::tolerance(1e-12));
+}
+
 BOOST_AUTO_TEST_CASE(same_seed_bit_identical) {
   auto run = [](std::uint64_t seed) {
     auto data = rings(1);

@@ -1,0 +1,103 @@
+// Every public op is compiled into the library for float and double: this program takes the
+// address of each, so an op left out of its file's instantiation list fails to link here
+// instead of in a user's program.
+#include <boost/test/unit_test.hpp>
+
+#include "helpers.hpp"
+
+namespace {
+
+using Fn = void (*)();
+
+template <class F>
+Fn address(F f) {
+  return reinterpret_cast<Fn>(f);
+}
+
+template <class T>
+std::vector<Fn> ops() {
+  using V = ad::Variable<T>;
+  using std::size_t;
+  using Unary = V (*)(const V&);
+  using Binary = V (*)(const V&, const V&);
+  using Axes = V (*)(const V&, const std::vector<long>&, bool);
+  return {
+      address<Binary>(&ad::add<T>),
+      address<Binary>(&ad::sub<T>),
+      address<Binary>(&ad::mul<T>),
+      address<Binary>(&ad::div<T>),
+      address<Unary>(&ad::neg<T>),
+      address<V (*)(const V&, double, double)>(&ad::affine<T>),
+      address<Binary>(&ad::pow<T>),
+      address<V (*)(const V&, double)>(&ad::pow<T>),
+      address<V (*)(const ad::Mask&, const V&, const V&)>(&ad::where<T>),
+      address<Binary>(&ad::maximum<T>),
+      address<Binary>(&ad::minimum<T>),
+      address<Unary>(&ad::exp<T>),
+      address<Unary>(&ad::log<T>),
+      address<Unary>(&ad::sqrt<T>),
+      address<Unary>(&ad::abs<T>),
+      address<Unary>(&ad::tanh<T>),
+      address<Unary>(&ad::sigmoid<T>),
+      address<Unary>(&ad::relu<T>),
+      address<V (*)(const V&, double)>(&ad::leaky_relu<T>),
+      address<Unary>(&ad::softplus<T>),
+      address<V (*)(const V&, double, double)>(&ad::clamp<T>),
+      address<Unary>(&ad::erf<T>),
+      address<Unary>(&ad::square<T>),
+      address<V (*)(const V&, const V&, bool, bool)>(&ad::matmul<T>),
+      address<V (*)(const V&, const V&, const V&)>(&ad::linear<T>),
+      address<V (*)(const V&, const V&, size_t, size_t)>(&ad::conv2d<T>),
+      address<V (*)(const V&, const V&, const V&, size_t, size_t)>(&ad::conv2d<T>),
+      address<V (*)(const V&, const V&, const ad::Shape&, size_t, size_t)>(
+          &ad::conv2d_input_grad<T>),
+      address<V (*)(const V&, const V&, const ad::Shape&, size_t, size_t)>(
+          &ad::conv2d_weight_grad<T>),
+      address<V (*)(const V&, size_t, size_t, size_t)>(&ad::max_pool2d<T>),
+      address<V (*)(const V&, size_t, size_t, size_t)>(&ad::avg_pool2d<T>),
+      address<V (*)(const V&, const ad::Shape&, size_t, size_t, size_t)>(&ad::avg_pool2d_grad<T>),
+      address<V (*)(const V&, const ad::Shape&)>(&ad::reshape<T>),
+      address<V (*)(const V&, long, long)>(&ad::flatten<T>),
+      address<V (*)(const V&, const std::vector<size_t>&)>(&ad::permute<T>),
+      address<V (*)(const V&, long, long)>(&ad::transpose<T>),
+      address<V (*)(const V&, long, size_t, size_t, size_t)>(&ad::slice<T>),
+      address<V (*)(const V&, const ad::Shape&, long, size_t, size_t)>(&ad::unslice<T>),
+      address<V (*)(const V&, long, const std::vector<size_t>&)>(&ad::index_select<T>),
+      address<V (*)(const V&, const ad::Shape&, long, const std::vector<size_t>&)>(
+          &ad::index_add<T>),
+      address<V (*)(const V&, long, const ad::Index&)>(&ad::gather<T>),
+      address<V (*)(const V&, const ad::Shape&, long, const ad::Index&)>(&ad::scatter_add<T>),
+      address<V (*)(const std::vector<V>&, long)>(&ad::concatenate<T>),
+      address<V (*)(const std::vector<V>&, long)>(&ad::stack<T>),
+      address<V (*)(const V&, const ad::Shape&)>(&ad::broadcast_to<T>),
+      address<V (*)(const V&, const ad::Shape&)>(&ad::sum_to<T>),
+      address<Unary>(&ad::sum<T>),
+      address<Axes>(&ad::sum<T>),
+      address<Unary>(&ad::mean<T>),
+      address<Axes>(&ad::mean<T>),
+      address<Unary>(&ad::max<T>),
+      address<Axes>(&ad::max<T>),
+      address<Unary>(&ad::min<T>),
+      address<Axes>(&ad::min<T>),
+      address<Axes>(&ad::log_sum_exp<T>),
+      address<V (*)(const V&, long)>(&ad::log_softmax<T>),
+      address<V (*)(const V&, long)>(&ad::softmax<T>),
+      address<Binary>(&ad::squared_distance<T>),
+      address<V (*)(const V&, const std::vector<size_t>&, double)>(&ad::softmax_cross_entropy<T>),
+  };
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(linked)
+
+BOOST_AUTO_TEST_CASE(every_public_op_for_float_and_double) {
+  auto f = ops<float>(), d = ops<double>();
+  BOOST_TEST(f.size() == d.size());
+  for (std::size_t i = 0; i < f.size(); ++i) {
+    BOOST_TEST(f[i] != nullptr);
+    BOOST_TEST(d[i] != nullptr);
+  }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
