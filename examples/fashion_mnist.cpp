@@ -27,7 +27,7 @@ struct Options {
   std::uint64_t seed = 1;
   int threads = ad::default_num_threads();
   std::string data_dir = nn::datasets::fashion_mnist_dir, checkpoint, metrics_csv, plot;
-  bool resume = false, quiet = false;
+  bool resume = false, reset_optimizer = false, quiet = false;
 };
 
 std::unique_ptr<nn::Optimizer<float>> make_optimizer(const Options& o,
@@ -117,10 +117,12 @@ int run(const Options& o) {
   nn::Trainer<float> trainer(
       *model, *optimizer, [](const F& out, const F& y) { return nn::cross_entropy(out, y); }, to);
   trainer.set_scheduler(&scheduler);
+  if (opt.reset_optimizer && !opt.resume) throw ad::Error("--reset-optimizer needs --resume");
   if (opt.resume) {
     if (opt.checkpoint.empty()) throw ad::Error("--resume needs --checkpoint PATH");
-    trainer.resume(opt.checkpoint);
+    trainer.resume(opt.checkpoint, opt.reset_optimizer);
     std::cout << "resumed from '" << opt.checkpoint << "' after epoch " << trainer.epochs_done()
+              << (opt.reset_optimizer ? " (--reset-optimizer: the optimizer starts afresh)" : "")
               << "\n";
   }
   trainer.fit(train, &test);
@@ -143,28 +145,35 @@ int main(int argc, char** argv) {
       "fashion_mnist: train an MLP or a CNN on Fashion-MNIST (IDX files, .gz or raw)\nOptions");
   desc.add_options()("help,h", "show this help")(
       "model", po::value(&o.model)->default_value(o.model), "mlp (784-256-128-10) or cnn")(
-      "epochs", po::value(&o.epochs)->default_value(o.epochs), "total number of epochs")(
-      "batch-size", po::value(&o.batch)->default_value(o.batch), "mini-batch size")(
-      "lr", po::value(&o.lr), "learning rate (default: 0.05 for sgd, 1e-3 otherwise)")(
+      "epochs", examples::number(&o.epochs, std::size_t{1}, std::size_t{100000}, "epochs"),
+      "total number of epochs")(
+      "batch-size", examples::number(&o.batch, std::size_t{1}, std::size_t{1000000}, "batch-size"),
+      "mini-batch size")("lr", examples::optional_number(&o.lr, 1e-12, 1e3, "lr"),
+                         "learning rate (default: 0.05 for sgd, 1e-3 otherwise)")(
       "optimizer", po::value(&o.optimizer)->default_value(o.optimizer),
-      "sgd, adam, adamw or rmsprop")(
-      "momentum", po::value(&o.momentum)->default_value(o.momentum, examples::text(o.momentum)),
-      "momentum of sgd and rmsprop")(
-      "weight-decay",
-      po::value(&o.weight_decay)->default_value(o.weight_decay, examples::text(o.weight_decay)),
-      "weight decay")("schedule", po::value(&o.schedule)->default_value(o.schedule),
-                      "learning-rate schedule over the epochs: cosine, step or none")(
-      "seed", po::value(&o.seed)->default_value(o.seed), "seed of the weights and the shuffling")(
-      "threads", po::value(&o.threads)->default_value(o.threads),
-      "BLAS threads (default: $AD_NUM_THREADS or 1)")(
+      "sgd, adam, adamw or rmsprop")("momentum",
+                                     examples::number(&o.momentum, 0.0, 0.9999, "momentum"),
+                                     "momentum of sgd and rmsprop")(
+      "weight-decay", examples::number(&o.weight_decay, 0.0, 1e3, "weight-decay"), "weight decay")(
+      "schedule", po::value(&o.schedule)->default_value(o.schedule),
+      "learning-rate schedule over the epochs: cosine, step or none")(
+      "seed", examples::number(&o.seed, std::uint64_t{0}, ~std::uint64_t{0}, "seed"),
+      "seed of the weights and the shuffling")("threads",
+                                               examples::number(&o.threads, 1, 1024, "threads"),
+                                               "BLAS threads (default: $AD_NUM_THREADS or 1)")(
       "data-dir", po::value(&o.data_dir)->default_value(o.data_dir),
-      "folder with the four IDX files")("limit", po::value(&o.limit)->default_value(o.limit),
-                                        "use only the first N training images (0: all)")(
-      "test-limit", po::value(&o.test_limit)->default_value(o.test_limit),
+      "folder with the four IDX files")(
+      "limit", examples::number(&o.limit, std::size_t{0}, std::size_t{1} << 40, "limit"),
+      "use only the first N training images (0: all)")(
+      "test-limit",
+      examples::number(&o.test_limit, std::size_t{0}, std::size_t{1} << 40, "test-limit"),
       "use only the first N test images (0: all)")(
       "checkpoint", po::value(&o.checkpoint),
       "save model and optimizer here (.npz) after every epoch")(
       "resume", po::bool_switch(&o.resume), "continue from --checkpoint")(
+      "reset-optimizer", po::bool_switch(&o.reset_optimizer),
+      "with --resume: start the optimizer afresh instead of loading its state (to switch "
+      "optimizers, or from a checkpoint saved without one)")(
       "metrics-csv", po::value(&o.metrics_csv), "write the metrics per epoch to this CSV")(
       "plot", po::value(&o.plot), "plot loss and accuracy curves to this .png or .svg")(
       "quiet", po::bool_switch(&o.quiet), "one line per epoch, no progress bar");

@@ -112,9 +112,11 @@ int main(int argc, char** argv) {
   po::options_description desc(
       "gradcheck_custom: check a custom op's backward against central differences\nOptions");
   desc.add_options()("help,h", "show this help")(
-      "hidden", po::value(&hidden)->default_value(hidden), "hidden units of the timing MLP")(
-      "batch", po::value(&batch)->default_value(batch), "batch size of the timing MLP")(
-      "seed", po::value(&seed)->default_value(seed), "random seed");
+      "hidden", examples::number(&hidden, std::size_t{1}, std::size_t{10000}, "hidden"),
+      "hidden units of the timing MLP")(
+      "batch", examples::number(&batch, std::size_t{1}, std::size_t{100000}, "batch"),
+      "batch size of the timing MLP")(
+      "seed", examples::number(&seed, std::uint64_t{0}, ~std::uint64_t{0}, "seed"), "random seed");
   return examples::run_program("gradcheck_custom", argc, argv, desc,
                                [&] { return run(hidden, batch, seed); });
 }

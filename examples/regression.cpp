@@ -179,15 +179,20 @@ int main(int argc, char** argv) {
   desc.add_options()("help,h", "show this help")(
       "csv", po::value(&o.csv), "a CSV file with a header row (default: a generated noisy curve)")(
       "target", po::value(&o.target), "the CSV column to predict from the others")(
-      "epochs", po::value(&o.epochs)->default_value(o.epochs), "epochs")(
-      "batch-size", po::value(&o.batch)->default_value(o.batch), "mini-batch size")(
-      "hidden", po::value(&o.hidden)->default_value(o.hidden), "hidden units per layer")(
-      "lr", po::value(&o.lr)->default_value(o.lr, examples::text(o.lr)), "Adam learning rate")(
-      "points", po::value(&o.points)->default_value(o.points), "points of the generated curve")(
-      "noise", po::value(&o.noise)->default_value(o.noise, examples::text(o.noise)),
-      "noise deviation of the generated curve")("seed", po::value(&o.seed)->default_value(o.seed),
-                                                "random seed")(
-      "threads", po::value(&o.threads)->default_value(o.threads), "BLAS threads")(
+      "epochs", examples::number(&o.epochs, std::size_t{1}, std::size_t{1000000}, "epochs"),
+      "epochs")("batch-size",
+                examples::number(&o.batch, std::size_t{1}, std::size_t{10000000}, "batch-size"),
+                "mini-batch size")(
+      "hidden", examples::number(&o.hidden, std::size_t{1}, std::size_t{100000}, "hidden"),
+      "hidden units per layer")("lr", examples::number(&o.lr, 1e-12, 1e3, "lr"),
+                                "Adam learning rate")(
+      "points", examples::number(&o.points, std::size_t{2}, std::size_t{100000000}, "points"),
+      "points of the generated curve")("noise", examples::number(&o.noise, 0.0, 1e6, "noise"),
+                                       "noise deviation of the generated curve")(
+      "seed",
+      examples::number(&o.seed, decltype(o.seed){0}, std::numeric_limits<decltype(o.seed)>::max(),
+                       "seed"),
+      "random seed")("threads", examples::number(&o.threads, 1, 1024, "threads"), "BLAS threads")(
       "plot", po::value(&o.plot), "plot the error and the fit to this .png or .svg");
   return examples::run_program("regression", argc, argv, desc, [&] { return run(o); });
 }

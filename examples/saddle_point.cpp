@@ -223,17 +223,19 @@ int main(int argc, char** argv) {
   po::options_description desc(
       "saddle_point: gradient descent stalls at a saddle; the Hessian from the tape escapes it\n"
       "Options");
-  desc.add_options()("help,h", "show this help")(
-      "lr", po::value(&o.lr)->default_value(o.lr, examples::text(o.lr)), "learning rate")(
-      "steps", po::value(&o.steps)->default_value(o.steps), "gradient steps")(
-      "momentum", po::value(&o.momentum)->default_value(o.momentum, examples::text(o.momentum)),
-      "momentum of the comparison")(
-      "noise", po::value(&o.noise)->default_value(o.noise, examples::text(o.noise)),
-      "deviation of the gradient noise")(
-      "escape", po::value(&o.escape)->default_value(o.escape, examples::text(o.escape)),
-      "length of the escape step")("seed", po::value(&o.seed)->default_value(o.seed),
-                                   "random seed")("csv", po::value(&o.csv)->default_value(o.csv),
-                                                  "where to write the trajectories")(
+  desc.add_options()("help,h", "show this help")("lr", examples::number(&o.lr, 1e-12, 10.0, "lr"),
+                                                 "learning rate")(
+      "steps",
+      examples::number(&o.steps, decltype(o.steps){1}, decltype(o.steps){10000000}, "steps"),
+      "gradient steps")("momentum", examples::number(&o.momentum, 0.0, 0.9999, "momentum"),
+                        "momentum of the comparison")(
+      "noise", examples::number(&o.noise, 0.0, 1e3, "noise"), "deviation of the gradient noise")(
+      "escape", examples::number(&o.escape, 0.0, 1e3, "escape"), "length of the escape step")(
+      "seed",
+      examples::number(&o.seed, decltype(o.seed){0}, std::numeric_limits<decltype(o.seed)>::max(),
+                       "seed"),
+      "random seed")("csv", po::value(&o.csv)->default_value(o.csv),
+                     "where to write the trajectories")(
       "plot", po::value(&o.plot)->default_value(o.plot),
       "where to plot them (.png or .svg; '' for none)");
   return examples::run_program("saddle_point", argc, argv, desc, [&] { return run(o); });

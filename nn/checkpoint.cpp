@@ -37,6 +37,10 @@ void save_checkpoint(const std::string& path, const Module<T>& model, const Opti
   for (const auto& [name, s] : model.named_states())
     entries.emplace_back(name, npz::from_array(*s));
   if (optimizer) {
+    const std::string& type = optimizer->name();
+    Array<std::uint8_t> bytes = Array<std::uint8_t>::from_shape({type.size()});
+    std::copy(type.begin(), type.end(), bytes.begin());
+    entries.emplace_back("optimizer/type", npz::from_array(bytes));
     const auto names = optimizer_names(model, *optimizer);
     for (std::size_t i = 0; i < names.size(); ++i) {
       const ParamState<T>& s = optimizer->state()[i];
@@ -52,7 +56,8 @@ void save_checkpoint(const std::string& path, const Module<T>& model, const Opti
 }
 
 template <class T>
-Meta load_checkpoint(const std::string& path, Module<T>& model, Optimizer<T>* optimizer) {
+Meta load_checkpoint(const std::string& path, Module<T>& model, Optimizer<T>* optimizer,
+                     const LoadOptions& options) {
   auto entries = npz::load(path);
   std::map<std::string, const npz::Entry*> by_name;
   for (const auto& [name, e] : entries) by_name[name] = &e;
@@ -81,7 +86,24 @@ Meta load_checkpoint(const std::string& path, Module<T>& model, Optimizer<T>* op
     auto a = npz::to_array<StateArray>(take(name, s->shape()), name, path);
     writes.push_back([s = s, a = std::move(a)]() mutable { *s = std::move(a); });
   }
-  if (optimizer) {
+  bool has_optimizer_state = false;
+  for (const auto& [name, e] : entries)
+    has_optimizer_state |= name.compare(0, 10, "optimizer/") == 0;
+  if (optimizer && !options.reset_optimizer) {
+    if (!has_optimizer_state)
+      fail("'", path,
+           "' holds no optimizer state (it was saved without an optimizer); start the "
+           "optimizer afresh explicitly (LoadOptions::reset_optimizer, --reset-optimizer)");
+    auto it = by_name.find("optimizer/type");
+    if (it == by_name.end() || it->second->shape.size() != 1)
+      fail("'", path, "': entry 'optimizer/type' (the optimizer's name) is missing or not 1-D");
+    const auto bytes = npz::to_array<Array<std::uint8_t>>(*it->second, "optimizer/type", path);
+    const std::string type(bytes.begin(), bytes.end());
+    used.insert("optimizer/type");
+    if (type != optimizer->name())
+      fail("'", path, "' holds the state of a ", type, " optimizer, not of ", optimizer->name(),
+           "; resume with the same optimizer, or start it afresh explicitly "
+           "(LoadOptions::reset_optimizer, --reset-optimizer)");
     const auto names = optimizer_names(model, *optimizer);
     const auto params = optimizer->parameters();
     std::vector<ParamState<T>> states(names.size());
@@ -107,12 +129,14 @@ Meta load_checkpoint(const std::string& path, Module<T>& model, Optimizer<T>* op
   for (const auto& [name, e] : entries) {
     if (name.compare(0, 5, "meta/") == 0) {
       meta[name.substr(5)] = npz::to_array<Array<double>>(take(name, Shape{}), name, path)();
-    } else if (!used.count(name) && !(name.compare(0, 10, "optimizer/") == 0 && !optimizer)) {
+    } else if (!used.count(name) && !(name.compare(0, 10, "optimizer/") == 0 &&
+                                      (!optimizer || options.reset_optimizer))) {
       fail("'", path, "': unexpected entry '", name,
            "' (the model has no such parameter, buffer "
            "or state)");
     }
   }
+  if (options.check_meta) options.check_meta(meta);
   for (auto& w : writes) w();
   return meta;
 }
@@ -121,7 +145,9 @@ template void save_checkpoint(const std::string&, const Module<float>&, const Op
                               const Meta&);
 template void save_checkpoint(const std::string&, const Module<double>&, const Optimizer<double>*,
                               const Meta&);
-template Meta load_checkpoint(const std::string&, Module<float>&, Optimizer<float>*);
-template Meta load_checkpoint(const std::string&, Module<double>&, Optimizer<double>*);
+template Meta load_checkpoint(const std::string&, Module<float>&, Optimizer<float>*,
+                              const LoadOptions&);
+template Meta load_checkpoint(const std::string&, Module<double>&, Optimizer<double>*,
+                              const LoadOptions&);
 
 }  // namespace ad::nn

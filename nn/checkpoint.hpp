@@ -5,9 +5,11 @@
 //   <dotted name>                  every parameter, buffer (float32/64) and state (uint64) of the
 //   model optimizer/<param>/<buffer>     the optimizer's per-parameter buffers (e.g.
 //   momentum_buffer) optimizer/<param>/step         its per-parameter step count (uint64, 0-d)
+//   optimizer/type                 the optimizer's name ("SGD", "Adam", ...) as uint8 bytes
 //   meta/<key>                     named numbers such as the epoch (float64, 0-d)
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 
@@ -24,11 +26,21 @@ template <class T>
 void save_checkpoint(const std::string& path, const Module<T>& model,
                      const Optimizer<T>* optimizer = nullptr, const Meta& meta = {});
 
+struct LoadOptions {
+  /// Start the optimizer afresh instead of loading its state: needed to resume with another
+  /// kind of optimizer, or from a checkpoint saved without one. Without it, both are errors.
+  bool reset_optimizer = false;
+  /// Called with the meta values before anything is written; it throws to refuse them.
+  std::function<void(const Meta&)> check_meta;
+};
+
 /// Loads into `model` (and `optimizer`, when given) and returns the meta numbers. Everything is
-/// checked before anything is written: a missing or unexpected entry, a wrong shape or dtype, or a
-/// corrupt or truncated archive throws ad::Error naming the entry and the file, and leaves the
-/// model and optimizer untouched.
+/// checked before anything is written: a missing or unexpected entry, a wrong shape or dtype,
+/// optimizer state of another kind of optimizer (or none at all), or a corrupt or truncated
+/// archive throws ad::Error naming the entry and the file, and leaves the model and optimizer
+/// untouched.
 template <class T>
-Meta load_checkpoint(const std::string& path, Module<T>& model, Optimizer<T>* optimizer = nullptr);
+Meta load_checkpoint(const std::string& path, Module<T>& model, Optimizer<T>* optimizer = nullptr,
+                     const LoadOptions& options = {});
 
 }  // namespace ad::nn

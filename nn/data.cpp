@@ -76,7 +76,10 @@ Batch<T> DataLoader<T>::batch(const std::vector<std::size_t>& order, std::size_t
   Array<T> x = Array<T>::from_shape(xs);
   Array<T> y = Array<T>::from_shape(ys);
   fill_(order.data() + begin, count, x.data(), y.data());
-  return Batch<T>{Variable<T>(std::move(x)), Variable<T>(std::move(y))};
+  return Batch<T>{
+      Variable<T>(std::move(x)), Variable<T>(std::move(y)),
+      std::vector<std::size_t>(order.begin() + static_cast<std::ptrdiff_t>(begin),
+                               order.begin() + static_cast<std::ptrdiff_t>(begin + count))};
 }
 
 template class Dataset<float>;

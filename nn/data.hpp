@@ -34,11 +34,13 @@ class Dataset {
   double scale_;
 };
 
-/// A mini-batch: inputs (B, ...) and targets (B, ...).
+/// A mini-batch: inputs (B, ...) and targets (B, ...), and where each row came from.
 template <class T = float>
 struct Batch {
   Variable<T> inputs;
   Variable<T> targets;
+  /// The position in the dataset of each row's sample (for messages that name a sample).
+  std::vector<std::size_t> samples;
 };
 
 struct LoaderOptions {

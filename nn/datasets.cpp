@@ -4,6 +4,7 @@
 #include <boost/iostreams/filtering_streambuf.hpp>
 
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -30,15 +31,20 @@ std::size_t read_some(std::istream& in, char* to, std::size_t n) {
 }  // namespace
 
 Array<std::uint8_t> read_idx(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) fail("cannot read '", path, "': it is a directory");
   std::ifstream file(path, std::ios::binary);
   if (!file) fail("cannot open '", path, "': ", std::strerror(errno));
+  const std::uintmax_t file_size = fs::file_size(path, ec);
+  if (ec) fail("cannot read '", path, "': ", ec.message());
   const int b0 = file.get(), b1 = file.get();
   file.clear();
   file.seekg(0);
-  // Decompressed on the fly when the file starts with the gzip magic (1f 8b); the header gives
-  // the size, so the data goes straight into its array, with no whole-file buffer.
+  // Decompressed on the fly when the file starts with the gzip magic (1f 8b).
+  const bool gzip = b0 == 0x1f && b1 == 0x8b;
   io::filtering_istreambuf buffer;
-  if (b0 == 0x1f && b1 == 0x8b) buffer.push(io::gzip_decompressor());
+  if (gzip) buffer.push(io::gzip_decompressor());
   buffer.push(file);
   std::istream in(&buffer);
   in.exceptions(std::ios::badbit);
@@ -50,12 +56,31 @@ Array<std::uint8_t> read_idx(const std::string& path) {
       fail("'", path, "': IDX element type 0x", std::hex, int(static_cast<unsigned char>(head[2])),
            std::dec, " is not unsigned bytes (0x08)");
     const std::size_t ndim = static_cast<unsigned char>(head[3]);
+    if (ndim == 0 || ndim > 8) fail("'", path, "': IDX header with ", ndim, " dimensions (1 to 8)");
     std::vector<char> dims(4 * ndim);
-    if (ndim == 0 || read_some(in, dims.data(), dims.size()) < dims.size())
+    if (read_some(in, dims.data(), dims.size()) < dims.size())
       fail("'", path, "': IDX header truncated (", ndim, " dimensions)");
     Shape shape;
-    for (std::size_t d = 0; d < ndim; ++d) shape.push_back(big_endian(dims.data() + 4 * d));
-    const std::size_t want = shape_size(shape);
+    std::size_t want = 1;
+    bool overflow = false;
+    for (std::size_t d = 0; d < ndim; ++d) {
+      shape.push_back(big_endian(dims.data() + 4 * d));
+      overflow = overflow || __builtin_mul_overflow(want, shape.back(), &want);
+    }
+    // The data the header claims, against the bytes really there, before allocating it: exactly
+    // the rest of a raw file; for gzip at most what deflate can expand the file to (1032:1).
+    const std::uintmax_t header = 4 + 4 * ndim;
+    const std::string need = "dimensions " + shape_str(shape) + " need " +
+                             (overflow ? std::string("more bytes than can be counted")
+                                       : std::to_string(want) + " bytes") +
+                             " of data";
+    if (gzip && (overflow || want > file_size * 1032))
+      fail("'", path, "': ", need, ", more than the ", file_size, "-byte gzip file can hold");
+    if (!gzip && (overflow || want != file_size - std::min(file_size, header)))
+      fail("'", path, "': ", need, ", the file has ",
+           overflow || want > file_size - std::min(file_size, header)
+               ? "only " + std::to_string(file_size - std::min(file_size, header)) + " (truncated)"
+               : "more");
     Array<std::uint8_t> out = Array<std::uint8_t>::from_shape(shape);
     const std::size_t got = read_some(in, reinterpret_cast<char*>(out.data()), want);
     char extra[1];
@@ -110,6 +135,8 @@ std::shared_ptr<Dataset<std::uint8_t>> mnist_dataset(const ImageSplit& split, bo
 }
 
 CsvTable read_csv(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) fail("cannot read '", path, "': it is a directory");
   std::ifstream file(path);
   if (!file) fail("cannot open '", path, "': ", std::strerror(errno));
   auto split = [](const std::string& line) {
@@ -129,6 +156,8 @@ CsvTable read_csv(const std::string& path) {
   std::size_t line_no = 0;
   while (std::getline(file, line)) {
     ++line_no;
+    // A UTF-8 byte-order mark (as spreadsheet programs write) is not part of the first name.
+    if (line_no == 1 && line.compare(0, 3, "\xEF\xBB\xBF") == 0) line.erase(0, 3);
     if (line.find_first_not_of(" \t\r") != std::string::npos) break;
   }
   table.columns = split(line);
@@ -144,11 +173,19 @@ CsvTable read_csv(const std::string& path) {
       fail("'", path, "' line ", line_no, ": ", fields.size(), " fields, the header has ",
            table.columns.size());
     for (std::size_t c = 0; c < fields.size(); ++c) {
+      auto where = [&]() {
+        std::ostringstream os;
+        os << "'" << path << "' line " << line_no << ", column " << c + 1 << " ('"
+           << table.columns[c] << "'): '" << fields[c] << "'";
+        return os.str();
+      };
       char* end = nullptr;
+      errno = 0;
       const double v = std::strtod(fields[c].c_str(), &end);
-      if (fields[c].empty() || *end != '\0')
-        fail("'", path, "' line ", line_no, ", column '", table.columns[c], "': '", fields[c],
-             "' is not a number");
+      if (fields[c].empty() || *end != '\0') fail(where(), " is not a number");
+      if (!std::isfinite(v))
+        fail(where(), errno == ERANGE ? " is out of the range of a double"
+                                      : " is not a finite number (NaN and infinity are refused)");
       values.push_back(v);
     }
     ++rows;

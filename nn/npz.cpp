@@ -2,11 +2,17 @@
 
 #include <zip.h>
 
-#include <unistd.h>
+#include <cctype>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <limits>
 #include <memory>
+#include <optional>
+#include <set>
+#include <tuple>
+
+#include "nn/atomic_write.hpp"
 
 namespace ad::nn::npz {
 
@@ -66,69 +72,171 @@ std::vector<char> to_npy(const Entry& e) {
   fail("'", file, "': entry '", name, "' is not a valid .npy array: ", why);
 }
 
-/// Parses .npy bytes (versions 1 to 3, C order).
-Entry from_npy(const std::vector<char>& bytes, const std::string& file, const std::string& name) {
-  if (bytes.size() < 10 || std::memcmp(bytes.data(), "\x93NUMPY", 6) != 0)
-    bad_entry(file, name, "no .npy magic");
+/// The header dictionary of a .npy file, a Python literal such as
+/// {'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }, parsed strictly: anything else
+/// throws naming the entry, the file and the position.
+class HeaderParser {
+ public:
+  HeaderParser(const std::string& text, const std::string& file, const std::string& name)
+      : s_(text), file_(file), name_(name) {}
+
+  /// The dtype and shape; the array must be in C order.
+  std::pair<std::string, Shape> parse() {
+    bool have_descr = false, have_order = false, have_shape = false;
+    std::string descr;
+    Shape shape;
+    expect('{');
+    while (true) {
+      skip_space();
+      if (peek() == '}') break;
+      const std::string key = quoted();
+      expect(':');
+      bool* seen = key == "descr"           ? &have_descr
+                   : key == "fortran_order" ? &have_order
+                   : key == "shape"         ? &have_shape
+                                            : nullptr;
+      if (!seen) error("unknown key '" + key + "'");
+      if (*seen) error("'" + key + "' appears twice");
+      *seen = true;
+      if (key == "descr") {
+        descr = quoted();
+      } else if (key == "fortran_order") {
+        if (word() != "False") error("stored in Fortran order, which is not supported");
+      } else {
+        shape = tuple();
+      }
+      skip_space();
+      if (peek() == ',') {
+        ++at_;
+        continue;
+      }
+      if (peek() != '}') error("',' or '}' expected");
+    }
+    ++at_;
+    skip_space();
+    if (at_ != s_.size()) error("text after the closing '}'");
+    if (!have_descr) error("the header has no 'descr'");
+    if (!have_order) error("the header has no 'fortran_order'");
+    if (!have_shape) error("the header has no 'shape'");
+    return {descr, shape};
+  }
+
+ private:
+  [[noreturn]] void error(const std::string& why) const {
+    bad_entry(file_, name_,
+              "malformed header (" + why + " at character " + std::to_string(at_) + ")");
+  }
+  char peek() const { return at_ < s_.size() ? s_[at_] : '\0'; }
+  void skip_space() {
+    while (at_ < s_.size() && (s_[at_] == ' ' || s_[at_] == '\n' || s_[at_] == '\t')) ++at_;
+  }
+  void expect(char c) {
+    skip_space();
+    if (peek() != c) error(std::string("'") + c + "' expected");
+    ++at_;
+  }
+  std::string quoted() {
+    skip_space();
+    const char q = peek();
+    if (q != '\'' && q != '"') error("a quoted string expected");
+    const std::size_t close = s_.find(q, at_ + 1);
+    if (close == std::string::npos) error("unterminated string");
+    std::string out = s_.substr(at_ + 1, close - at_ - 1);
+    at_ = close + 1;
+    return out;
+  }
+  std::string word() {
+    skip_space();
+    const std::size_t begin = at_;
+    while (at_ < s_.size() && std::isalpha(static_cast<unsigned char>(s_[at_]))) ++at_;
+    return s_.substr(begin, at_ - begin);
+  }
+  /// (), (3,), (3, 4) ...: each dimension a decimal number that fits in 64 bits.
+  Shape tuple() {
+    expect('(');
+    Shape shape;
+    while (true) {
+      skip_space();
+      if (peek() == ')') break;
+      if (!std::isdigit(static_cast<unsigned char>(peek()))) error("a dimension expected");
+      std::uint64_t d = 0;
+      while (std::isdigit(static_cast<unsigned char>(peek()))) {
+        const std::uint64_t digit = static_cast<std::uint64_t>(s_[at_++] - '0');
+        if (d > (std::numeric_limits<std::uint64_t>::max() - digit) / 10)
+          error("dimension too large");
+        d = d * 10 + digit;
+      }
+      if (shape.size() == 32) error("more than 32 dimensions");
+      shape.push_back(static_cast<std::size_t>(d));
+      skip_space();
+      if (peek() == ',') {
+        ++at_;
+        continue;
+      }
+      if (peek() != ')') error("',' or ')' expected in the shape");
+    }
+    ++at_;
+    return shape;
+  }
+
+  const std::string& s_;
+  const std::string& file_;
+  const std::string& name_;
+  std::size_t at_ = 0;
+};
+
+/// a·b, or nullopt when it overflows.
+std::optional<std::size_t> checked_mul(std::size_t a, std::size_t b) {
+  if (b != 0 && a > std::numeric_limits<std::size_t>::max() / b) return std::nullopt;
+  return a * b;
+}
+
+/// The bytes of data a shape of a dtype holds; throws when the count overflows.
+std::size_t data_bytes(const Shape& shape, std::size_t item, const std::string& file,
+                       const std::string& name) {
+  std::optional<std::size_t> n = item;
+  for (auto d : shape)
+    if (n) n = checked_mul(*n, d);
+  if (!n)
+    bad_entry(file, name, "shape " + shape_str(shape) + " holds more bytes than can be counted");
+  return *n;
+}
+
+/// The fixed part of a .npy file: magic, version, header length.
+struct Preamble {
+  std::size_t size = 0;        // 10 (version 1) or 12 (versions 2 and 3)
+  std::size_t header_len = 0;  // the length of the header dictionary that follows
+};
+
+/// Parses the preamble from the first bytes of an entry (at least 12 of them, or all there are).
+Preamble parse_preamble(const char* bytes, std::size_t n, const std::string& file,
+                        const std::string& name) {
+  if (n < 10 || std::memcmp(bytes, "\x93NUMPY", 6) != 0) bad_entry(file, name, "no .npy magic");
   const int major = static_cast<unsigned char>(bytes[6]);
-  std::size_t header_len, offset;
+  Preamble p;
   if (major == 1) {
-    header_len = static_cast<unsigned char>(bytes[8]) | static_cast<unsigned char>(bytes[9]) << 8;
-    offset = 10;
+    p.header_len = static_cast<unsigned char>(bytes[8]) |
+                   static_cast<std::size_t>(static_cast<unsigned char>(bytes[9])) << 8;
+    p.size = 10;
   } else if (major == 2 || major == 3) {
-    if (bytes.size() < 12) bad_entry(file, name, "truncated header");
-    header_len = 0;
+    if (n < 12) bad_entry(file, name, "truncated header");
     for (int i = 3; i >= 0; --i)
-      header_len = header_len << 8 | static_cast<unsigned char>(bytes[8 + i]);
-    offset = 12;
+      p.header_len = p.header_len << 8 | static_cast<unsigned char>(bytes[8 + i]);
+    p.size = 12;
   } else {
     bad_entry(file, name, "unknown .npy version " + std::to_string(major));
   }
-  if (bytes.size() < offset + header_len) bad_entry(file, name, "truncated header");
-  const std::string dict(bytes.data() + offset, header_len);
-  auto value_after = [&](const std::string& key) {
-    auto at = dict.find("'" + key + "'");
-    if (at == std::string::npos) bad_entry(file, name, "the header has no '" + key + "'");
-    at = dict.find(':', at);
-    if (at == std::string::npos) bad_entry(file, name, "malformed header");
-    return dict.find_first_not_of(' ', at + 1);
-  };
+  return p;
+}
+
+/// The header that follows the preamble: dtype, shape, and the bytes of data they need.
+Entry parse_header(const std::string& dict, const std::string& file, const std::string& name,
+                   std::size_t& data_size) {
   Entry e;
-  std::size_t at = value_after("descr");
-  const char quote = dict[at];
-  const std::size_t close = dict.find(quote, at + 1);
-  if ((quote != '\'' && quote != '"') || close == std::string::npos)
-    bad_entry(file, name, "malformed descr");
-  e.dtype = dict.substr(at + 1, close - at - 1);
-  if (dict.compare(value_after("fortran_order"), 5, "False") != 0)
-    bad_entry(file, name, "stored in Fortran order, which is not supported");
-  at = value_after("shape");
-  const std::size_t end = dict.find(')', at);
-  if (dict[at] != '(' || end == std::string::npos) bad_entry(file, name, "malformed shape");
-  std::string dims = dict.substr(at + 1, end - at - 1);
-  std::size_t pos = 0;
-  while (pos < dims.size()) {
-    std::size_t comma = dims.find(',', pos);
-    std::string tok =
-        dims.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-    tok.erase(0, tok.find_first_not_of(' '));
-    tok.erase(tok.find_last_not_of(' ') + 1);
-    if (!tok.empty()) {
-      if (tok.find_first_not_of("0123456789") != std::string::npos)
-        bad_entry(file, name, "malformed shape (" + dims + ")");
-      e.shape.push_back(std::stoull(tok));
-    }
-    if (comma == std::string::npos) break;
-    pos = comma + 1;
-  }
+  std::tie(e.dtype, e.shape) = HeaderParser(dict, file, name).parse();
   const std::size_t item = item_size(e.dtype);
-  if (item == 0) bad_entry(file, name, "unsupported dtype " + e.dtype);
-  const std::size_t want = shape_size(e.shape) * item;
-  if (bytes.size() - offset - header_len != want)
-    bad_entry(file, name,
-              "shape " + shape_str(e.shape) + " needs " + std::to_string(want) +
-                  " bytes of data, found " + std::to_string(bytes.size() - offset - header_len));
-  e.data.assign(bytes.begin() + static_cast<std::ptrdiff_t>(offset + header_len), bytes.end());
+  if (item == 0) bad_entry(file, name, "unsupported dtype '" + e.dtype + "'");
+  data_size = data_bytes(e.shape, item, file, name);
   return e;
 }
 
@@ -143,71 +251,154 @@ std::string zip_message(int code) {
 }  // namespace
 
 void save(const std::string& path, const std::vector<std::pair<std::string, Entry>>& entries) {
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  int code = 0;
-  zip_t* z = zip_open(tmp.c_str(), ZIP_CREATE | ZIP_TRUNCATE, &code);
-  if (!z) fail("checkpoint: cannot create '", tmp, "': ", zip_message(code));
-  // The buffers must live until zip_close, which writes the archive.
-  std::vector<std::vector<char>> files;
-  files.reserve(entries.size());
-  auto abandon = [&](const std::string& why) {
-    zip_discard(z);
-    std::remove(tmp.c_str());
-    fail("checkpoint: cannot write '", path, "': ", why);
-  };
   for (const auto& [name, entry] : entries) {
-    if (item_size(entry.dtype) * shape_size(entry.shape) != entry.data.size())
-      abandon("entry '" + name + "' has " + std::to_string(entry.data.size()) +
-              " bytes for shape " + shape_str(entry.shape));
-    files.push_back(to_npy(entry));
-    zip_source_t* src = zip_source_buffer(z, files.back().data(), files.back().size(), 0);
-    if (!src) abandon(zip_strerror(z));
-    const zip_int64_t index = zip_file_add(z, (name + ".npy").c_str(), src, ZIP_FL_ENC_UTF_8);
-    if (index < 0) {
-      zip_source_free(src);
-      abandon("entry '" + name + "': " + zip_strerror(z));
-    }
-    zip_set_file_compression(z, static_cast<zip_uint64_t>(index), ZIP_CM_STORE, 0);
+    std::optional<std::size_t> bytes = item_size(entry.dtype);
+    for (auto d : entry.shape)
+      if (bytes) bytes = checked_mul(*bytes, d);
+    if (item_size(entry.dtype) == 0 || bytes != entry.data.size())
+      fail("checkpoint: cannot write '", path, "': entry '", name, "' has ", entry.data.size(),
+           " bytes for shape ", shape_str(entry.shape), " of dtype ", entry.dtype);
   }
-  if (zip_close(z) != 0) abandon(zip_strerror(z));
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    fail("checkpoint: cannot rename '", tmp, "' to '", path, "': ", std::strerror(errno));
-  }
+  write_atomically(
+      path,
+      [&](const std::string& tmp) {
+        int code = 0;
+        zip_t* z = zip_open(tmp.c_str(), ZIP_CREATE | ZIP_TRUNCATE, &code);
+        if (!z) fail("checkpoint: cannot create '", tmp, "': ", zip_message(code));
+        // The buffers must live until zip_close, which writes the archive.
+        std::vector<std::vector<char>> files;
+        files.reserve(entries.size());
+        auto abandon = [&](const std::string& why) {
+          zip_discard(z);
+          fail("checkpoint: cannot write '", path, "': ", why);
+        };
+        for (const auto& [name, entry] : entries) {
+          files.push_back(to_npy(entry));
+          zip_source_t* src = zip_source_buffer(z, files.back().data(), files.back().size(), 0);
+          if (!src) abandon(zip_strerror(z));
+          const zip_int64_t index = zip_file_add(z, (name + ".npy").c_str(), src, ZIP_FL_ENC_UTF_8);
+          if (index < 0) {
+            zip_source_free(src);
+            abandon("entry '" + name + "': " + zip_strerror(z));
+          }
+          zip_set_file_compression(z, static_cast<zip_uint64_t>(index), ZIP_CM_STORE, 0);
+        }
+        if (zip_close(z) != 0) abandon(zip_strerror(z));
+      },
+      "checkpoint");
 }
 
+namespace {
+
+/// An open entry of an archive, read in bounded pieces.
+class EntryReader {
+ public:
+  EntryReader(zip_t* z, zip_uint64_t index, const std::string& file, const std::string& name)
+      : f_(zip_fopen_index(z, index, 0)), file_(file), name_(name) {
+    if (!f_) fail("checkpoint: '", file, "': cannot open entry '", name, "': ", zip_strerror(z));
+  }
+  ~EntryReader() {
+    if (f_) zip_fclose(f_);
+  }
+  EntryReader(const EntryReader&) = delete;
+  EntryReader& operator=(const EntryReader&) = delete;
+
+  /// Reads up to n bytes; returns how many came (fewer only at the end of the entry).
+  std::size_t read(char* to, std::size_t n) {
+    std::size_t got = 0;
+    while (got < n) {
+      const zip_int64_t r = zip_fread(f_, to + got, n - got);
+      if (r < 0) corrupt(zip_file_strerror(f_));
+      if (r == 0) break;
+      got += static_cast<std::size_t>(r);
+    }
+    return got;
+  }
+  /// Reads exactly n bytes, or throws that the entry is truncated.
+  void read_exactly(char* to, std::size_t n) {
+    if (read(to, n) != n) corrupt("");
+  }
+  /// Checks that the entry ends here (libzip checks its CRC at the end).
+  void expect_end() {
+    char extra;
+    if (read(&extra, 1) != 0) corrupt("more data than its header says");
+  }
+
+ private:
+  [[noreturn]] void corrupt(const std::string& why) {
+    fail("checkpoint: '", file_, "': entry '", name_, "' is corrupt or truncated",
+         why.empty() ? "" : ": ", why);
+  }
+  zip_file_t* f_;
+  const std::string& file_;
+  const std::string& name_;
+};
+
+/// Reads one .npy entry. Its claimed size is checked against the archive before anything is
+/// read, and its header's shape against that size before the data is allocated: a crafted
+/// directory or header never makes the reader allocate more than the file can hold.
+Entry read_entry(zip_t* z, zip_uint64_t index, const zip_stat_t& st, std::uintmax_t archive_size,
+                 const std::string& file, const std::string& name) {
+  const zip_uint64_t need = ZIP_STAT_SIZE | ZIP_STAT_COMP_SIZE | ZIP_STAT_COMP_METHOD;
+  if ((st.valid & need) != need) fail("checkpoint: '", file, "': entry '", name, "' has no sizes");
+  if (st.comp_size > archive_size)
+    fail("checkpoint: '", file, "': entry '", name, "' claims ", st.comp_size,
+         " compressed bytes but the archive has only ", archive_size);
+  // Deflate expands at most 1032:1; a stored entry is its own size.
+  const bool stored = st.comp_method == ZIP_CM_STORE;
+  if ((stored && st.size != st.comp_size) || (!stored && st.size / 1032 > st.comp_size + 1))
+    fail("checkpoint: '", file, "': entry '", name, "' claims ", st.size, " bytes from ",
+         st.comp_size, " compressed ones, which is impossible");
+  EntryReader in(z, index, file, name);
+  char head[12];
+  const std::size_t got = in.read(head, sizeof head);
+  const Preamble pre = parse_preamble(head, got, file, name);
+  if (pre.header_len > (1u << 20)) bad_entry(file, name, "a header of more than 1 MiB");
+  if (st.size < pre.size + pre.header_len) bad_entry(file, name, "truncated header");
+  std::string dict(pre.header_len, '\0');
+  const std::size_t in_head = got - pre.size;  // header bytes already read with the preamble
+  std::copy(head + pre.size, head + got, dict.begin());
+  in.read_exactly(dict.data() + in_head, pre.header_len - in_head);
+  std::size_t data_size = 0;
+  Entry e = parse_header(dict, file, name, data_size);
+  if (st.size - pre.size - pre.header_len != data_size)
+    bad_entry(file, name,
+              "shape " + shape_str(e.shape) + " of " + e.dtype + " needs " +
+                  std::to_string(data_size) + " bytes of data, the entry has " +
+                  std::to_string(st.size - pre.size - pre.header_len));
+  e.data.resize(data_size);
+  in.read_exactly(e.data.data(), data_size);
+  in.expect_end();
+  return e;
+}
+
+}  // namespace
+
 std::vector<std::pair<std::string, Entry>> load(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    fail("checkpoint: cannot read '", path, "': it is a directory");
   int code = 0;
   zip_t* z = zip_open(path.c_str(), ZIP_RDONLY | ZIP_CHECKCONS, &code);
   if (!z) fail("checkpoint: cannot read '", path, "': ", zip_message(code));
   std::unique_ptr<zip_t, void (*)(zip_t*)> guard(z, zip_discard);
+  const std::uintmax_t archive_size = std::filesystem::file_size(path, ec);
+  if (ec) fail("checkpoint: cannot read '", path, "': ", ec.message());
   std::vector<std::pair<std::string, Entry>> out;
+  std::set<std::string> names;
   const zip_int64_t count = zip_get_num_entries(z, 0);
   for (zip_int64_t i = 0; i < count; ++i) {
     zip_stat_t st;
-    if (zip_stat_index(z, static_cast<zip_uint64_t>(i), 0, &st) != 0)
+    if (zip_stat_index(z, static_cast<zip_uint64_t>(i), 0, &st) != 0 || !st.name)
       fail("checkpoint: '", path, "': cannot read entry ", i, ": ", zip_strerror(z));
     std::string name = st.name;
     if (name.size() < 4 || name.compare(name.size() - 4, 4, ".npy") != 0)
       fail("checkpoint: '", path, "': entry '", name, "' is not a .npy file");
     name.resize(name.size() - 4);
-    zip_file_t* f = zip_fopen_index(z, static_cast<zip_uint64_t>(i), 0);
-    if (!f) fail("checkpoint: '", path, "': cannot open entry '", name, "': ", zip_strerror(z));
-    // Read until zip_fread reports the end: libzip checks the CRC only there.
-    std::vector<char> bytes(st.size + 1);
-    zip_uint64_t got = 0;
-    zip_int64_t n = 0;
-    while ((n = zip_fread(f, bytes.data() + got, bytes.size() - got)) > 0) {
-      got += static_cast<zip_uint64_t>(n);
-      if (got == bytes.size()) break;
-    }
-    std::string err = n < 0 ? zip_file_strerror(f) : "";
-    zip_fclose(f);
-    bytes.resize(st.size);
-    if (n < 0 || got != st.size)
-      fail("checkpoint: '", path, "': entry '", name, "' is corrupt or truncated",
-           err.empty() ? "" : ": ", err);
-    out.emplace_back(name, from_npy(bytes, path, name));
+    if (!names.insert(name).second)
+      fail("checkpoint: '", path, "': entry '", name, "' appears twice");
+    out.emplace_back(name,
+                     read_entry(z, static_cast<zip_uint64_t>(i), st, archive_size, path, name));
   }
   return out;
 }

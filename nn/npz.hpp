@@ -39,17 +39,26 @@ A to_array(const Entry& e, const std::string& name, const std::string& file) {
   using T = typename A::value_type;
   if (e.dtype != dtype_of<T>())
     fail("'", file, "': entry '", name, "' has dtype ", e.dtype, ", expected ", dtype_of<T>());
+  std::size_t count = 1;
+  for (auto d : e.shape)
+    if (__builtin_mul_overflow(count, d, &count))
+      fail("'", file, "': entry '", name, "' has a shape whose size overflows");
+  if (count > e.data.size() / sizeof(T) || count * sizeof(T) != e.data.size())
+    fail("'", file, "': entry '", name, "' holds ", e.data.size(), " bytes for shape ",
+         shape_str(e.shape));
   A a = A::from_shape(e.shape);
   std::copy(e.data.begin(), e.data.end(), reinterpret_cast<char*>(a.data()));
   return a;
 }
 
-/// Writes the entries (name without ".npy") atomically: to a temporary file in the same folder,
-/// then renamed over `path`. A failure leaves any earlier file at `path` as it was.
+/// Writes the entries (name without ".npy") atomically (nn/atomic_write.hpp): a failure or a kill
+/// leaves any earlier file at `path` as it was.
 void save(const std::string& path, const std::vector<std::pair<std::string, Entry>>& entries);
 
-/// Reads every entry; throws naming the file (and the entry) when it is missing, not a zip
-/// archive, truncated, corrupt, or holds something that is not a valid .npy array.
+/// Reads every entry; throws ad::Error naming the file (and the entry) when it is missing, a
+/// directory, not a zip archive, truncated, corrupt, or holds something that is not a valid .npy
+/// array. Sizes claimed by the zip directory and the .npy headers are checked against the file
+/// (with checked arithmetic) before anything is allocated for them.
 std::vector<std::pair<std::string, Entry>> load(const std::string& path);
 
 }  // namespace ad::nn::npz

@@ -31,7 +31,7 @@ Array<T>& buffer(ParamState<T>& state, const char* name, const Array<T>& like) {
 
 template <class T>
 Optimizer<T>::Optimizer(std::vector<ParamGroup<T>> groups, double default_lr, const char* name)
-    : groups_(std::move(groups)) {
+    : name_(name), groups_(std::move(groups)) {
   std::unordered_set<const VariableImpl<T>*> seen;
   for (auto& g : groups_) {
     if (g.lr == 0) g.lr = default_lr;
@@ -171,11 +171,13 @@ void Adam<T>::update(Array<T>& p, const Array<T>& grad, ParamState<T>& s, double
 template <class T>
 AdamW<T>::AdamW(std::vector<Variable<T>> params, const AdamWOptions& o) : Adam<T>(params, o) {
   this->decoupled_ = true;
+  this->name_ = "AdamW";
 }
 
 template <class T>
 AdamW<T>::AdamW(std::vector<ParamGroup<T>> groups, const AdamWOptions& o) : Adam<T>(groups, o) {
   this->decoupled_ = true;
+  this->name_ = "AdamW";
 }
 
 // ---- RMSProp

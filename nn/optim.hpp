@@ -45,9 +45,13 @@ class Optimizer {
   std::vector<Variable<T>> parameters() const;
   std::vector<ParamState<T>>& state() { return state_; }
   const std::vector<ParamState<T>>& state() const { return state_; }
+  /// "SGD", "Adam", "AdamW" or "RMSProp": saved with the state, so that a checkpoint of one
+  /// kind is never loaded into another.
+  const std::string& name() const { return name_; }
 
  protected:
   Optimizer(std::vector<ParamGroup<T>> groups, double default_lr, const char* name);
+  std::string name_;
   /// Updates one parameter p (value, gradient) with the group's learning rate.
   virtual void update(Array<T>& p, const Array<T>& grad, ParamState<T>& state, double lr) = 0;
 

@@ -10,6 +10,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "nn/atomic_write.hpp"
 #include "nn/checkpoint.hpp"
 
 namespace ad::nn {
@@ -32,13 +33,32 @@ std::string format_seconds(double s) {
   return os.str();
 }
 
-/// Class indices of targets (N) or (N, 1).
+/// Class indices of a batch's targets (N) or (N, 1), each checked to be a whole number in
+/// [0, classes): a bad one throws naming the sample it came from in `set` ("training", ...).
 template <class T>
-std::vector<std::size_t> labels_of(const Variable<T>& targets) {
-  std::vector<std::size_t> labels(targets.size());
-  for (std::size_t i = 0; i < labels.size(); ++i)
-    labels[i] = static_cast<std::size_t>(targets.value().data()[i]);
+std::vector<std::size_t> labels_of(const Batch<T>& batch, std::size_t classes,
+                                   const std::string& set) {
+  const Variable<T>& targets = batch.targets;
+  const std::size_t n = batch.inputs.shape()[0];
+  if (targets.size() != n)
+    fail("Trainer: classification needs one class index per sample, the ", set,
+         " targets have shape ", shape_str(targets.shape()), " for ", n, " samples");
+  std::vector<std::size_t> labels(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const T v = targets.value().data()[i];
+    if (!(v >= 0 && v < static_cast<T>(classes) && v == std::floor(v)))
+      fail("Trainer: the label of ", set, " sample ", batch.samples.at(i), " is ", v,
+           ", not a class index in [0, ", classes, ") (row ", i, " of its batch)");
+    labels[i] = static_cast<std::size_t>(v);
+  }
   return labels;
+}
+
+/// The number of classes of classification outputs (N, K), or 0 when they are not (N, K) (the
+/// loss then says what is wrong).
+template <class T>
+std::size_t classes_of(const Variable<T>& output) {
+  return output.dim() == 2 ? output.shape()[1] : 0;
 }
 
 /// The model's buffers and states (running statistics, random stream positions) as they were
@@ -94,88 +114,16 @@ std::ostream& Trainer<T>::log() const {
 template <class T>
 std::vector<EpochMetrics> Trainer<T>::fit(const DataLoader<T>& train,
                                           const DataLoader<T>* validation) {
+  check_before_training(train, validation);
   using Progress = TrainerOptions::Progress;
-  Progress progress = options_.progress;
-  if (progress == Progress::automatic)
-    progress = (!options_.log || options_.log == &std::cout) && ::isatty(STDOUT_FILENO)
-                   ? Progress::bar
-                   : Progress::lines;
+  progress_ = options_.progress;
+  if (progress_ == Progress::automatic)
+    progress_ = (!options_.log || options_.log == &std::cout) && ::isatty(STDOUT_FILENO)
+                    ? Progress::bar
+                    : Progress::lines;
   std::vector<EpochMetrics> ran;
-  const std::size_t batches = train.batches();
-  StateSnapshot<T> snapshot(model_);
   for (std::size_t epoch = epochs_done_; epoch < options_.epochs; ++epoch) {
-    model_.train();
-    EpochMetrics m;
-    m.epoch = epoch + 1;
-    double loss_sum = 0;
-    std::size_t seen = 0, correct = 0;
-    // The rate this epoch trains at (with a per-batch schedule, at its first batch).
-    m.lr = optimizer_.groups().empty() ? 0 : optimizer_.groups()[0].lr;
-    auto last_draw = Clock::now() - std::chrono::seconds(1);
-    const auto start = Clock::now();
-    std::size_t b = 0;
-    // A failed batch (NaN or infinite loss or gradient) stops training before the optimizer
-    // step, with the model's buffers and states put back and no gradient left behind.
-    auto stop = [&](const std::string& why) {
-      snapshot.restore();
-      optimizer_.zero_grad();
-      model_.zero_grad();
-      if (progress == Progress::bar) log() << "\n";
-      throw TrainingError("training stopped at epoch " + std::to_string(epoch + 1) + ", batch " +
-                          std::to_string(b + 1) + ": " + why +
-                          "; the model keeps its weights, buffers and states from before this "
-                          "batch");
-    };
-    for (const Batch<T>& batch : train.epoch(epoch)) {
-      optimizer_.zero_grad();
-      snapshot.take();
-      Variable<T> output = model_(batch.inputs);
-      Variable<T> loss = loss_(output, batch.targets);
-      const double value = static_cast<double>(loss.item());
-      if (!std::isfinite(value))
-        stop(std::string("the loss is ") + (std::isnan(value) ? "NaN" : "infinite"));
-      loss.backward();
-      for (const auto& [name, p] : model_.named_parameters()) {
-        if (!p->has_grad()) continue;
-        for (T g : p->grad().value())
-          if (!std::isfinite(g)) stop("the gradient of '" + name + "' is not finite");
-      }
-      if (options_.clip_grad_norm > 0)
-        clip_grad_norm(optimizer_.parameters(), options_.clip_grad_norm);
-      optimizer_.step();
-      if (scheduler_ && options_.schedule_per_batch) scheduler_->step();
-
-      const std::size_t count = batch.inputs.shape()[0];
-      loss_sum += value * static_cast<double>(count);
-      seen += count;
-      if (options_.classification) {
-        auto predicted = argmax_rows(output.value());
-        auto labels = labels_of(batch.targets);
-        for (std::size_t i = 0; i < count; ++i) correct += predicted[i] == labels[i];
-      }
-      ++b;
-      if (on_batch_end) on_batch_end(epoch + 1, b, value);
-      const auto now = Clock::now();
-      if (progress == Progress::bar && (seconds_between(last_draw, now) > 0.1 || b == batches)) {
-        last_draw = now;
-        const double elapsed = seconds_between(start, now);
-        const int width = 30;
-        const int filled = static_cast<int>(width * b / batches);
-        log() << "\repoch " << epoch + 1 << "/" << options_.epochs << " ["
-              << std::string(filled, '=') << (filled < width ? ">" : "")
-              << std::string(std::max(0, width - filled - 1), ' ') << "] " << b << "/" << batches
-              << "  " << static_cast<long>(seen / std::max(elapsed, 1e-9)) << " samples/s  loss "
-              << std::fixed << std::setprecision(4) << loss_sum / seen << "  ETA "
-              << format_seconds(elapsed / b * (batches - b)) << "   " << std::flush;
-        log().unsetf(std::ios::fixed);
-      }
-    }
-    if (scheduler_ && !options_.schedule_per_batch) scheduler_->step();
-    m.seconds = seconds_between(start, Clock::now());
-    m.train_loss = loss_sum / std::max<std::size_t>(seen, 1);
-    if (options_.classification)
-      m.train_accuracy = double(correct) / std::max<std::size_t>(seen, 1);
-    m.samples_per_second = seen / std::max(m.seconds, 1e-9);
+    EpochMetrics m = train_epoch(train, epoch);
     if (validation) {
       Evaluation e = evaluate(*validation);
       m.val_loss = e.loss;
@@ -184,26 +132,143 @@ std::vector<EpochMetrics> Trainer<T>::fit(const DataLoader<T>& train,
     ++epochs_done_;
     history_.push_back(m);
     ran.push_back(m);
-    if (progress != Progress::none) {
-      if (progress == Progress::bar) log() << "\n";
-      std::ostringstream line;
-      line << std::fixed << std::setprecision(4) << "epoch " << m.epoch << "/" << options_.epochs
-           << ": train loss " << m.train_loss;
-      if (options_.classification) line << ", train accuracy " << m.train_accuracy;
-      if (validation) {
-        line << ", " << options_.validation_name << " loss " << m.val_loss;
-        if (options_.classification)
-          line << ", " << options_.validation_name << " accuracy " << m.val_accuracy;
-      }
-      line << std::setprecision(0) << ", " << m.samples_per_second << " samples/s"
-           << std::setprecision(2) << ", " << m.seconds << " s";
-      log() << line.str() << std::endl;
-    }
-    if (!options_.metrics_csv.empty()) write_metrics_csv();
-    if (!options_.checkpoint.empty()) save(options_.checkpoint);
+    log_epoch(m, validation != nullptr);
+    write_outputs();
     if (on_epoch_end) on_epoch_end(m);
   }
   return ran;
+}
+
+template <class T>
+void Trainer<T>::check_before_training(const DataLoader<T>& train,
+                                       const DataLoader<T>* validation) const {
+  if (train.batches() == 0)
+    fail("Trainer::fit: the training set has no batch (", train.samples(), " samples, batch size ",
+         train.options().batch_size, train.options().drop_last ? ", drop_last" : "", ")");
+  if (validation && validation->samples() == 0)
+    fail("Trainer::fit: the ", options_.validation_name, " set is empty");
+  if (!options_.checkpoint.empty()) check_writable(options_.checkpoint, "Trainer: checkpoint");
+  if (!options_.metrics_csv.empty()) check_writable(options_.metrics_csv, "Trainer: metrics CSV");
+}
+
+template <class T>
+EpochMetrics Trainer<T>::train_epoch(const DataLoader<T>& train, std::size_t epoch) {
+  model_.train();
+  EpochMetrics m;
+  m.epoch = epoch + 1;
+  // The rate this epoch trains at (with a per-batch schedule, at its first batch).
+  m.lr = optimizer_.groups().empty() ? 0 : optimizer_.groups()[0].lr;
+  StateSnapshot<T> snapshot(model_);
+  double loss_sum = 0;
+  std::size_t seen = 0, correct = 0, b = 0;
+  const auto start = Clock::now();
+  auto last_draw = start - std::chrono::seconds(1);
+  // A failed batch (NaN or infinite loss or gradient) stops training before the optimizer
+  // step, with the model's buffers and states put back and no gradient left behind.
+  auto stop = [&](const std::string& why) {
+    snapshot.restore();
+    optimizer_.zero_grad();
+    model_.zero_grad();
+    if (progress_ == TrainerOptions::Progress::bar) log() << "\n";
+    throw TrainingError("training stopped at epoch " + std::to_string(epoch + 1) + ", batch " +
+                        std::to_string(b + 1) + ": " + why +
+                        "; the model keeps its weights, buffers and states from before this "
+                        "batch");
+  };
+  for (const Batch<T>& batch : train.epoch(epoch)) {
+    optimizer_.zero_grad();
+    snapshot.take();
+    Variable<T> output = model_(batch.inputs);
+    std::vector<std::size_t> labels;
+    if (options_.classification && classes_of(output))
+      labels = labels_of(batch, classes_of(output), "training");
+    Variable<T> loss = loss_(output, batch.targets);
+    const double value = static_cast<double>(loss.item());
+    if (!std::isfinite(value))
+      stop(std::string("the loss is ") + (std::isnan(value) ? "NaN" : "infinite"));
+    loss.backward();
+    for (const auto& [name, p] : model_.named_parameters()) {
+      if (!p->has_grad()) continue;
+      for (T g : p->grad().value())
+        if (!std::isfinite(g)) stop("the gradient of '" + name + "' is not finite");
+    }
+    if (options_.clip_grad_norm > 0)
+      clip_grad_norm(optimizer_.parameters(), options_.clip_grad_norm);
+    optimizer_.step();
+    if (scheduler_ && options_.schedule_per_batch) scheduler_->step();
+
+    const std::size_t count = batch.inputs.shape()[0];
+    loss_sum += value * static_cast<double>(count);
+    seen += count;
+    if (!labels.empty()) {
+      auto predicted = argmax_rows(output.value());
+      for (std::size_t i = 0; i < count; ++i) correct += predicted[i] == labels[i];
+    }
+    ++b;
+    if (on_batch_end) on_batch_end(epoch + 1, b, value);
+    const auto now = Clock::now();
+    if (progress_ == TrainerOptions::Progress::bar &&
+        (seconds_between(last_draw, now) > 0.1 || b == train.batches())) {
+      last_draw = now;
+      draw_progress(epoch, b, train.batches(), seen, loss_sum, seconds_between(start, now));
+    }
+  }
+  if (scheduler_ && !options_.schedule_per_batch) scheduler_->step();
+  m.seconds = seconds_between(start, Clock::now());
+  m.train_loss = loss_sum / static_cast<double>(seen);
+  if (options_.classification) m.train_accuracy = double(correct) / static_cast<double>(seen);
+  m.samples_per_second = static_cast<double>(seen) / std::max(m.seconds, 1e-9);
+  return m;
+}
+
+template <class T>
+void Trainer<T>::draw_progress(std::size_t epoch, std::size_t b, std::size_t batches,
+                               std::size_t seen, double loss_sum, double elapsed) const {
+  const int width = 30;
+  const int filled = static_cast<int>(width * b / batches);
+  log() << "\repoch " << epoch + 1 << "/" << options_.epochs << " [" << std::string(filled, '=')
+        << (filled < width ? ">" : "") << std::string(std::max(0, width - filled - 1), ' ') << "] "
+        << b << "/" << batches << "  " << static_cast<long>(seen / std::max(elapsed, 1e-9))
+        << " samples/s  loss " << std::fixed << std::setprecision(4) << loss_sum / seen << "  ETA "
+        << format_seconds(elapsed / b * (batches - b)) << "   " << std::flush;
+  log().unsetf(std::ios::fixed);
+}
+
+template <class T>
+void Trainer<T>::log_epoch(const EpochMetrics& m, bool validation) const {
+  using Progress = TrainerOptions::Progress;
+  if (progress_ == Progress::none) return;
+  if (progress_ == Progress::bar) log() << "\n";
+  std::ostringstream line;
+  line << std::fixed << std::setprecision(4) << "epoch " << m.epoch << "/" << options_.epochs
+       << ": train loss " << m.train_loss;
+  if (options_.classification) line << ", train accuracy " << m.train_accuracy;
+  if (validation) {
+    line << ", " << options_.validation_name << " loss " << m.val_loss;
+    if (options_.classification)
+      line << ", " << options_.validation_name << " accuracy " << m.val_accuracy;
+  }
+  line << std::setprecision(0) << ", " << m.samples_per_second << " samples/s"
+       << std::setprecision(2) << ", " << m.seconds << " s";
+  log() << line.str() << std::endl;
+}
+
+template <class T>
+void Trainer<T>::write_outputs() const {
+  // The checkpoint first (it is what a resume needs), then the metrics; a failure of one does
+  // not keep the other from being written, and both are reported.
+  std::string errors;
+  auto attempt = [&](const std::string& path, const std::function<void()>& write) {
+    if (path.empty()) return;
+    try {
+      write();
+    } catch (const std::exception& e) {
+      errors += (errors.empty() ? "" : "; ") + std::string(e.what());
+    }
+  };
+  attempt(options_.checkpoint, [&] { save(options_.checkpoint); });
+  attempt(options_.metrics_csv, [&] { write_metrics_csv(); });
+  if (!errors.empty()) fail(errors);
 }
 
 template <class T>
@@ -215,14 +280,17 @@ typename Trainer<T>::Evaluation Trainer<T>::evaluate(const DataLoader<T>& data,
   Evaluation e;
   double loss_sum = 0;
   std::size_t seen = 0, correct = 0;
+  if (data.samples() == 0) fail("Trainer::evaluate: the dataset is empty");
   for (const Batch<T>& batch : data.epoch(0)) {
     Variable<T> output = model_(batch.inputs);
+    std::vector<std::size_t> labels;
+    if (options_.classification && classes_of(output))
+      labels = labels_of(batch, classes_of(output), options_.validation_name);
     const std::size_t count = batch.inputs.shape()[0];
     loss_sum += static_cast<double>(loss_(output, batch.targets).item()) * count;
     seen += count;
-    if (options_.classification) {
+    if (!labels.empty()) {
       auto predicted = argmax_rows(output.value());
-      auto labels = labels_of(batch.targets);
       for (std::size_t i = 0; i < count; ++i) correct += predicted[i] == labels[i];
       if (keep_predictions) {
         e.predictions.insert(e.predictions.end(), predicted.begin(), predicted.end());
@@ -231,32 +299,27 @@ typename Trainer<T>::Evaluation Trainer<T>::evaluate(const DataLoader<T>& data,
     }
   }
   model_.train(was_training);
-  e.loss = loss_sum / std::max<std::size_t>(seen, 1);
-  if (options_.classification) e.accuracy = double(correct) / std::max<std::size_t>(seen, 1);
+  e.loss = loss_sum / static_cast<double>(seen);
+  if (options_.classification) e.accuracy = double(correct) / static_cast<double>(seen);
   return e;
 }
 
 template <class T>
 void Trainer<T>::write_metrics_csv() const {
-  const std::string& path = options_.metrics_csv;
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp);
-    out << "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds,samples_per_second,lr\n";
-    out << std::setprecision(9);
-    for (const auto& m : history_)
-      out << m.epoch << "," << m.train_loss << "," << m.train_accuracy << "," << m.val_loss << ","
-          << m.val_accuracy << "," << m.seconds << "," << m.samples_per_second << "," << m.lr
-          << "\n";
-    if (!out.flush()) {
-      std::remove(tmp.c_str());
-      fail("Trainer: cannot write the metrics to '", tmp, "'");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    fail("Trainer: cannot rename '", tmp, "' to '", path, "'");
-  }
+  write_atomically(
+      options_.metrics_csv,
+      [&](const std::string& tmp) {
+        std::ofstream out(tmp);
+        out << "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds,samples_per_second,"
+               "lr\n";
+        out << std::setprecision(9);
+        for (const auto& m : history_)
+          out << m.epoch << "," << m.train_loss << "," << m.train_accuracy << "," << m.val_loss
+              << "," << m.val_accuracy << "," << m.seconds << "," << m.samples_per_second << ","
+              << m.lr << "\n";
+        if (!out.flush()) fail("Trainer: cannot write the metrics to '", tmp, "'");
+      },
+      "Trainer: metrics CSV");
 }
 
 template <class T>
@@ -267,14 +330,30 @@ void Trainer<T>::save(const std::string& path) const {
 }
 
 template <class T>
-void Trainer<T>::resume(const std::string& path) {
-  Meta meta = load_checkpoint(path, model_, &optimizer_);
-  auto it = meta.find("epochs_done");
-  if (it == meta.end()) fail("Trainer::resume: '", path, "' has no meta/epochs_done");
-  epochs_done_ = static_cast<std::size_t>(it->second);
-  auto step = meta.find("scheduler_step");
-  if (scheduler_ && step != meta.end())
-    scheduler_->set_step(static_cast<std::uint64_t>(step->second));
+void Trainer<T>::resume(const std::string& path, bool reset_optimizer) {
+  // A whole number in [0, limit], as a meta value must be to count epochs or steps.
+  auto count = [&](const Meta& meta, const char* key, double limit) -> std::uint64_t {
+    const double v = meta.at(key);
+    if (!(v >= 0 && v <= limit && v == std::floor(v)))
+      fail("Trainer::resume: '", path, "': meta/", key, " is ", v, ", not a whole number in [0, ",
+           limit, "]");
+    return static_cast<std::uint64_t>(v);
+  };
+  const double most = 9007199254740992.0;  // 2^53: every count below it is exact in a double
+  LoadOptions lo;
+  lo.reset_optimizer = reset_optimizer;
+  lo.check_meta = [&](const Meta& meta) {  // before the model is touched
+    if (!meta.count("epochs_done")) fail("Trainer::resume: '", path, "' has no meta/epochs_done");
+    const std::uint64_t epochs = count(meta, "epochs_done", most);
+    if (epochs > options_.epochs)
+      fail("Trainer::resume: '", path, "' has ", epochs, " epochs done, more than the ",
+           options_.epochs, " epochs to train");
+    if (meta.count("scheduler_step")) count(meta, "scheduler_step", most);
+  };
+  Meta meta = load_checkpoint(path, model_, &optimizer_, lo);
+  epochs_done_ = count(meta, "epochs_done", most);
+  if (scheduler_ && meta.count("scheduler_step"))
+    scheduler_->set_step(count(meta, "scheduler_step", most));
   // Keep the metrics of the epochs already done, so the CSV stays whole.
   history_.clear();
   std::ifstream in(options_.metrics_csv);

@@ -70,6 +70,11 @@ class Trainer {
   std::function<void(const EpochMetrics&)> on_epoch_end;
 
   /// Trains until options.epochs epochs are done; returns the metrics of the epochs it ran.
+  /// Before the first batch it checks that the training set has a batch, that a validation set
+  /// given is not empty, and that the metrics CSV and checkpoint paths can be written. With
+  /// classification, a label that is not a class index throws, naming the sample.
+  /// After every epoch the checkpoint is saved, then the metrics written; a failure of one does
+  /// not keep the other from being written.
   /// On a NaN or infinite loss or gradient it throws TrainingError before the optimizer step, so
   /// the model keeps the last good weights, and its buffers and states (BatchNorm's running
   /// statistics, dropout's stream) are put back as they were before the failed batch.
@@ -81,17 +86,27 @@ class Trainer {
     double accuracy = std::numeric_limits<double>::quiet_NaN();
     std::vector<std::size_t> predictions, labels;  // filled when asked (classification)
   };
-  /// Mean loss (and accuracy) over a dataset in evaluation mode, without recording.
+  /// Mean loss (and accuracy) over a dataset in evaluation mode, without recording; an empty
+  /// dataset throws (its mean would be 0/0).
   Evaluation evaluate(const DataLoader<T>& data, bool keep_predictions = false);
 
   std::size_t epochs_done() const { return epochs_done_; }
   const std::vector<EpochMetrics>& history() const { return history_; }
   /// Saves model, optimizer, epochs done and scheduler step.
   void save(const std::string& path) const;
-  /// Loads what save() wrote; fit() then continues after the saved epoch.
-  void resume(const std::string& path);
+  /// Loads what save() wrote; fit() then continues after the saved epoch. The meta values are
+  /// checked (epochs done and scheduler step: whole numbers from 0, epochs done at most
+  /// options.epochs). With reset_optimizer the optimizer starts afresh instead of loading its
+  /// state (needed to switch optimizers; otherwise a mismatch is an error).
+  void resume(const std::string& path, bool reset_optimizer = false);
 
  private:
+  void check_before_training(const DataLoader<T>& train, const DataLoader<T>* validation) const;
+  EpochMetrics train_epoch(const DataLoader<T>& train, std::size_t epoch);
+  void draw_progress(std::size_t epoch, std::size_t b, std::size_t batches, std::size_t seen,
+                     double loss_sum, double elapsed) const;
+  void log_epoch(const EpochMetrics& m, bool validation) const;
+  void write_outputs() const;
   void write_metrics_csv() const;
   std::ostream& log() const;
 
@@ -102,6 +117,7 @@ class Trainer {
   Scheduler<T>* scheduler_ = nullptr;
   std::size_t epochs_done_ = 0;
   std::vector<EpochMetrics> history_;
+  TrainerOptions::Progress progress_ = TrainerOptions::Progress::lines;  // resolved by fit()
 };
 
 /// Index of the largest entry of each row of (N, K) scores.

@@ -1,6 +1,8 @@
 // Small helpers shared by the tests.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <random>
 
@@ -36,6 +38,22 @@ inline Index index_of(std::vector<std::size_t> values, const Shape& shape) {
   Index idx = Index::from_shape(shape);
   std::copy(values.begin(), values.end(), idx.begin());
   return idx;
+}
+
+/// Whether a and b have the same shape and |a - b| <= atol + rtol·|b| elementwise (NaN equal to
+/// NaN). A plain loop: xt::allclose would broadcast silently (a (3) "equals" a (2,3)) and evaluates
+/// a comparison expression, the kind xtensor 0.24.3 with XSIMD gets wrong under broadcasting.
+template <class A, class B>
+bool all_close(const A& a, const B& b, double rtol = 1e-5, double atol = 1e-8) {
+  if (a.dimension() != b.dimension() ||
+      !std::equal(a.shape().begin(), a.shape().end(), b.shape().begin()))
+    return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const double x = static_cast<double>(a.data()[i]), y = static_cast<double>(b.data()[i]);
+    if (std::isnan(x) && std::isnan(y)) continue;
+    if (!(std::abs(x - y) <= atol + rtol * std::abs(y))) return false;
+  }
+  return true;
 }
 
 /// A double leaf that requires grad.

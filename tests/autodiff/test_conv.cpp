@@ -62,7 +62,7 @@ BOOST_AUTO_TEST_CASE(conv2d_values_and_gradients) {
       Array<double> want = reference_conv(x.value(), w.value(), cs.stride, cs.pad);
       Array<double> got = ad::conv2d(x, w, cs.stride, cs.pad).value();
       BOOST_TEST(got.shape() == want.shape(), tt::per_element());
-      BOOST_TEST(xt::allclose(got, want));
+      BOOST_TEST(ad::test::all_close(got, want));
       auto f = [&cs](const auto& x, const auto& w) { return ad::conv2d(x, w, cs.stride, cs.pad); };
       BOOST_TEST(passed(ad::gradcheck(f, {x, w}, ad::test::second_order())));
     }
@@ -93,14 +93,14 @@ BOOST_AUTO_TEST_CASE(conv2d_with_fused_bias) {
   // The same as adding the bias by broadcasting.
   Array<double> fused = ad::conv2d(x, w, b, 1, 1).value();
   Array<double> composite = (ad::conv2d(x, w, 1, 1) + ad::reshape(b, {4, 1, 1})).value();
-  BOOST_TEST(xt::allclose(fused, composite));
+  BOOST_TEST(ad::test::all_close(fused, composite));
   BOOST_CHECK_THROW(ad::conv2d(x, w, leaf(uniform({3})), 1, 1), ad::Error);
   // The weight gradient from the kept patch matrix equals the recomputed one.
   ad::sum(ad::square(ad::conv2d(x, w, b, 1, 1))).backward();
   Array<double> kept = w.grad().value();
   auto again = ad::grad(ad::sum(ad::square(ad::conv2d(x, w, b, 1, 1))), {w},
                         ad::BackwardOptions{true, true})[0];
-  BOOST_TEST(xt::allclose(kept, again.value()));
+  BOOST_TEST(ad::test::all_close(kept, again.value()));
 }
 
 BOOST_AUTO_TEST_CASE(conv2d_empty_batch_and_no_output_channels) {

@@ -169,7 +169,7 @@ BOOST_AUTO_TEST_CASE(csv_errors_name_the_line) {
   });
   write(path, "a,b\n1,2\n3,four\n");
   BOOST_CHECK_EXCEPTION(ds::read_csv(path), ad::Error, [&](const ad::Error& e) {
-    return says(e, {path, "line 3", "column 'b'", "'four' is not a number"});
+    return says(e, {path, "line 3", "column 2 ('b')", "'four' is not a number"});
   });
   write(path, "a,b\n1,2,\n");
   BOOST_CHECK_EXCEPTION(ds::read_csv(path), ad::Error, [&](const ad::Error& e) {

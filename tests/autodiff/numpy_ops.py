@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""NumPy references of the library's ops, for tests/autodiff/test_ops.cpp.
+
+Usage: numpy_ops.py MANIFEST. Each line of MANIFEST is a JSON object {"op": name, "inputs": [.npy
+paths], "args": {keyword arguments}, "out": .npy path}; the reference of op `name` (a function
+below, written with NumPy alone, independently of the library) is applied to the inputs and saved
+to `out` in float64. Errors name the line.
+"""
+import json
+import math
+import sys
+
+import numpy as np
+
+
+def _axes(a, axes):
+    return None if not axes else tuple(int(x) % a.ndim for x in axes)
+
+
+def _lse(a, axis, keepdims):
+    m = np.max(a, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    s = np.log(np.sum(np.exp(a - m), axis=axis, keepdims=True)) + m
+    return s if keepdims else np.squeeze(s, axis=axis)
+
+
+# Elementwise
+
+def add(a, b): return a + b
+def sub(a, b): return a - b
+def mul(a, b): return a * b
+def div(a, b): return a / b
+def neg(a): return -a
+def affine(a, scale, shift): return a * scale + shift
+def pow(a, b): return np.power(a, b)
+def pow_scalar(a, p): return np.power(a, p)
+def where(mask, a, b): return np.where(mask != 0, a, b)
+def maximum(a, b): return np.maximum(a, b)
+def minimum(a, b): return np.minimum(a, b)
+def exp(a): return np.exp(a)
+def log(a): return np.log(a)
+def sqrt(a): return np.sqrt(a)
+def abs(a): return np.abs(a)
+def tanh(a): return np.tanh(a)
+def sigmoid(a): return 1.0 / (1.0 + np.exp(-a))
+def relu(a): return np.maximum(a, 0.0)
+def leaky_relu(a, slope): return np.where(a > 0, a, slope * a)
+def softplus(a): return np.logaddexp(0.0, a)
+def clamp(a, lo, hi): return np.clip(a, lo, hi)
+def erf(a): return np.vectorize(math.erf, otypes=[np.float64])(a)
+def square(a): return a * a
+
+
+# Products
+
+def matmul(a, b, trans_a=False, trans_b=False):
+    if trans_a: a = np.swapaxes(a, -1, -2)
+    if trans_b: b = np.swapaxes(b, -1, -2)
+    return np.matmul(a, b)
+
+
+def linear(x, w, b=None):
+    y = x @ w.T
+    return y if b is None else y + b
+
+
+def _windows(n, k, stride, pad, h, w):
+    ho = (h + 2 * pad - k) // stride + 1
+    wo = (w + 2 * pad - k) // stride + 1
+    return ho, wo
+
+
+def conv2d(x, w, b=None, stride=1, padding=0):
+    n, c, h, wd = x.shape
+    o, _, k, _ = w.shape
+    ho, wo = _windows(n, k, stride, padding, h, wd)
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    out = np.zeros((n, o, ho, wo))
+    for p in range(k):
+        for q in range(k):
+            patch = xp[:, :, p:p + stride * (ho - 1) + 1:stride, q:q + stride * (wo - 1) + 1:stride]
+            out += np.einsum('nchw,oc->nohw', patch, w[:, :, p, q])
+    return out if b is None else out + b[None, :, None, None]
+
+
+def conv2d_input_grad(g, w, x_shape, stride=1, padding=0):
+    n, c, h, wd = x_shape
+    o, _, k, _ = w.shape
+    ho, wo = g.shape[2], g.shape[3]
+    dxp = np.zeros((n, c, h + 2 * padding, wd + 2 * padding))
+    for p in range(k):
+        for q in range(k):
+            dxp[:, :, p:p + stride * (ho - 1) + 1:stride, q:q + stride * (wo - 1) + 1:stride] += \
+                np.einsum('nohw,oc->nchw', g, w[:, :, p, q])
+    return dxp[:, :, padding:padding + h, padding:padding + wd]
+
+
+def conv2d_weight_grad(x, g, w_shape, stride=1, padding=0):
+    o, c, k, _ = w_shape
+    ho, wo = g.shape[2], g.shape[3]
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    dw = np.zeros(w_shape)
+    for p in range(k):
+        for q in range(k):
+            patch = xp[:, :, p:p + stride * (ho - 1) + 1:stride, q:q + stride * (wo - 1) + 1:stride]
+            dw[:, :, p, q] = np.einsum('nchw,nohw->oc', patch, g)
+    return dw
+
+
+def _pool_patches(x, k, stride, padding, fill):
+    n, c, h, w = x.shape
+    ho, wo = _windows(n, k, stride, padding, h, w)
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)), constant_values=fill)
+    return np.stack([xp[:, :, p:p + stride * (ho - 1) + 1:stride, q:q + stride * (wo - 1) + 1:stride]
+                     for p in range(k) for q in range(k)])
+
+
+def max_pool2d(x, kernel, stride, padding=0):
+    return np.max(_pool_patches(x, kernel, stride, padding, -np.inf), axis=0)
+
+
+def avg_pool2d(x, kernel, stride, padding=0):
+    return np.sum(_pool_patches(x, kernel, stride, padding, 0.0), axis=0) / kernel ** 2
+
+
+def avg_pool2d_grad(g, x_shape, kernel, stride, padding=0):
+    n, c, h, w = x_shape
+    ho, wo = g.shape[2], g.shape[3]
+    dxp = np.zeros((n, c, h + 2 * padding, w + 2 * padding))
+    for p in range(kernel):
+        for q in range(kernel):
+            dxp[:, :, p:p + stride * (ho - 1) + 1:stride, q:q + stride * (wo - 1) + 1:stride] += \
+                g / kernel ** 2
+    return dxp[:, :, padding:padding + h, padding:padding + w]
+
+
+# Shapes
+
+def reshape(a, shape): return np.reshape(a, shape)
+
+
+def flatten(a, start=0, end=-1):
+    if a.ndim == 0: return a.reshape(1)
+    s, e = start % a.ndim, end % a.ndim
+    return a.reshape(a.shape[:s] + (-1,) + a.shape[e + 1:]) if a.size else \
+        a.reshape(a.shape[:s] + (int(np.prod(a.shape[s:e + 1])),) + a.shape[e + 1:])
+
+
+def permute(a, axes): return np.transpose(a, axes)
+def transpose(a, axis0=-2, axis1=-1): return np.swapaxes(a, axis0, axis1)
+
+
+def slice(a, axis, start, stop, step=1):
+    index = [np.s_[:]] * a.ndim
+    index[axis % a.ndim] = np.s_[start:stop:step]
+    return a[tuple(index)]
+
+
+def unslice(a, shape, axis, start, step=1):
+    out = np.zeros(shape)
+    index = [np.s_[:]] * len(shape)
+    ax = axis % len(shape)
+    index[ax] = np.s_[start:start + step * a.shape[ax]:step]
+    out[tuple(index)] = a
+    return out
+
+
+def index_select(a, axis, indices):
+    return np.take(a, np.asarray(indices, dtype=np.int64), axis=axis)
+
+
+def index_add(a, shape, axis, indices):
+    out = np.zeros(shape)
+    ax = axis % len(shape)
+    np.add.at(np.moveaxis(out, ax, 0), np.asarray(indices, dtype=np.int64), np.moveaxis(a, ax, 0))
+    return out
+
+
+def gather(a, axis, index):
+    return np.take_along_axis(a, np.asarray(index, dtype=np.int64), axis=axis)
+
+
+def scatter_add(a, shape, axis, index):
+    out = np.zeros(shape)
+    index = np.asarray(index, dtype=np.int64)
+    grids = list(np.indices(index.shape, sparse=True))
+    grids[axis % len(shape)] = index
+    np.add.at(out, tuple(grids), a)
+    return out
+
+
+def gather_flat(a, axis, index, index_shape):
+    return gather(a, axis, np.reshape(index, index_shape))
+
+
+def scatter_add_flat(a, shape, axis, index, index_shape):
+    return scatter_add(a, shape, axis, np.reshape(index, index_shape))
+
+
+def concatenate(*parts, axis=0): return np.concatenate(parts, axis=axis)
+def stack(*parts, axis=0): return np.stack(parts, axis=axis)
+def broadcast_to(a, shape): return np.broadcast_to(a, shape)
+
+
+def sum_to(a, shape):
+    lead = a.ndim - len(shape)
+    s = np.sum(a, axis=tuple(range(lead))) if lead else a
+    axes = tuple(d for d in range(len(shape)) if shape[d] == 1 and s.shape[d] != 1)
+    return np.sum(s, axis=axes, keepdims=True) if axes else s
+
+
+# Reductions and the softmax family
+
+def sum(a, axes=(), keepdims=False): return np.sum(a, axis=_axes(a, axes), keepdims=keepdims)
+def mean(a, axes=(), keepdims=False): return np.mean(a, axis=_axes(a, axes), keepdims=keepdims)
+def max(a, axes=(), keepdims=False): return np.max(a, axis=_axes(a, axes), keepdims=keepdims)
+def min(a, axes=(), keepdims=False): return np.min(a, axis=_axes(a, axes), keepdims=keepdims)
+
+
+def log_sum_exp(a, axes=(), keepdims=False):
+    return _lse(a, _axes(a, axes) or tuple(range(a.ndim)), keepdims)
+
+
+def log_softmax(a, axis=-1): return a - _lse(a, axis, True)
+def softmax(a, axis=-1): return np.exp(log_softmax(a, axis))
+def squared_distance(a, b): return np.sum((a - b) ** 2)
+
+
+def softmax_cross_entropy(z, labels, label_smoothing=0.0):
+    n, k = z.shape
+    t = np.full((n, k), label_smoothing / k)
+    t[np.arange(n), np.asarray(labels, dtype=np.int64)] += 1 - label_smoothing
+    return _lse(z, 1, False) - np.sum(t * z, axis=1)
+
+
+def main():
+    with open(sys.argv[1]) as manifest:
+        for number, line in enumerate(manifest, 1):
+            case = json.loads(line)
+            try:
+                inputs = [np.load(p) for p in case["inputs"]]
+                with np.errstate(all="ignore"):
+                    out = globals()[case["op"]](*inputs, **case["args"])
+                np.save(case["out"], np.asarray(out, dtype=np.float64))
+            except Exception as e:
+                sys.exit(f"numpy_ops.py: line {number} ({case['op']}): {type(e).__name__}: {e}")
+
+
+if __name__ == "__main__":
+    main()
