@@ -101,7 +101,9 @@ class HeaderParser {
       if (key == "descr") {
         descr = quoted();
       } else if (key == "fortran_order") {
-        if (word() != "False") error("stored in Fortran order, which is not supported");
+        const std::string order = word();
+        if (order == "True") error("stored in Fortran order, which is not supported");
+        if (order != "False") error("True or False expected");
       } else {
         shape = tuple();
       }

@@ -346,7 +346,7 @@ void Trainer<T>::resume(const std::string& path, bool reset_optimizer) {
     if (!meta.count("epochs_done")) fail("Trainer::resume: '", path, "' has no meta/epochs_done");
     const std::uint64_t epochs = count(meta, "epochs_done", most);
     if (epochs > options_.epochs)
-      fail("Trainer::resume: '", path, "' has ", epochs, " epochs done, more than the ",
+      fail("Trainer::resume: '", path, "': meta/epochs_done is ", epochs, ", more than the ",
            options_.epochs, " epochs to train");
     if (meta.count("scheduler_step")) count(meta, "scheduler_step", most);
   };

@@ -122,6 +122,54 @@ BOOST_AUTO_TEST_CASE(fashion_mnist_bad_input) {
   BOOST_TEST(help.output.find("--data-dir") != std::string::npos);
 }
 
+BOOST_AUTO_TEST_CASE(options_are_range_checked_when_parsed) {
+  // Each of these once ran: --batch-size -5 as 2^64 - 5 ("test accuracy 0.0000", exit 0),
+  // --epochs -1 practically forever, --epochs 0 into the scheduler.
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"fashion_mnist", "--batch-size -5"}, {"fashion_mnist", "--epochs -1"},
+      {"fashion_mnist", "--epochs 0"},      {"fashion_mnist", "--lr nan"},
+      {"fashion_mnist", "--lr -0.1"},       {"fashion_mnist", "--momentum 1.5"},
+      {"fashion_mnist", "--threads 0"},     {"fashion_mnist", "--epochs 3x"},
+      {"fashion_mnist", "--limit 1e3"},     {"regression", "--points 1"},
+      {"regression", "--lr 1e400"},         {"saddle_point", "--steps -3"},
+      {"gradcheck_custom", "--batch 0"}};
+  for (const auto& [example, args] : bad) {
+    BOOST_TEST_CONTEXT(example << " " << args) {
+      auto r = run(example, args);
+      BOOST_TEST(r.status == 2);
+      const std::string option = args.substr(0, args.find(' '));
+      BOOST_TEST(r.output.find(option + " must be") != std::string::npos, r.output);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(fashion_mnist_resume_refuses_another_optimizer) {
+  const std::string ckpt = temp("switch.npz");
+  auto first =
+      run("fashion_mnist", "--limit 200 --test-limit 50 --epochs 1 --quiet --checkpoint " + ckpt);
+  BOOST_REQUIRE(first.status == 0);
+  auto adam = run("fashion_mnist",
+                  "--limit 200 --test-limit 50 --epochs 2 --quiet --optimizer "
+                  "adam --resume --checkpoint " +
+                      ckpt);
+  BOOST_TEST(adam.status == 1);
+  BOOST_TEST(adam.output.find("SGD optimizer, not of Adam") != std::string::npos, adam.output);
+  auto reset = run("fashion_mnist",
+                   "--limit 200 --test-limit 50 --epochs 2 --quiet --optimizer "
+                   "adam --resume --reset-optimizer --checkpoint " +
+                       ckpt);
+  BOOST_TEST(reset.status == 0, reset.output);
+  BOOST_TEST(reset.output.find("optimizer starts afresh") != std::string::npos);
+  // An unwritable --metrics-csv is found before the first epoch trains.
+  auto unwritable = run("fashion_mnist",
+                        "--limit 200 --test-limit 50 --epochs 1 --quiet "
+                        "--metrics-csv " +
+                            temp("no/folder/m.csv"));
+  BOOST_TEST(unwritable.status == 1);
+  BOOST_TEST(unwritable.output.find("epoch 1/1") == std::string::npos);
+  BOOST_TEST(unwritable.output.find("no/folder") != std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(regression_fits_the_curve_and_a_csv) {
   auto r = run("regression", "--epochs 40");
   BOOST_TEST_MESSAGE(r.output);

@@ -185,4 +185,48 @@ BOOST_AUTO_TEST_CASE(csv_errors_name_the_line) {
                         [](const ad::Error& e) { return says(e, {"nope.csv"}); });
 }
 
+BOOST_AUTO_TEST_CASE(idx_dimensions_are_checked_against_the_file_before_allocating) {
+  const std::string path = dir() + "/huge.idx";
+  // (4, 2^31, 2^31) overflows to 0 bytes: once accepted with no data (UB in the strides).
+  write(path, idx_bytes({4, 2147483648u, 2147483648u}, 0));
+  BOOST_CHECK_EXCEPTION(ds::read_idx(path), ad::Error, [&](const ad::Error& e) {
+    return says(e, {path, "(4,2147483648,2147483648)", "more bytes than can be counted"});
+  });
+  // Large but countable dimensions with a few bytes: refused before allocating (once only
+  // std::bad_alloc, or gigabytes allocated), raw and gzip.
+  for (bool gzip : {false, true}) {
+    write(path, idx_bytes({60000, 28, 2800}, 100), gzip);
+    BOOST_CHECK_EXCEPTION(ds::read_idx(path), ad::Error, [&](const ad::Error& e) {
+      return says(e, {path, "(60000,28,2800)", "4704000000 bytes"});
+    });
+  }
+  write(path, idx_bytes({}, 0));
+  BOOST_CHECK_EXCEPTION(ds::read_idx(path), ad::Error, [&](const ad::Error& e) {
+    return says(e, {path, "0 dimensions"});
+  });
+  BOOST_CHECK_EXCEPTION(ds::read_idx(dir()), ad::Error,
+                        [&](const ad::Error& e) { return says(e, {"is a directory"}); });
+}
+
+BOOST_AUTO_TEST_CASE(csv_cells_must_be_finite_numbers) {
+  const std::string path = dir() + "/cells.csv";
+  const std::vector<std::pair<std::string, std::string>> cells = {{"1e400", "out of the range"},
+                                                                  {"nan", "not a finite number"},
+                                                                  {"-inf", "not a finite number"},
+                                                                  {"inf", "not a finite number"}};
+  for (const auto& [cell, why] : cells) {
+    write(path, "a,b\n1,2\n3," + cell + "\n");
+    BOOST_CHECK_EXCEPTION(ds::read_csv(path), ad::Error, [&](const ad::Error& e) {
+      return says(e, {path, "line 3", "column 2 ('b')", "'" + cell + "'", why});
+    });
+  }
+  // A UTF-8 byte-order mark (spreadsheet programs write one) is not part of the first name.
+  write(path, "\xEF\xBB\xBFy,a\n1,2\n");
+  auto t = ds::read_csv(path);
+  BOOST_TEST(t.columns[0] == "y");
+  BOOST_CHECK_NO_THROW(ds::csv_dataset(t, "y"));
+  BOOST_CHECK_EXCEPTION(ds::read_csv(dir()), ad::Error,
+                        [&](const ad::Error& e) { return says(e, {"is a directory"}); });
+}
+
 BOOST_AUTO_TEST_SUITE_END()

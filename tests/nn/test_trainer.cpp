@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -10,6 +11,7 @@
 #include "nn/nn.hpp"
 
 namespace tt = boost::test_tools;
+namespace fs = std::filesystem;
 using ad::Array;
 namespace nn = ad::nn;
 using V = ad::Variable<float>;
@@ -251,6 +253,182 @@ BOOST_AUTO_TEST_CASE(resume_continues_exactly) {
   for (std::size_t i = 0; i < a.size(); ++i) BOOST_TEST(a[i] == b[i]);
   BOOST_TEST(o1->groups()[0].lr == o2->groups()[0].lr);
   std::remove(path.c_str());
+}
+
+BOOST_AUTO_TEST_CASE(nan_weights_stop_training_through_relu) {
+  // relu once turned NaN into 0: a checkpoint with a NaN weight trained on silently.
+  auto data = rings(1);
+  nn::LoaderOptions lo;
+  lo.batch_size = 50;
+  nn::DataLoader<float> train(data, lo);
+  nn::Generator rng(8);
+  nn::Sequential<float> model(std::make_shared<nn::Linear<float>>(2, 8, rng),
+                              std::make_shared<nn::ReLU<float>>(),
+                              std::make_shared<nn::Linear<float>>(8, 2, rng));
+  model.parameters()[0].mutable_value()(0, 0) = std::numeric_limits<float>::quiet_NaN();
+  nn::SGD<float> opt(model.parameters(), {0.1});
+  std::ostringstream log;
+  nn::Trainer<float> trainer(model, opt, ce, quiet(1, log));
+  BOOST_CHECK_EXCEPTION(trainer.fit(train), nn::TrainingError, [](const nn::TrainingError& e) {
+    return std::string(e.what()).find("batch 1: the loss is NaN") != std::string::npos;
+  });
+}
+
+namespace {
+
+/// A trainer over the rings with an SGD or Adam optimizer, for the resume checks.
+struct Run {
+  std::shared_ptr<nn::Sequential<float>> model = mlp(4);
+  std::unique_ptr<nn::Optimizer<float>> opt;
+  std::ostringstream log;
+  std::unique_ptr<nn::Trainer<float>> trainer;
+  explicit Run(bool adam, std::size_t epochs = 3) {
+    if (adam)
+      opt = std::make_unique<nn::Adam<float>>(model->parameters(), nn::AdamOptions{});
+    else
+      opt = std::make_unique<nn::SGD<float>>(model->parameters(), nn::SGDOptions{0.1, 0.9});
+    trainer = std::make_unique<nn::Trainer<float>>(*model, *opt, ce, quiet(epochs, log));
+  }
+};
+
+bool says(const std::exception& e, std::initializer_list<std::string> parts) {
+  std::string m = e.what();
+  for (const auto& p : parts)
+    if (m.find(p) == std::string::npos) return false;
+  return true;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(resuming_with_another_optimizer_or_none_is_an_error) {
+  auto data = rings(1);
+  nn::LoaderOptions lo;
+  lo.batch_size = 100;
+  nn::DataLoader<float> train(data, lo);
+  const std::string path = temp_path("trainer_optimizer.npz");
+  {
+    Run sgd(false, 1);
+    sgd.trainer->fit(train);
+    sgd.trainer->save(path);
+  }
+  // An SGD checkpoint resumed with Adam once ran on with Adam's step count and zero moments.
+  Run adam(true);
+  const auto before = weights(*adam.model);
+  BOOST_CHECK_EXCEPTION(adam.trainer->resume(path), ad::Error, [](const ad::Error& e) {
+    return says(e, {"trainer_optimizer.npz", "SGD optimizer, not of Adam", "reset"});
+  });
+  const auto after = weights(*adam.model);
+  for (std::size_t i = 0; i < after.size(); ++i) BOOST_TEST(after[i] == before[i]);
+  // Explicitly: the weights load, the optimizer starts afresh.
+  BOOST_CHECK_NO_THROW(adam.trainer->resume(path, true));
+  BOOST_TEST(adam.trainer->epochs_done() == 1u);
+  BOOST_TEST(adam.opt->state()[0].step == 0u);
+  // A checkpoint without optimizer state once reset the optimizer silently.
+  const std::string bare = temp_path("trainer_bare.npz");
+  nn::save_checkpoint<float>(bare, *adam.model, nullptr, {{"epochs_done", 1}});
+  Run sgd(false);
+  BOOST_CHECK_EXCEPTION(sgd.trainer->resume(bare), ad::Error, [](const ad::Error& e) {
+    return says(e, {"trainer_bare.npz", "no optimizer state"});
+  });
+  BOOST_CHECK_NO_THROW(sgd.trainer->resume(bare, true));
+  std::remove(path.c_str());
+  std::remove(bare.c_str());
+}
+
+BOOST_AUTO_TEST_CASE(meta_values_are_checked_before_the_model_is_touched) {
+  const std::string path = temp_path("trainer_meta.npz");
+  for (double bad : {-5.0, std::numeric_limits<double>::quiet_NaN(), 2.5, 1e30, 4.0}) {
+    BOOST_TEST_CONTEXT("epochs_done " << bad) {
+      Run source(false);
+      nn::save_checkpoint(path, *source.model, source.opt.get(), {{"epochs_done", bad}});
+      Run target(false);
+      const auto before = weights(*target.model);
+      BOOST_CHECK_EXCEPTION(target.trainer->resume(path), ad::Error,
+                            [](const ad::Error& e) { return says(e, {"epochs_done"}); });
+      BOOST_TEST(target.trainer->epochs_done() == 0u);
+      const auto after = weights(*target.model);
+      for (std::size_t i = 0; i < after.size(); ++i) BOOST_TEST(after[i] == before[i]);
+    }
+  }
+  Run source(false);
+  nn::save_checkpoint(path, *source.model, source.opt.get(),
+                      {{"epochs_done", 1}, {"scheduler_step", -1}});
+  Run target(false);
+  BOOST_CHECK_EXCEPTION(target.trainer->resume(path), ad::Error, [](const ad::Error& e) {
+    return says(e, {"scheduler_step", "-1"});
+  });
+  std::remove(path.c_str());
+}
+
+BOOST_AUTO_TEST_CASE(empty_sets_are_errors) {
+  auto empty = std::make_shared<nn::Dataset<float>>(Array<float>(xt::zeros<float>({0, 2})),
+                                                    Array<float>(xt::zeros<float>({0})));
+  nn::LoaderOptions lo;
+  lo.batch_size = 10;
+  nn::DataLoader<float> none(empty, lo);
+  nn::DataLoader<float> train(rings(1), lo);
+  Run run(false);
+  BOOST_CHECK_EXCEPTION(run.trainer->fit(none), ad::Error,
+                        [](const ad::Error& e) { return says(e, {"training set has no batch"}); });
+  BOOST_CHECK_EXCEPTION(run.trainer->fit(train, &none), ad::Error,
+                        [](const ad::Error& e) { return says(e, {"val set is empty"}); });
+  BOOST_CHECK_EXCEPTION(run.trainer->evaluate(none), ad::Error,
+                        [](const ad::Error& e) { return says(e, {"empty"}); });
+  lo.batch_size = 500;
+  lo.drop_last = true;
+  nn::DataLoader<float> too_few(rings(1), lo);
+  BOOST_CHECK_EXCEPTION(run.trainer->fit(too_few), ad::Error, [](const ad::Error& e) {
+    return says(e, {"no batch", "drop_last"});
+  });
+  BOOST_TEST(run.trainer->epochs_done() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(output_paths_are_checked_before_training_and_one_failure_keeps_the_other) {
+  auto data = rings(1);
+  nn::LoaderOptions lo;
+  lo.batch_size = 100;
+  nn::DataLoader<float> train(data, lo);
+  for (const std::string which : {"checkpoint", "metrics"}) {
+    Run run(false, 1);
+    nn::TrainerOptions o = quiet(1, run.log);
+    o.checkpoint = temp_path("trainer_out.npz");
+    o.metrics_csv = temp_path("trainer_out.csv");
+    (which == "checkpoint" ? o.checkpoint : o.metrics_csv) = temp_path("no/such/folder/file");
+    nn::Trainer<float> trainer(*run.model, *run.opt, ce, o);
+    std::size_t batches = 0;
+    trainer.on_batch_end = [&](std::size_t, std::size_t, double) { ++batches; };
+    BOOST_CHECK_EXCEPTION(trainer.fit(train), ad::Error,
+                          [](const ad::Error& e) { return says(e, {"no/such/folder"}); });
+    BOOST_TEST(batches == 0u);  // found before the first epoch trained
+  }
+  // A failure after an epoch (here the metrics path became a folder) still saves the checkpoint.
+  const std::string ckpt = temp_path("trainer_keep.npz"), csv = temp_path("trainer_keep.csv");
+  std::remove(ckpt.c_str());
+  Run run(false, 1);
+  nn::TrainerOptions o = quiet(1, run.log);
+  o.checkpoint = ckpt;
+  o.metrics_csv = csv;
+  nn::Trainer<float> trainer(*run.model, *run.opt, ce, o);
+  trainer.on_batch_end = [&](std::size_t, std::size_t, double) { fs::create_directories(csv); };
+  BOOST_CHECK_EXCEPTION(trainer.fit(train), ad::Error,
+                        [&](const ad::Error& e) { return says(e, {"trainer_keep.csv"}); });
+  BOOST_TEST(fs::exists(ckpt));
+  fs::remove_all(csv);
+  std::remove(ckpt.c_str());
+}
+
+BOOST_AUTO_TEST_CASE(a_bad_label_names_its_sample) {
+  Array<float> x = ad::test::uniform<float>({6, 2});
+  Array<float> y{0, 1, 0, 1, 7, 0};  // sample 4 has no class 7 among 2
+  auto data = std::make_shared<nn::Dataset<float>>(x, y);
+  nn::LoaderOptions lo;
+  lo.batch_size = 3;
+  lo.seed = 3;
+  nn::DataLoader<float> train(data, lo);
+  Run run(false);
+  BOOST_CHECK_EXCEPTION(run.trainer->fit(train), ad::Error, [](const ad::Error& e) {
+    return says(e, {"training sample 4", "is 7", "[0, 2)"});
+  });
 }
 
 BOOST_AUTO_TEST_SUITE_END()
