@@ -2,6 +2,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -59,6 +61,25 @@ inline std::size_t shape_size(const Shape& s) {
   std::size_t n = 1;
   for (auto d : s) n *= d;
   return n;
+}
+
+/// The number of elements of a shape read from a file or other outside source, or nullopt when
+/// it cannot be an array: when the product of its non-zero extents exceeds PTRDIFF_MAX (an array
+/// with a zero extent is empty, but xtensor still multiplies the other extents into its signed
+/// strides).
+inline std::optional<std::size_t> checked_shape_size(const Shape& s) {
+  std::size_t nonzero = 1;
+  bool empty = false;
+  for (auto d : s) {
+    if (d == 0) {
+      empty = true;
+      continue;
+    }
+    if (__builtin_mul_overflow(nonzero, d, &nonzero) ||
+        nonzero > static_cast<std::size_t>(PTRDIFF_MAX))
+      return std::nullopt;
+  }
+  return empty ? 0 : nonzero;
 }
 
 /// Maps a possibly negative axis to [0, ndim); throws naming the op and shape when out of range.

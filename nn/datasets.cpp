@@ -61,12 +61,10 @@ Array<std::uint8_t> read_idx(const std::string& path) {
     if (read_some(in, dims.data(), dims.size()) < dims.size())
       fail("'", path, "': IDX header truncated (", ndim, " dimensions)");
     Shape shape;
-    std::size_t want = 1;
-    bool overflow = false;
-    for (std::size_t d = 0; d < ndim; ++d) {
-      shape.push_back(big_endian(dims.data() + 4 * d));
-      overflow = overflow || __builtin_mul_overflow(want, shape.back(), &want);
-    }
+    for (std::size_t d = 0; d < ndim; ++d) shape.push_back(big_endian(dims.data() + 4 * d));
+    const std::optional<std::size_t> count = checked_shape_size(shape);
+    const bool overflow = !count;
+    const std::size_t want = count.value_or(0);
     // The data the header claims, against the bytes really there, before allocating it: exactly
     // the rest of a raw file; for gzip at most what deflate can expand the file to (1032:1).
     const std::uintmax_t header = 4 + 4 * ndim;

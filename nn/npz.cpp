@@ -196,9 +196,8 @@ std::optional<std::size_t> checked_mul(std::size_t a, std::size_t b) {
 /// The bytes of data a shape of a dtype holds; throws when the count overflows.
 std::size_t data_bytes(const Shape& shape, std::size_t item, const std::string& file,
                        const std::string& name) {
-  std::optional<std::size_t> n = item;
-  for (auto d : shape)
-    if (n) n = checked_mul(*n, d);
+  std::optional<std::size_t> n = checked_shape_size(shape);
+  if (n) n = checked_mul(*n, item);
   if (!n)
     bad_entry(file, name, "shape " + shape_str(shape) + " holds more bytes than can be counted");
   return *n;
@@ -254,9 +253,8 @@ std::string zip_message(int code) {
 
 void save(const std::string& path, const std::vector<std::pair<std::string, Entry>>& entries) {
   for (const auto& [name, entry] : entries) {
-    std::optional<std::size_t> bytes = item_size(entry.dtype);
-    for (auto d : entry.shape)
-      if (bytes) bytes = checked_mul(*bytes, d);
+    std::optional<std::size_t> bytes = checked_shape_size(entry.shape);
+    if (bytes) bytes = checked_mul(*bytes, item_size(entry.dtype));
     if (item_size(entry.dtype) == 0 || bytes != entry.data.size())
       fail("checkpoint: cannot write '", path, "': entry '", name, "' has ", entry.data.size(),
            " bytes for shape ", shape_str(entry.shape), " of dtype ", entry.dtype);

@@ -39,11 +39,9 @@ A to_array(const Entry& e, const std::string& name, const std::string& file) {
   using T = typename A::value_type;
   if (e.dtype != dtype_of<T>())
     fail("'", file, "': entry '", name, "' has dtype ", e.dtype, ", expected ", dtype_of<T>());
-  std::size_t count = 1;
-  for (auto d : e.shape)
-    if (__builtin_mul_overflow(count, d, &count))
-      fail("'", file, "': entry '", name, "' has a shape whose size overflows");
-  if (count > e.data.size() / sizeof(T) || count * sizeof(T) != e.data.size())
+  const std::optional<std::size_t> count = checked_shape_size(e.shape);
+  if (!count) fail("'", file, "': entry '", name, "' has a shape whose size overflows");
+  if (*count > e.data.size() / sizeof(T) || *count * sizeof(T) != e.data.size())
     fail("'", file, "': entry '", name, "' holds ", e.data.size(), " bytes for shape ",
          shape_str(e.shape));
   A a = A::from_shape(e.shape);

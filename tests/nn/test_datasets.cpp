@@ -200,6 +200,11 @@ BOOST_AUTO_TEST_CASE(idx_dimensions_are_checked_against_the_file_before_allocati
       return says(e, {path, "(60000,28,2800)", "4704000000 bytes"});
     });
   }
+  // An empty array whose other extents overflow xtensor's signed strides (a fuzzer's find).
+  write(path, idx_bytes({0, 196608, 198665, 168496141, 235868177}, 0));
+  BOOST_CHECK_EXCEPTION(ds::read_idx(path), ad::Error, [&](const ad::Error& e) {
+    return says(e, {path, "more bytes than can be counted"});
+  });
   write(path, idx_bytes({}, 0));
   BOOST_CHECK_EXCEPTION(ds::read_idx(path), ad::Error, [&](const ad::Error& e) {
     return says(e, {path, "0 dimensions"});

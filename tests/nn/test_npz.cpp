@@ -99,6 +99,14 @@ BOOST_AUTO_TEST_CASE(a_shape_whose_size_overflows_is_refused) {
   BOOST_CHECK_EXCEPTION(npz::load(path), ad::Error, [](const ad::Error& e) {
     return says(e, {"npz_overflow.npz", "entry 'w'", "more bytes than can be counted"});
   });
+  // Empty, but with extents whose product overflows xtensor's signed strides.
+  const std::string empty = archive(
+      "npz_empty.npz", "w.npy",
+      npy("{'descr': '<f4', 'fortran_order': False, 'shape': (0, 4294967296, 4294967296), }", ""));
+  BOOST_CHECK_EXCEPTION(npz::load(empty), ad::Error, [](const ad::Error& e) {
+    return says(e, {"npz_empty.npz", "more bytes than can be counted"});
+  });
+  std::remove(empty.c_str());
   // An entry made in memory with a shape that does not match its bytes is refused too.
   npz::Entry e{"<f4", {4294967296, 4294967296}, {}};
   BOOST_CHECK_THROW(npz::to_array<Array<float>>(e, "w", "memory"), ad::Error);

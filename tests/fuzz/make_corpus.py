@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora of the fuzz harnesses into corpus/<harness>/ (small, checked in).
+
+The checkpoint seed (corpus/checkpoint/model.npz) is a checkpoint of the harness's model saved by
+the library itself (scripts/fuzz --seed-checkpoint writes it); the others are made here with NumPy.
+"""
+import io
+import os
+import struct
+import zipfile
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def put(harness, name, data):
+    folder = os.path.join(HERE, "corpus", harness)
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, name), "wb") as f:
+        f.write(data)
+
+
+def idx(dims, data):
+    return bytes([0, 0, 8, len(dims)]) + b"".join(struct.pack(">I", d) for d in dims) + bytes(data)
+
+
+def npy(array, version=None):
+    buffer = io.BytesIO()
+    if version:
+        np.lib.format.write_array(buffer, array, version=version)
+    else:
+        np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def npz(arrays):
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+for harness in ("idx", "idx_gzip"):
+    put(harness, "images", idx([2, 3, 3], range(18)))
+    put(harness, "labels", idx([5], [0, 1, 2, 3, 9]))
+    put(harness, "truncated", idx([2, 2], [1, 2, 3]))
+put("idx", "gzip", __import__("gzip").compress(idx([2, 2, 2], range(8)), mtime=0))
+
+put("csv", "plain", b"x1,x2,y\n1,2,3\n4.5,-6e-1,7\n")
+put("csv", "spaces", b" a , b\r\n1 , 2\r\n\r\n3,4\r\n")
+put("csv", "bom", b"\xef\xbb\xbfy,a\n1,2\n")
+
+put("npy", "f4", npy(np.arange(6, dtype=np.float32).reshape(2, 3)))
+put("npy", "f8_scalar", npy(np.array(2.5)))
+put("npy", "u1", npy(np.arange(4, dtype=np.uint8)))
+put("npy", "version2", npy(np.zeros((2, 2)), version=(2, 0)))
+
+put("npz", "two", npz({"w": np.ones((2, 3), np.float32), "meta/epoch": np.array(3.0)}))
+put("npz", "empty_shape", npz({"e": np.zeros((0, 4), np.float32)}))

@@ -1,0 +1,122 @@
+// Training killed with SIGKILL at random moments, saves included: every checkpoint that survives
+// loads, and the next save leaves no temporary behind.
+#include <boost/test/unit_test.hpp>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "helpers.hpp"
+#include "nn/nn.hpp"
+
+namespace fs = std::filesystem;
+namespace nn = ad::nn;
+using V = ad::Variable<float>;
+
+namespace {
+
+struct Setup {
+  nn::Generator rng{3};
+  nn::Sequential<float> model{std::make_shared<nn::Linear<float>>(8, 64, rng),
+                              std::make_shared<nn::ReLU<float>>(),
+                              std::make_shared<nn::Linear<float>>(64, 4, rng)};
+  nn::SGD<float> opt{model.parameters(), nn::SGDOptions{0.05, 0.9}};
+};
+
+std::shared_ptr<nn::Dataset<float>> data() {
+  ad::Array<float> x = ad::test::uniform<float>({64, 8});
+  ad::Array<float> y = ad::Array<float>::from_shape({64});
+  for (std::size_t i = 0; i < 64; ++i) y(i) = static_cast<float>(i % 4);
+  return std::make_shared<nn::Dataset<float>>(x, y);
+}
+
+/// The child: trains tiny epochs, each followed by a checkpoint and the metrics, until killed.
+[[noreturn]] void train_until_killed(const std::string& checkpoint, const std::string& csv) {
+  Setup s;
+  nn::LoaderOptions lo;
+  lo.batch_size = 32;
+  nn::DataLoader<float> loader(data(), lo);
+  std::ostringstream log;
+  nn::TrainerOptions o;
+  o.epochs = 1000000;
+  o.progress = nn::TrainerOptions::Progress::none;
+  o.log = &log;
+  o.checkpoint = checkpoint;
+  o.metrics_csv = csv;
+  nn::Trainer<float> trainer(s.model, s.opt,
+                             [](const V& out, const V& y) { return nn::cross_entropy(out, y); }, o);
+  try {
+    trainer.fit(loader);
+  } catch (...) {
+  }
+  _exit(3);
+}
+
+std::size_t temporaries(const fs::path& dir) {
+  std::size_t n = 0;
+  for (const auto& e : fs::directory_iterator(dir))
+    n += e.path().filename().string().find(".tmp-") != std::string::npos;
+  return n;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(killed_training)
+
+BOOST_AUTO_TEST_CASE(checkpoints_survive_sigkill_at_any_moment) {
+  const fs::path dir = fs::path(AD_BINARY_DIR) / "tests" / "kill";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string checkpoint = (dir / "model.npz").string(), csv = (dir / "metrics.csv").string();
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int> delay_ms(5, 80);
+  std::size_t loaded = 0, stale = 0;
+  for (int round = 0; round < 20; ++round) {
+    BOOST_TEST_CONTEXT("round " << round) {
+      const pid_t child = fork();
+      BOOST_REQUIRE(child >= 0);
+      if (child == 0) train_until_killed(checkpoint, csv);
+      std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms(rng)));
+      ::kill(child, SIGKILL);
+      int status = 0;
+      ::waitpid(child, &status, 0);
+      BOOST_TEST((WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL));
+      stale += temporaries(dir);
+      // Whatever survived loads, whole: model and optimizer, through resume; then one more
+      // epoch saves the checkpoint and the metrics, which removes the temporaries the killed
+      // writer left.
+      if (fs::exists(checkpoint)) {
+        Setup s;
+        nn::LoaderOptions lo;
+        lo.batch_size = 32;
+        nn::DataLoader<float> loader(data(), lo);
+        std::ostringstream log;
+        nn::TrainerOptions o;
+        o.epochs = 1000000;
+        o.progress = nn::TrainerOptions::Progress::none;
+        o.log = &log;
+        o.checkpoint = checkpoint;
+        o.metrics_csv = csv;
+        nn::Trainer<float> trainer(
+            s.model, s.opt, [](const V& out, const V& y) { return nn::cross_entropy(out, y); }, o);
+        BOOST_CHECK_NO_THROW(trainer.resume(checkpoint));
+        ++loaded;
+        trainer.on_epoch_end = [&](const nn::EpochMetrics&) { throw std::runtime_error("one"); };
+        BOOST_CHECK_THROW(trainer.fit(loader), std::runtime_error);  // after one epoch's saves
+        BOOST_TEST(temporaries(dir) == 0u);
+      }
+    }
+  }
+  BOOST_TEST_MESSAGE(loaded << " of 20 kills left a checkpoint, all loaded; " << stale
+                            << " temporaries of killed saves were removed by the next save");
+  BOOST_TEST(loaded > 10u);
+  fs::remove_all(dir);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
