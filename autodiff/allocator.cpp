@@ -71,9 +71,23 @@ void free_block(void* p, std::size_t bytes) noexcept {
   std::free(p);
 }
 
+namespace {
+
+std::vector<void (*)()>& releases() {
+  static std::vector<void (*)()> r;
+  return r;
+}
+
+}  // namespace
+
+void on_release(void (*release)()) {
+  releases().push_back(release);
+}
+
 }  // namespace detail
 
 void release_cached_memory() {
+  for (auto release : detail::releases()) release();
   cache().clear();
 }
 

@@ -16,6 +16,9 @@ namespace detail {
 void* allocate_block(std::size_t bytes);
 /// Returns a block (of the size it was asked with) to the cache, or to the system.
 void free_block(void* p, std::size_t bytes) noexcept;
+/// Registers a function that frees another per-thread cache (the kernels' scratch memory) when
+/// release_cached_memory() is called.
+void on_release(void (*release)());
 }  // namespace detail
 
 /// Blocks of at least this size are cached; smaller ones go straight to malloc, which is fast for
@@ -43,7 +46,8 @@ struct Allocator {
   }
 };
 
-/// Frees every block the calling thread's cache holds.
+/// Frees every block the calling thread's caches hold: the allocator's cache of large blocks and
+/// the kernels' scratch buffers.
 void release_cached_memory();
 
 }  // namespace ad::memory

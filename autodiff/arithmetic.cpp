@@ -4,7 +4,7 @@
 #include <cmath>
 #include <functional>
 
-#include "autodiff/kernels.hpp"
+#include "autodiff/kernels/elementwise.hpp"
 #include "autodiff/ops.hpp"
 
 namespace ad {
@@ -54,17 +54,17 @@ Variable<T> div(const Variable<T>& a, const Variable<T>& b) {
   return make_op<T>(
       "div", kernels::binary(a.value(), b.value(), std::divides<T>(), "div"), {a, b},
       [](const BackwardContext<T>& c) -> Grads<T> {
-        // d/da = g/b, d/db = -g*a/b² = -g*out/b
-        auto db = [&] {
-          if (is_grad_enabled() || c.grad.shape() != c.output.shape() ||
-              c.output.shape() != c.input(1).shape())
-            return -(c.grad * c.output) / c.input(1);
-          Array<T> gy =
-              kernels::binary(c.grad.value(), c.output.value(), std::multiplies<T>(), "div");
-          return Variable<T>(kernels::binary(
-              gy, c.input(1).value(), [](T a, T b) { return -a / b; }, "div"));
-        };
-        return {grad_for(c, 0, [&] { return c.grad / c.input(1); }), grad_for(c, 1, db)};
+        // d/da = g/b, d/db = -g*a/b² = -g*y/b, written once over numbers and Variables: one
+        // fused pass when nothing broadcasts and the backward is not recorded
+        auto db = [](const auto& g, const auto& y, const auto& b) { return -(g * y) / b; };
+        const auto& b = c.input(1);
+        const bool fused =
+            !c.create_graph && c.grad.shape() == b.shape() && c.output.shape() == b.shape();
+        return {grad_for(c, 0, [&] { return c.grad / b; }), grad_for(c, 1, [&] {
+                  return fused ? Variable<T>(
+                                     kernels::map(db, c.grad.value(), c.output.value(), b.value()))
+                               : db(c.grad, c.output, b);
+                })};
       });
 }
 
@@ -132,43 +132,23 @@ Variable<T> pow(const Variable<T>& a, double p) {
   Array<T> out = p == 2.0 ? kernels::unary(a.value(), [](T x) { return x * x; })
                           : kernels::unary(a.value(), [e](T x) { return std::pow(x, e); });
   return make_op<T>("pow", std::move(out), {a}, [p](const BackwardContext<T>& c) -> Grads<T> {
-    // d/da = g*p*a^(p-1); 0 for p = 0 (a^0 is constant, even at a = 0)
+    // d/da = g*p*a^(p-1); 0 for p = 0 (a^0 is constant, even at a = 0). Written once over numbers
+    // and Variables.
     if (p == 0.0) return {Variable<T>(Array<T>(xt::zeros<T>(c.input(0).shape())))};
     if (p == 1.0) return {c.grad};
-    if (!is_grad_enabled()) {
-      const T pt = static_cast<T>(p), q = static_cast<T>(p - 1.0);
-      return {Variable<T>(kernels::binary(
-          c.grad.value(), c.input(0).value(),
-          [pt, q](T g, T x) { return q == 1 ? 2 * g * x : g * pt * std::pow(x, q); }, "pow"))};
-    }
-    if (p == 2.0) return {c.grad * c.input(0) * 2.0};
-    return {c.grad * pow(c.input(0), p - 1.0) * p};
+    const T pt = static_cast<T>(p), q = static_cast<T>(p - 1.0);
+    auto d = [pt, q](const auto& g, const auto& x) {
+      using std::pow;
+      return q == 1 ? g * x * pt : g * pow(x, q) * pt;
+    };
+    if (c.create_graph) return {d(c.grad, c.input(0))};
+    return {Variable<T>(kernels::map(d, c.grad.value(), c.input(0).value()))};
   });
 }
 
 template <class T>
 Variable<T> where(const Mask& mask, const Variable<T>& a, const Variable<T>& b) {
-  Shape shape = kernels::broadcast_shapes(
-      kernels::broadcast_shapes(Shape(mask.shape().begin(), mask.shape().end()), a.shape(),
-                                "where"),
-      b.shape(), "where");
-  Array<T> out = Array<T>::from_shape(shape);
-  const bool* pm = mask.data();
-  const T* pa = a.value().data();
-  const T* pb = b.value().data();
-  T* po = out.data();
-  std::array<kernels::Strides, 4> st{
-      kernels::contiguous_strides(shape),
-      kernels::broadcast_strides(Shape(mask.shape().begin(), mask.shape().end()), shape),
-      kernels::broadcast_strides(a.shape(), shape), kernels::broadcast_strides(b.shape(), shape)};
-  kernels::for_each_run(shape, st, [&](const auto& off, std::size_t n, const auto& step) {
-    for (std::size_t i = 0; i < n; ++i) {
-      auto j = static_cast<std::ptrdiff_t>(i);
-      po[off[0] + j * step[0]] =
-          pm[off[1] + j * step[1]] ? pa[off[2] + j * step[2]] : pb[off[3] + j * step[3]];
-    }
-  });
-  return make_op<T>("where", std::move(out), {a, b},
+  return make_op<T>("where", kernels::select(mask, a.value(), b.value(), "where"), {a, b},
                     [mask](const BackwardContext<T>& c) -> Grads<T> {
                       // d/da = g where mask, d/db = g where not mask
                       Variable<T> zero = scalar<T>(0);
@@ -193,21 +173,15 @@ Variable<T> minimum(const Variable<T>& a, const Variable<T>& b) {
                    a, b);
 }
 
-#define AD_INSTANTIATE(T)                                                          \
-  template Variable<T> add(const Variable<T>&, const Variable<T>&);                \
-  template Variable<T> sub(const Variable<T>&, const Variable<T>&);                \
-  template Variable<T> mul(const Variable<T>&, const Variable<T>&);                \
-  template Variable<T> div(const Variable<T>&, const Variable<T>&);                \
-  template Variable<T> neg(const Variable<T>&);                                    \
-  template Variable<T> affine(const Variable<T>&, double, double);                 \
-  template Variable<T> pow(const Variable<T>&, const Variable<T>&);                \
-  template Variable<T> pow(const Variable<T>&, double);                            \
-  template Variable<T> where(const Mask&, const Variable<T>&, const Variable<T>&); \
-  template Variable<T> maximum(const Variable<T>&, const Variable<T>&);            \
-  template Variable<T> minimum(const Variable<T>&, const Variable<T>&);
-
-AD_INSTANTIATE(float)
-AD_INSTANTIATE(double)
-#undef AD_INSTANTIATE
+template <class T>
+std::vector<const void*> arithmetic_ops() {
+  using V = Variable<T>;
+  return detail::addresses(&add<T>, &sub<T>, &mul<T>, &div<T>, &neg<T>, &affine<T>,
+                           static_cast<V (*)(const V&, const V&)>(&pow<T>),
+                           static_cast<V (*)(const V&, double)>(&pow<T>), &where<T>, &maximum<T>,
+                           &minimum<T>);
+}
+template std::vector<const void*> arithmetic_ops<float>();
+template std::vector<const void*> arithmetic_ops<double>();
 
 }  // namespace ad

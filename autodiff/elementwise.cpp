@@ -1,96 +1,77 @@
+// Elementwise math and activations. Each op is given by its function and its derivative, written
+// once: the derivative is a generic lambda of (g, x, y), with y = f(x), that computes g·f'(x)
+// both on numbers (the fused first-order rule: one pass over the arrays) and on Variables (the
+// recorded rule under create_graph, differentiable again).
 #include "autodiff/elementwise.hpp"
 
 #include <cmath>
 
-#include "autodiff/kernels.hpp"
+#include "autodiff/kernels/elementwise.hpp"
 #include "autodiff/ops.hpp"
 
 namespace ad {
 
 namespace {
 
-/// A constant of a's shape with f applied to each element (a derivative that is piecewise
-/// constant, such as relu's step, needs no graph of its own).
-template <class T, class F>
-Variable<T> constant_map(const Variable<T>& a, F f) {
-  return Variable<T>(kernels::unary(a.value(), f));
+/// The op whose forward value is `value`, with the backward rule g·f'(x) given by `df(g, x, y)`.
+template <class T, class DF>
+Variable<T> unary(const char* name, Array<T>&& value, const Variable<T>& a, DF df) {
+  return make_op<T>(name, std::move(value), {a}, [df](const BackwardContext<T>& c) -> Grads<T> {
+    if (c.create_graph) return {df(c.grad, c.input(0), c.output)};
+    // One pass over (g, x, y), in place into g when nothing else holds it.
+    auto scalar = [&df](T g, T x, T y) { return df(g, x, y); };
+    if (c.grad_exclusive) {
+      Variable<T> g = c.grad;
+      kernels::map_into(g.mutable_value(), scalar, c.input(0).value(), c.output.value());
+      return {g};
+    }
+    return {
+        Variable<T>(kernels::map(scalar, c.grad.value(), c.input(0).value(), c.output.value()))};
+  });
 }
 
-/// A backward rule's result in one pass over (g, x), for backward without create_graph, where
-/// the rule's Variable form would cost several ops. Rules keep both forms side by side: the fused
-/// one for speed, the Variable one (recorded under create_graph) for higher order; the gradcheck
-/// tests check the first at first order and the second at second order. The result overwrites g
-/// when nothing else refers to it.
-template <class T, class F>
-Variable<T> fused(const BackwardContext<T>& c, const Variable<T>& x, F f) {
-  if (c.grad_exclusive && c.grad.shape() == x.shape()) {
-    Variable<T> g = c.grad;
-    T* pg = g.mutable_value().data();
-    const T* px = x.value().data();
-    detail::parallel_for(g.size(), kernels::parallel_grain,
-                         [&](std::size_t begin, std::size_t end) {
-                           for (std::size_t i = begin; i < end; ++i) pg[i] = f(pg[i], px[i]);
-                         });
-    return g;
-  }
-  return Variable<T>(kernels::binary(c.grad.value(), x.value(), f, "backward"));
-}
+// Derivatives that are piecewise constant, as numbers and as constant Variables (their own
+// derivative is 0, so they need no graph).
 
-}  // namespace
-
+/// [x > 0], and g passes where x is NaN (as in PyTorch's relu).
 template <class T>
-Variable<T> exp(const Variable<T>& a) {
-  return make_op<T>("exp", kernels::simd_map(a.value(), [](auto x) { return xsimd::exp(x); }), {a},
-                    [](const BackwardContext<T>& c) -> Grads<T> {
-                      // d/da = g*exp(a) = g*out
-                      return {c.grad * c.output};
-                    });
+T positive(T x) {
+  return T(!(x <= 0));
 }
-
 template <class T>
-Variable<T> log(const Variable<T>& a) {
-  return make_op<T>("log", kernels::simd_map(a.value(), [](auto x) { return xsimd::log(x); }), {a},
-                    [](const BackwardContext<T>& c) -> Grads<T> {
-                      // d/da = g/a
-                      return {c.grad / c.input(0)};
-                    });
+Variable<T> positive(const Variable<T>& x) {
+  return Variable<T>(kernels::unary(x.value(), [](T v) { return positive(v); }));
 }
 
+/// sign(x): -1, 0 or 1.
 template <class T>
-Variable<T> sqrt(const Variable<T>& a) {
-  return make_op<T>("sqrt", kernels::simd_map(a.value(), [](auto x) { return xsimd::sqrt(x); }),
-                    {a}, [](const BackwardContext<T>& c) -> Grads<T> {
-                      // d/da = g/(2*sqrt(a)) = g/(2*out)
-                      if (!is_grad_enabled())
-                        return {fused(c, c.output, [](T g, T y) { return g / (2 * y); })};
-                      return {c.grad / (c.output * 2.0)};
-                    });
+T sign(T x) {
+  return T((x > 0) - (x < 0));
 }
-
 template <class T>
-Variable<T> abs(const Variable<T>& a) {
-  return make_op<T>("abs", kernels::unary(a.value(), [](T x) { return std::abs(x); }), {a},
-                    [](const BackwardContext<T>& c) -> Grads<T> {
-                      // d/da = g*sign(a)
-                      auto sign = [](T x) { return static_cast<T>((x > 0) - (x < 0)); };
-                      if (!is_grad_enabled())
-                        return {fused(c, c.input(0), [&](T g, T x) { return g * sign(x); })};
-                      return {c.grad * constant_map(c.input(0), sign)};
-                    });
+Variable<T> sign(const Variable<T>& x) {
+  return Variable<T>(kernels::unary(x.value(), [](T v) { return sign(v); }));
 }
 
+/// 1 where x > 0, else `slope`.
 template <class T>
-Variable<T> tanh(const Variable<T>& a) {
-  return make_op<T>("tanh", kernels::simd_map(a.value(), [](auto x) { return xsimd::tanh(x); }),
-                    {a}, [](const BackwardContext<T>& c) -> Grads<T> {
-                      // d/da = g*(1 - tanh(a)²) = g*(1 - out²)
-                      if (!is_grad_enabled())
-                        return {fused(c, c.output, [](T g, T y) { return g * (1 - y * y); })};
-                      return {c.grad * (1.0 - square(c.output))};
-                    });
+T slope_of(T x, T slope) {
+  return x > 0 ? T(1) : slope;
+}
+template <class T>
+Variable<T> slope_of(const Variable<T>& x, T slope) {
+  return Variable<T>(kernels::unary(x.value(), [slope](T v) { return slope_of(v, slope); }));
 }
 
-namespace {
+/// [lo <= x <= hi].
+template <class T>
+T inside(T x, T lo, T hi) {
+  return T(x >= lo && x <= hi);
+}
+template <class T>
+Variable<T> inside(const Variable<T>& x, T lo, T hi) {
+  return Variable<T>(kernels::unary(x.value(), [lo, hi](T v) { return inside(v, lo, hi); }));
+}
 
 /// 1/(1+e^-x) for x >= 0 and e^x/(1+e^x) otherwise: no overflow either way.
 template <class T>
@@ -99,85 +80,99 @@ T logistic(T x) {
   T e = std::exp(x);
   return e / (T(1) + e);
 }
+template <class T>
+Variable<T> logistic(const Variable<T>& x) {
+  return sigmoid(x);
+}
 
 }  // namespace
 
 template <class T>
+Variable<T> exp(const Variable<T>& a) {
+  return unary("exp", kernels::simd_map(a.value(), [](auto x) { return xsimd::exp(x); }), a,
+               // d/da = g*exp(a) = g*y
+               [](const auto& g, const auto&, const auto& y) { return g * y; });
+}
+
+template <class T>
+Variable<T> log(const Variable<T>& a) {
+  return unary("log", kernels::simd_map(a.value(), [](auto x) { return xsimd::log(x); }), a,
+               // d/da = g/a
+               [](const auto& g, const auto& x, const auto&) { return g / x; });
+}
+
+template <class T>
+Variable<T> sqrt(const Variable<T>& a) {
+  return unary("sqrt", kernels::simd_map(a.value(), [](auto x) { return xsimd::sqrt(x); }), a,
+               // d/da = g/(2*sqrt(a)) = g/(2*y)
+               [](const auto& g, const auto&, const auto& y) { return g / (y * 2); });
+}
+
+template <class T>
+Variable<T> abs(const Variable<T>& a) {
+  return unary("abs", kernels::unary(a.value(), [](T x) { return std::abs(x); }), a,
+               // d/da = g*sign(a)
+               [](const auto& g, const auto& x, const auto&) { return g * sign(x); });
+}
+
+template <class T>
+Variable<T> tanh(const Variable<T>& a) {
+  return unary("tanh", kernels::simd_map(a.value(), [](auto x) { return xsimd::tanh(x); }), a,
+               // d/da = g*(1 - tanh(a)²) = g*(1 - y²)
+               [](const auto& g, const auto&, const auto& y) { return g * (1 - y * y); });
+}
+
+template <class T>
 Variable<T> sigmoid(const Variable<T>& a) {
-  return make_op<T>("sigmoid", kernels::unary(a.value(), logistic<T>), {a},
-                    [](const BackwardContext<T>& c) -> Grads<T> {
-                      // d/da = g*s*(1 - s), s = out
-                      if (!is_grad_enabled())
-                        return {fused(c, c.output, [](T g, T s) { return g * s * (1 - s); })};
-                      return {c.grad * c.output * (1.0 - c.output)};
-                    });
+  return unary("sigmoid", kernels::unary(a.value(), [](T x) { return logistic(x); }), a,
+               // d/da = g*s*(1 - s), s = y
+               [](const auto& g, const auto&, const auto& y) { return g * y * (1 - y); });
 }
 
 template <class T>
 Variable<T> relu(const Variable<T>& a) {
   // Written with x <= 0 rather than x > 0, so that NaN goes through (as in IEEE max and PyTorch).
-  return make_op<T>("relu", kernels::unary(a.value(), [](T x) { return x <= 0 ? T(0) : x; }), {a},
-                    [](const BackwardContext<T>& c) -> Grads<T> {
-                      // d/da = g*[a > 0] (g passes where a is NaN, as in PyTorch)
-                      if (!is_grad_enabled())
-                        return {fused(c, c.input(0), [](T g, T x) { return x <= 0 ? T(0) : g; })};
-                      return {c.grad * constant_map(c.input(0), [](T x) { return T(!(x <= 0)); })};
-                    });
+  return unary("relu", kernels::unary(a.value(), [](T x) { return x <= 0 ? T(0) : x; }), a,
+               // d/da = g*[a > 0] (g passes where a is NaN, as in PyTorch)
+               [](const auto& g, const auto& x, const auto&) { return g * positive(x); });
 }
 
 template <class T>
 Variable<T> leaky_relu(const Variable<T>& a, double slope) {
   const T s = static_cast<T>(slope);
-  return make_op<T>("leaky_relu", kernels::unary(a.value(), [s](T x) { return x > 0 ? x : s * x; }),
-                    {a}, [s](const BackwardContext<T>& c) -> Grads<T> {
-                      // d/da = g*(a > 0 ? 1 : slope)
-                      auto step = [s](T x) { return x > 0 ? T(1) : s; };
-                      if (!is_grad_enabled())
-                        return {fused(c, c.input(0), [&](T g, T x) { return g * step(x); })};
-                      return {c.grad * constant_map(c.input(0), step)};
-                    });
+  return unary("leaky_relu", kernels::unary(a.value(), [s](T x) { return x > 0 ? x : s * x; }), a,
+               // d/da = g*(a > 0 ? 1 : slope)
+               [s](const auto& g, const auto& x, const auto&) { return g * slope_of(x, s); });
 }
 
 template <class T>
 Variable<T> softplus(const Variable<T>& a) {
   // log(1 + e^x) = max(x, 0) + log1p(e^-|x|)
   auto f = [](T x) { return std::max(x, T(0)) + std::log1p(std::exp(-std::abs(x))); };
-  return make_op<T>("softplus", kernels::unary(a.value(), f), {a},
-                    [](const BackwardContext<T>& c) -> Grads<T> {
-                      // d/da = g*sigmoid(a)
-                      if (!is_grad_enabled())
-                        return {fused(c, c.input(0), [](T g, T x) { return g * logistic(x); })};
-                      return {c.grad * sigmoid(c.input(0))};
-                    });
+  return unary("softplus", kernels::unary(a.value(), f), a,
+               // d/da = g*sigmoid(a)
+               [](const auto& g, const auto& x, const auto&) { return g * logistic(x); });
 }
 
 template <class T>
 Variable<T> clamp(const Variable<T>& a, double lo, double hi) {
   if (!(lo <= hi)) fail("clamp: lower bound ", lo, " is above upper bound ", hi);
-  const T l = static_cast<T>(lo);
-  const T h = static_cast<T>(hi);
-  return make_op<T>("clamp",
-                    kernels::unary(a.value(), [l, h](T x) { return x < l ? l : (x > h ? h : x); }),
-                    {a}, [l, h](const BackwardContext<T>& c) -> Grads<T> {
-                      // d/da = g*[lo <= a <= hi]
-                      auto inside = [l, h](T x) { return T(x >= l && x <= h); };
-                      if (!is_grad_enabled())
-                        return {fused(c, c.input(0), [&](T g, T x) { return g * inside(x); })};
-                      return {c.grad * constant_map(c.input(0), inside)};
-                    });
+  const T l = static_cast<T>(lo), h = static_cast<T>(hi);
+  return unary("clamp",
+               kernels::unary(a.value(), [l, h](T x) { return x < l ? l : (x > h ? h : x); }), a,
+               // d/da = g*[lo <= a <= hi]
+               [l, h](const auto& g, const auto& x, const auto&) { return g * inside(x, l, h); });
 }
 
 template <class T>
 Variable<T> erf(const Variable<T>& a) {
-  return make_op<T>(
-      "erf", kernels::unary(a.value(), [](T x) { return std::erf(x); }), {a},
-      [](const BackwardContext<T>& c) -> Grads<T> {
-        // d/da = g*2/√π*exp(-a²)
-        const T k = static_cast<T>(1.1283791670955126);  // 2/√π
-        if (!is_grad_enabled())
-          return {fused(c, c.input(0), [k](T g, T x) { return g * k * std::exp(-x * x); })};
-        return {c.grad * ad::exp(-square(c.input(0))) * double(k)};
-      });
+  const T k = static_cast<T>(1.1283791670955126);  // 2/√π
+  return unary("erf", kernels::unary(a.value(), [](T x) { return std::erf(x); }), a,
+               // d/da = g*2/√π*exp(-a²)
+               [k](const auto& g, const auto& x, const auto&) {
+                 using std::exp;
+                 return g * exp(-(x * x)) * k;
+               });
 }
 
 template <class T>
@@ -185,22 +180,12 @@ Variable<T> square(const Variable<T>& a) {
   return mul(a, a);
 }
 
-#define AD_INSTANTIATE(T)                                         \
-  template Variable<T> exp(const Variable<T>&);                   \
-  template Variable<T> log(const Variable<T>&);                   \
-  template Variable<T> sqrt(const Variable<T>&);                  \
-  template Variable<T> abs(const Variable<T>&);                   \
-  template Variable<T> tanh(const Variable<T>&);                  \
-  template Variable<T> sigmoid(const Variable<T>&);               \
-  template Variable<T> relu(const Variable<T>&);                  \
-  template Variable<T> leaky_relu(const Variable<T>&, double);    \
-  template Variable<T> softplus(const Variable<T>&);              \
-  template Variable<T> clamp(const Variable<T>&, double, double); \
-  template Variable<T> erf(const Variable<T>&);                   \
-  template Variable<T> square(const Variable<T>&);
-
-AD_INSTANTIATE(float)
-AD_INSTANTIATE(double)
-#undef AD_INSTANTIATE
+template <class T>
+std::vector<const void*> elementwise_ops() {
+  return detail::addresses(&exp<T>, &log<T>, &sqrt<T>, &abs<T>, &tanh<T>, &sigmoid<T>, &relu<T>,
+                           &leaky_relu<T>, &softplus<T>, &clamp<T>, &erf<T>, &square<T>);
+}
+template std::vector<const void*> elementwise_ops<float>();
+template std::vector<const void*> elementwise_ops<double>();
 
 }  // namespace ad

@@ -239,7 +239,7 @@ std::vector<Variable<T>> run_backward(const std::vector<Variable<T>>& roots,
       // under the name of the op whose rule made them.
       AnomalyGuard inner(false);
       const bool exclusive = !create_graph && g.impl_ptr().use_count() == 1;
-      grads = node.backward(BackwardContext<T>{g, out, node.inputs, exclusive});
+      grads = node.backward(BackwardContext<T>{g, out, node.inputs, create_graph, exclusive});
     }
     g = Variable<T>();
     if (grads.size() != node.inputs.size())

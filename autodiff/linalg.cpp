@@ -1,6 +1,6 @@
 #include "autodiff/linalg.hpp"
 
-#include "autodiff/kernels.hpp"
+#include "autodiff/kernels/gemm.hpp"
 #include "autodiff/ops.hpp"
 
 namespace ad {
@@ -22,8 +22,7 @@ Variable<T> matmul(const Variable<T>& a, const Variable<T>& b, bool ta, bool tb)
          operand_str("b", sb, tb));
   const std::size_t ra = sa[sa.size() - 2], ca = sa[sa.size() - 1];
   const std::size_t rb = sb[sb.size() - 2], cb = sb[sb.size() - 1];
-  const std::size_t n = ta ? ca : ra, k = ta ? ra : ca;
-  const std::size_t kb = tb ? cb : rb, m = tb ? rb : cb;
+  const std::size_t k = ta ? ra : ca, kb = tb ? cb : rb;
   if (k != kb)
     fail("matmul: inner dimensions differ: ", operand_str("a", sa, ta), ", ",
          operand_str("b", sb, tb));
@@ -31,28 +30,7 @@ Variable<T> matmul(const Variable<T>& a, const Variable<T>& b, bool ta, bool tb)
   const std::size_t batch_b = sb.size() == 3 ? sb[0] : 0;
   if (batch_a && batch_b && batch_a != batch_b)
     fail("matmul: batch sizes differ: ", operand_str("a", sa, ta), ", ", operand_str("b", sb, tb));
-  const bool batched = sa.size() == 3 || sb.size() == 3;
-  const std::size_t batch =
-      batched ? std::max(sa.size() == 3 ? sa[0] : 1, sb.size() == 3 ? sb[0] : 1) : 1;
-  Shape shape = batched ? Shape{batch, n, m} : Shape{n, m};
-  // GEMM with beta = 0 writes every element; only an empty inner dimension needs zeros.
-  Array<T> out = k ? Array<T>::from_shape(shape) : Array<T>(xt::zeros<T>(shape));
-  const T* pa = a.value().data();
-  const T* pb = b.value().data();
-  T* pc = out.data();
-  if (n && m && k && batch) {
-    if (sa.size() == 3 && sb.size() == 2 && !ta) {
-      // Only a is batched: its rows stack into one (batch*n, k) matrix, one GEMM in all.
-      kernels::gemm(false, tb, batch * n, m, k, T(1), pa, ca, pb, cb, T(0), pc, m);
-    } else {
-      const std::size_t step_a = sa.size() == 3 ? ra * ca : 0;
-      const std::size_t step_b = sb.size() == 3 ? rb * cb : 0;
-      for (std::size_t i = 0; i < batch; ++i)
-        kernels::gemm(ta, tb, n, m, k, T(1), pa + i * step_a, ca, pb + i * step_b, cb, T(0),
-                      pc + i * n * m, m);
-    }
-  }
-  return make_op<T>("matmul", std::move(out), {a, b},
+  return make_op<T>("matmul", kernels::matmul(a.value(), b.value(), ta, tb), {a, b},
                     [ta, tb](const BackwardContext<T>& c) -> Grads<T> {
                       // C = op(A)·op(B): d/dA = G·op(B)ᵀ, d/dB = op(A)ᵀ·G, each written as one
                       // matmul with transpose flags (sum_to folds a shared 2-D operand's batch).
@@ -75,24 +53,14 @@ Variable<T> linear(const Variable<T>& x, const Variable<T>& w, const Variable<T>
   if (sw.size() != 2 || sx.empty() || sx.back() != sw[1])
     fail("linear: x ", shape_str(sx), " does not match weight ", shape_str(sw),
          " (weight is (out, in), x is (..., in))");
-  const std::size_t in = sw[1], outf = sw[0];
+  const std::size_t outf = sw[0];
   if (b.defined() && (b.dim() != 1 || b.shape()[0] != outf))
     fail("linear: bias ", shape_str(b.shape()), " does not match weight ", shape_str(sw),
          " (bias is (out))");
-  const std::size_t rows = in ? x.size() / in : shape_size(Shape(sx.begin(), sx.end() - 1));
   Shape shape = sx;
   shape.back() = outf;
-  Array<T> out = Array<T>::from_shape(shape);
-  T* po = out.data();
-  if (b.defined()) {
-    const T* pb = b.value().data();
-    for (std::size_t r = 0; r < rows; ++r) std::copy(pb, pb + outf, po + r * outf);
-  } else {
-    std::fill(po, po + out.size(), T(0));
-  }
-  if (rows && outf && in)
-    kernels::gemm(false, true, rows, outf, in, T(1), x.value().data(), in, w.value().data(), in,
-                  T(1), po, outf);
+  Array<T> out =
+      kernels::linear(x.value(), w.value(), b.defined() ? b.value().data() : nullptr, shape);
 
   auto backward = [](const BackwardContext<T>& c) -> Grads<T> {
     // y = x·wᵀ + b: d/dx = g·w, d/dw = gᵀ·x (over all rows), d/db = Σ_rows g
@@ -116,12 +84,11 @@ Variable<T> linear(const Variable<T>& x, const Variable<T>& w, const Variable<T>
   return make_op<T>("linear", std::move(out), {x, w}, backward);
 }
 
-#define AD_INSTANTIATE(T)                                                          \
-  template Variable<T> matmul(const Variable<T>&, const Variable<T>&, bool, bool); \
-  template Variable<T> linear(const Variable<T>&, const Variable<T>&, const Variable<T>&);
-
-AD_INSTANTIATE(float)
-AD_INSTANTIATE(double)
-#undef AD_INSTANTIATE
+template <class T>
+std::vector<const void*> linalg_ops() {
+  return detail::addresses(&matmul<T>, &linear<T>);
+}
+template std::vector<const void*> linalg_ops<float>();
+template std::vector<const void*> linalg_ops<double>();
 
 }  // namespace ad

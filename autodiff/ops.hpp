@@ -8,3 +8,15 @@
 #include "autodiff/reduce.hpp"
 #include "autodiff/shape.hpp"
 #include "autodiff/variable.hpp"
+
+namespace ad::detail {
+
+/// The addresses of the given functions. An op file lists its ops for float and double with it,
+/// in one function that it instantiates explicitly: that compiles each op into the library without
+/// writing its signature a third time (header, definition, instantiation).
+template <class... F>
+std::vector<const void*> addresses(F... f) {
+  return {reinterpret_cast<const void*>(f)...};
+}
+
+}  // namespace ad::detail

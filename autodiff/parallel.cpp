@@ -1,11 +1,18 @@
 #include "autodiff/parallel.hpp"
 
+#include <cblas.h>
+
+#include <cstdlib>
+
 #include <atomic>
 #include <condition_variable>
 #include <exception>
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include "autodiff/error.hpp"
+#include "autodiff/threads.hpp"
 
 namespace ad::detail {
 
@@ -128,3 +135,23 @@ void run_tasks(std::size_t count, const std::function<void(std::size_t)>& task) 
 }
 
 }  // namespace ad::detail
+
+namespace ad {
+
+void set_num_threads(int threads) {
+  if (threads < 1) fail("set_num_threads: ", threads, " threads; at least 1 is needed");
+  openblas_set_num_threads(threads);
+  detail::set_pool_threads(threads);
+}
+
+int num_threads() {
+  return detail::pool_threads();
+}
+
+int default_num_threads(int fallback) {
+  const char* env = std::getenv("AD_NUM_THREADS");
+  const int n = env ? std::atoi(env) : 0;
+  return n > 0 ? n : fallback;
+}
+
+}  // namespace ad

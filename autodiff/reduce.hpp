@@ -3,6 +3,7 @@
 
 #include <vector>
 
+#include "autodiff/index.hpp"
 #include "autodiff/variable.hpp"
 
 namespace ad {
@@ -48,7 +49,7 @@ Variable<T> squared_distance(const Variable<T>& a, const Variable<T>& b);
 /// loss_i = lse(z_i) - Σ_k t_ik z_ik with t = (1 - ε)·onehot(label) + ε/K (ε: label smoothing).
 /// The gradient is softmax(z) - t. Labels out of [0, K) throw, naming the row.
 template <class T>
-Variable<T> softmax_cross_entropy(const Variable<T>& logits, const std::vector<std::size_t>& labels,
+Variable<T> softmax_cross_entropy(const Variable<T>& logits, const Index& labels,
                                   double label_smoothing = 0.0);
 
 }  // namespace ad

@@ -3,14 +3,11 @@
 #include <algorithm>
 #include <numeric>
 
-#include <xtensor/xmanipulation.hpp>
-
-#include "autodiff/kernels.hpp"
+#include "autodiff/kernels/indexing.hpp"
+#include "autodiff/kernels/reduce.hpp"
 #include "autodiff/ops.hpp"
 
 namespace ad {
-
-using kernels::AxisView;
 
 namespace {
 
@@ -71,8 +68,7 @@ Variable<T> permute(const Variable<T>& a, const std::vector<std::size_t>& axes) 
   if (!ok)
     fail("permute: axes ", shape_str(axes), " are not a permutation of the axes of shape ",
          shape_str(a.shape()));
-  Array<T> out = xt::transpose(a.value(), axes);
-  return make_op<T>("permute", std::move(out), {a},
+  return make_op<T>("permute", kernels::permute(a.value(), axes), {a},
                     [axes](const BackwardContext<T>& c) -> Grads<T> {
                       // d/da = g permuted back by the inverse permutation
                       std::vector<std::size_t> inverse(axes.size());
@@ -95,22 +91,13 @@ template <class T>
 Variable<T> slice(const Variable<T>& a, long axis, std::size_t start, std::size_t stop,
                   std::size_t step) {
   const std::size_t ax = normalize_axis(axis, a.shape(), "slice");
-  AxisView v(a.shape(), ax);
+  const std::size_t extent = a.shape()[ax];
   if (step == 0) fail("slice: step must be positive");
-  if (start > v.extent)
+  if (start > extent)
     fail("slice: start ", start, " is beyond axis ", ax, " of shape ", shape_str(a.shape()));
-  stop = std::min(stop, v.extent);
+  stop = std::min(stop, extent);
   const std::size_t len = slice_length(start, stop, step);
-  Shape shape = a.shape();
-  shape[ax] = len;
-  Array<T> out = Array<T>::from_shape(shape);
-  const T* pa = a.value().data();
-  T* po = out.data();
-  for (std::size_t o = 0; o < v.outer; ++o)
-    for (std::size_t j = 0; j < len; ++j)
-      std::copy_n(pa + (o * v.extent + start + j * step) * v.inner, v.inner,
-                  po + (o * len + j) * v.inner);
-  return make_op<T>("slice", std::move(out), {a},
+  return make_op<T>("slice", kernels::slice(a.value(), ax, start, len, step), {a},
                     [ax, start, step](const BackwardContext<T>& c) -> Grads<T> {
                       // d/da = g placed back at the sliced positions, zero elsewhere
                       return {unslice(c.grad, c.input(0).shape(), long(ax), start, step)};
@@ -122,53 +109,23 @@ Variable<T> unslice(const Variable<T>& a, const Shape& shape, long axis, std::si
                     std::size_t step) {
   const std::size_t ax = normalize_axis(axis, shape, "unslice");
   check_same_but_axis(a.shape(), shape, ax, "unslice", "part", "target");
-  AxisView v(shape, ax);
   const std::size_t len = a.shape()[ax];
-  if (step == 0 || (len > 0 && start + (len - 1) * step >= v.extent))
+  if (step == 0 || (len > 0 && start + (len - 1) * step >= shape[ax]))
     fail("unslice: ", len, " entries from ", start, " with step ", step, " do not fit axis ", ax,
          " of shape ", shape_str(shape));
-  Array<T> out = xt::zeros<T>(shape);
-  const T* pa = a.value().data();
-  T* po = out.data();
-  for (std::size_t o = 0; o < v.outer; ++o)
-    for (std::size_t j = 0; j < len; ++j)
-      std::copy_n(pa + (o * len + j) * v.inner, v.inner,
-                  po + (o * v.extent + start + j * step) * v.inner);
-  return make_op<T>("unslice", std::move(out), {a},
+  return make_op<T>("unslice", kernels::unslice(a.value(), shape, ax, start, step), {a},
                     [ax, start, step, len](const BackwardContext<T>& c) -> Grads<T> {
                       // d/da = the slice of g at the placed positions
                       return {slice(c.grad, long(ax), start, start + len * step, step)};
                     });
 }
 
-namespace {
-
-void check_indices(const std::vector<std::size_t>& indices, std::size_t extent, std::size_t ax,
-                   const Shape& shape, const char* op) {
-  for (std::size_t j = 0; j < indices.size(); ++j)
-    if (indices[j] >= extent)
-      fail(op, ": index ", indices[j], " (position ", j, ") is out of range for axis ", ax,
-           " of shape ", shape_str(shape));
-}
-
-}  // namespace
-
 template <class T>
-Variable<T> index_select(const Variable<T>& a, long axis, const std::vector<std::size_t>& indices) {
+Variable<T> index_select(const Variable<T>& a, long axis, const Index& indices) {
   const std::size_t ax = normalize_axis(axis, a.shape(), "index_select");
-  AxisView v(a.shape(), ax);
-  check_indices(indices, v.extent, ax, a.shape(), "index_select");
-  Shape shape = a.shape();
-  shape[ax] = indices.size();
-  Array<T> out = Array<T>::from_shape(shape);
-  const T* pa = a.value().data();
-  T* po = out.data();
-  const std::size_t len = indices.size();
-  for (std::size_t o = 0; o < v.outer; ++o)
-    for (std::size_t j = 0; j < len; ++j)
-      std::copy_n(pa + (o * v.extent + indices[j]) * v.inner, v.inner,
-                  po + (o * len + j) * v.inner);
-  return make_op<T>("index_select", std::move(out), {a},
+  indices.check_below(a.shape()[ax], "index_select",
+                      "axis " + std::to_string(ax) + " of shape " + shape_str(a.shape()));
+  return make_op<T>("index_select", kernels::index_select(a.value(), ax, indices), {a},
                     [ax, indices](const BackwardContext<T>& c) -> Grads<T> {
                       // d/da = g added back at the selected positions
                       return {index_add(c.grad, c.input(0).shape(), long(ax), indices)};
@@ -176,67 +133,28 @@ Variable<T> index_select(const Variable<T>& a, long axis, const std::vector<std:
 }
 
 template <class T>
-Variable<T> index_add(const Variable<T>& a, const Shape& shape, long axis,
-                      const std::vector<std::size_t>& indices) {
+Variable<T> index_add(const Variable<T>& a, const Shape& shape, long axis, const Index& indices) {
   const std::size_t ax = normalize_axis(axis, shape, "index_add");
   check_same_but_axis(a.shape(), shape, ax, "index_add", "source", "target");
-  AxisView v(shape, ax);
   if (a.shape()[ax] != indices.size())
     fail("index_add: source ", shape_str(a.shape()), " has ", a.shape()[ax], " entries along axis ",
          ax, " but ", indices.size(), " indices were given");
-  check_indices(indices, v.extent, ax, shape, "index_add");
-  Array<T> out = xt::zeros<T>(shape);
-  const T* pa = a.value().data();
-  T* po = out.data();
-  const std::size_t len = indices.size();
-  for (std::size_t o = 0; o < v.outer; ++o)
-    for (std::size_t j = 0; j < len; ++j) {
-      T* dst = po + (o * v.extent + indices[j]) * v.inner;
-      const T* src = pa + (o * len + j) * v.inner;
-      for (std::size_t i = 0; i < v.inner; ++i) dst[i] += src[i];
-    }
-  return make_op<T>("index_add", std::move(out), {a},
+  indices.check_below(shape[ax], "index_add",
+                      "axis " + std::to_string(ax) + " of shape " + shape_str(shape));
+  return make_op<T>("index_add", kernels::index_add(a.value(), shape, ax, indices), {a},
                     [ax, indices](const BackwardContext<T>& c) -> Grads<T> {
                       // d/da = g read at the indices
                       return {index_select(c.grad, long(ax), indices)};
                     });
 }
 
-namespace {
-
-/// Walks gather/scatter positions: f(index position, flat offset in the (outer, extent, inner)
-/// target, flat offset in the index array). Throws for an index out of range.
-template <class F>
-void for_each_gathered(const Index& index, std::size_t ax, const Shape& target, const char* op,
-                       F&& f) {
-  AxisView vt(target, ax);
-  Shape is(index.shape().begin(), index.shape().end());
-  AxisView vi(is, ax);
-  const std::size_t* pi = index.data();
-  for (std::size_t o = 0; o < vi.outer; ++o)
-    for (std::size_t j = 0; j < vi.extent; ++j)
-      for (std::size_t i = 0; i < vi.inner; ++i) {
-        const std::size_t at = (o * vi.extent + j) * vi.inner + i;
-        if (pi[at] >= vt.extent)
-          fail(op, ": index ", pi[at], " at flat position ", at, " of the index ", shape_str(is),
-               " is out of range for axis ", ax, " of shape ", shape_str(target));
-        f((o * vt.extent + pi[at]) * vt.inner + i, at);
-      }
-}
-
-}  // namespace
-
 template <class T>
 Variable<T> gather(const Variable<T>& a, long axis, const Index& index) {
   const std::size_t ax = normalize_axis(axis, a.shape(), "gather");
-  Shape is(index.shape().begin(), index.shape().end());
-  check_same_but_axis(is, a.shape(), ax, "gather", "index", "input");
-  Array<T> out = Array<T>::from_shape(is);
-  const T* pa = a.value().data();
-  T* po = out.data();
-  for_each_gathered(index, ax, a.shape(), "gather",
-                    [&](std::size_t src, std::size_t at) { po[at] = pa[src]; });
-  return make_op<T>("gather", std::move(out), {a},
+  check_same_but_axis(index.shape(), a.shape(), ax, "gather", "index", "input");
+  index.check_below(a.shape()[ax], "gather",
+                    "axis " + std::to_string(ax) + " of shape " + shape_str(a.shape()));
+  return make_op<T>("gather", kernels::gather(a.value(), ax, index), {a},
                     [ax, index](const BackwardContext<T>& c) -> Grads<T> {
                       // d/da = g scattered (added) back to the gathered positions
                       return {scatter_add(c.grad, c.input(0).shape(), long(ax), index)};
@@ -246,17 +164,13 @@ Variable<T> gather(const Variable<T>& a, long axis, const Index& index) {
 template <class T>
 Variable<T> scatter_add(const Variable<T>& a, const Shape& shape, long axis, const Index& index) {
   const std::size_t ax = normalize_axis(axis, shape, "scatter_add");
-  Shape is(index.shape().begin(), index.shape().end());
-  if (is != a.shape())
-    fail("scatter_add: index ", shape_str(is), " and source ", shape_str(a.shape()),
+  if (index.shape() != a.shape())
+    fail("scatter_add: index ", shape_str(index.shape()), " and source ", shape_str(a.shape()),
          " must have the same shape");
-  check_same_but_axis(is, shape, ax, "scatter_add", "index", "target");
-  Array<T> out = xt::zeros<T>(shape);
-  const T* pa = a.value().data();
-  T* po = out.data();
-  for_each_gathered(index, ax, shape, "scatter_add",
-                    [&](std::size_t dst, std::size_t at) { po[dst] += pa[at]; });
-  return make_op<T>("scatter_add", std::move(out), {a},
+  check_same_but_axis(index.shape(), shape, ax, "scatter_add", "index", "target");
+  index.check_below(shape[ax], "scatter_add",
+                    "axis " + std::to_string(ax) + " of shape " + shape_str(shape));
+  return make_op<T>("scatter_add", kernels::scatter_add(a.value(), shape, ax, index), {a},
                     [ax, index](const BackwardContext<T>& c) -> Grads<T> {
                       // d/da = g gathered at the scattered positions
                       return {gather(c.grad, long(ax), index)};
@@ -274,18 +188,9 @@ Variable<T> concatenate(const std::vector<Variable<T>>& parts, long axis) {
     check_same_but_axis(parts[p].shape(), first, ax, "concatenate", "a part", "the first part");
     shape[ax] += parts[p].shape()[ax];
   }
-  AxisView v(shape, ax);
-  Array<T> out = Array<T>::from_shape(shape);
-  T* po = out.data();
-  std::size_t offset = 0;
-  for (const auto& part : parts) {
-    const std::size_t chunk = part.shape()[ax] * v.inner;
-    const T* pp = part.value().data();
-    for (std::size_t o = 0; o < v.outer; ++o)
-      std::copy_n(pp + o * chunk, chunk, po + o * v.extent * v.inner + offset * v.inner);
-    offset += part.shape()[ax];
-  }
-  return make_op<T>("concatenate", std::move(out), parts,
+  std::vector<const Array<T>*> arrays;
+  for (const auto& part : parts) arrays.push_back(&part.value());
+  return make_op<T>("concatenate", kernels::concatenate(arrays, ax), parts,
                     [ax](const BackwardContext<T>& c) -> Grads<T> {
                       // d/d(part i) = the slice of g where part i was placed
                       Grads<T> grads(c.inputs.size());
@@ -341,25 +246,14 @@ Variable<T> sum_to(const Variable<T>& a, const Shape& shape) {
                     });
 }
 
-#define AD_INSTANTIATE(T)                                                                         \
-  template Variable<T> reshape(const Variable<T>&, const Shape&);                                 \
-  template Variable<T> flatten(const Variable<T>&, long, long);                                   \
-  template Variable<T> permute(const Variable<T>&, const std::vector<std::size_t>&);              \
-  template Variable<T> transpose(const Variable<T>&, long, long);                                 \
-  template Variable<T> slice(const Variable<T>&, long, std::size_t, std::size_t, std::size_t);    \
-  template Variable<T> unslice(const Variable<T>&, const Shape&, long, std::size_t, std::size_t); \
-  template Variable<T> index_select(const Variable<T>&, long, const std::vector<std::size_t>&);   \
-  template Variable<T> index_add(const Variable<T>&, const Shape&, long,                          \
-                                 const std::vector<std::size_t>&);                                \
-  template Variable<T> gather(const Variable<T>&, long, const Index&);                            \
-  template Variable<T> scatter_add(const Variable<T>&, const Shape&, long, const Index&);         \
-  template Variable<T> concatenate(const std::vector<Variable<T>>&, long);                        \
-  template Variable<T> stack(const std::vector<Variable<T>>&, long);                              \
-  template Variable<T> broadcast_to(const Variable<T>&, const Shape&);                            \
-  template Variable<T> sum_to(const Variable<T>&, const Shape&);
-
-AD_INSTANTIATE(float)
-AD_INSTANTIATE(double)
-#undef AD_INSTANTIATE
+template <class T>
+std::vector<const void*> shape_ops() {
+  return detail::addresses(&reshape<T>, &flatten<T>, &permute<T>, &transpose<T>, &slice<T>,
+                           &unslice<T>, &index_select<T>, &index_add<T>, &gather<T>,
+                           &scatter_add<T>, &concatenate<T>, &stack<T>, &broadcast_to<T>,
+                           &sum_to<T>);
+}
+template std::vector<const void*> shape_ops<float>();
+template std::vector<const void*> shape_ops<double>();
 
 }  // namespace ad

@@ -4,12 +4,10 @@
 
 #include <vector>
 
+#include "autodiff/index.hpp"
 #include "autodiff/variable.hpp"
 
 namespace ad {
-
-/// Integer indices for gather and scatter_add.
-using Index = Array<std::size_t>;
 
 /// The same elements in a new shape of the same size.
 template <class T>
@@ -33,12 +31,11 @@ Variable<T> unslice(const Variable<T>& a, const Shape& shape, long axis, std::si
                     std::size_t step = 1);
 /// The entries at `indices` along `axis` (rows of an embedding table, for instance).
 template <class T>
-Variable<T> index_select(const Variable<T>& a, long axis, const std::vector<std::size_t>& indices);
+Variable<T> index_select(const Variable<T>& a, long axis, const Index& indices);
 /// Adds the slices of `a` along `axis` into a zero tensor of `shape` at `indices` (the adjoint of
 /// index_select; repeated indices add up).
 template <class T>
-Variable<T> index_add(const Variable<T>& a, const Shape& shape, long axis,
-                      const std::vector<std::size_t>& indices);
+Variable<T> index_add(const Variable<T>& a, const Shape& shape, long axis, const Index& indices);
 /// out[..., i, ...] = a[..., index[..., i, ...], ...] along `axis`; index has a's shape except
 /// along `axis` (picking each row's label: gather(logp, 1, labels of shape (N, 1))).
 template <class T>

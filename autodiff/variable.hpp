@@ -18,21 +18,9 @@
 #include <utility>
 #include <vector>
 
-#include <xtensor/xarray.hpp>
-
-#include "autodiff/allocator.hpp"
-#include "autodiff/error.hpp"
+#include "autodiff/array.hpp"
 
 namespace ad {
-
-/// The array type of the library (under every Variable, and in every interface that takes an
-/// array): dynamic rank, row-major, with the library's allocator (autodiff/allocator.hpp), not
-/// xsimd's 64-byte aligned one, which goes through posix_memalign: that made glibc's malloc the
-/// largest cost of a small op (xsimd then uses unaligned loads, at no measurable cost here). And
-/// unlike xt::xarray<T>, whose allocator changes with the SIMD flags, this type is the same in
-/// every translation unit. Any xtensor expression converts to it.
-template <class T>
-using Array = xt::xarray<T, xt::layout_type::row_major, memory::Allocator<T>>;
 
 template <class T>
 class Variable;
@@ -208,6 +196,10 @@ struct BackwardContext {
   const Variable<T>& grad;
   const Variable<T>& output;
   const std::vector<Variable<T>>& inputs;
+  /// Whether the backward pass is recorded (create_graph): a rule must then compute its result
+  /// with Variable ops (recorded, so differentiable again); otherwise it may compute the same
+  /// values with a fused kernel. The two forms come from one definition of the derivative.
+  bool create_graph = false;
   /// True when nothing else refers to grad's data (never under create_graph): a rule may then
   /// overwrite it with its result and return grad itself, saving an array (the fused elementwise
   /// rules do).
@@ -267,6 +259,13 @@ bool any_requires_grad(std::initializer_list<Variable<T>> inputs) {
 }
 
 }  // namespace detail
+
+/// Whether an op with these inputs would be recorded (grad mode on and an input requiring grad):
+/// a forward pass may keep what its backward will want only then.
+template <class T>
+bool records(std::initializer_list<Variable<T>> inputs) {
+  return detail::grad_enabled && detail::any_requires_grad(inputs);
+}
 
 /// Records an op: `value` is its forward result, `inputs` its Variable inputs, and `backward`
 /// maps a BackwardContext to one gradient per input (each of that input's shape; undefined for

@@ -148,23 +148,20 @@ Embedding<T>::Embedding(std::size_t count, std::size_t dim, Generator& rng) {
 }
 
 template <class T>
-Variable<T> Embedding<T>::forward(const std::vector<std::size_t>& indices) {
-  return index_select(*weight_, 0, indices);
+Variable<T> Embedding<T>::forward(const Index& indices) {
+  Array<std::size_t> flat = indices.values();
+  flat.reshape({indices.size()});
+  Shape shape = indices.shape();
+  shape.push_back(weight_->shape()[1]);
+  return reshape(index_select(*weight_, 0, Index(std::move(flat))), shape);
 }
 
 template <class T>
 Variable<T> Embedding<T>::forward(const Variable<T>& indices) {
-  const std::size_t count = weight_->shape()[0];
-  std::vector<std::size_t> ids(indices.size());
-  const T* p = indices.value().data();
-  for (std::size_t i = 0; i < ids.size(); ++i) {
-    if (!(p[i] >= 0 && p[i] < static_cast<T>(count) && p[i] == std::floor(p[i])))
-      fail("Embedding: input ", p[i], " at flat index ", i, " is not an index in [0, ", count, ")");
-    ids[i] = static_cast<std::size_t>(p[i]);
-  }
-  Shape shape = indices.shape();
-  shape.push_back(weight_->shape()[1]);
-  return reshape(index_select(*weight_, 0, ids), shape);
+  Index index = Index::from_values(indices.value(), "Embedding: input");
+  index.check_below(weight_->shape()[0], "Embedding: input",
+                    "a table of " + std::to_string(weight_->shape()[0]) + " rows");
+  return forward(index);
 }
 
 // ---- Activations

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "autodiff/index.hpp"
 #include "nn/init.hpp"
 #include "nn/module.hpp"
 
@@ -141,8 +142,8 @@ class Embedding : public Module<T> {
  public:
   Embedding(std::size_t count, std::size_t dim, Generator& rng);
   Variable<T> forward(const Variable<T>& indices) override;
-  /// The rows at `indices`, shaped (indices.size(), dim).
-  Variable<T> forward(const std::vector<std::size_t>& indices);
+  /// The rows at `indices`, shaped (indices' shape..., dim).
+  Variable<T> forward(const Index& indices);
   Variable<T>& weight() { return *weight_; }
 
  private:

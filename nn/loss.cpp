@@ -33,7 +33,7 @@ Variable<T> reduce(const Variable<T>& losses, Reduction reduction) {
 
 /// Reduces per-sample losses with optional class weights.
 template <class T>
-Variable<T> reduce_weighted(const Variable<T>& losses, const std::vector<std::size_t>& labels,
+Variable<T> reduce_weighted(const Variable<T>& losses, const Index& labels,
                             const CrossEntropyOptions<T>& o, std::size_t classes, const char* op) {
   if (o.class_weights.empty()) return reduce(losses, o.reduction);
   if (o.class_weights.size() != classes)
@@ -49,26 +49,24 @@ Variable<T> reduce_weighted(const Variable<T>& losses, const std::vector<std::si
   return reduce(weighted, o.reduction);
 }
 
+/// Logits or probabilities (N, K) with N labels, each a class in [0, K).
 template <class T>
-void check_logits(const Variable<T>& logits, std::size_t n_labels, const char* op) {
+void check_logits(const Variable<T>& logits, const Index& labels, const char* op) {
   if (logits.dim() != 2) fail(op, ": input must be (N, K), got ", shape_str(logits.shape()));
-  if (logits.shape()[0] != n_labels)
-    fail(op, ": ", n_labels, " labels for an input of shape ", shape_str(logits.shape()));
+  if (labels.shape().size() != 1 || logits.shape()[0] != labels.size())
+    fail(op, ": labels of shape ", shape_str(labels.shape()), " for an input of shape ",
+         shape_str(logits.shape()), " (one label per row)");
+  labels.check_below(logits.shape()[1], op, std::to_string(logits.shape()[1]) + " classes", true);
+}
+
+/// The labels as an (N, 1) column, for gather.
+inline Index column(const Index& labels) {
+  Array<std::size_t> v = labels.values();
+  v.reshape({labels.size(), 1});
+  return Index(std::move(v));
 }
 
 }  // namespace
-
-template <class T>
-std::vector<std::size_t> to_labels(const Variable<T>& labels, std::size_t classes, const char* op) {
-  std::vector<std::size_t> out(labels.size());
-  const T* p = labels.value().data();
-  for (std::size_t i = 0; i < out.size(); ++i) {
-    if (!(p[i] >= 0 && p[i] < static_cast<T>(classes) && p[i] == std::floor(p[i])))
-      fail(op, ": label ", p[i], " at row ", i, " is not a class index in [0, ", classes, ")");
-    out[i] = static_cast<std::size_t>(p[i]);
-  }
-  return out;
-}
 
 template <class T>
 Variable<T> mse_loss(const Variable<T>& prediction, const Variable<T>& target,
@@ -94,24 +92,17 @@ Variable<T> probability_cross_entropy(const Variable<T>& probabilities, const Va
 }
 
 template <class T>
-Variable<T> probability_cross_entropy(const Variable<T>& probabilities,
-                                      const std::vector<std::size_t>& labels, Reduction reduction) {
-  check_logits(probabilities, labels.size(), "probability_cross_entropy");
-  const std::size_t k = probabilities.shape()[1];
-  for (std::size_t i = 0; i < labels.size(); ++i)
-    if (labels[i] >= k)
-      fail("probability_cross_entropy: label ", labels[i], " at row ", i, " is out of range for ",
-           k, " classes");
-  Index idx = Index::from_shape({labels.size(), 1});
-  std::copy(labels.begin(), labels.end(), idx.begin());
-  Variable<T> picked = reshape(gather(probabilities, 1, idx), Shape{labels.size()});
+Variable<T> probability_cross_entropy(const Variable<T>& probabilities, const Index& labels,
+                                      Reduction reduction) {
+  check_logits(probabilities, labels, "probability_cross_entropy");
+  Variable<T> picked = reshape(gather(probabilities, 1, column(labels)), Shape{labels.size()});
   return reduce(-log(picked + 1e-7), reduction);
 }
 
 template <class T>
-Variable<T> cross_entropy(const Variable<T>& logits, const std::vector<std::size_t>& labels,
+Variable<T> cross_entropy(const Variable<T>& logits, const Index& labels,
                           const CrossEntropyOptions<T>& o) {
-  check_logits(logits, labels.size(), "cross_entropy");
+  check_logits(logits, labels, "cross_entropy");
   Variable<T> losses = softmax_cross_entropy(logits, labels, o.label_smoothing);
   return reduce_weighted(losses, labels, o, logits.shape()[1], "cross_entropy");
 }
@@ -119,24 +110,19 @@ Variable<T> cross_entropy(const Variable<T>& logits, const std::vector<std::size
 template <class T>
 Variable<T> cross_entropy(const Variable<T>& logits, const Variable<T>& labels,
                           const CrossEntropyOptions<T>& o) {
-  check_logits(logits, labels.size(), "cross_entropy");
   if (labels.dim() > 1 && !(labels.dim() == 2 && labels.shape()[1] == 1))
     fail("cross_entropy: labels must be (N) or (N, 1), got ", shape_str(labels.shape()));
-  return cross_entropy(logits, to_labels(labels, logits.shape()[1], "cross_entropy"), o);
+  Array<T> flat = labels.value();
+  flat.reshape({labels.size()});
+  return cross_entropy(logits, Index::from_values(flat, "cross_entropy: labels"), o);
 }
 
 template <class T>
-Variable<T> nll_loss(const Variable<T>& log_probs, const std::vector<std::size_t>& labels,
+Variable<T> nll_loss(const Variable<T>& log_probs, const Index& labels,
                      const CrossEntropyOptions<T>& o) {
-  check_logits(log_probs, labels.size(), "nll_loss");
-  const std::size_t k = log_probs.shape()[1];
-  for (std::size_t i = 0; i < labels.size(); ++i)
-    if (labels[i] >= k)
-      fail("nll_loss: label ", labels[i], " at row ", i, " is out of range for ", k, " classes");
-  Index idx = Index::from_shape({labels.size(), 1});
-  std::copy(labels.begin(), labels.end(), idx.begin());
-  Variable<T> losses = -reshape(gather(log_probs, 1, idx), Shape{labels.size()});
-  return reduce_weighted(losses, labels, o, k, "nll_loss");
+  check_logits(log_probs, labels, "nll_loss");
+  Variable<T> losses = -reshape(gather(log_probs, 1, column(labels)), Shape{labels.size()});
+  return reduce_weighted(losses, labels, o, log_probs.shape()[1], "nll_loss");
 }
 
 template <class T>
@@ -147,24 +133,19 @@ Variable<T> binary_cross_entropy_with_logits(const Variable<T>& logits, const Va
   return reduce(softplus(logits) - logits * target, reduction);
 }
 
-#define AD_INSTANTIATE(T)                                                                       \
-  template std::vector<std::size_t> to_labels(const Variable<T>&, std::size_t, const char*);    \
-  template Variable<T> mse_loss(const Variable<T>&, const Variable<T>&, Reduction);             \
-  template Variable<T> probability_cross_entropy(const Variable<T>&, const Variable<T>&,        \
-                                                 Reduction);                                    \
-  template Variable<T> probability_cross_entropy(const Variable<T>&,                            \
-                                                 const std::vector<std::size_t>&, Reduction);   \
-  template Variable<T> cross_entropy(const Variable<T>&, const std::vector<std::size_t>&,       \
-                                     const CrossEntropyOptions<T>&);                            \
-  template Variable<T> cross_entropy(const Variable<T>&, const Variable<T>&,                    \
-                                     const CrossEntropyOptions<T>&);                            \
-  template Variable<T> nll_loss(const Variable<T>&, const std::vector<std::size_t>&,            \
-                                const CrossEntropyOptions<T>&);                                 \
-  template Variable<T> binary_cross_entropy_with_logits(const Variable<T>&, const Variable<T>&, \
-                                                        Reduction);
-
-AD_INSTANTIATE(float)
-AD_INSTANTIATE(double)
-#undef AD_INSTANTIATE
+template <class T>
+std::vector<const void*> losses() {
+  using V = Variable<T>;
+  using Options = CrossEntropyOptions<T>;
+  return detail::addresses(
+      &mse_loss<T>,
+      static_cast<V (*)(const V&, const V&, Reduction)>(&probability_cross_entropy<T>),
+      static_cast<V (*)(const V&, const Index&, Reduction)>(&probability_cross_entropy<T>),
+      static_cast<V (*)(const V&, const Index&, const Options&)>(&cross_entropy<T>),
+      static_cast<V (*)(const V&, const V&, const Options&)>(&cross_entropy<T>), &nll_loss<T>,
+      &binary_cross_entropy_with_logits<T>);
+}
+template std::vector<const void*> losses<float>();
+template std::vector<const void*> losses<double>();
 
 }  // namespace ad::nn

@@ -4,6 +4,7 @@
 
 #include <vector>
 
+#include "autodiff/index.hpp"
 #include "autodiff/variable.hpp"
 
 namespace ad::nn {
@@ -30,8 +31,7 @@ Variable<T> probability_cross_entropy(const Variable<T>& probabilities, const Va
                                       Reduction reduction = Reduction::mean);
 /// The same for class-index targets: E = −Σ_i log(ŷ_i,label_i + δ).
 template <class T>
-Variable<T> probability_cross_entropy(const Variable<T>& probabilities,
-                                      const std::vector<std::size_t>& labels,
+Variable<T> probability_cross_entropy(const Variable<T>& probabilities, const Index& labels,
                                       Reduction reduction = Reduction::mean);
 
 /// Options of cross_entropy and nll_loss.
@@ -47,7 +47,7 @@ struct CrossEntropyOptions {
 /// Softmax cross-entropy on logits (N, K) with class-index labels, fused and stable (log-sum-exp;
 /// gradient softmax − onehot).
 template <class T>
-Variable<T> cross_entropy(const Variable<T>& logits, const std::vector<std::size_t>& labels,
+Variable<T> cross_entropy(const Variable<T>& logits, const Index& labels,
                           const CrossEntropyOptions<T>& options = {});
 /// The same with labels held as T values (integers in [0, K)), as a DataLoader gives them.
 template <class T>
@@ -57,17 +57,12 @@ Variable<T> cross_entropy(const Variable<T>& logits, const Variable<T>& labels,
 /// Negative log-likelihood of log-probabilities (N, K): −log_probs[i, label_i], reduced
 /// (label smoothing is not used).
 template <class T>
-Variable<T> nll_loss(const Variable<T>& log_probs, const std::vector<std::size_t>& labels,
+Variable<T> nll_loss(const Variable<T>& log_probs, const Index& labels,
                      const CrossEntropyOptions<T>& options = {});
 
 /// Binary cross-entropy on logits z with targets y in [0, 1]: softplus(z) − z·y, stable for any z.
 template <class T>
 Variable<T> binary_cross_entropy_with_logits(const Variable<T>& logits, const Variable<T>& target,
                                              Reduction reduction = Reduction::mean);
-
-/// Class indices from T values: each must be an integer in [0, classes); throws naming `op` and
-/// the row otherwise.
-template <class T>
-std::vector<std::size_t> to_labels(const Variable<T>& labels, std::size_t classes, const char* op);
 
 }  // namespace ad::nn

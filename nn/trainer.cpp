@@ -10,6 +10,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "autodiff/index.hpp"
 #include "nn/atomic_write.hpp"
 #include "nn/checkpoint.hpp"
 
@@ -33,25 +34,23 @@ std::string format_seconds(double s) {
   return os.str();
 }
 
-/// Class indices of a batch's targets (N) or (N, 1), each checked to be a whole number in
+/// Class indices of a batch's targets (N) or (N, 1), each checked to be a class in
 /// [0, classes): a bad one throws naming the sample it came from in `set` ("training", ...).
 template <class T>
-std::vector<std::size_t> labels_of(const Batch<T>& batch, std::size_t classes,
-                                   const std::string& set) {
-  const Variable<T>& targets = batch.targets;
+Index labels_of(const Batch<T>& batch, std::size_t classes, const std::string& set) {
   const std::size_t n = batch.inputs.shape()[0];
-  if (targets.size() != n)
+  if (batch.targets.size() != n)
     fail("Trainer: classification needs one class index per sample, the ", set,
-         " targets have shape ", shape_str(targets.shape()), " for ", n, " samples");
-  std::vector<std::size_t> labels(n);
+         " targets have shape ", shape_str(batch.targets.shape()), " for ", n, " samples");
+  Array<T> flat = batch.targets.value();
+  flat.reshape({n});
   for (std::size_t i = 0; i < n; ++i) {
-    const T v = targets.value().data()[i];
+    const T v = flat(i);
     if (!(v >= 0 && v < static_cast<T>(classes) && v == std::floor(v)))
       fail("Trainer: the label of ", set, " sample ", batch.samples.at(i), " is ", v,
            ", not a class index in [0, ", classes, ") (row ", i, " of its batch)");
-    labels[i] = static_cast<std::size_t>(v);
   }
-  return labels;
+  return Index::from_values(flat, "Trainer: labels");
 }
 
 /// The number of classes of classification outputs (N, K), or 0 when they are not (N, K) (the
@@ -179,7 +178,7 @@ EpochMetrics Trainer<T>::train_epoch(const DataLoader<T>& train, std::size_t epo
     optimizer_.zero_grad();
     snapshot.take();
     Variable<T> output = model_(batch.inputs);
-    std::vector<std::size_t> labels;
+    Index labels;
     if (options_.classification && classes_of(output))
       labels = labels_of(batch, classes_of(output), "training");
     Variable<T> loss = loss_(output, batch.targets);
@@ -200,7 +199,7 @@ EpochMetrics Trainer<T>::train_epoch(const DataLoader<T>& train, std::size_t epo
     const std::size_t count = batch.inputs.shape()[0];
     loss_sum += value * static_cast<double>(count);
     seen += count;
-    if (!labels.empty()) {
+    if (labels.size() > 0) {
       auto predicted = argmax_rows(output.value());
       for (std::size_t i = 0; i < count; ++i) correct += predicted[i] == labels[i];
     }
@@ -283,18 +282,18 @@ typename Trainer<T>::Evaluation Trainer<T>::evaluate(const DataLoader<T>& data,
   if (data.samples() == 0) fail("Trainer::evaluate: the dataset is empty");
   for (const Batch<T>& batch : data.epoch(0)) {
     Variable<T> output = model_(batch.inputs);
-    std::vector<std::size_t> labels;
+    Index labels;
     if (options_.classification && classes_of(output))
       labels = labels_of(batch, classes_of(output), options_.validation_name);
     const std::size_t count = batch.inputs.shape()[0];
     loss_sum += static_cast<double>(loss_(output, batch.targets).item()) * count;
     seen += count;
-    if (!labels.empty()) {
+    if (labels.size() > 0) {
       auto predicted = argmax_rows(output.value());
       for (std::size_t i = 0; i < count; ++i) correct += predicted[i] == labels[i];
       if (keep_predictions) {
         e.predictions.insert(e.predictions.end(), predicted.begin(), predicted.end());
-        e.labels.insert(e.labels.end(), labels.begin(), labels.end());
+        e.labels.insert(e.labels.end(), labels.data(), labels.data() + labels.size());
       }
     }
   }

@@ -35,9 +35,9 @@ Array<T> away_from_zero(const Shape& shape, double lo = 0.2, double hi = 1.0,
 
 /// An index array of the given shape holding `values` in row-major order.
 inline Index index_of(std::vector<std::size_t> values, const Shape& shape) {
-  Index idx = Index::from_shape(shape);
+  Array<std::size_t> idx = Array<std::size_t>::from_shape(shape);
   std::copy(values.begin(), values.end(), idx.begin());
-  return idx;
+  return Index(std::move(idx));
 }
 
 /// Whether a and b have the same shape and |a - b| <= atol + rtol·|b| elementwise (NaN equal to

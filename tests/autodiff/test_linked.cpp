@@ -62,9 +62,8 @@ std::vector<Fn> ops() {
       address<V (*)(const V&, long, long)>(&ad::transpose<T>),
       address<V (*)(const V&, long, size_t, size_t, size_t)>(&ad::slice<T>),
       address<V (*)(const V&, const ad::Shape&, long, size_t, size_t)>(&ad::unslice<T>),
-      address<V (*)(const V&, long, const std::vector<size_t>&)>(&ad::index_select<T>),
-      address<V (*)(const V&, const ad::Shape&, long, const std::vector<size_t>&)>(
-          &ad::index_add<T>),
+      address<V (*)(const V&, long, const ad::Index&)>(&ad::index_select<T>),
+      address<V (*)(const V&, const ad::Shape&, long, const ad::Index&)>(&ad::index_add<T>),
       address<V (*)(const V&, long, const ad::Index&)>(&ad::gather<T>),
       address<V (*)(const V&, const ad::Shape&, long, const ad::Index&)>(&ad::scatter_add<T>),
       address<V (*)(const std::vector<V>&, long)>(&ad::concatenate<T>),
@@ -83,7 +82,7 @@ std::vector<Fn> ops() {
       address<V (*)(const V&, long)>(&ad::log_softmax<T>),
       address<V (*)(const V&, long)>(&ad::softmax<T>),
       address<Binary>(&ad::squared_distance<T>),
-      address<V (*)(const V&, const std::vector<size_t>&, double)>(&ad::softmax_cross_entropy<T>),
+      address<V (*)(const V&, const ad::Index&, double)>(&ad::softmax_cross_entropy<T>),
   };
 }
 

@@ -511,9 +511,10 @@ void shape_cases(std::vector<Case>& cases, Draw& d) {
          fn([s, axis, idx](const auto& x) { return ad::index_add(x[0], s, axis, idx); })});
     Shape is = s;
     is[axis] = 1 + d.index(4);
-    ad::Index index = ad::Index::from_shape(is);
+    Array<std::size_t> positions = Array<std::size_t>::from_shape(is);
     std::vector<std::size_t> flat;
-    for (auto& v : index) flat.push_back(v = d.index(s[axis]));
+    for (auto& v : positions) flat.push_back(v = d.index(s[axis]));
+    const ad::Index index(std::move(positions));
     const std::string index_json = json_list(flat);  // flat, with its shape beside it
     cases.push_back({"gather " + ad::shape_str(s),
                      "gather_flat",

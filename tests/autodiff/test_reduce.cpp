@@ -135,7 +135,7 @@ BOOST_AUTO_TEST_CASE(fused_softmax_cross_entropy) {
   BOOST_CHECK_EXCEPTION(ad::softmax_cross_entropy(logits, {1, 5, 0, 1}), ad::Error,
                         [](const ad::Error& e) {
                           std::string m = e.what();
-                          return m.find("label 5 of row 1") != std::string::npos;
+                          return m.find("label 5 at row 1") != std::string::npos;
                         });
   BOOST_CHECK_THROW(ad::softmax_cross_entropy(logits, {1, 2}), ad::Error);
 }

@@ -49,8 +49,8 @@ std::shared_ptr<nn::Dataset<float>> data() {
   o.log = &log;
   o.checkpoint = checkpoint;
   o.metrics_csv = csv;
-  nn::Trainer<float> trainer(s.model, s.opt,
-                             [](const V& out, const V& y) { return nn::cross_entropy(out, y); }, o);
+  nn::Trainer<float> trainer(
+      s.model, s.opt, [](const V& out, const V& y) { return nn::cross_entropy(out, y); }, o);
   try {
     trainer.fit(loader);
   } catch (...) {

@@ -1,4 +1,9 @@
-// Array kernels under the ops: broadcasting, strided loops, reductions along axes, GEMM.
+// Elementwise kernels: NumPy broadcasting, the strided loop under every broadcast kernel, and maps
+// of one, two or three arrays.
+//
+// The kernels (autodiff/kernels/) are plain functions from arrays to arrays, with no tape: the ops
+// (autodiff/*.cpp) check shapes, call a kernel, record the op and give its backward rule. They are
+// the one interface a GPU backend would implement.
 //
 // xtensor 0.24's lazy broadcasting is slow on the shapes that matter here (a bias added along
 // rows is ~25x slower than a plain loop), so broadcast elementwise work and reductions run
@@ -13,8 +18,8 @@
 
 #include <xsimd/xsimd.hpp>
 
+#include "autodiff/array.hpp"
 #include "autodiff/parallel.hpp"
-#include "autodiff/variable.hpp"
 
 namespace ad::kernels {
 
@@ -132,6 +137,31 @@ Array<R> binary(const Array<T>& a, const Array<T>& b, Op op, const char* name) {
   return out;
 }
 
+/// out = mask ? a : b elementwise, the three broadcasting together (NumPy's where).
+template <class T>
+Array<T> select(const Array<bool>& mask, const Array<T>& a, const Array<T>& b, const char* name) {
+  const Shape sm(mask.shape().begin(), mask.shape().end());
+  const Shape shape =
+      broadcast_shapes(broadcast_shapes(sm, Shape(a.shape().begin(), a.shape().end()), name),
+                       Shape(b.shape().begin(), b.shape().end()), name);
+  Array<T> out = Array<T>::from_shape(shape);
+  const bool* pm = mask.data();
+  const T* pa = a.data();
+  const T* pb = b.data();
+  T* po = out.data();
+  std::array<Strides, 4> st{contiguous_strides(shape), broadcast_strides(sm, shape),
+                            broadcast_strides(Shape(a.shape().begin(), a.shape().end()), shape),
+                            broadcast_strides(Shape(b.shape().begin(), b.shape().end()), shape)};
+  for_each_run(shape, st, [&](const auto& off, std::size_t n, const auto& step) {
+    for (std::size_t i = 0; i < n; ++i) {
+      auto j = static_cast<std::ptrdiff_t>(i);
+      po[off[0] + j * step[0]] =
+          pm[off[1] + j * step[1]] ? pa[off[2] + j * step[2]] : pb[off[3] + j * step[3]];
+    }
+  });
+  return out;
+}
+
 /// out = op(a) elementwise; the result's element type is op's, as for binary.
 template <class T, class Op, class R = std::decay_t<decltype(std::declval<Op&>()(T()))>>
 Array<R> unary(const Array<T>& a, Op op) {
@@ -142,6 +172,27 @@ Array<R> unary(const Array<T>& a, Op op) {
     for (std::size_t i = begin; i < end; ++i) po[i] = op(pa[i]);
   });
   return out;
+}
+
+/// out[i] = op(a[i], b[i], ...) over arrays of one shape (the first one's).
+template <class T, class Op, class... A>
+Array<T> map(Op op, const Array<T>& first, const A&... rest) {
+  Array<T> out = Array<T>::from_shape(first.shape());
+  T* po = out.data();
+  const T* pf = first.data();
+  detail::parallel_for(first.size(), parallel_grain, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t i = begin; i < end; ++i) po[i] = op(pf[i], rest.data()[i]...);
+  });
+  return out;
+}
+
+/// dst[i] = op(dst[i], a[i], ...) in place, over arrays of dst's shape.
+template <class T, class Op, class... A>
+void map_into(Array<T>& dst, Op op, const A&... rest) {
+  T* pd = dst.data();
+  detail::parallel_for(dst.size(), parallel_grain, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t i = begin; i < end; ++i) pd[i] = op(pd[i], rest.data()[i]...);
+  });
 }
 
 /// out = f(a) elementwise, with f taking and returning an xsimd batch (xsimd::exp, ...). Every
@@ -172,32 +223,5 @@ Array<T> simd_map(const Array<T>& a, F f) {
   }
   return out;
 }
-
-/// Sums `a` down to `shape`, which must broadcast to a's shape (the reverse of broadcasting).
-template <class T>
-Array<T> sum_to(const Array<T>& a, const Shape& shape);
-
-/// Repeats `a` up to `shape` (NumPy broadcast_to, materialised).
-template <class T>
-Array<T> broadcast_to(const Array<T>& a, const Shape& shape);
-
-/// Maximum of `a` along the axes where `shape` (same rank, 1 on reduced axes) has extent 1.
-template <class T>
-Array<T> max_to(const Array<T>& a, const Shape& shape);
-
-/// The shape of reducing `shape` along `axes` with keepdims (reduced axes become 1); every
-/// axis when `axes` is empty. Axes may be negative; out of range ones throw naming `op`.
-Shape keepdims_shape(const Shape& shape, const std::vector<long>& axes, const char* op);
-
-/// keepdims_shape without the reduced axes.
-Shape dropdims_shape(const Shape& shape, const std::vector<long>& axes, const char* op);
-
-/// C = alpha * op(A) * op(B) + beta * C for row-major matrices (cblas).
-void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, float alpha,
-          const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
-          std::size_t ldc);
-void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, double alpha,
-          const double* a, std::size_t lda, const double* b, std::size_t ldb, double beta,
-          double* c, std::size_t ldc);
 
 }  // namespace ad::kernels

@@ -1,0 +1,148 @@
+#include "autodiff/kernels/indexing.hpp"
+
+#include <algorithm>
+
+#include <xtensor/xmanipulation.hpp>
+
+namespace ad::kernels {
+
+template <class T>
+Array<T> permute(const Array<T>& a, const std::vector<std::size_t>& axes) {
+  return xt::transpose(a, axes);
+}
+
+template <class T>
+Array<T> slice(const Array<T>& a, std::size_t axis, std::size_t start, std::size_t len,
+               std::size_t step) {
+  AxisView v(a.shape(), axis);
+  Shape shape(a.shape().begin(), a.shape().end());
+  shape[axis] = len;
+  Array<T> out = Array<T>::from_shape(shape);
+  const T* pa = a.data();
+  T* po = out.data();
+  for (std::size_t o = 0; o < v.outer; ++o)
+    for (std::size_t j = 0; j < len; ++j)
+      std::copy_n(pa + (o * v.extent + start + j * step) * v.inner, v.inner,
+                  po + (o * len + j) * v.inner);
+  return out;
+}
+
+template <class T>
+Array<T> unslice(const Array<T>& a, const Shape& shape, std::size_t axis, std::size_t start,
+                 std::size_t step) {
+  AxisView v(shape, axis);
+  const std::size_t len = a.shape()[axis];
+  Array<T> out = xt::zeros<T>(shape);
+  const T* pa = a.data();
+  T* po = out.data();
+  for (std::size_t o = 0; o < v.outer; ++o)
+    for (std::size_t j = 0; j < len; ++j)
+      std::copy_n(pa + (o * len + j) * v.inner, v.inner,
+                  po + (o * v.extent + start + j * step) * v.inner);
+  return out;
+}
+
+template <class T>
+Array<T> index_select(const Array<T>& a, std::size_t axis, const Index& indices) {
+  AxisView v(a.shape(), axis);
+  Shape shape(a.shape().begin(), a.shape().end());
+  const std::size_t len = indices.size();
+  shape[axis] = len;
+  Array<T> out = Array<T>::from_shape(shape);
+  const T* pa = a.data();
+  T* po = out.data();
+  for (std::size_t o = 0; o < v.outer; ++o)
+    for (std::size_t j = 0; j < len; ++j)
+      std::copy_n(pa + (o * v.extent + indices[j]) * v.inner, v.inner,
+                  po + (o * len + j) * v.inner);
+  return out;
+}
+
+template <class T>
+Array<T> index_add(const Array<T>& a, const Shape& shape, std::size_t axis, const Index& indices) {
+  AxisView v(shape, axis);
+  Array<T> out = xt::zeros<T>(shape);
+  const T* pa = a.data();
+  T* po = out.data();
+  const std::size_t len = indices.size();
+  for (std::size_t o = 0; o < v.outer; ++o)
+    for (std::size_t j = 0; j < len; ++j) {
+      T* dst = po + (o * v.extent + indices[j]) * v.inner;
+      const T* src = pa + (o * len + j) * v.inner;
+      for (std::size_t i = 0; i < v.inner; ++i) dst[i] += src[i];
+    }
+  return out;
+}
+
+namespace {
+
+/// Calls f(flat offset in the target, flat offset in the index) for every entry of the index,
+/// whose value picks the position along `axis` of the target.
+template <class F>
+void for_each_gathered(const Index& index, std::size_t axis, const Shape& target, F&& f) {
+  AxisView vt(target, axis);
+  AxisView vi(index.shape(), axis);
+  for (std::size_t o = 0; o < vi.outer; ++o)
+    for (std::size_t j = 0; j < vi.extent; ++j)
+      for (std::size_t i = 0; i < vi.inner; ++i) {
+        const std::size_t at = (o * vi.extent + j) * vi.inner + i;
+        f((o * vt.extent + index[at]) * vt.inner + i, at);
+      }
+}
+
+}  // namespace
+
+template <class T>
+Array<T> gather(const Array<T>& a, std::size_t axis, const Index& index) {
+  Array<T> out = Array<T>::from_shape(index.shape());
+  const T* pa = a.data();
+  T* po = out.data();
+  for_each_gathered(index, axis, Shape(a.shape().begin(), a.shape().end()),
+                    [&](std::size_t src, std::size_t at) { po[at] = pa[src]; });
+  return out;
+}
+
+template <class T>
+Array<T> scatter_add(const Array<T>& a, const Shape& shape, std::size_t axis, const Index& index) {
+  Array<T> out = xt::zeros<T>(shape);
+  const T* pa = a.data();
+  T* po = out.data();
+  for_each_gathered(index, axis, shape,
+                    [&](std::size_t dst, std::size_t at) { po[dst] += pa[at]; });
+  return out;
+}
+
+template <class T>
+Array<T> concatenate(const std::vector<const Array<T>*>& parts, std::size_t axis) {
+  Shape shape(parts[0]->shape().begin(), parts[0]->shape().end());
+  shape[axis] = 0;
+  for (const auto* p : parts) shape[axis] += p->shape()[axis];
+  AxisView v(shape, axis);
+  Array<T> out = Array<T>::from_shape(shape);
+  T* po = out.data();
+  std::size_t offset = 0;
+  for (const auto* part : parts) {
+    const std::size_t chunk = part->shape()[axis] * v.inner;
+    const T* pp = part->data();
+    for (std::size_t o = 0; o < v.outer; ++o)
+      std::copy_n(pp + o * chunk, chunk, po + o * v.extent * v.inner + offset * v.inner);
+    offset += part->shape()[axis];
+  }
+  return out;
+}
+
+#define AD_INSTANTIATE(T)                                                                          \
+  template Array<T> permute(const Array<T>&, const std::vector<std::size_t>&);                     \
+  template Array<T> slice(const Array<T>&, std::size_t, std::size_t, std::size_t, std::size_t);    \
+  template Array<T> unslice(const Array<T>&, const Shape&, std::size_t, std::size_t, std::size_t); \
+  template Array<T> index_select(const Array<T>&, std::size_t, const Index&);                      \
+  template Array<T> index_add(const Array<T>&, const Shape&, std::size_t, const Index&);           \
+  template Array<T> gather(const Array<T>&, std::size_t, const Index&);                            \
+  template Array<T> scatter_add(const Array<T>&, const Shape&, std::size_t, const Index&);         \
+  template Array<T> concatenate(const std::vector<const Array<T>*>&, std::size_t);
+
+AD_INSTANTIATE(float)
+AD_INSTANTIATE(double)
+#undef AD_INSTANTIATE
+
+}  // namespace ad::kernels

@@ -1,0 +1,184 @@
+#include "autodiff/kernels/pool.hpp"
+
+#include <algorithm>
+#include <vector>
+
+#include "autodiff/parallel.hpp"
+
+namespace ad::kernels {
+
+namespace {
+
+/// Calls f(input offset within the (n, c) plane, output offset) for each in-bounds window entry.
+template <class F>
+void for_each_window(const ConvGeometry& g, F&& f) {
+  const auto pad = static_cast<std::ptrdiff_t>(g.pad);
+  for (std::size_t oh = 0; oh < g.ho; ++oh)
+    for (std::size_t ow = 0; ow < g.wo; ++ow)
+      for (std::size_t i = 0; i < g.k; ++i) {
+        const std::ptrdiff_t ih = static_cast<std::ptrdiff_t>(oh * g.stride + i) - pad;
+        if (ih < 0 || ih >= static_cast<std::ptrdiff_t>(g.h)) continue;
+        for (std::size_t j = 0; j < g.k; ++j) {
+          const std::ptrdiff_t iw = static_cast<std::ptrdiff_t>(ow * g.stride + j) - pad;
+          if (iw < 0 || iw >= static_cast<std::ptrdiff_t>(g.w)) continue;
+          f(static_cast<std::size_t>(ih) * g.w + static_cast<std::size_t>(iw), oh * g.wo + ow);
+        }
+      }
+}
+
+/// Whether v takes the place of the maximum so far: larger, or NaN (a NaN then stays: nothing is
+/// larger than it). Written as a sum of comparisons, which GCC vectorises (an `|` it does not).
+template <class T>
+inline int takes_over(T v, T best) {
+  return (v > best) + (v != v);
+}
+
+/// The common 2×2 window of stride 2 without padding: the maxima of the windows over input rows
+/// r0 and r1 (the row below), and their offsets from r0 plus `at`. A tournament (a against b, c
+/// against d, then the winners), which keeps the first maximum in reading order, vectorised.
+template <class T>
+void max_pool_rows_2x2(const T* r0, const T* r1, std::uint32_t w, std::size_t wo, std::uint32_t at,
+                       T* out, std::uint32_t* index) {
+  for (std::size_t ow = 0; ow < wo; ++ow) {
+    const T a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
+    const int tb = takes_over(b, a), td = takes_over(d, c);
+    const T ab = tb ? b : a, cd = td ? d : c;
+    const int tc = takes_over(cd, ab);
+    out[ow] = tc ? cd : ab;
+    index[ow] = at + 2 * static_cast<std::uint32_t>(ow) + static_cast<std::uint32_t>(tc ? td : tb) +
+                (tc ? w : 0);
+  }
+}
+
+}  // namespace
+
+template <class T>
+std::pair<Array<T>, PoolIndex> max_pool2d(const Array<T>& x, const ConvGeometry& g) {
+  // The maximum of each window and its index in the (H·W) plane, which the gradient follows.
+  PoolIndex idx = PoolIndex::from_shape({g.n * g.c, g.hw()});
+  Array<T> out = Array<T>::from_shape({g.n, g.c, g.ho, g.wo});
+  const T* px = x.data();
+  // The window rows and columns inside the input, per output row and column, computed once (the
+  // divisions cost more than the comparisons when done per window).
+  std::vector<std::pair<std::size_t, std::size_t>> rows(g.ho), cols(g.wo);
+  auto inside = [&](std::size_t o, std::size_t extent) {
+    const auto start =
+        static_cast<std::ptrdiff_t>(o * g.stride) - static_cast<std::ptrdiff_t>(g.pad);
+    const std::size_t lo = start < 0 ? static_cast<std::size_t>(-start) : 0;
+    const std::size_t hi =
+        std::min<std::ptrdiff_t>(g.k, static_cast<std::ptrdiff_t>(extent) - start);
+    return std::pair<std::size_t, std::size_t>(lo, hi);
+  };
+  for (std::size_t oh = 0; oh < g.ho; ++oh) rows[oh] = inside(oh, g.h);
+  for (std::size_t ow = 0; ow < g.wo; ++ow) cols[ow] = inside(ow, g.w);
+  // (The sizes are copied to locals: the index stores could otherwise alias them, and the compiler
+  // would reload them at every window.)
+  const std::size_t h = g.h, w = g.w, ho = g.ho, wo = g.wo, step = g.stride, pad = g.pad;
+  const bool two_by_two = g.k == 2 && step == 2 && pad == 0;
+  detail::parallel_for(g.n * g.c, 64, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t r = begin; r < end; ++r) {
+      const T* plane = px + r * h * w;
+      std::uint32_t* index = idx.data() + r * ho * wo;
+      T* values = out.data() + r * ho * wo;
+      if (two_by_two) {
+        for (std::size_t oh = 0; oh < ho; ++oh)
+          max_pool_rows_2x2(
+              plane + 2 * oh * w, plane + (2 * oh + 1) * w, static_cast<std::uint32_t>(w), wo,
+              static_cast<std::uint32_t>(2 * oh * w), values + oh * wo, index + oh * wo);
+        continue;
+      }
+      // One window at a time; padding <= k/2 leaves each window at least one input.
+      for (std::size_t oh = 0; oh < ho; ++oh) {
+        const auto [i_lo, i_hi] = rows[oh];
+        const std::size_t top = oh * step - pad;  // may wrap; i ≥ i_lo brings it back
+        for (std::size_t ow = 0; ow < wo; ++ow) {
+          const auto [j_lo, j_hi] = cols[ow];
+          const std::size_t left = ow * step - pad;
+          std::size_t best_at = (top + i_lo) * w + left + j_lo;
+          T best = plane[best_at];
+          for (std::size_t i = i_lo; i < i_hi; ++i)
+            for (std::size_t j = j_lo; j < j_hi; ++j) {
+              const std::size_t at = (top + i) * w + left + j;
+              const T v = plane[at];
+              const bool take = takes_over(v, best);
+              best = take ? v : best;
+              best_at = take ? at : best_at;
+            }
+          values[oh * wo + ow] = best;
+          index[oh * wo + ow] = static_cast<std::uint32_t>(best_at);
+        }
+      }
+    }
+  });
+  return {std::move(out), std::move(idx)};
+}
+
+template <class T>
+Array<T> pool_select(const Array<T>& x, const PoolIndex& idx, const Shape& out_shape) {
+  const std::size_t planes = idx.shape()[0], per = idx.shape()[1];
+  const std::size_t plane = planes ? x.size() / planes : 0;
+  Array<T> out = Array<T>::from_shape(out_shape);
+  const T* px = x.data();
+  const std::uint32_t* pi = idx.data();
+  T* po = out.data();
+  detail::parallel_for(planes, 64, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t r = begin; r < end; ++r)
+      for (std::size_t q = 0; q < per; ++q) po[r * per + q] = px[r * plane + pi[r * per + q]];
+  });
+  return out;
+}
+
+template <class T>
+Array<T> pool_scatter(const Array<T>& g, const PoolIndex& idx, const Shape& x_shape) {
+  const std::size_t planes = idx.shape()[0], per = idx.shape()[1];
+  const std::size_t plane = planes ? shape_size(x_shape) / planes : 0;
+  Array<T> dx = Array<T>::from_shape(x_shape);
+  const T* pg = g.data();
+  const std::uint32_t* pi = idx.data();
+  detail::parallel_for(planes, 64, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t r = begin; r < end; ++r) {
+      // zeroed plane by plane: the adds then find it in the cache
+      T* to = dx.data() + r * plane;
+      std::fill_n(to, plane, T(0));
+      for (std::size_t q = 0; q < per; ++q) to[pi[r * per + q]] += pg[r * per + q];
+    }
+  });
+  return dx;
+}
+
+template <class T>
+Array<T> avg_pool2d(const Array<T>& x, const ConvGeometry& g) {
+  Array<T> out = xt::zeros<T>({g.n, g.c, g.ho, g.wo});
+  const T scale = T(1) / static_cast<T>(g.k * g.k);
+  for (std::size_t r = 0; r < g.n * g.c; ++r) {
+    const T* plane = x.data() + r * g.h * g.w;
+    T* o = out.data() + r * g.hw();
+    for_each_window(g, [&](std::size_t in, std::size_t at) { o[at] += plane[in] * scale; });
+  }
+  return out;
+}
+
+template <class T>
+Array<T> avg_pool2d_grad(const Array<T>& g, const ConvGeometry& geo) {
+  Array<T> dx = xt::zeros<T>({geo.n, geo.c, geo.h, geo.w});
+  const T scale = T(1) / static_cast<T>(geo.k * geo.k);
+  for (std::size_t r = 0; r < geo.n * geo.c; ++r) {
+    const T* pg = g.data() + r * geo.hw();
+    T* plane = dx.data() + r * geo.h * geo.w;
+    for_each_window(geo, [&](std::size_t in, std::size_t at) { plane[in] += pg[at] * scale; });
+  }
+  return dx;
+}
+
+#define AD_INSTANTIATE(T)                                                                   \
+  template std::pair<Array<T>, PoolIndex> max_pool2d(const Array<T>&, const ConvGeometry&); \
+  template Array<T> pool_select(const Array<T>&, const PoolIndex&, const Shape&);           \
+  template Array<T> pool_scatter(const Array<T>&, const PoolIndex&, const Shape&);          \
+  template Array<T> avg_pool2d(const Array<T>&, const ConvGeometry&);                       \
+  template Array<T> avg_pool2d_grad(const Array<T>&, const ConvGeometry&);
+
+AD_INSTANTIATE(float)
+AD_INSTANTIATE(double)
+#undef AD_INSTANTIATE
+
+}  // namespace ad::kernels

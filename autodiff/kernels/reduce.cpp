@@ -1,0 +1,203 @@
+#include "autodiff/kernels/reduce.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "autodiff/kernels/elementwise.hpp"
+
+namespace ad::kernels {
+
+namespace {
+
+void check_reducible(const Shape& from, const Shape& to, const char* op) {
+  bool ok = to.size() <= from.size();
+  for (std::size_t d = 0; ok && d < to.size(); ++d) {
+    std::size_t f = from[from.size() - to.size() + d];
+    ok = to[d] == f || to[d] == 1;
+  }
+  if (!ok) fail(op, ": shape ", shape_str(to), " does not broadcast to ", shape_str(from));
+}
+
+}  // namespace
+
+template <class T>
+Array<T> sum_to(const Array<T>& a, const Shape& shape) {
+  check_reducible(a.shape(), shape, "sum_to");
+  if (a.shape() == shape) return a;
+  Array<T> out = xt::zeros<T>(shape);
+  T* po = out.data();
+  const T* pa = a.data();
+  std::array<Strides, 2> st{broadcast_strides(shape, a.shape()), contiguous_strides(a.shape())};
+  for_each_run(a.shape(), st, [&](const auto& off, std::size_t n, const auto& step) {
+    T* o = po + off[0];
+    const T* x = pa + off[1];
+    if (step[0] == 0) {
+      T acc = 0;
+      for (std::size_t i = 0; i < n; ++i) acc += x[i * step[1]];
+      *o += acc;
+    } else if (step[0] == 1 && step[1] == 1) {
+      for (std::size_t i = 0; i < n; ++i) o[i] += x[i];
+    } else {
+      for (std::size_t i = 0; i < n; ++i) o[i * step[0]] += x[i * step[1]];
+    }
+  });
+  return out;
+}
+
+template <class T>
+Array<T> broadcast_to(const Array<T>& a, const Shape& shape) {
+  check_reducible(shape, a.shape(), "broadcast_to");
+  if (a.shape() == shape) return a;
+  Array<T> out = Array<T>::from_shape(shape);
+  T* po = out.data();
+  const T* pa = a.data();
+  std::array<Strides, 2> st{contiguous_strides(shape), broadcast_strides(a.shape(), shape)};
+  for_each_run(shape, st, [&](const auto& off, std::size_t n, const auto& step) {
+    T* o = po + off[0];
+    const T* x = pa + off[1];
+    if (step[1] == 0) {
+      std::fill(o, o + n, *x);
+    } else {
+      for (std::size_t i = 0; i < n; ++i) o[i] = x[i * step[1]];
+    }
+  });
+  return out;
+}
+
+template <class T>
+Array<T> max_to(const Array<T>& a, const Shape& shape) {
+  check_reducible(a.shape(), shape, "max");
+  Array<T> out = Array<T>::from_shape(shape);
+  std::fill(out.begin(), out.end(), -std::numeric_limits<T>::infinity());
+  T* po = out.data();
+  const T* pa = a.data();
+  std::array<Strides, 2> st{broadcast_strides(shape, a.shape()), contiguous_strides(a.shape())};
+  // NaN propagates: once a slot holds NaN, `v > o` is false for every later v.
+  for_each_run(a.shape(), st, [&](const auto& off, std::size_t n, const auto& step) {
+    for (std::size_t i = 0; i < n; ++i) {
+      T& o = po[off[0] + static_cast<std::ptrdiff_t>(i) * step[0]];
+      T v = pa[off[1] + static_cast<std::ptrdiff_t>(i) * step[1]];
+      if (v > o || std::isnan(v)) o = v;
+    }
+  });
+  return out;
+}
+
+Shape keepdims_shape(const Shape& shape, const std::vector<long>& axes, const char* op) {
+  Shape out = shape;
+  if (axes.empty()) {
+    std::fill(out.begin(), out.end(), 1);
+    return out;
+  }
+  std::vector<bool> seen(shape.size(), false);
+  for (long axis : axes) {
+    std::size_t d = normalize_axis(axis, shape, op);
+    if (seen[d]) fail(op, ": axis ", axis, " is repeated (shape ", shape_str(shape), ")");
+    seen[d] = true;
+    out[d] = 1;
+  }
+  return out;
+}
+
+Shape dropdims_shape(const Shape& shape, const std::vector<long>& axes, const char* op) {
+  Shape keep = keepdims_shape(shape, axes, op);
+  if (axes.empty()) return Shape{};
+  std::vector<bool> drop(shape.size(), false);
+  for (long axis : axes) drop[normalize_axis(axis, shape, op)] = true;
+  Shape out;
+  for (std::size_t d = 0; d < shape.size(); ++d)
+    if (!drop[d]) out.push_back(keep[d]);
+  return out;
+}
+
+template <class T>
+Array<T> log_softmax(const Array<T>& a, std::size_t axis) {
+  AxisView v(a.shape(), axis);
+  Array<T> out = Array<T>::from_shape(a.shape());
+  const T* pa = a.data();
+  T* po = out.data();
+  for (std::size_t o = 0; o < v.outer; ++o)
+    for (std::size_t i = 0; i < v.inner; ++i) {
+      const T* x = pa + o * v.extent * v.inner + i;
+      T* y = po + o * v.extent * v.inner + i;
+      const T lse = log_sum_exp(x, v.extent, v.inner);
+      for (std::size_t j = 0; j < v.extent; ++j) y[j * v.inner] = x[j * v.inner] - lse;
+    }
+  return out;
+}
+
+namespace {
+
+/// The target distribution's two values: on the label and off it.
+template <class T>
+std::pair<T, T> target_values(std::size_t classes, double smoothing) {
+  return {static_cast<T>(1 - smoothing + smoothing / classes), static_cast<T>(smoothing / classes)};
+}
+
+}  // namespace
+
+template <class T>
+Array<T> softmax_cross_entropy(const Array<T>& z, const Index& labels, double smoothing) {
+  const std::size_t n = z.shape()[0], k = z.shape()[1];
+  const auto [on, off] = target_values<T>(k, smoothing);
+  Array<T> loss = Array<T>::from_shape({n});
+  for (std::size_t i = 0; i < n; ++i) {
+    const T* row = z.data() + i * k;
+    T dot = 0;
+    for (std::size_t j = 0; j < k; ++j) dot += (j == labels[i] ? on : off) * row[j];
+    loss(i) = log_sum_exp(row, k, 1) - dot;
+  }
+  return loss;
+}
+
+template <class T>
+Array<T> softmax_cross_entropy_target(const Index& labels, std::size_t classes, double smoothing) {
+  const auto [on, off] = target_values<T>(classes, smoothing);
+  Array<T> t = Array<T>::from_shape({labels.size(), classes});
+  std::fill(t.begin(), t.end(), off);
+  for (std::size_t i = 0; i < labels.size(); ++i) t(i, labels[i]) = on;
+  return t;
+}
+
+template <class T>
+Array<T> softmax_cross_entropy_grad(const Array<T>& z, const Array<T>& g, const Index& labels,
+                                    double smoothing) {
+  const std::size_t n = z.shape()[0], k = z.shape()[1];
+  const auto [on, off] = target_values<T>(k, smoothing);
+  Array<T> d = Array<T>::from_shape({n, k});
+  for (std::size_t i = 0; i < n; ++i) {
+    const T* row = z.data() + i * k;
+    T* out = d.data() + i * k;
+    const T lse = log_sum_exp(row, k, 1);
+    for (std::size_t j = 0; j < k; ++j)
+      out[j] = g.data()[i] * (std::exp(row[j] - lse) - (j == labels[i] ? on : off));
+  }
+  return d;
+}
+
+template <class T>
+T squared_distance(const Array<T>& a, const Array<T>& b) {
+  const T* pa = a.data();
+  const T* pb = b.data();
+  T total = 0;
+  for (std::size_t i = 0, n = a.size(); i < n; ++i) total += (pa[i] - pb[i]) * (pa[i] - pb[i]);
+  return total;
+}
+
+#define AD_INSTANTIATE(T)                                                                      \
+  template Array<T> sum_to(const Array<T>&, const Shape&);                                     \
+  template Array<T> broadcast_to(const Array<T>&, const Shape&);                               \
+  template Array<T> max_to(const Array<T>&, const Shape&);                                     \
+  template Array<T> log_softmax(const Array<T>&, std::size_t);                                 \
+  template Array<T> softmax_cross_entropy(const Array<T>&, const Index&, double);              \
+  template Array<T> softmax_cross_entropy_target<T>(const Index&, std::size_t, double);        \
+  template Array<T> softmax_cross_entropy_grad(const Array<T>&, const Array<T>&, const Index&, \
+                                               double);                                        \
+  template T squared_distance(const Array<T>&, const Array<T>&);
+
+AD_INSTANTIATE(float)
+AD_INSTANTIATE(double)
+#undef AD_INSTANTIATE
+
+}  // namespace ad::kernels

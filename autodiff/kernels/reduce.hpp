@@ -1,0 +1,68 @@
+// Reductions and their adjoints: sums and maxima along axes, broadcasting back, the softmax rows.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "autodiff/array.hpp"
+#include "autodiff/index.hpp"
+
+namespace ad::kernels {
+
+/// Sums `a` down to `shape`, which must broadcast to a's shape (the reverse of broadcasting).
+template <class T>
+Array<T> sum_to(const Array<T>& a, const Shape& shape);
+
+/// Repeats `a` up to `shape` (NumPy broadcast_to, materialised).
+template <class T>
+Array<T> broadcast_to(const Array<T>& a, const Shape& shape);
+
+/// Maximum of `a` along the axes where `shape` (same rank, 1 on reduced axes) has extent 1.
+template <class T>
+Array<T> max_to(const Array<T>& a, const Shape& shape);
+
+/// The shape of reducing `shape` along `axes` with keepdims (reduced axes become 1); every
+/// axis when `axes` is empty. Axes may be negative; out of range ones throw naming `op`.
+Shape keepdims_shape(const Shape& shape, const std::vector<long>& axes, const char* op);
+
+/// keepdims_shape without the reduced axes.
+Shape dropdims_shape(const Shape& shape, const std::vector<long>& axes, const char* op);
+
+/// log Σ exp(x[i·stride]) of n values, shifted by their maximum so that it cannot overflow (an
+/// infinite maximum is not subtracted; a NaN among the values gives NaN). The one softmax row loop:
+/// log_softmax and the softmax cross-entropy and its gradient are built on it.
+template <class T>
+T log_sum_exp(const T* x, std::size_t n, std::size_t stride) {
+  T m = -std::numeric_limits<T>::infinity();
+  for (std::size_t j = 0; j < n; ++j) m = std::max(m, x[j * stride]);
+  if (!std::isfinite(m)) m = 0;
+  T s = 0;
+  for (std::size_t j = 0; j < n; ++j) s += std::exp(x[j * stride] - m);
+  return m + std::log(s);
+}
+
+/// a − log Σ exp(a) along `axis`: log-probabilities.
+template <class T>
+Array<T> log_softmax(const Array<T>& a, std::size_t axis);
+
+/// Per-row cross-entropy of logits z (N, K) against the distribution t = (1 − ε)·onehot(label) +
+/// ε/K: loss_i = lse(z_i) − Σ_k t_ik z_ik. Labels must be in [0, K) (the op checks them).
+template <class T>
+Array<T> softmax_cross_entropy(const Array<T>& z, const Index& labels, double smoothing);
+
+/// The target distribution t (N, K): 1 − ε + ε/K on each row's label, ε/K elsewhere.
+template <class T>
+Array<T> softmax_cross_entropy_target(const Index& labels, std::size_t classes, double smoothing);
+
+/// Its gradient for the incoming gradient g (N): g_i·(softmax(z_i) − t_i), (N, K).
+template <class T>
+Array<T> softmax_cross_entropy_grad(const Array<T>& z, const Array<T>& g, const Index& labels,
+                                    double smoothing);
+
+/// Σ (a − b)² over all elements of two arrays of one shape.
+template <class T>
+T squared_distance(const Array<T>& a, const Array<T>& b);
+
+}  // namespace ad::kernels
