@@ -1,6 +1,10 @@
 #include "autodiff/allocator.hpp"
 
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
 #include <cstdlib>
+#include <mutex>
 #include <unordered_map>
 #include <vector>
 
@@ -38,7 +42,74 @@ Cache::~Cache() {
 
 namespace detail {
 
+namespace {
+
+// Arenas: registered address ranges with a count of the arrays placed in each. free_block first
+// compares against the span of all arenas (two relaxed loads), so that ordinary frees cost
+// nothing more; only a block inside that span takes the lock.
+struct ArenaRecord {
+  char* begin;
+  char* end;
+  std::size_t views = 0;
+  bool owner_alive = true;
+};
+
+std::mutex& arena_lock() {
+  static std::mutex m;
+  return m;
+}
+std::vector<ArenaRecord>& arenas() {
+  static std::vector<ArenaRecord> a;
+  return a;
+}
+std::atomic<std::uintptr_t> arena_lo{UINTPTR_MAX}, arena_hi{0};
+
+void update_span() {  // under the lock
+  std::uintptr_t lo = UINTPTR_MAX, hi = 0;
+  for (const auto& a : arenas()) {
+    lo = std::min(lo, reinterpret_cast<std::uintptr_t>(a.begin));
+    hi = std::max(hi, reinterpret_cast<std::uintptr_t>(a.end));
+  }
+  arena_lo = lo;
+  arena_hi = hi;
+}
+
+/// Frees `p` if it lies in an arena (dropping a view, and the arena when it was the last); returns
+/// whether it did lie in one.
+bool release_if_placed(void* p) {
+  const auto at = reinterpret_cast<std::uintptr_t>(p);
+  if (at < arena_lo.load(std::memory_order_relaxed) ||
+      at >= arena_hi.load(std::memory_order_relaxed))
+    return false;
+  std::lock_guard<std::mutex> lock(arena_lock());
+  auto& all = arenas();
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    ArenaRecord& a = all[i];
+    if (static_cast<char*>(p) < a.begin || static_cast<char*>(p) >= a.end) continue;
+    if (--a.views == 0 && !a.owner_alive) {
+      std::free(a.begin);
+      all.erase(all.begin() + static_cast<std::ptrdiff_t>(i));
+      update_span();
+    }
+    return true;
+  }
+  return false;
+}
+
+thread_local void* placement_at = nullptr;
+thread_local std::size_t placement_bytes = 0;
+
+}  // namespace
+
 void* allocate_block(std::size_t bytes) {
+  if (placement_at && bytes == placement_bytes) {
+    void* p = placement_at;
+    placement_at = nullptr;
+    std::lock_guard<std::mutex> lock(arena_lock());
+    for (auto& a : arenas())
+      if (static_cast<char*>(p) >= a.begin && static_cast<char*>(p) < a.end) ++a.views;
+    return p;
+  }
   if (bytes >= cached_block_min) {
     Cache& c = cache();
     auto it = c.free.find(bytes);
@@ -55,7 +126,7 @@ void* allocate_block(std::size_t bytes) {
 }
 
 void free_block(void* p, std::size_t bytes) noexcept {
-  if (!p) return;
+  if (!p || release_if_placed(p)) return;
   if (bytes >= cached_block_min && bytes <= cache_capacity) {
     Cache& c = cache();
     if (cache_alive) {
@@ -85,6 +156,39 @@ void on_release(void (*release)()) {
 }
 
 }  // namespace detail
+
+Arena::Arena(std::size_t bytes) : data_(nullptr), bytes_(bytes) {
+  data_ =
+      static_cast<char*>(std::aligned_alloc(64, (std::max<std::size_t>(bytes, 1) + 63) / 64 * 64));
+  if (!data_) throw std::bad_alloc();
+  std::lock_guard<std::mutex> lock(detail::arena_lock());
+  detail::arenas().push_back({data_, data_ + std::max<std::size_t>(bytes, 1)});
+  detail::update_span();
+}
+
+Arena::~Arena() {
+  std::lock_guard<std::mutex> lock(detail::arena_lock());
+  auto& all = detail::arenas();
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    if (all[i].begin != data_) continue;
+    all[i].owner_alive = false;
+    if (all[i].views == 0) {
+      std::free(data_);
+      all.erase(all.begin() + static_cast<std::ptrdiff_t>(i));
+      detail::update_span();
+    }
+    return;
+  }
+}
+
+Placement::Placement(void* at, std::size_t bytes) {
+  detail::placement_at = at;
+  detail::placement_bytes = bytes;
+}
+
+Placement::~Placement() {
+  detail::placement_at = nullptr;
+}
 
 void release_cached_memory() {
   for (auto release : detail::releases()) release();

@@ -46,6 +46,34 @@ struct Allocator {
   }
 };
 
+/// A block that arrays can be placed in: flat buffers of parameters and gradients, where each
+/// parameter's array is a view of its slice. An array allocated while a Placement is active takes
+/// its memory from the arena; freeing it leaves the arena alone. The arena's memory is freed when
+/// the Arena and every array placed in it are gone (arrays may outlive the Arena).
+class Arena {
+ public:
+  explicit Arena(std::size_t bytes);
+  ~Arena();
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+  char* data() const { return data_; }
+  std::size_t bytes() const { return bytes_; }
+
+ private:
+  char* data_;
+  std::size_t bytes_;
+};
+
+/// While alive, the next allocation of exactly `bytes` on this thread returns `at` (inside an
+/// Arena) instead of new memory: Array<T>::from_shape then makes a view.
+class Placement {
+ public:
+  Placement(void* at, std::size_t bytes);
+  ~Placement();
+  Placement(const Placement&) = delete;
+  Placement& operator=(const Placement&) = delete;
+};
+
 /// Frees every block the calling thread's caches hold: the allocator's cache of large blocks and
 /// the kernels' scratch buffers.
 void release_cached_memory();

@@ -5,6 +5,7 @@
 #include <mutex>
 #include <ostream>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <xtensor/xio.hpp>
 
@@ -13,6 +14,11 @@
 
 namespace ad {
 namespace detail {
+
+std::atomic<int>& hooked_leaves() {
+  static std::atomic<int> count{0};
+  return count;
+}
 
 std::uint64_t next_seq() {
   static std::atomic<std::uint64_t> counter{0};
@@ -130,88 +136,109 @@ void check_versions(const Node<T>& node) {
 
 }  // namespace
 
-/// Runs one backward pass from `roots` seeded with `seeds`. When `wanted` is given, gradients
-/// reaching those Variables are returned in the same order and no .grad is touched; otherwise
-/// they accumulate into the .grad of the leaves that require grad.
+/// One backward pass from some roots: each node's gradient is summed from what its consumers
+/// routed to it, then its rule runs, in reverse creation order (a max-heap on the sequence number;
+/// no recursion). With `wanted`, the gradients reaching those Variables are returned and no .grad
+/// is touched; otherwise they accumulate into the .grad of the leaves that require grad, and each
+/// leaf's post-accumulate hooks run once its gradient is final for the pass.
 template <class T>
-std::vector<Variable<T>> run_backward(const std::vector<Variable<T>>& roots,
-                                      const std::vector<Variable<T>>& seeds,
-                                      const BackwardOptions& options,
-                                      const std::vector<Variable<T>>* wanted) {
-  const bool create_graph = options.create_graph;
-  const bool retain = options.retain_graph || options.create_graph;
-  GradModeGuard mode(create_graph);
-  const bool anomaly = anomaly_enabled;
-  const std::uint64_t pass = next_pass();
+class BackwardPass {
+ public:
+  BackwardPass(const BackwardOptions& options, const std::vector<Variable<T>>* wanted)
+      : create_graph_(options.create_graph),
+        retain_(options.retain_graph || options.create_graph),
+        anomaly_(anomaly_enabled),
+        pass_(next_pass()),
+        wanted_(wanted) {
+    if (wanted_) {
+      results_.resize(wanted_->size());
+      results_owned_.resize(wanted_->size());
+      for (std::size_t i = 0; i < wanted_->size(); ++i) wanted_index_[&(*wanted_)[i].impl()] = i;
+    }
+    // The heap's storage is reused by the next pass on this thread (a nested pass, started
+    // from inside a backward rule, finds none and makes its own).
+    heap_.swap(spare());
+  }
+  ~BackwardPass() {
+    heap_.clear();
+    if (heap_.capacity() > spare().capacity()) spare().swap(heap_);
+  }
+  BackwardPass(const BackwardPass&) = delete;
+  BackwardPass& operator=(const BackwardPass&) = delete;
 
-  std::unordered_map<const VariableImpl<T>*, std::size_t> wanted_index;
-  std::vector<Variable<T>> results;
-  std::vector<char> results_owned;
-  if (wanted) {
-    results.resize(wanted->size());
-    results_owned.resize(wanted->size());
-    for (std::size_t i = 0; i < wanted->size(); ++i) wanted_index[&(*wanted)[i].impl()] = i;
+  std::vector<Variable<T>> run(const std::vector<Variable<T>>& roots,
+                               const std::vector<Variable<T>>& seeds) {
+    GradModeGuard mode(create_graph_);
+    if (!wanted_ && hooked_leaves() > 0) count_hooked_edges(roots);
+    for (std::size_t r = 0; r < roots.size(); ++r)
+      route(roots[r], checked_seed(roots[r], seeds[r]));
+    while (!heap_.empty()) {
+      std::pop_heap(heap_.begin(), heap_.end());
+      Variable<T> out = std::move(heap_.back().var);
+      heap_.pop_back();
+      process(out);
+    }
+    run_remaining_hooks();
+    return results();
   }
 
-  // A max-heap on the sequence number. Its storage is reused by the next pass on this thread
-  // (a nested pass, started from inside a backward rule, finds none and makes its own).
-  thread_local std::vector<Entry<T>> spare;
-  std::vector<Entry<T>> heap;
-  heap.swap(spare);
-  struct KeepStorage {
-    std::vector<Entry<T>>& heap;
-    ~KeepStorage() {
-      heap.clear();
-      if (heap.capacity() > spare.capacity()) spare.swap(heap);
-    }
-  } keep_storage{heap};
-  auto route = [&](const Variable<T>& target, Variable<T>&& g) {
-    VariableImpl<T>& impl = target.impl();
-    if (impl.node) {
-      Node<T>& node = *impl.node;
-      if (node.pass != pass) {
-        node.pass = pass;
-        node.pending = Variable<T>();
-        heap.push_back(Entry<T>{node.seq, target});
-        std::push_heap(heap.begin(), heap.end());
-      }
-      accumulate(node.pending, node.pending_owned, std::move(g), create_graph);
-      return;
-    }
-    if (wanted) {
-      auto it = wanted_index.find(&impl);
-      if (it != wanted_index.end()) {
-        bool owned = results_owned[it->second];
-        accumulate(results[it->second], owned, std::move(g), create_graph);
-        results_owned[it->second] = owned;
-      }
-    } else if (impl.requires_grad) {
-      accumulate_leaf(impl, std::move(g), create_graph);
-    }
-  };
+ private:
+  static std::vector<Entry<T>>& spare() {
+    thread_local std::vector<Entry<T>> storage;
+    return storage;
+  }
 
-  for (std::size_t r = 0; r < roots.size(); ++r) {
-    const Variable<T>& root = roots[r];
+  /// The seed of a root: the given one (of the root's shape) or 1 for a one-element root.
+  static Variable<T> checked_seed(const Variable<T>& root, Variable<T> seed) {
     if (!root.requires_grad())
       fail("backward: the output (", root.op_name(), ", shape ", shape_str(root.shape()),
            ") does not require grad: no input that requires grad was used to compute it");
-    Variable<T> seed = seeds[r];
     if (!seed.defined()) {
       if (root.size() != 1)
         fail("backward: the output has shape ", shape_str(root.shape()),
              "; a non-scalar output needs an explicit seed gradient of that shape");
-      seed = Variable<T>(Array<T>(xt::ones<T>(root.shape())));
-    } else if (seed.shape() != root.shape()) {
+      return Variable<T>(Array<T>(xt::ones<T>(root.shape())));
+    }
+    if (seed.shape() != root.shape())
       fail("backward: seed gradient of shape ", shape_str(seed.shape()),
            " does not match the output's shape ", shape_str(root.shape()));
-    }
-    route(root, std::move(seed));
+    return seed;
   }
 
-  while (!heap.empty()) {
-    std::pop_heap(heap.begin(), heap.end());
-    Variable<T> out = std::move(heap.back().var);
-    heap.pop_back();
+  /// Adds a gradient where it belongs: the pending gradient of the node that made `target`, a
+  /// wanted result, or a leaf's .grad.
+  void route(const Variable<T>& target, Variable<T>&& g) {
+    VariableImpl<T>& impl = target.impl();
+    if (impl.node) {
+      Node<T>& node = *impl.node;
+      if (node.pass != pass_) {
+        node.pass = pass_;
+        node.pending = Variable<T>();
+        heap_.push_back(Entry<T>{node.seq, target});
+        std::push_heap(heap_.begin(), heap_.end());
+      }
+      accumulate(node.pending, node.pending_owned, std::move(g), create_graph_);
+      return;
+    }
+    if (wanted_) {
+      auto it = wanted_index_.find(&impl);
+      if (it != wanted_index_.end()) {
+        bool owned = results_owned_[it->second];
+        accumulate(results_[it->second], owned, std::move(g), create_graph_);
+        results_owned_[it->second] = owned;
+      }
+    } else if (impl.requires_grad) {
+      accumulate_leaf(impl, std::move(g), create_graph_);
+      auto it = hooked_.find(&impl);
+      if (it != hooked_.end())
+        it->second.received = true;
+      else if (impl.hooks)
+        run_hooks(target);  // a root that is itself a hooked leaf
+    }
+  }
+
+  /// Runs one node's rule on its summed gradient and routes what it returns to the inputs.
+  void process(const Variable<T>& out) {
     VariableImpl<T>& impl = out.impl();
     Node<T>& node = *impl.node;
     Variable<T> g = std::move(node.pending);
@@ -220,26 +247,15 @@ std::vector<Variable<T>> run_backward(const std::vector<Variable<T>>& roots,
       fail("backward: the graph behind '", node.op,
            "' was freed by an earlier backward; pass retain_graph = true to the first backward "
            "to run backward through it again");
-    if (wanted) {
-      auto it = wanted_index.find(&impl);
-      if (it != wanted_index.end()) {
-        bool owned = false;
-        Variable<T> copy = g;
-        accumulate(results[it->second], owned, std::move(copy), create_graph);
-      }
-    } else if (impl.retains_grad) {
-      Variable<T> copy = g;
-      accumulate_leaf(impl, std::move(copy), create_graph);
-    }
-
+    keep_intermediate(impl, g);
     check_versions(node);
     Grads<T> grads;
     {
       // The ops inside a rule are not checked one by one: the gradients it returns are, below,
       // under the name of the op whose rule made them.
       AnomalyGuard inner(false);
-      const bool exclusive = !create_graph && g.impl_ptr().use_count() == 1;
-      grads = node.backward(BackwardContext<T>{g, out, node.inputs, create_graph, exclusive});
+      const bool exclusive = !create_graph_ && g.impl_ptr().use_count() == 1;
+      grads = node.backward(BackwardContext<T>{g, out, node.inputs, create_graph_, exclusive});
     }
     g = Variable<T>();
     if (grads.size() != node.inputs.size())
@@ -247,20 +263,109 @@ std::vector<Variable<T>> run_backward(const std::vector<Variable<T>>& roots,
            " inputs");
     for (std::size_t i = 0; i < grads.size(); ++i) {
       const Variable<T>& input = node.inputs[i];
-      if (!grads[i].defined() || !input.requires_grad()) continue;
-      check_grad_shape(grads[i], input, "input", node.op, i);
-      if (anomaly) check_finite(grads[i].value(), node.op, "backward", node.inputs);
-      route(input, std::move(grads[i]));
+      if (grads[i].defined() && input.requires_grad()) {
+        check_grad_shape(grads[i], input, "input", node.op, i);
+        if (anomaly_) check_finite(grads[i].value(), node.op, "backward", node.inputs);
+        route(input, std::move(grads[i]));
+      }
+      if (!hooked_.empty()) edge_done(input);
     }
-    if (!retain) node.release();
+    if (!retain_) node.release();
   }
 
-  if (wanted) {
-    for (std::size_t i = 0; i < results.size(); ++i)
-      if (!results[i].defined())
-        results[i] = Variable<T>(Array<T>(xt::zeros<T>((*wanted)[i].shape())));
+  /// A wanted intermediate's gradient, or a retained one's .grad (retain_grad).
+  void keep_intermediate(VariableImpl<T>& impl, const Variable<T>& g) {
+    if (wanted_) {
+      auto it = wanted_index_.find(&impl);
+      if (it != wanted_index_.end()) {
+        bool owned = false;
+        Variable<T> copy = g;
+        accumulate(results_[it->second], owned, std::move(copy), create_graph_);
+      }
+    } else if (impl.retains_grad) {
+      Variable<T> copy = g;
+      accumulate_leaf(impl, std::move(copy), create_graph_);
+    }
   }
-  return results;
+
+  // Post-accumulate hooks. A hooked leaf's gradient is final once every node of this pass that
+  // has it as an input has run: the edges are counted before the pass (only when some leaf has
+  // hooks), and each processed node takes its own off.
+
+  struct Hooked {
+    Variable<T> leaf;
+    std::size_t edges = 0;
+    bool received = false, done = false;
+  };
+
+  void count_hooked_edges(const std::vector<Variable<T>>& roots) {
+    std::vector<const Variable<T>*> stack;
+    std::unordered_set<const VariableImpl<T>*> seen;
+    for (const auto& r : roots) stack.push_back(&r);
+    while (!stack.empty()) {
+      const Variable<T>* v = stack.back();
+      stack.pop_back();
+      const VariableImpl<T>& impl = v->impl();
+      if (!impl.node || !seen.insert(&impl).second) continue;
+      for (const auto& in : impl.node->inputs) {
+        const VariableImpl<T>& i = in.impl();
+        if (!i.node && i.hooks && i.requires_grad) {
+          Hooked& h = hooked_[&i];
+          h.leaf = in;
+          ++h.edges;
+        }
+        if (i.node) stack.push_back(&in);
+      }
+    }
+  }
+
+  void edge_done(const Variable<T>& input) {
+    auto it = hooked_.find(&input.impl());
+    if (it == hooked_.end()) return;
+    Hooked& h = it->second;
+    if (--h.edges == 0 && h.received && !h.done) {
+      h.done = true;
+      run_hooks(h.leaf);
+    }
+  }
+
+  void run_remaining_hooks() {
+    for (auto& [impl, h] : hooked_)
+      if (h.received && !h.done) {
+        h.done = true;
+        run_hooks(h.leaf);
+      }
+  }
+
+  static void run_hooks(const Variable<T>& leaf) {
+    Variable<T> handle = leaf;
+    for (const auto& [id, hook] : *leaf.impl().hooks) hook(handle);
+  }
+
+  std::vector<Variable<T>> results() {
+    if (wanted_)
+      for (std::size_t i = 0; i < results_.size(); ++i)
+        if (!results_[i].defined())
+          results_[i] = Variable<T>(Array<T>(xt::zeros<T>((*wanted_)[i].shape())));
+    return std::move(results_);
+  }
+
+  const bool create_graph_, retain_, anomaly_;
+  const std::uint64_t pass_;
+  const std::vector<Variable<T>>* wanted_;
+  std::unordered_map<const VariableImpl<T>*, std::size_t> wanted_index_;
+  std::vector<Variable<T>> results_;
+  std::vector<char> results_owned_;
+  std::vector<Entry<T>> heap_;
+  std::unordered_map<const VariableImpl<T>*, Hooked> hooked_;
+};
+
+template <class T>
+std::vector<Variable<T>> run_backward(const std::vector<Variable<T>>& roots,
+                                      const std::vector<Variable<T>>& seeds,
+                                      const BackwardOptions& options,
+                                      const std::vector<Variable<T>>* wanted) {
+  return BackwardPass<T>(options, wanted).run(roots, seeds);
 }
 
 }  // namespace detail

@@ -7,6 +7,7 @@
 // down, iteratively.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -140,10 +141,19 @@ class Variable {
   /// The accumulated gradient (undefined until a backward reaches this leaf).
   const Variable& grad() const { return impl().grad; }
   bool has_grad() const { return impl().grad.defined(); }
-  /// Forgets the accumulated gradient.
-  void zero_grad() { impl().grad = Variable(); }
+  /// Forgets the accumulated gradient (zeroes it in place when it is a view of a flat gradient
+  /// buffer: see FlatParameters).
+  void zero_grad();
   /// Asks backward() to store the gradient of this non-leaf too.
   void retain_grad() { impl().retains_grad = true; }
+
+  /// Calls `hook(leaf)` in every backward pass (not grad()) that reaches this leaf, once its .grad
+  /// holds the pass's last contribution: the gradient is final for the pass, while the rest of
+  /// the pass may still run (PyTorch's name). Data-parallel training starts averaging a bucket
+  /// of gradients there; a hook may also read or scale the gradient. Leaves only; returns an id
+  /// for remove_post_accumulate_hook.
+  std::size_t register_post_accumulate_hook(std::function<void(Variable&)> hook);
+  void remove_post_accumulate_hook(std::size_t id);
 
   /// Backpropagates from this Variable: seeds a scalar with 1, accumulates into the .grad of the
   /// leaves that require grad, then frees the graph unless options.retain_graph.
@@ -163,10 +173,20 @@ class Variable {
   std::shared_ptr<VariableImpl<T>> impl_;
 };
 
+namespace detail {
+/// How many leaves have post-accumulate hooks: backward counts a graph's edges only when some do.
+std::atomic<int>& hooked_leaves();
+}  // namespace detail
+
 template <class T>
 struct VariableImpl {
   // Built from its value: a default-constructed xarray allocates one element.
   VariableImpl(Array<T>&& v, bool requires) : value(std::move(v)), requires_grad(requires) {}
+  ~VariableImpl() {
+    if (hooks && !hooks->empty()) --detail::hooked_leaves();
+  }
+  VariableImpl(const VariableImpl&) = delete;
+  VariableImpl& operator=(const VariableImpl&) = delete;
   Array<T> value;
   Variable<T> grad;             // accumulated gradient
   std::optional<Node<T>> node;  // the op that made it (held inline: one allocation less per op);
@@ -174,6 +194,9 @@ struct VariableImpl {
   std::uint32_t version = 0;    // bumped by every write access to value (and in-place grads)
   bool requires_grad = false;
   bool retains_grad = false;
+  bool grad_view = false;  // .grad is a view of a flat gradient buffer: zero_grad() zeroes it
+  // Post-accumulate hooks by id (a leaf's; allocated only when one is registered).
+  std::unique_ptr<std::vector<std::pair<std::size_t, std::function<void(Variable<T>&)>>>> hooks;
 };
 
 /// A leaf that requires grad (a parameter or an input to differentiate with respect to).
@@ -343,6 +366,43 @@ Variable<T>& Variable<T>::set_requires_grad(bool requires_grad) {
     fail("Variable::set_requires_grad: '", op_name(), "' output is not a leaf; detach() it first");
   impl().requires_grad = requires_grad;
   return *this;
+}
+
+template <class T>
+void Variable<T>::zero_grad() {
+  VariableImpl<T>& i = impl();
+  if (i.grad_view && i.grad.defined() && i.grad.is_leaf()) {
+    Array<T>& g = i.grad.impl().value;
+    std::fill(g.begin(), g.end(), T(0));
+    ++i.grad.impl().version;
+    return;
+  }
+  i.grad = Variable();
+}
+
+template <class T>
+std::size_t Variable<T>::register_post_accumulate_hook(std::function<void(Variable&)> hook) {
+  if (!is_leaf())
+    fail("Variable::register_post_accumulate_hook: '", op_name(), "' output is not a leaf");
+  if (!hook) fail("Variable::register_post_accumulate_hook: the hook is empty");
+  VariableImpl<T>& i = impl();
+  if (!i.hooks) i.hooks = std::make_unique<typename decltype(i.hooks)::element_type>();
+  if (i.hooks->empty()) ++detail::hooked_leaves();
+  static std::atomic<std::size_t> next_id{0};
+  const std::size_t id = ++next_id;
+  i.hooks->emplace_back(id, std::move(hook));
+  return id;
+}
+
+template <class T>
+void Variable<T>::remove_post_accumulate_hook(std::size_t id) {
+  VariableImpl<T>& i = impl();
+  if (!i.hooks) return;
+  const auto before = i.hooks->size();
+  auto& h = *i.hooks;
+  h.erase(std::remove_if(h.begin(), h.end(), [id](const auto& e) { return e.first == id; }),
+          h.end());
+  if (before > 0 && h.empty()) --detail::hooked_leaves();
 }
 
 template <class T>

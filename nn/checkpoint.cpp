@@ -14,7 +14,7 @@ namespace {
 template <class T>
 std::vector<std::string> optimizer_names(const Module<T>& model, const Optimizer<T>& optimizer) {
   std::map<const void*, std::string> by_impl;
-  for (const auto& [name, p] : model.named_parameters()) by_impl[p->impl_ptr().get()] = name;
+  for (const auto& [name, p] : model.named_parameters()) by_impl[p.impl_ptr().get()] = name;
   std::vector<std::string> names;
   const auto params = optimizer.parameters();
   for (std::size_t i = 0; i < params.size(); ++i) {
@@ -31,7 +31,7 @@ void save_checkpoint(const std::string& path, const Module<T>& model, const Opti
                      const Meta& meta) {
   std::vector<std::pair<std::string, npz::Entry>> entries;
   for (const auto& [name, p] : model.named_parameters())
-    entries.emplace_back(name, npz::from_array(p->value()));
+    entries.emplace_back(name, npz::from_array(p.value()));
   for (const auto& [name, b] : model.named_buffers())
     entries.emplace_back(name, npz::from_array(*b));
   for (const auto& [name, s] : model.named_states())
@@ -75,8 +75,11 @@ Meta load_checkpoint(const std::string& path, Module<T>& model, Optimizer<T>* op
     return *it->second;
   };
   for (auto& [name, p] : model.named_parameters()) {
-    auto a = npz::to_array<Array<T>>(take(name, p->shape()), name, path);
-    writes.push_back([p = p, a = std::move(a)]() mutable { p->mutable_value() = std::move(a); });
+    auto a = npz::to_array<Array<T>>(take(name, p.shape()), name, path);
+    // Copied into the parameter's own array (which may be a view of a flat buffer).
+    writes.push_back([p = p, a = std::move(a)]() mutable {
+      std::copy(a.begin(), a.end(), p.mutable_value().begin());
+    });
   }
   for (auto& [name, b] : model.named_buffers()) {
     auto a = npz::to_array<Array<T>>(take(name, b->shape()), name, path);

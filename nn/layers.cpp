@@ -13,17 +13,17 @@ Linear<T>::Linear(std::size_t in, std::size_t out, Generator& rng, bool bias) {
   const double bound = 1.0 / std::sqrt(static_cast<double>(std::max<std::size_t>(in, 1)));
   Array<T> w = Array<T>::from_shape({out, in});
   init::uniform(w, -bound, bound, rng);
-  weight_ = &this->register_parameter("weight", std::move(w));
+  weight_ = this->register_parameter("weight", std::move(w));
   if (bias) {
     Array<T> b = Array<T>::from_shape({out});
     init::uniform(b, -bound, bound, rng);
-    bias_ = &this->register_parameter("bias", std::move(b));
+    bias_ = this->register_parameter("bias", std::move(b));
   }
 }
 
 template <class T>
 Variable<T> Linear<T>::forward(const Variable<T>& x) {
-  return linear(x, *weight_, bias_ ? *bias_ : Variable<T>());
+  return linear(x, weight(), bias());
 }
 
 // ---- Conv2d
@@ -35,17 +35,17 @@ Conv2d<T>::Conv2d(std::size_t in_channels, std::size_t out_channels, std::size_t
   const double bound = 1.0 / std::sqrt(static_cast<double>(in_channels * kernel * kernel));
   Array<T> w = Array<T>::from_shape({out_channels, in_channels, kernel, kernel});
   init::uniform(w, -bound, bound, rng);
-  weight_ = &this->register_parameter("weight", std::move(w));
+  weight_ = this->register_parameter("weight", std::move(w));
   if (bias) {
     Array<T> b = Array<T>::from_shape({out_channels});
     init::uniform(b, -bound, bound, rng);
-    bias_ = &this->register_parameter("bias", std::move(b));
+    bias_ = this->register_parameter("bias", std::move(b));
   }
 }
 
 template <class T>
 Variable<T> Conv2d<T>::forward(const Variable<T>& x) {
-  return conv2d(x, *weight_, bias_ ? *bias_ : Variable<T>(), stride_, padding_);
+  return conv2d(x, weight(), bias(), stride_, padding_);
 }
 
 // ---- Pooling, Flatten
@@ -94,8 +94,8 @@ Variable<T> Dropout<T>::forward(const Variable<T>& x) {
 template <class T>
 BatchNorm<T>::BatchNorm(std::size_t features, std::size_t input_dims, double eps, double momentum)
     : features_(features), dims_(input_dims), eps_(eps), momentum_(momentum) {
-  weight_ = &this->register_parameter("weight", xt::ones<T>({features}));
-  bias_ = &this->register_parameter("bias", xt::zeros<T>({features}));
+  weight_ = this->register_parameter("weight", xt::ones<T>({features}));
+  bias_ = this->register_parameter("bias", xt::zeros<T>({features}));
   running_mean_ = &this->register_buffer("running_mean", xt::zeros<T>({features}));
   running_var_ = &this->register_buffer("running_var", xt::ones<T>({features}));
 }
@@ -135,7 +135,8 @@ Variable<T> BatchNorm<T>::forward(const Variable<T>& x) {
     var = Variable<T>(std::move(rv));
   }
   Variable<T> normalized = (x - mean) / sqrt(var + eps_);
-  return normalized * reshape(*weight_, param_shape) + reshape(*bias_, param_shape);
+  return normalized * reshape(this->parameter(weight_), param_shape) +
+         reshape(this->parameter(bias_), param_shape);
 }
 
 // ---- Embedding
@@ -144,7 +145,7 @@ template <class T>
 Embedding<T>::Embedding(std::size_t count, std::size_t dim, Generator& rng) {
   Array<T> w = Array<T>::from_shape({count, dim});
   init::normal(w, 0.0, 1.0, rng);
-  weight_ = &this->register_parameter("weight", std::move(w));
+  weight_ = this->register_parameter("weight", std::move(w));
 }
 
 template <class T>
@@ -152,15 +153,15 @@ Variable<T> Embedding<T>::forward(const Index& indices) {
   Array<std::size_t> flat = indices.values();
   flat.reshape({indices.size()});
   Shape shape = indices.shape();
-  shape.push_back(weight_->shape()[1]);
-  return reshape(index_select(*weight_, 0, Index(std::move(flat))), shape);
+  shape.push_back(weight().shape()[1]);
+  return reshape(index_select(weight(), 0, Index(std::move(flat))), shape);
 }
 
 template <class T>
 Variable<T> Embedding<T>::forward(const Variable<T>& indices) {
   Index index = Index::from_values(indices.value(), "Embedding: input");
-  index.check_below(weight_->shape()[0], "Embedding: input",
-                    "a table of " + std::to_string(weight_->shape()[0]) + " rows");
+  index.check_below(weight().shape()[0], "Embedding: input",
+                    "a table of " + std::to_string(weight().shape()[0]) + " rows");
   return forward(index);
 }
 

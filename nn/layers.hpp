@@ -18,14 +18,14 @@ class Linear : public Module<T> {
  public:
   Linear(std::size_t in, std::size_t out, Generator& rng, bool bias = true);
   Variable<T> forward(const Variable<T>& x) override;
-  Variable<T>& weight() { return *weight_; }
+  Variable<T>& weight() { return this->parameter(weight_); }
   /// The bias; an undefined Variable (defined() is false) when built without one.
-  Variable<T>& bias() { return bias_ ? *bias_ : no_bias_; }
-  bool has_bias() const { return bias_ != nullptr; }
+  Variable<T>& bias() { return has_bias() ? this->parameter(bias_) : no_bias_; }
+  bool has_bias() const { return bias_ != none; }
 
  private:
-  Variable<T>* weight_;
-  Variable<T>* bias_ = nullptr;
+  static constexpr std::size_t none = ~std::size_t{0};
+  std::size_t weight_, bias_ = none;  // positions in the registry
   Variable<T> no_bias_;
 };
 
@@ -37,14 +37,14 @@ class Conv2d : public Module<T> {
   Conv2d(std::size_t in_channels, std::size_t out_channels, std::size_t kernel, Generator& rng,
          std::size_t stride = 1, std::size_t padding = 0, bool bias = true);
   Variable<T> forward(const Variable<T>& x) override;
-  Variable<T>& weight() { return *weight_; }
+  Variable<T>& weight() { return this->parameter(weight_); }
   /// The bias; an undefined Variable (defined() is false) when built without one.
-  Variable<T>& bias() { return bias_ ? *bias_ : no_bias_; }
-  bool has_bias() const { return bias_ != nullptr; }
+  Variable<T>& bias() { return has_bias() ? this->parameter(bias_) : no_bias_; }
+  bool has_bias() const { return bias_ != none; }
 
  private:
-  Variable<T>* weight_;
-  Variable<T>* bias_ = nullptr;
+  static constexpr std::size_t none = ~std::size_t{0};
+  std::size_t weight_, bias_ = none;  // positions in the registry
   Variable<T> no_bias_;
   std::size_t stride_, padding_;
 };
@@ -113,8 +113,7 @@ class BatchNorm : public Module<T> {
  private:
   std::size_t features_, dims_;
   double eps_, momentum_;
-  Variable<T>* weight_;
-  Variable<T>* bias_;
+  std::size_t weight_, bias_;  // positions in the registry
   Array<T>* running_mean_;
   Array<T>* running_var_;
 };
@@ -144,10 +143,10 @@ class Embedding : public Module<T> {
   Variable<T> forward(const Variable<T>& indices) override;
   /// The rows at `indices`, shaped (indices' shape..., dim).
   Variable<T> forward(const Index& indices);
-  Variable<T>& weight() { return *weight_; }
+  Variable<T>& weight() { return this->parameter(weight_); }
 
  private:
-  Variable<T>* weight_;
+  std::size_t weight_;  // position in the registry
 };
 
 template <class T = float>

@@ -18,10 +18,10 @@ void Module<T>::check_name(const std::string& name) const {
 }
 
 template <class T>
-Variable<T>& Module<T>::register_parameter(const std::string& name, Array<T> value) {
+std::size_t Module<T>::register_parameter(const std::string& name, Array<T> value) {
   check_name(name);
-  parameters_.emplace_back(name, std::make_unique<Variable<T>>(std::move(value), true));
-  return *parameters_.back().second;
+  parameters_.emplace_back(name, Variable<T>(std::move(value), true));
+  return parameters_.size() - 1;
 }
 
 template <class T>
@@ -38,29 +38,63 @@ StateArray& Module<T>::register_state(const std::string& name, StateArray value)
   return *states_.back().second;
 }
 
+namespace {
+
+/// What a registry entry gives out: a parameter's handle, or a pointer to a buffer or state.
+template <class T>
+const Variable<T>& held(const Variable<T>& v) {
+  return v;
+}
+template <class A>
+A* held(const std::unique_ptr<A>& p) {
+  return p.get();
+}
+
+}  // namespace
+
 /// Walks the tree depth first: a module's own entries, then its children's, with dotted names.
 template <class T>
 template <class Entry, class F>
 void Module<T>::collect(const std::string& prefix, std::vector<Entry>& out, F pick) const {
-  for (const auto& [name, item] : pick(*this)) out.emplace_back(prefix + name, item.get());
+  for (const auto& [name, item] : pick(*this)) out.emplace_back(prefix + name, held(item));
   for (const auto& [name, child] : children_) child->collect(prefix + name + ".", out, pick);
 }
 
 template <class T>
-std::vector<std::pair<std::string, Variable<T>*>> Module<T>::parameter_slots() const {
-  std::vector<std::pair<std::string, Variable<T>*>> out;
+std::vector<std::pair<std::string, Variable<T>>> Module<T>::parameter_slots() const {
+  std::vector<std::pair<std::string, Variable<T>>> out;
   collect(
       "", out, [](const Module& m) -> const auto& { return m.parameters_; });
   return out;
 }
 
 template <class T>
-std::vector<std::pair<std::string, Variable<T>*>> Module<T>::named_parameters() const {
-  std::vector<std::pair<std::string, Variable<T>*>> out;
+std::vector<std::pair<std::string, Variable<T>>> Module<T>::named_parameters() const {
+  std::vector<std::pair<std::string, Variable<T>>> out;
   std::unordered_set<const VariableImpl<T>*> seen;
-  for (const auto& entry : parameter_slots())
-    if (seen.insert(entry.second->impl_ptr().get()).second) out.push_back(entry);
+  for (auto& entry : parameter_slots())
+    if (seen.insert(entry.second.impl_ptr().get()).second) out.push_back(std::move(entry));
   return out;
+}
+
+template <class T>
+void Module<T>::set_parameter(const std::string& name, Variable<T> value) {
+  const auto dot = name.find('.');
+  if (dot != std::string::npos) {
+    for (auto& [child_name, child] : children_)
+      if (child_name == name.substr(0, dot))
+        return child->set_parameter(name.substr(dot + 1), value);
+  } else {
+    for (auto& [own, p] : parameters_)
+      if (own == name) {
+        if (value.shape() != p.shape())
+          fail("Module::set_parameter: '", name, "' has shape ", shape_str(p.shape()),
+               ", the new value ", shape_str(value.shape()));
+        p = std::move(value);
+        return;
+      }
+  }
+  fail("Module::set_parameter: no parameter '", name, "'");
 }
 
 template <class T>
@@ -82,20 +116,27 @@ std::vector<std::pair<std::string, StateArray*>> Module<T>::named_states() const
 template <class T>
 std::vector<Variable<T>> Module<T>::parameters() const {
   std::vector<Variable<T>> out;
-  for (const auto& entry : named_parameters()) out.push_back(*entry.second);
+  for (auto& entry : named_parameters()) out.push_back(std::move(entry.second));
   return out;
 }
 
 template <class T>
 std::size_t Module<T>::parameter_count() const {
   std::size_t n = 0;
-  for (const auto& entry : named_parameters()) n += entry.second->size();
+  for (const auto& entry : named_parameters()) n += entry.second.size();
   return n;
 }
 
 template <class T>
+std::shared_ptr<FlatParameters<T>> Module<T>::flatten_parameters() {
+  if (!flat_ || flat_->parameters().size() != parameters().size())
+    flat_ = std::make_shared<FlatParameters<T>>(parameters());
+  return flat_;
+}
+
+template <class T>
 void Module<T>::zero_grad() {
-  for (auto& entry : named_parameters()) entry.second->zero_grad();
+  for (auto& entry : named_parameters()) entry.second.zero_grad();
 }
 
 template <class T>

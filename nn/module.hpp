@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "autodiff/flat.hpp"
 #include "autodiff/variable.hpp"
 
 namespace ad::nn {
@@ -17,8 +18,8 @@ using StateArray = Array<std::uint64_t>;
 
 /// The base of every layer and model. A module registers its parameters, buffers and submodules
 /// under names; the names of a tree of modules join with dots ("0.weight", "encoder.fc1.bias").
-/// Parameters live on the heap, so a module can be moved without invalidating them; it cannot be
-/// copied (copies would share parameters silently).
+/// Parameters are held by value (handles that share data with every copy); a module can be moved,
+/// not copied (copies would share parameters silently).
 template <class T = float>
 class Module {
  public:
@@ -37,18 +38,26 @@ class Module {
   /// A parameter registered in several places (tied weights: b.weight() = a.weight()) is listed
   /// once, so an optimizer steps it once and a checkpoint saves it once.
   std::vector<Variable<T>> parameters() const;
-  /// Every parameter with its dotted name (a tied one once, under its first name); the pointer
-  /// lets a caller replace the handle.
-  std::vector<std::pair<std::string, Variable<T>*>> named_parameters() const;
-  /// Every registered parameter slot, tied ones under each of their names (for code that swaps
-  /// the handles, such as gradcheck_module, and must swap every slot of a tied parameter).
-  std::vector<std::pair<std::string, Variable<T>*>> parameter_slots() const;
+  /// Every parameter with its dotted name (a tied one once, under its first name), as handles.
+  std::vector<std::pair<std::string, Variable<T>>> named_parameters() const;
+  /// Every registered parameter slot by dotted name, tied ones under each of their names.
+  std::vector<std::pair<std::string, Variable<T>>> parameter_slots() const;
+  /// Replaces the handle registered under `name` ("fc1.weight"): the module then uses `value`
+  /// (code that probes parameters, such as gradcheck_module, swaps them this way). Throws when
+  /// there is no such parameter or the shape differs.
+  void set_parameter(const std::string& name, Variable<T> value);
   /// Every buffer (state that is saved but not trained, e.g. running statistics).
   std::vector<std::pair<std::string, Array<T>*>> named_buffers() const;
   /// Every integer state array (e.g. a dropout layer's random stream position).
   std::vector<std::pair<std::string, StateArray*>> named_states() const;
   /// Number of parameter elements.
   std::size_t parameter_count() const;
+  /// Lays out every parameter of the tree in one contiguous buffer and their gradients in a
+  /// matching one (each a view: see autodiff/flat.hpp), and returns them for an optimizer
+  /// (SGD(model.flatten_parameters(), options) updates them in one pass) or an all-reduce. The
+  /// module keeps them; calling it again returns the same buffers. From then on every parameter
+  /// always has a gradient (zero_grad() zeroes it in place).
+  std::shared_ptr<FlatParameters<T>> flatten_parameters();
 
   /// Forgets the gradients of all parameters.
   void zero_grad();
@@ -62,8 +71,13 @@ class Module {
   }
 
  protected:
-  /// Adds a parameter (a leaf that requires grad) initialised to `value`.
-  Variable<T>& register_parameter(const std::string& name, Array<T> value);
+  /// Adds a parameter (a leaf that requires grad) initialised to `value`; returns its position,
+  /// for parameter(i).
+  std::size_t register_parameter(const std::string& name, Array<T> value);
+  /// This module's i-th registered parameter (the registry holds the handle by value; a layer keeps
+  /// its position, never a pointer into it).
+  Variable<T>& parameter(std::size_t i) { return parameters_[i].second; }
+  const Variable<T>& parameter(std::size_t i) const { return parameters_[i].second; }
   /// Adds a buffer initialised to `value`.
   Array<T>& register_buffer(const std::string& name, Array<T> value);
   /// Adds an integer state array.
@@ -82,10 +96,11 @@ class Module {
   template <class Entry, class F>
   void collect(const std::string& prefix, std::vector<Entry>& out, F pick) const;
 
-  std::vector<std::pair<std::string, std::unique_ptr<Variable<T>>>> parameters_;
+  std::vector<std::pair<std::string, Variable<T>>> parameters_;
   std::vector<std::pair<std::string, std::unique_ptr<Array<T>>>> buffers_;
   std::vector<std::pair<std::string, std::unique_ptr<StateArray>>> states_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+  std::shared_ptr<FlatParameters<T>> flat_;
   bool training_ = true;
 };
 

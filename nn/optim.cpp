@@ -12,7 +12,7 @@ namespace {
 
 template <class T>
 std::vector<ParamGroup<T>> one_group(std::vector<Variable<T>> params) {
-  return {ParamGroup<T>{std::move(params), 0.0}};
+  return {ParamGroup<T>(std::move(params))};
 }
 
 /// The state buffer `name`, created as zeros of the parameter's shape on first use.
@@ -52,8 +52,18 @@ Optimizer<T>::Optimizer(std::vector<ParamGroup<T>> groups, double default_lr, co
 
 template <class T>
 void Optimizer<T>::step() {
+  if (flat_) {
+    flat_->attach();
+    if (update_flat(*flat_, groups_[0].lr)) {
+      for (auto& s : state_) ++s.step;
+      for (auto& p : flat_->parameters())
+        ++p.impl().version;  // written in place, as by mutable_value
+      return;
+    }
+  }
   std::size_t index = 0;
-  for (auto& g : groups_) {
+  for (std::size_t gi = 0; gi < groups_.size(); ++gi) {
+    auto& g = groups_[gi];
     for (auto& p : g.params) {
       ParamState<T>& s = state_[index++];
       if (!p.has_grad()) continue;
@@ -62,8 +72,32 @@ void Optimizer<T>::step() {
         fail("optimizer: gradient of shape ", shape_str(grad.shape()), " for a parameter of shape ",
              shape_str(p.shape()));
       ++s.step;
-      update(p.mutable_value(), grad, s, g.lr);
+      update(p.mutable_value(), grad, s, gi, g.lr);
     }
+  }
+}
+
+template <class T>
+void Optimizer<T>::allow_options(const char* name,
+                                 std::initializer_list<const char*> allowed) const {
+  auto allows = [&](const char* option) {
+    for (const char* a : allowed)
+      if (std::string(a) == option) return true;
+    return false;
+  };
+  for (std::size_t g = 0; g < groups_.size(); ++g) {
+    const GroupOptions& o = groups_[g].options;
+    const std::pair<const char*, bool> set[] = {{"weight_decay", o.weight_decay.has_value()},
+                                                {"momentum", o.momentum.has_value()},
+                                                {"dampening", o.dampening.has_value()},
+                                                {"nesterov", o.nesterov.has_value()},
+                                                {"beta1", o.beta1.has_value()},
+                                                {"beta2", o.beta2.has_value()},
+                                                {"eps", o.eps.has_value()},
+                                                {"alpha", o.alpha.has_value()}};
+    for (const auto& [option, given] : set)
+      if (given && !allows(option))
+        fail(name, ": parameter group ", g, " sets ", option, ", which ", name, " does not have");
   }
 }
 
@@ -94,24 +128,49 @@ SGD<T>::SGD(std::vector<Variable<T>> params, const SGDOptions& o)
 template <class T>
 SGD<T>::SGD(std::vector<ParamGroup<T>> groups, const SGDOptions& o)
     : Optimizer<T>(std::move(groups), o.lr, "SGD"), o_(o) {
-  if (o.nesterov && (o.momentum <= 0 || o.dampening != 0))
-    fail("SGD: Nesterov momentum needs momentum > 0 and no dampening");
+  this->allow_options("SGD", {"weight_decay", "momentum", "dampening", "nesterov"});
+  for (std::size_t g = 0; g < this->groups().size(); ++g) {
+    const SGDOptions go = options(g);
+    if (go.nesterov && (go.momentum <= 0 || go.dampening != 0))
+      fail("SGD: Nesterov momentum needs momentum > 0 and no dampening");
+  }
 }
 
 template <class T>
-void SGD<T>::update(Array<T>& p, const Array<T>& grad, ParamState<T>& s, double lr) {
-  const T wd = static_cast<T>(o_.weight_decay), mu = static_cast<T>(o_.momentum);
-  const T damp = static_cast<T>(1 - o_.dampening), rate = static_cast<T>(lr);
-  T* __restrict w = p.data();
-  const T* __restrict g = grad.data();
-  const std::size_t n = p.size();
-  if (o_.momentum == 0) {
-    for (std::size_t i = 0; i < n; ++i) w[i] -= rate * (g[i] + wd * w[i]);
+SGD<T>::SGD(std::shared_ptr<FlatParameters<T>> flat, const SGDOptions& o)
+    : SGD(flat->parameters(), o) {
+  this->flat_ = std::move(flat);
+}
+
+template <class T>
+SGDOptions SGD<T>::options(std::size_t group) const {
+  SGDOptions o = o_;
+  const GroupOptions& g = this->groups_at(group).options;
+  o.weight_decay = g.weight_decay.value_or(o.weight_decay);
+  o.momentum = g.momentum.value_or(o.momentum);
+  o.dampening = g.dampening.value_or(o.dampening);
+  o.nesterov = g.nesterov.value_or(o.nesterov);
+  return o;
+}
+
+namespace {
+
+/// The SGD update of n values, in one pass: d = g + wd·w; b = first ? d : mu·b + (1 − damp)·d;
+/// w −= lr·(nesterov ? d + mu·b : b) (without momentum: w −= lr·d).
+template <class T>
+void sgd_pass(T* w, const T* g, T* b, std::size_t n, const SGDOptions& o, double lr, bool first) {
+  const T wd = static_cast<T>(o.weight_decay), mu = static_cast<T>(o.momentum);
+  const T damp = static_cast<T>(1 - o.dampening), rate = static_cast<T>(lr);
+  if (!b) {
+    ad::detail::parallel_for(n, 1 << 15, [=](std::size_t begin, std::size_t end) {
+      T* __restrict wl = w;
+      const T* __restrict gl = g;
+      for (std::size_t i = begin; i < end; ++i) wl[i] -= rate * (gl[i] + wd * wl[i]);
+    });
     return;
   }
-  T* __restrict b = buffer(s, "momentum_buffer", p).data();
   // One pass, with the two choices fixed at compile time so that the loop vectorises.
-  auto run = [&](auto first, auto nesterov) {
+  auto run = [&](auto first_step, auto nesterov) {
     ad::detail::parallel_for(n, 1 << 15, [=](std::size_t begin, std::size_t end) {
       // restrict-qualified locals (a lambda's captures lose the qualifier), so that it vectorises
       T* __restrict wl = w;
@@ -119,17 +178,58 @@ void SGD<T>::update(Array<T>& p, const Array<T>& grad, ParamState<T>& s, double 
       T* __restrict bl = b;
       for (std::size_t i = begin; i < end; ++i) {
         const T d = gl[i] + wd * wl[i];
-        bl[i] = first ? d : mu * bl[i] + damp * d;
+        bl[i] = first_step ? d : mu * bl[i] + damp * d;
         wl[i] -= rate * (nesterov ? d + mu * bl[i] : bl[i]);
       }
     });
   };
   using yes = std::true_type;
   using no = std::false_type;
-  if (s.step == 1)
-    o_.nesterov ? run(yes{}, yes{}) : run(yes{}, no{});
+  if (first)
+    o.nesterov ? run(yes{}, yes{}) : run(yes{}, no{});
   else
-    o_.nesterov ? run(no{}, yes{}) : run(no{}, no{});
+    o.nesterov ? run(no{}, yes{}) : run(no{}, no{});
+}
+
+}  // namespace
+
+template <class T>
+void SGD<T>::update(Array<T>& p, const Array<T>& grad, ParamState<T>& s, std::size_t group,
+                    double lr) {
+  const SGDOptions o = options(group);
+  T* b = o.momentum == 0 ? nullptr : buffer(s, "momentum_buffer", p).data();
+  sgd_pass(p.data(), grad.data(), b, p.size(), o, lr, s.step == 1);
+}
+
+template <class T>
+bool SGD<T>::update_flat(FlatParameters<T>& flat, double lr) {
+  const SGDOptions o = options(0);
+  auto& states = this->state();
+  for (const auto& s : states)
+    if (s.step != states[0].step) return false;  // (steps differ only after odd resumes)
+  T* b = nullptr;
+  if (o.momentum != 0) {
+    // The momentum buffers live in one arena too, each parameter's state a view of its slice
+    // (checkpoints see them per parameter); a state loaded or made elsewhere is copied in.
+    if (!momentum_) {
+      momentum_ = std::make_shared<memory::Arena>(flat.size() * sizeof(T));
+      std::fill_n(reinterpret_cast<T*>(momentum_->data()), flat.size(), T(0));
+    }
+    b = reinterpret_cast<T*>(momentum_->data());
+    const auto& params = flat.parameters();
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      T* slice = b + flat.offset(i);
+      auto it = states[i].buffers.find("momentum_buffer");
+      if (it != states[i].buffers.end() && it->second.data() == slice) continue;
+      Array<T> view = placed_array(slice, params[i].shape());
+      if (it != states[i].buffers.end() && it->second.shape() == view.shape())
+        std::copy(it->second.begin(), it->second.end(), view.begin());
+      states[i].buffers["momentum_buffer"] = std::move(view);
+    }
+  }
+  sgd_pass(flat.values(), flat.grads(), b, flat.size(), o, lr,
+           states.empty() || states[0].step == 0);
+  return true;
 }
 
 // ---- Adam and AdamW
@@ -141,21 +241,38 @@ Adam<T>::Adam(std::vector<Variable<T>> params, const AdamOptions& o)
 template <class T>
 Adam<T>::Adam(std::vector<ParamGroup<T>> groups, const AdamOptions& o)
     : Optimizer<T>(std::move(groups), o.lr, "Adam"), o_(o) {
-  if (!(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1))
-    fail("Adam: betas must be in [0, 1), got ", o.beta1, " and ", o.beta2);
+  this->allow_options("Adam", {"weight_decay", "beta1", "beta2", "eps"});
+  for (std::size_t g = 0; g < this->groups().size(); ++g) {
+    const AdamOptions go = options(g);
+    if (!(go.beta1 >= 0 && go.beta1 < 1 && go.beta2 >= 0 && go.beta2 < 1))
+      fail("Adam: betas must be in [0, 1), got ", go.beta1, " and ", go.beta2);
+  }
 }
 
 template <class T>
-void Adam<T>::update(Array<T>& p, const Array<T>& grad, ParamState<T>& s, double lr) {
+AdamOptions Adam<T>::options(std::size_t group) const {
+  AdamOptions o = o_;
+  const GroupOptions& g = this->groups_at(group).options;
+  o.weight_decay = g.weight_decay.value_or(o.weight_decay);
+  o.beta1 = g.beta1.value_or(o.beta1);
+  o.beta2 = g.beta2.value_or(o.beta2);
+  o.eps = g.eps.value_or(o.eps);
+  return o;
+}
+
+template <class T>
+void Adam<T>::update(Array<T>& p, const Array<T>& grad, ParamState<T>& s, std::size_t group,
+                     double lr) {
+  const AdamOptions o = options(group);
   T* w = p.data();
   const T* g = grad.data();
   T* m = buffer(s, "exp_avg", p).data();
   T* v = buffer(s, "exp_avg_sq", p).data();
-  const T b1 = static_cast<T>(o_.beta1), b2 = static_cast<T>(o_.beta2);
-  const T eps = static_cast<T>(o_.eps), wd = static_cast<T>(o_.weight_decay);
+  const T b1 = static_cast<T>(o.beta1), b2 = static_cast<T>(o.beta2);
+  const T eps = static_cast<T>(o.eps), wd = static_cast<T>(o.weight_decay);
   const double t = static_cast<double>(s.step);
-  const T c1 = static_cast<T>(1 - std::pow(o_.beta1, t));
-  const T c2 = static_cast<T>(1 - std::pow(o_.beta2, t));
+  const T c1 = static_cast<T>(1 - std::pow(o.beta1, t));
+  const T c2 = static_cast<T>(1 - std::pow(o.beta2, t));
   const T rate = static_cast<T>(lr);
   const std::size_t n = p.size();
   if (decoupled_)
@@ -188,16 +305,31 @@ RMSProp<T>::RMSProp(std::vector<Variable<T>> params, const RMSPropOptions& o)
 
 template <class T>
 RMSProp<T>::RMSProp(std::vector<ParamGroup<T>> groups, const RMSPropOptions& o)
-    : Optimizer<T>(std::move(groups), o.lr, "RMSProp"), o_(o) {}
+    : Optimizer<T>(std::move(groups), o.lr, "RMSProp"), o_(o) {
+  this->allow_options("RMSProp", {"weight_decay", "momentum", "eps", "alpha"});
+}
 
 template <class T>
-void RMSProp<T>::update(Array<T>& p, const Array<T>& grad, ParamState<T>& s, double lr) {
+RMSPropOptions RMSProp<T>::options(std::size_t group) const {
+  RMSPropOptions o = o_;
+  const GroupOptions& g = this->groups_at(group).options;
+  o.weight_decay = g.weight_decay.value_or(o.weight_decay);
+  o.momentum = g.momentum.value_or(o.momentum);
+  o.eps = g.eps.value_or(o.eps);
+  o.alpha = g.alpha.value_or(o.alpha);
+  return o;
+}
+
+template <class T>
+void RMSProp<T>::update(Array<T>& p, const Array<T>& grad, ParamState<T>& s, std::size_t group,
+                        double lr) {
+  const RMSPropOptions o = options(group);
   T* w = p.data();
   const T* g = grad.data();
   T* v = buffer(s, "square_avg", p).data();
-  T* b = o_.momentum > 0 ? buffer(s, "momentum_buffer", p).data() : nullptr;
-  const T alpha = static_cast<T>(o_.alpha), eps = static_cast<T>(o_.eps);
-  const T wd = static_cast<T>(o_.weight_decay), mu = static_cast<T>(o_.momentum);
+  T* b = o.momentum > 0 ? buffer(s, "momentum_buffer", p).data() : nullptr;
+  const T alpha = static_cast<T>(o.alpha), eps = static_cast<T>(o.eps);
+  const T wd = static_cast<T>(o.weight_decay), mu = static_cast<T>(o.momentum);
   const T rate = static_cast<T>(lr);
   for (std::size_t i = 0, n = p.size(); i < n; ++i) {
     const T d = g[i] + wd * w[i];

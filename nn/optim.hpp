@@ -1,22 +1,37 @@
 // Optimizers: SGD (momentum, Nesterov, weight decay), Adam, AdamW, RMSProp; gradient clipping.
 // Each takes an options struct with documented defaults, skips parameters without a gradient,
-// and supports parameter groups with their own learning rate.
+// and supports parameter groups with their own learning rate and options.
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "autodiff/flat.hpp"
 #include "autodiff/variable.hpp"
 
 namespace ad::nn {
 
-/// Parameters that share a learning rate.
+/// Options a parameter group sets for itself; those it leaves unset are the optimizer's. Each
+/// optimizer uses the ones its options struct has (setting another, such as beta1 for SGD, is an
+/// error).
+struct GroupOptions {
+  std::optional<double> weight_decay, momentum, dampening, beta1, beta2, eps, alpha;
+  std::optional<bool> nesterov;
+};
+
+/// Parameters that share their options.
 template <class T = float>
 struct ParamGroup {
+  ParamGroup(std::vector<Variable<T>> p, double rate = 0, GroupOptions o = {})
+      : params(std::move(p)), lr(rate), options(o) {}
   std::vector<Variable<T>> params;
-  double lr = 0;  // 0: the optimizer's options.lr
+  double lr = 0;  // its learning rate (0: the optimizer's options.lr); schedules scale it
+  GroupOptions options;
 };
 
 /// What an optimizer keeps for one parameter, saved in checkpoints.
@@ -26,7 +41,9 @@ struct ParamState {
   std::map<std::string, Array<T>> buffers;  // e.g. "momentum_buffer", "exp_avg"
 };
 
-/// The base: groups of parameters, their learning rates, and per-parameter state.
+/// The base: groups of parameters, their learning rates and options, and per-parameter state.
+/// Built over a FlatParameters (Module::flatten_parameters()), an optimizer updates all the
+/// parameters in one vectorised pass over the flat buffers where it can (SGD does).
 template <class T = float>
 class Optimizer {
  public:
@@ -37,6 +54,7 @@ class Optimizer {
   void zero_grad();
 
   std::vector<ParamGroup<T>>& groups() { return groups_; }
+  const ParamGroup<T>& groups_at(std::size_t g) const { return groups_.at(g); }
   /// The learning rate each group started with (schedules scale it).
   double base_lr(std::size_t group) const { return base_lrs_.at(group); }
   /// Sets every group's learning rate to its base rate times `factor`.
@@ -52,8 +70,15 @@ class Optimizer {
  protected:
   Optimizer(std::vector<ParamGroup<T>> groups, double default_lr, const char* name);
   std::string name_;
-  /// Updates one parameter p (value, gradient) with the group's learning rate.
-  virtual void update(Array<T>& p, const Array<T>& grad, ParamState<T>& state, double lr) = 0;
+  /// Updates one parameter p (value, gradient) of group `group` with its learning rate.
+  virtual void update(Array<T>& p, const Array<T>& grad, ParamState<T>& state, std::size_t group,
+                      double lr) = 0;
+  /// Updates every parameter of a flat buffer at once; returns false when it cannot (then step()
+  /// goes parameter by parameter).
+  virtual bool update_flat(FlatParameters<T>&, double) { return false; }
+  /// Refuses group options this optimizer does not have, naming `name` and the group.
+  void allow_options(const char* name, std::initializer_list<const char*> allowed) const;
+  std::shared_ptr<FlatParameters<T>> flat_;
 
  private:
   std::vector<ParamGroup<T>> groups_;
@@ -76,12 +101,19 @@ class SGD : public Optimizer<T> {
  public:
   SGD(std::vector<Variable<T>> params, const SGDOptions& options);
   SGD(std::vector<ParamGroup<T>> groups, const SGDOptions& options);
+  /// Over flat parameter and gradient buffers: one pass updates them all (the momentum buffers
+  /// are flat too).
+  SGD(std::shared_ptr<FlatParameters<T>> flat, const SGDOptions& options);
 
  protected:
-  void update(Array<T>& p, const Array<T>& grad, ParamState<T>& state, double lr) override;
+  void update(Array<T>& p, const Array<T>& grad, ParamState<T>& state, std::size_t group,
+              double lr) override;
+  bool update_flat(FlatParameters<T>& flat, double lr) override;
 
  private:
+  SGDOptions options(std::size_t group) const;
   SGDOptions o_;
+  std::shared_ptr<memory::Arena> momentum_;  // the flat momentum buffer, once there is one
 };
 
 /// Adam: g += weight_decay·p (L2); m = β1·m + (1 − β1)·g; v = β2·v + (1 − β2)·g²;
@@ -101,11 +133,13 @@ class Adam : public Optimizer<T> {
   Adam(std::vector<ParamGroup<T>> groups, const AdamOptions& options);
 
  protected:
-  void update(Array<T>& p, const Array<T>& grad, ParamState<T>& state, double lr) override;
+  void update(Array<T>& p, const Array<T>& grad, ParamState<T>& state, std::size_t group,
+              double lr) override;
   /// Decoupled weight decay (AdamW) instead of L2 in the gradient (Adam).
   bool decoupled_ = false;
 
  private:
+  AdamOptions options(std::size_t group) const;
   AdamOptions o_;
 };
 
@@ -138,9 +172,11 @@ class RMSProp : public Optimizer<T> {
   RMSProp(std::vector<ParamGroup<T>> groups, const RMSPropOptions& options);
 
  protected:
-  void update(Array<T>& p, const Array<T>& grad, ParamState<T>& state, double lr) override;
+  void update(Array<T>& p, const Array<T>& grad, ParamState<T>& state, std::size_t group,
+              double lr) override;
 
  private:
+  RMSPropOptions options(std::size_t group) const;
   RMSPropOptions o_;
 };
 

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "autodiff/index.hpp"
+#include "autodiff/ops.hpp"
 #include "nn/atomic_write.hpp"
 #include "nn/checkpoint.hpp"
 
@@ -59,6 +60,17 @@ template <class T>
 std::size_t classes_of(const Variable<T>& output) {
   return output.dim() == 2 ? output.shape()[1] : 0;
 }
+
+/// The metrics CSV's columns after the first, "epoch": the one place that defines the file's
+/// layout. write_metrics_csv writes them; resume reads them back by the header's names.
+const std::pair<const char*, double EpochMetrics::*> metrics_columns[] = {
+    {"train_loss", &EpochMetrics::train_loss},
+    {"train_accuracy", &EpochMetrics::train_accuracy},
+    {"val_loss", &EpochMetrics::val_loss},
+    {"val_accuracy", &EpochMetrics::val_accuracy},
+    {"seconds", &EpochMetrics::seconds},
+    {"samples_per_second", &EpochMetrics::samples_per_second},
+    {"lr", &EpochMetrics::lr}};
 
 /// The model's buffers and states (running statistics, random stream positions) as they were
 /// before a batch, to put back when the batch fails: with the weights (which the optimizer has
@@ -174,9 +186,16 @@ EpochMetrics Trainer<T>::train_epoch(const DataLoader<T>& train, std::size_t epo
                         "; the model keeps its weights, buffers and states from before this "
                         "batch");
   };
+  const std::size_t accumulate = std::max<std::size_t>(options_.accumulate, 1);
+  const std::size_t batches = train.batches();
   for (const Batch<T>& batch : train.epoch(epoch)) {
-    optimizer_.zero_grad();
-    snapshot.take();
+    // A step: zero the gradients, backward of `accumulate` batches, then the seam and the step.
+    const bool first_of_step = b % accumulate == 0;
+    const bool last_of_step = (b + 1) % accumulate == 0 || b + 1 == batches;
+    if (first_of_step) {
+      optimizer_.zero_grad();
+      snapshot.take();
+    }
     Variable<T> output = model_(batch.inputs);
     Index labels;
     if (options_.classification && classes_of(output))
@@ -185,16 +204,9 @@ EpochMetrics Trainer<T>::train_epoch(const DataLoader<T>& train, std::size_t epo
     const double value = static_cast<double>(loss.item());
     if (!std::isfinite(value))
       stop(std::string("the loss is ") + (std::isnan(value) ? "NaN" : "infinite"));
+    if (accumulate > 1) loss = loss * (1.0 / static_cast<double>(accumulate));
     loss.backward();
-    for (const auto& [name, p] : model_.named_parameters()) {
-      if (!p->has_grad()) continue;
-      for (T g : p->grad().value())
-        if (!std::isfinite(g)) stop("the gradient of '" + name + "' is not finite");
-    }
-    if (options_.clip_grad_norm > 0)
-      clip_grad_norm(optimizer_.parameters(), options_.clip_grad_norm);
-    optimizer_.step();
-    if (scheduler_ && options_.schedule_per_batch) scheduler_->step();
+    if (last_of_step) step(stop);
 
     const std::size_t count = batch.inputs.shape()[0];
     loss_sum += value * static_cast<double>(count);
@@ -207,9 +219,9 @@ EpochMetrics Trainer<T>::train_epoch(const DataLoader<T>& train, std::size_t epo
     if (on_batch_end) on_batch_end(epoch + 1, b, value);
     const auto now = Clock::now();
     if (progress_ == TrainerOptions::Progress::bar &&
-        (seconds_between(last_draw, now) > 0.1 || b == train.batches())) {
+        (seconds_between(last_draw, now) > 0.1 || b == batches)) {
       last_draw = now;
-      draw_progress(epoch, b, train.batches(), seen, loss_sum, seconds_between(start, now));
+      draw_progress(epoch, b, batches, seen, loss_sum, seconds_between(start, now));
     }
   }
   if (scheduler_ && !options_.schedule_per_batch) scheduler_->step();
@@ -218,6 +230,19 @@ EpochMetrics Trainer<T>::train_epoch(const DataLoader<T>& train, std::size_t epo
   if (options_.classification) m.train_accuracy = double(correct) / static_cast<double>(seen);
   m.samples_per_second = static_cast<double>(seen) / std::max(m.seconds, 1e-9);
   return m;
+}
+
+template <class T>
+void Trainer<T>::step(const std::function<void(const std::string&)>& stop) {
+  if (on_gradients) on_gradients();
+  for (const auto& [name, p] : model_.named_parameters()) {
+    if (!p.has_grad()) continue;
+    for (T g : p.grad().value())
+      if (!std::isfinite(g)) stop("the gradient of '" + name + "' is not finite");
+  }
+  if (options_.clip_grad_norm > 0) clip_grad_norm(optimizer_.parameters(), options_.clip_grad_norm);
+  optimizer_.step();
+  if (scheduler_ && options_.schedule_per_batch) scheduler_->step();
 }
 
 template <class T>
@@ -309,13 +334,14 @@ void Trainer<T>::write_metrics_csv() const {
       options_.metrics_csv,
       [&](const std::string& tmp) {
         std::ofstream out(tmp);
-        out << "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds,samples_per_second,"
-               "lr\n";
-        out << std::setprecision(9);
-        for (const auto& m : history_)
-          out << m.epoch << "," << m.train_loss << "," << m.train_accuracy << "," << m.val_loss
-              << "," << m.val_accuracy << "," << m.seconds << "," << m.samples_per_second << ","
-              << m.lr << "\n";
+        out << std::setprecision(9) << "epoch";
+        for (const auto& [name, field] : metrics_columns) out << "," << name;
+        out << "\n";
+        for (const auto& m : history_) {
+          out << m.epoch;
+          for (const auto& [name, field] : metrics_columns) out << "," << m.*field;
+          out << "\n";
+        }
         if (!out.flush()) fail("Trainer: cannot write the metrics to '", tmp, "'");
       },
       "Trainer: metrics CSV");
@@ -353,23 +379,36 @@ void Trainer<T>::resume(const std::string& path, bool reset_optimizer) {
   epochs_done_ = count(meta, "epochs_done", most);
   if (scheduler_ && meta.count("scheduler_step"))
     scheduler_->set_step(count(meta, "scheduler_step", most));
-  // Keep the metrics of the epochs already done, so the CSV stays whole.
+  // Keep the metrics of the epochs already done, so the CSV stays whole: rows up to the epochs
+  // done, each cell under the column its header names.
   history_.clear();
   std::ifstream in(options_.metrics_csv);
   std::string line;
-  if (!options_.metrics_csv.empty() && in && std::getline(in, line)) {
-    while (std::getline(in, line)) {
-      std::istringstream row(line);
-      EpochMetrics m;
-      std::string cell;
-      std::vector<double> v;
-      while (std::getline(row, cell, ',')) v.push_back(std::strtod(cell.c_str(), nullptr));
-      if (v.size() != 8 || v[0] > epochs_done_) continue;
-      m.epoch = static_cast<std::size_t>(v[0]);
-      m.train_loss = v[1], m.train_accuracy = v[2], m.val_loss = v[3], m.val_accuracy = v[4];
-      m.seconds = v[5], m.samples_per_second = v[6], m.lr = v[7];
-      history_.push_back(m);
-    }
+  if (options_.metrics_csv.empty() || !in || !std::getline(in, line)) return;
+  // The field of each column, by the header's names ("epoch" first; an unknown one is skipped).
+  std::vector<double EpochMetrics::*> layout;
+  std::istringstream header(line);
+  std::string name;
+  std::getline(header, name, ',');
+  if (name != "epoch") return;
+  while (std::getline(header, name, ',')) {
+    double EpochMetrics::*field = nullptr;
+    for (const auto& [column, f] : metrics_columns)
+      if (name == column) field = f;
+    layout.push_back(field);
+  }
+  while (std::getline(in, line)) {
+    std::istringstream row(line);
+    EpochMetrics m;
+    std::string cell;
+    if (!std::getline(row, cell, ',')) continue;
+    const double epoch = std::strtod(cell.c_str(), nullptr);
+    if (!(epoch >= 1 && epoch <= static_cast<double>(epochs_done_))) continue;
+    m.epoch = static_cast<std::size_t>(epoch);
+    std::size_t i = 0;
+    for (; i < layout.size() && std::getline(row, cell, ','); ++i)
+      if (layout[i]) m.*layout[i] = std::strtod(cell.c_str(), nullptr);
+    if (i == layout.size()) history_.push_back(m);
   }
 }
 

@@ -48,6 +48,9 @@ struct TrainerOptions {
   /// Progress: a bar updated in place on a terminal, else one line per epoch.
   enum class Progress { automatic, bar, lines, none } progress = Progress::automatic;
   std::ostream* log = nullptr;  // default std::cout
+  /// Batches whose gradients add up before one optimizer step (each batch's loss is divided by
+  /// it, so the step sees their mean); the epoch's last, shorter group steps too.
+  std::size_t accumulate = 1;
   /// Clip the global gradient norm to this value (0: no clipping).
   double clip_grad_norm = 0;
   /// Step the scheduler after every batch instead of every epoch.
@@ -68,6 +71,12 @@ class Trainer {
   /// Called after every batch with (epoch, batch, loss) and after every epoch with its metrics.
   std::function<void(std::size_t, std::size_t, double)> on_batch_end;
   std::function<void(const EpochMetrics&)> on_epoch_end;
+  /// The seam between backward and the optimizer step. Each step runs: backward of every batch
+  /// of the step (options.accumulate of them), then on_gradients (the gradients are complete:
+  /// the place to average them across processes, as distributed/ does, or to inspect or change
+  /// them), then the check that they are finite, clipping (options.clip_grad_norm), the
+  /// optimizer step and the scheduler. A trainer that syncs or accumulates needs no copy of fit.
+  std::function<void()> on_gradients;
 
   /// Trains until options.epochs epochs are done; returns the metrics of the epochs it ran.
   /// Before the first batch it checks that the training set has a batch, that a validation set
@@ -103,6 +112,9 @@ class Trainer {
  private:
   void check_before_training(const DataLoader<T>& train, const DataLoader<T>* validation) const;
   EpochMetrics train_epoch(const DataLoader<T>& train, std::size_t epoch);
+  /// The seam and the step: on_gradients, the finite check (`stop` throws), clipping, the
+  /// optimizer and a per-batch scheduler.
+  void step(const std::function<void(const std::string&)>& stop);
   void draw_progress(std::size_t epoch, std::size_t b, std::size_t batches, std::size_t seen,
                      double loss_sum, double elapsed) const;
   void log_epoch(const EpochMetrics& m, bool validation) const;

@@ -267,6 +267,55 @@ BOOST_AUTO_TEST_CASE(an_optimizer_style_update_between_two_backwards_is_caught) 
   BOOST_CHECK_THROW(loss.backward(), ad::Error);
 }
 
+BOOST_AUTO_TEST_CASE(post_accumulate_hooks_run_once_the_gradient_is_final) {
+  // y = Σ tanh(w2 · tanh(w1 · x)) with w1 also used a second time: its hook runs once per pass,
+  // with both contributions in, and w2's hook runs while the pass has not reached w1 yet.
+  V x = leaf(Array<double>{0.3, -0.2});
+  V w1 = leaf(Array<double>{0.5, 0.7}), w2 = leaf(Array<double>{-0.4, 0.9});
+  std::vector<std::string> order;
+  Array<double> w1_grad_seen, w1_partial;
+  const auto id1 = w1.register_post_accumulate_hook([&](V& w) {
+    order.push_back("w1");
+    w1_grad_seen = w.grad().value();
+  });
+  w2.register_post_accumulate_hook([&](V&) {
+    order.push_back("w2");
+    w1_partial = w1.grad().value();  // only the + w1·0.5 term has reached w1 by now
+  });
+  auto f = [&] {
+    V inner = ad::tanh(w2 * ad::tanh(w1 * x));  // recorded first: processed last
+    V outer = w1 * 0.5;
+    return ad::sum(inner + outer);
+  };
+  f().backward();
+  BOOST_TEST(order == (std::vector<std::string>{"w2", "w1"}));
+  BOOST_TEST(w1_partial == (Array<double>{0.5, 0.5}));
+  BOOST_TEST(w1_grad_seen == w1.grad().value());  // final: both uses in
+  BOOST_TEST(w1_grad_seen != w1_partial);
+  // A hook may change the gradient it sees (here: halve it).
+  const Array<double> full = w1.grad().value();
+  w1.zero_grad();
+  w2.zero_grad();
+  w1.remove_post_accumulate_hook(id1);
+  w1.register_post_accumulate_hook([](V& w) {
+    V g = w.grad();
+    for (auto& v : g.mutable_value()) v *= 0.5;
+  });
+  f().backward();
+  const Array<double> halved = w1.grad().value();
+  w1.zero_grad();
+  BOOST_TEST(order.size() == 3u);  // w2 again; w1's first hook is gone
+  // grad() touches no .grad and runs no hook.
+  ad::grad(f(), {w1, w2});
+  BOOST_TEST(order.size() == 3u);
+  BOOST_TEST(!w1.has_grad());
+  f().backward();
+  for (std::size_t i = 0; i < 2; ++i) {
+    BOOST_TEST(halved(i) == w1.grad().value()(i));
+    BOOST_TEST(halved(i) == 0.5 * full(i));
+  }
+}
+
 BOOST_AUTO_TEST_CASE(anomaly_mode_names_the_op) {
   V x = ad::test::leaf(Array<double>{1.0, 0.0});
   {

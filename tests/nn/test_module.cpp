@@ -91,7 +91,7 @@ BOOST_AUTO_TEST_CASE(modules_move_without_losing_parameters) {
   const float w = a.weight().value()(1, 2);
   nn::Linear<float> b = std::move(a);
   BOOST_TEST(b.weight().value()(1, 2) == w);
-  BOOST_TEST(b.named_parameters()[0].second->value()(1, 2) == w);
+  BOOST_TEST(b.named_parameters()[0].second.value()(1, 2) == w);
 }
 
 BOOST_AUTO_TEST_CASE(tied_weights_are_one_parameter) {

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "helpers.hpp"
+#include "nn/nn.hpp"
 #include "nn/optim.hpp"
 #include "nn/schedule.hpp"
 
@@ -134,6 +135,54 @@ BOOST_AUTO_TEST_CASE(parameter_groups_have_their_own_rates) {
   opt.step();
   BOOST_TEST(a.value()(0) == 1.0 - 0.1 * 0.5, tt::tolerance(1e-15));
   BOOST_TEST(b.value()(0) == 1.0 - 0.01 * 0.5, tt::tolerance(1e-15));  // 0: the default rate
+}
+
+BOOST_AUTO_TEST_CASE(parameter_groups_have_their_own_options) {
+  V a = param_with_grad(), b = param_with_grad();
+  nn::GroupOptions decay;
+  decay.weight_decay = 0.5;
+  nn::SGDOptions o;
+  o.lr = 0.1;
+  nn::SGD<double> opt(std::vector<nn::ParamGroup<double>>{{{a}, 0.0, decay}, {{b}}}, o);
+  opt.step();  // a: g + 0.5·p = 0.5 + 0.5; b: g = 0.5
+  BOOST_TEST(a.value()(0) == 1.0 - 0.1 * 1.0, tt::tolerance(1e-15));
+  BOOST_TEST(b.value()(0) == 1.0 - 0.1 * 0.5, tt::tolerance(1e-15));
+  nn::GroupOptions betas;
+  betas.beta1 = 0.5;
+  BOOST_CHECK_EXCEPTION(nn::SGD<double>(std::vector<nn::ParamGroup<double>>{{{a}, 0.0, betas}}, o),
+                        ad::Error, [](const ad::Error& e) {
+                          return std::string(e.what()).find("sets beta1") != std::string::npos;
+                        });
+  BOOST_CHECK_NO_THROW(
+      nn::Adam<double>(std::vector<nn::ParamGroup<double>>{{{a}, 0.0, betas}}, nn::AdamOptions{}));
+}
+
+BOOST_AUTO_TEST_CASE(sgd_over_flat_buffers_equals_sgd_per_parameter) {
+  // The same model trained 5 steps both ways (momentum, Nesterov, weight decay): bit for bit.
+  auto train = [](bool flat) {
+    nn::Generator rng(9);
+    nn::Sequential<float> m(std::make_shared<nn::Linear<float>>(5, 7, rng),
+                            std::make_shared<nn::Tanh<float>>(),
+                            std::make_shared<nn::Linear<float>>(7, 3, rng));
+    nn::SGDOptions o;
+    o.lr = 0.1, o.momentum = 0.9, o.nesterov = true, o.weight_decay = 1e-3;
+    std::unique_ptr<nn::SGD<float>> opt =
+        flat ? std::make_unique<nn::SGD<float>>(m.flatten_parameters(), o)
+             : std::make_unique<nn::SGD<float>>(m.parameters(), o);
+    ad::Variable<float> x(ad::test::uniform<float>({4, 5}));
+    for (int step = 0; step < 5; ++step) {
+      opt->zero_grad();
+      ad::sum(ad::square(m(x))).backward();
+      opt->step();
+    }
+    std::vector<Array<float>> out;
+    for (const auto& p : m.parameters()) out.push_back(p.value());
+    out.push_back(opt->state()[0].buffers.at("momentum_buffer"));
+    return out;
+  };
+  auto a = train(false), b = train(true);
+  BOOST_REQUIRE(a.size() == b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) BOOST_TEST(a[i] == b[i]);
 }
 
 BOOST_AUTO_TEST_CASE(clip_by_global_norm) {

@@ -431,4 +431,44 @@ BOOST_AUTO_TEST_CASE(a_bad_label_names_its_sample) {
   });
 }
 
+BOOST_AUTO_TEST_CASE(accumulating_two_batches_equals_one_batch_twice_the_size) {
+  // In double, with a mean loss: two batches of 20 summed (each loss halved) are one batch of 40.
+  auto run = [](std::size_t batch, std::size_t accumulate, std::size_t* steps) {
+    Array<float> x = ad::test::uniform<float>({80, 2}), y = ad::test::uniform<float>({80, 1});
+    auto data = std::make_shared<nn::Dataset<float>>(x, y);
+    nn::LoaderOptions lo;
+    lo.batch_size = batch;
+    lo.shuffle = false;
+    nn::DataLoader<double> loader(data, lo);
+    nn::Generator rng(4);
+    nn::Sequential<double> m(std::make_shared<nn::Linear<double>>(2, 6, rng),
+                             std::make_shared<nn::Tanh<double>>(),
+                             std::make_shared<nn::Linear<double>>(6, 1, rng));
+    nn::SGD<double> opt(m.parameters(), nn::SGDOptions{0.1, 0.9});
+    std::ostringstream log;
+    nn::TrainerOptions o;
+    o.epochs = 2;
+    o.classification = false;
+    o.accumulate = accumulate;
+    o.progress = nn::TrainerOptions::Progress::none;
+    o.log = &log;
+    nn::Trainer<double> trainer(
+        m, opt,
+        [](const ad::Variable<double>& out, const ad::Variable<double>& t) {
+          return nn::mse_loss(out, t);
+        },
+        o);
+    trainer.on_gradients = [&] { ++*steps; };
+    trainer.fit(loader);
+    return m.parameters();
+  };
+  std::size_t steps_big = 0, steps_acc = 0;
+  auto big = run(40, 1, &steps_big), acc = run(20, 2, &steps_acc);
+  BOOST_TEST(steps_big == 4u);  // 2 batches of 40 per epoch
+  BOOST_TEST(steps_acc == 4u);  // on_gradients once per step, not per batch
+  for (std::size_t i = 0; i < big.size(); ++i)
+    for (std::size_t j = 0; j < big[i].size(); ++j)
+      BOOST_TEST(big[i].value().data()[j] == acc[i].value().data()[j], tt::tolerance(1e-12));
+}
+
 BOOST_AUTO_TEST_SUITE_END()
