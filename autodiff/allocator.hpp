@@ -52,11 +52,14 @@ struct Allocator {
 /// the Arena and every array placed in it are gone (arrays may outlive the Arena).
 class Arena {
  public:
+  /// An arena of `bytes` bytes (64-byte aligned).
   explicit Arena(std::size_t bytes);
   ~Arena();
   Arena(const Arena&) = delete;
   Arena& operator=(const Arena&) = delete;
+  /// Its first byte.
   char* data() const { return data_; }
+  /// Its size in bytes.
   std::size_t bytes() const { return bytes_; }
 
  private:
@@ -68,6 +71,7 @@ class Arena {
 /// Arena) instead of new memory: Array<T>::from_shape then makes a view.
 class Placement {
  public:
+  /// Places the next allocation of `bytes` bytes on this thread at `at`.
   Placement(void* at, std::size_t bytes);
   ~Placement();
   Placement(const Placement&) = delete;

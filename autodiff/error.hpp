@@ -20,6 +20,7 @@ using Shape = xt::svector<std::size_t, 4>;
 /// indices involved, e.g. "matmul: inner dimensions differ: a (3,4), b (5,2)".
 class Error : public std::runtime_error {
  public:
+  /// An error with its message.
   explicit Error(const std::string& what) : std::runtime_error(what) {}
 };
 

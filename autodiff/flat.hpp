@@ -10,6 +10,8 @@
 
 namespace ad {
 
+/// Parameters in one contiguous buffer and their gradients in a matching one (see the top of this
+/// file).
 template <class T>
 class FlatParameters {
  public:
@@ -18,10 +20,13 @@ class FlatParameters {
   /// then on a parameter always has a gradient: zero_grad() zeroes it in place.
   explicit FlatParameters(std::vector<Variable<T>> params);
 
+  /// The parameters, in buffer order.
   const std::vector<Variable<T>>& parameters() const { return params_; }
   /// Elements in all (of either buffer).
   std::size_t size() const { return size_; }
+  /// The parameter buffer.
   T* values() const { return values_; }
+  /// The gradient buffer.
   T* grads() const { return grads_; }
   /// Where parameter i starts in either buffer.
   std::size_t offset(std::size_t i) const { return offsets_[i]; }
@@ -30,12 +35,13 @@ class FlatParameters {
   /// value (rather than writing into it), or a recorded (create_graph) gradient, replaces it;
   /// attach() copies such ones back into their slices and makes them views again.
   bool attached() const;
+  /// Puts back every value and gradient that is no longer its view (copying it in).
   void attach();
   /// Zeroes every gradient (one pass over the buffer; the views stay).
   void zero_grad();
 
  private:
-  std::shared_ptr<memory::Arena> arena_;  // values, then gradients
+  std::shared_ptr<memory::Arena> arena_;  ///< values, then gradients
   std::vector<Variable<T>> params_;
   std::vector<std::size_t> offsets_;
   std::size_t size_ = 0;

@@ -39,69 +39,77 @@ struct GradcheckOptions {
   /// passes when |float32 - float64| <= float_atol * scale + float_rtol * |float64|, where scale
   /// is the largest |float64| entry of that input's Jacobian (or of the output), at least 1e-30.
   double float_atol = 1e-5;
-  double float_rtol = 1e-4;
+  double float_rtol = 1e-4;  ///< (see float_atol)
 };
 
 /// The float32 path of one input: its float analytic gradient against the float64 analytic and
 /// numeric ones.
 struct FloatCheck {
-  bool checked = false;
-  bool passed = true;
-  std::size_t compared = 0, failures = 0;
-  double max_error_vs_analytic = 0;  // max |float32 - float64 analytic|
-  double max_error_vs_numeric = 0;   // max |float32 - float64 numeric|
-  bool has_worst = false;
-  Shape worst_input, worst_output;
-  double value = 0, analytic = 0, numeric = 0, tolerance = 0;
+  bool checked = false;              ///< whether the float32 path was checked
+  bool passed = true;                ///< whether every entry was within the float tolerance
+  std::size_t compared = 0;          ///< entries compared
+  std::size_t failures = 0;          ///< entries out of tolerance
+  double max_error_vs_analytic = 0;  ///< max |float32 - float64 analytic|
+  double max_error_vs_numeric = 0;   ///< max |float32 - float64 numeric|
+  bool has_worst = false;            ///< whether the fields below hold the worst entry
+  Shape worst_input;                 ///< its index into the input
+  Shape worst_output;                ///< its index into the output (empty under projection)
+  double value = 0;                  ///< its float32 value
+  double analytic = 0;               ///< its float64 analytic value
+  double numeric = 0;                ///< its float64 numeric value
+  double tolerance = 0;              ///< its tolerance
 };
 
 /// What gradcheck found for one input.
 struct InputCheck {
-  std::size_t input = 0;
-  std::string name;  // when the caller named the inputs (e.g. a module's parameters)
-  Shape shape;
-  bool checked = false;  // false when the input does not require grad
-  bool passed = true;
-  std::size_t compared = 0;  // Jacobian entries (or directions) compared
-  std::size_t failures = 0;  // entries out of tolerance
-  double max_abs_error = 0;  // max |a - n| over compared entries
-  double max_rel_error = 0;  // max |a - n| / max(|n|, atol)
-  // The entry with the largest error relative to its tolerance.
+  std::size_t input = 0;     ///< its position among the inputs
+  std::string name;          ///< when the caller named the inputs (e.g. a module's parameters)
+  Shape shape;               ///< its shape
+  bool checked = false;      ///< false when the input does not require grad
+  bool passed = true;        ///< whether every compared entry was within tolerance
+  std::size_t compared = 0;  ///< Jacobian entries (or directions) compared
+  std::size_t failures = 0;  ///< entries out of tolerance
+  double max_abs_error = 0;  ///< max |a - n| over compared entries
+  double max_rel_error = 0;  ///< max |a - n| / max(|n|, atol)
+  /// Whether the fields below hold the entry with the largest error relative to its tolerance.
   bool has_worst = false;
-  Shape worst_input;   // index into the input
-  Shape worst_output;  // index into the output (empty under projection)
-  double analytic = 0, numeric = 0, tolerance = 0;
-  double worst_ratio = 0;      // its error over its tolerance
-  bool worst_at_kink = false;  // the worst entry failed as a kink: analytic outside the slopes
-  double left_slope = 0, right_slope = 0;  // its one-sided slopes, when worst_at_kink
-  // Entries skipped at kinks (the analytic value is a subgradient there), and entries that
-  // needed a smaller step.
-  std::size_t kinks = 0;
-  std::size_t refined = 0;
-  Shape first_kink;
-  FloatCheck float32;
+  Shape worst_input;           ///< index into the input
+  Shape worst_output;          ///< index into the output (empty under projection)
+  double analytic = 0;         ///< its analytic value
+  double numeric = 0;          ///< its numeric value
+  double tolerance = 0;        ///< its tolerance
+  double worst_ratio = 0;      ///< its error over its tolerance
+  bool worst_at_kink = false;  ///< the worst entry failed as a kink: analytic outside the slopes
+  double left_slope = 0;       ///< its left one-sided slope, when worst_at_kink
+  double right_slope = 0;      ///< its right one-sided slope, when worst_at_kink
+  std::size_t kinks = 0;       ///< entries skipped at kinks (the analytic value is a subgradient)
+  std::size_t refined = 0;     ///< entries compared at a smaller step (high curvature)
+  Shape first_kink;            ///< the input index of the first kink
+  FloatCheck float32;          ///< the float32 path, for float inputs
 };
 
 /// The result of gradcheck(): converts to bool, prints the details with operator<<.
 struct GradcheckReport {
-  bool passed = true;
-  GradcheckOptions options;
+  bool passed = true;        ///< whether the whole check passed
+  GradcheckOptions options;  ///< the options it ran with
   /// The inputs were float32: the check ran in float64 (the reference) and the float32 path
   /// (the function run in float, its float gradient) was compared against it.
   bool float32_checked = false;
-  double float32_output_error = 0;  // max |float32 output - float64 output|
-  double float32_output_tolerance = 0;
-  std::string mode;        // how the Jacobian was compared
-  bool projected = false;  // the output was projected onto a random vector
-  std::vector<InputCheck> inputs;
-  std::vector<std::string> notes;     // remarks that do not fail the check
-  std::vector<std::string> problems;  // reasons for failure beyond the Jacobian entries
-  bool backward_checked = false;
-  double accumulation_error = 0;  // max |g2 - 2 g1| after two backward calls
-  double repeat_error = 0;        // max |g1 - g1'| between two fresh forward+backward runs
-  std::shared_ptr<GradcheckReport> second_order;
+  double float32_output_error = 0;      ///< max |float32 output - float64 output|
+  double float32_output_tolerance = 0;  ///< the absolute part of its tolerance
+  std::string mode;                     ///< how the Jacobian was compared
+  bool projected = false;               ///< the output was projected onto a random vector
+  std::vector<InputCheck> inputs;       ///< what was found for each input
+  std::vector<std::string> notes;       ///< remarks that do not fail the check
+  std::vector<std::string> problems;    ///< reasons for failure beyond the Jacobian entries
+  bool backward_checked = false;        ///< whether accumulation and repetition were checked
+  double accumulation_error = 0;        ///< max |g2 - 2 g1| after two backward calls
+  double repeat_error = 0;              ///< max |g1 - g1'| between two fresh forward+backward runs
+  std::shared_ptr<GradcheckReport> second_order;  ///< the second-order check, when asked
 
+  /// Whether the check passed.
   explicit operator bool() const { return passed; }
+  /// The report as printed by operator<<.
   std::string str() const;
 };
 

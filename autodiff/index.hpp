@@ -19,20 +19,26 @@ class Index {
  public:
   Index() = default;
   /// 1-D indices.
-  Index(std::vector<std::size_t> values);  // NOLINT: implicit, so that a vector can be passed
+  Index(std::vector<std::size_t> values);  ///< NOLINT: implicit, so that a vector can be passed
+  /// 1-D indices from a list.
   Index(std::initializer_list<std::size_t> values);
   /// Indices of any shape.
-  Index(Array<std::size_t> values);  // NOLINT: implicit, as above
+  Index(Array<std::size_t> values);  ///< NOLINT: implicit, as above
 
   /// From numbers held as T (labels of a float dataset): each must be a whole number >= 0, else
   /// ad::Error names `what` and the flat position.
   template <class T>
   static Index from_values(const Array<T>& values, const std::string& what);
 
+  /// The indices as an array.
   const Array<std::size_t>& values() const { return values_; }
+  /// Their shape.
   Shape shape() const { return Shape(values_.shape().begin(), values_.shape().end()); }
+  /// How many there are.
   std::size_t size() const { return values_.size(); }
+  /// The i-th index (row-major).
   std::size_t operator[](std::size_t i) const { return values_.data()[i]; }
+  /// The indices in row-major order.
   const std::size_t* data() const { return values_.data(); }
   /// The largest index (0 when there are none).
   std::size_t max() const { return max_; }

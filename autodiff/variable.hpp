@@ -56,6 +56,7 @@ inline bool is_grad_enabled() {
 /// Sets whether ops are recorded for the lifetime of the guard, then restores the previous mode.
 class GradModeGuard {
  public:
+  /// Records ops (or not) until the guard is destroyed.
   explicit GradModeGuard(bool enabled) : previous_(detail::grad_enabled) {
     detail::grad_enabled = enabled;
   }
@@ -77,6 +78,7 @@ class NoGradGuard : public GradModeGuard {
 /// naming the op and the shapes. It costs one pass over every result, so it is off by default.
 class AnomalyGuard {
  public:
+  /// Turns anomaly mode on (or off) until the guard is destroyed.
   explicit AnomalyGuard(bool enabled = true) : previous_(detail::anomaly_enabled) {
     detail::anomaly_enabled = enabled;
   }
@@ -105,6 +107,7 @@ class Variable {
   static_assert(std::is_floating_point_v<T>, "Variable<T> needs a floating-point T");
 
  public:
+  /// The element type.
   using value_type = T;
 
   /// An undefined Variable (no data); defined() is false.
@@ -113,8 +116,10 @@ class Variable {
   /// A leaf holding `value` (moved in when passed as an rvalue: no second copy).
   explicit Variable(Array<T> value, bool requires_grad = false);
 
+  /// Whether it holds data (false for a default-constructed Variable).
   bool defined() const { return impl_ != nullptr; }
 
+  /// The value.
   const Array<T>& value() const { return impl().value; }
   /// Writable access to a leaf's value, for in-place updates (optimizers, loading weights). It
   /// counts as a change (version() goes up): a graph recorded before it refuses to backpropagate
@@ -124,12 +129,16 @@ class Variable {
   /// How many times the value was handed out for writing (see mutable_value).
   std::uint32_t version() const { return impl().version; }
 
+  /// The value's shape.
   const Shape& shape() const { return impl().value.shape(); }
+  /// The number of axes.
   std::size_t dim() const { return impl().value.dimension(); }
+  /// The number of elements.
   std::size_t size() const { return impl().value.size(); }
   /// The single element of a 0-d (or one-element) Variable.
   T item() const;
 
+  /// Whether gradients flow to it (a leaf that requires grad, or an op output that depends on one).
   bool requires_grad() const { return impl().requires_grad; }
   /// Marks a leaf as requiring grad (or not). Throws for a non-leaf.
   Variable& set_requires_grad(bool requires_grad = true);
@@ -140,6 +149,7 @@ class Variable {
 
   /// The accumulated gradient (undefined until a backward reaches this leaf).
   const Variable& grad() const { return impl().grad; }
+  /// Whether a backward pass has left a gradient in .grad().
   bool has_grad() const { return impl().grad.defined(); }
   /// Forgets the accumulated gradient (zeroes it in place when it is a view of a flat gradient
   /// buffer: see FlatParameters).
@@ -153,6 +163,7 @@ class Variable {
   /// of gradients there; a hook may also read or scale the gradient. Leaves only; returns an id
   /// for remove_post_accumulate_hook.
   std::size_t register_post_accumulate_hook(std::function<void(Variable&)> hook);
+  /// Removes the hook that register_post_accumulate_hook returned `id` for.
   void remove_post_accumulate_hook(std::size_t id);
 
   /// Backpropagates from this Variable: seeds a scalar with 1, accumulates into the .grad of the
@@ -164,10 +175,12 @@ class Variable {
   /// A new leaf with a copy of the value, cut from the graph.
   Variable detach() const { return Variable(impl().value, false); }
 
+  /// \cond INTERNAL
   // Internals used by the tape (make_op, the engine).
   VariableImpl<T>& impl() const;
   const std::shared_ptr<VariableImpl<T>>& impl_ptr() const { return impl_; }
   explicit Variable(std::shared_ptr<VariableImpl<T>> impl) : impl_(std::move(impl)) {}
+  /// \endcond
 
  private:
   std::shared_ptr<VariableImpl<T>> impl_;
@@ -188,13 +201,13 @@ struct VariableImpl {
   VariableImpl(const VariableImpl&) = delete;
   VariableImpl& operator=(const VariableImpl&) = delete;
   Array<T> value;
-  Variable<T> grad;             // accumulated gradient
-  std::optional<Node<T>> node;  // the op that made it (held inline: one allocation less per op);
-                                // empty for a leaf
-  std::uint32_t version = 0;    // bumped by every write access to value (and in-place grads)
+  Variable<T> grad;             ///< accumulated gradient
+  std::optional<Node<T>> node;  ///< the op that made it (held inline: one allocation less per op);
+                                ///< empty for a leaf
+  std::uint32_t version = 0;    ///< bumped by every write access to value (and in-place grads)
   bool requires_grad = false;
   bool retains_grad = false;
-  bool grad_view = false;  // .grad is a view of a flat gradient buffer: zero_grad() zeroes it
+  bool grad_view = false;  ///< .grad is a view of a flat gradient buffer: zero_grad() zeroes it
   // Post-accumulate hooks by id (a leaf's; allocated only when one is registered).
   std::unique_ptr<std::vector<std::pair<std::size_t, std::function<void(Variable<T>&)>>>> hooks;
 };
@@ -216,8 +229,11 @@ Variable<T> scalar(T value) {
 /// differentiable again.
 template <class T>
 struct BackwardContext {
+  /// The gradient of the op's output.
   const Variable<T>& grad;
+  /// The op's output.
   const Variable<T>& output;
+  /// The op's inputs.
   const std::vector<Variable<T>>& inputs;
   /// Whether the backward pass is recorded (create_graph): a rule must then compute its result
   /// with Variable ops (recorded, so differentiable again); otherwise it may compute the same
@@ -228,6 +244,7 @@ struct BackwardContext {
   /// rules do).
   bool grad_exclusive = false;
 
+  /// Input i.
   const Variable<T>& input(std::size_t i) const { return inputs[i]; }
   /// Whether input i needs a gradient; rules skip expensive work for inputs that do not.
   bool needs(std::size_t i) const { return inputs[i].requires_grad(); }
@@ -249,7 +266,7 @@ struct Node {
   bool released = false;
   // Scratch of the backward pass in progress.
   std::uint64_t pass = 0;
-  Variable<T> pending;  // gradient of the output accumulated so far
+  Variable<T> pending;  ///< gradient of the output accumulated so far
   bool pending_owned = false;
 
   Node() = default;
@@ -335,6 +352,7 @@ std::ostream& operator<<(std::ostream& os, const Variable<T>& v);
 // ---------------------------------------------------------------------------------------------
 // Inline definitions
 
+/// \cond INTERNAL
 template <class T>
 Variable<T>::Variable(Array<T> value, bool requires_grad)
     : impl_(std::make_shared<VariableImpl<T>>(std::move(value), requires_grad)) {}
@@ -434,5 +452,7 @@ void Node<T>::release() {
   pending = Variable<T>();
   released = true;
 }
+
+/// \endcond
 
 }  // namespace ad

@@ -26,6 +26,7 @@ template <class T>
 void save_checkpoint(const std::string& path, const Module<T>& model,
                      const Optimizer<T>* optimizer = nullptr, const Meta& meta = {});
 
+/// How load_checkpoint loads.
 struct LoadOptions {
   /// Start the optimizer afresh instead of loading its state: needed to resume with another
   /// kind of optimizer, or from a checkpoint saved without one. Without it, both are errors.

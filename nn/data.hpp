@@ -16,14 +16,19 @@ namespace ad::nn {
 template <class S = float>
 class Dataset {
  public:
+  /// Inputs (N, ...) and targets (N, ...), batches scaling inputs by `scale`.
   Dataset(Array<S> inputs, Array<float> targets, double scale = 1.0);
+  /// The number of samples.
   std::size_t size() const { return inputs_.shape()[0]; }
   /// Shape of one input (without the leading N).
   Shape sample_shape() const;
   /// Shape of one target (empty for scalar targets such as labels).
   Shape target_shape() const;
+  /// All inputs.
   const Array<S>& inputs() const { return inputs_; }
+  /// All targets.
   const Array<float>& targets() const { return targets_; }
+  /// The factor batches apply to the inputs.
   double scale() const { return scale_; }
   /// A new dataset with the samples [begin, end).
   Dataset slice(std::size_t begin, std::size_t end) const;
@@ -37,16 +42,21 @@ class Dataset {
 /// A mini-batch: inputs (B, ...) and targets (B, ...), and where each row came from.
 template <class T = float>
 struct Batch {
+  /// Inputs (B, ...).
   Variable<T> inputs;
+  /// Targets (B, ...).
   Variable<T> targets;
   /// The position in the dataset of each row's sample (for messages that name a sample).
   std::vector<std::size_t> samples;
 };
 
+/// How a DataLoader makes batches.
 struct LoaderOptions {
+  /// Samples per batch.
   std::size_t batch_size = 32;
   /// Reshuffle every epoch; the order of epoch e depends only on (seed, e).
   bool shuffle = true;
+  /// Seed of the shuffling.
   std::uint64_t seed = 0;
   /// Drop the last partial batch (otherwise it is yielded, smaller).
   bool drop_last = false;
@@ -57,14 +67,19 @@ struct LoaderOptions {
 template <class T = float>
 class DataLoader {
  public:
+  /// Batches of `data`, which the loader shares (never copies).
   template <class S>
   DataLoader(std::shared_ptr<const Dataset<S>> data, const LoaderOptions& options);
+  /// The same from a non-const dataset.
   template <class S>
   DataLoader(std::shared_ptr<Dataset<S>> data, const LoaderOptions& options)
       : DataLoader(std::shared_ptr<const Dataset<S>>(std::move(data)), options) {}
 
+  /// The number of samples.
   std::size_t samples() const { return n_; }
+  /// The number of batches an epoch yields.
   std::size_t batches() const;
+  /// Its options.
   const LoaderOptions& options() const { return options_; }
   /// The order of the samples in epoch `epoch`.
   std::vector<std::size_t> order(std::size_t epoch) const;
@@ -74,29 +89,38 @@ class DataLoader {
   /// The batches of one epoch, for a range-for loop.
   class Epoch {
    public:
+    /// Walks the batches of an epoch.
     class iterator {
      public:
+      /// At batch i of epoch e.
       iterator(const Epoch* e, std::size_t i) : e_(e), i_(i) {}
+      /// The batch (made on demand).
       Batch<T> operator*() const { return e_->loader_->batch(e_->order_, i_); }
+      /// To the next batch.
       iterator& operator++() {
         ++i_;
         return *this;
       }
+      /// Whether they are at different batches.
       bool operator!=(const iterator& o) const { return i_ != o.i_; }
 
      private:
       const Epoch* e_;
       std::size_t i_;
     };
+    /// The batches of `loader` in sample order `order`.
     Epoch(const DataLoader* loader, std::vector<std::size_t> order)
         : loader_(loader), order_(std::move(order)) {}
+    /// The first batch.
     iterator begin() const { return iterator(this, 0); }
+    /// Past the last batch.
     iterator end() const { return iterator(this, loader_->batches()); }
 
    private:
     const DataLoader* loader_;
     std::vector<std::size_t> order_;
   };
+  /// The batches of epoch `epoch`, for a range-for loop.
   Epoch epoch(std::size_t epoch) const { return Epoch(this, order(epoch)); }
 
  private:

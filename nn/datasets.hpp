@@ -20,7 +20,9 @@ Array<std::uint8_t> read_idx(const std::string& path);
 
 /// One split of MNIST or Fashion-MNIST: images (N, 28, 28) as bytes, labels (N).
 struct ImageSplit {
+  /// The images (N, rows, columns).
   Array<std::uint8_t> images;
+  /// Their labels (N).
   Array<float> labels;
 };
 
@@ -36,8 +38,9 @@ std::shared_ptr<Dataset<std::uint8_t>> mnist_dataset(const ImageSplit& split, bo
 
 /// A CSV table of numbers: the header's column names and the rows.
 struct CsvTable {
+  /// The header's column names.
   std::vector<std::string> columns;
-  Array<double> values;  // (rows, columns)
+  Array<double> values;  ///< (rows, columns)
 };
 
 /// Reads a CSV file with a header row; every other row must have as many fields, each a number.

@@ -16,16 +16,20 @@ namespace ad::nn {
 template <class T = float>
 class Linear : public Module<T> {
  public:
+  /// A layer from `in` to `out` features, initialised from `rng`.
   Linear(std::size_t in, std::size_t out, Generator& rng, bool bias = true);
+  /// The layer applied to x.
   Variable<T> forward(const Variable<T>& x) override;
+  /// The weight.
   Variable<T>& weight() { return this->parameter(weight_); }
   /// The bias; an undefined Variable (defined() is false) when built without one.
   Variable<T>& bias() { return has_bias() ? this->parameter(bias_) : no_bias_; }
+  /// Whether the layer has a bias.
   bool has_bias() const { return bias_ != none; }
 
  private:
   static constexpr std::size_t none = ~std::size_t{0};
-  std::size_t weight_, bias_ = none;  // positions in the registry
+  std::size_t weight_, bias_ = none;  ///< positions in the registry
   Variable<T> no_bias_;
 };
 
@@ -34,17 +38,21 @@ class Linear : public Module<T> {
 template <class T = float>
 class Conv2d : public Module<T> {
  public:
+  /// A layer from `in_channels` to `out_channels` with a kernel × kernel window.
   Conv2d(std::size_t in_channels, std::size_t out_channels, std::size_t kernel, Generator& rng,
          std::size_t stride = 1, std::size_t padding = 0, bool bias = true);
+  /// The layer applied to x.
   Variable<T> forward(const Variable<T>& x) override;
+  /// The weight.
   Variable<T>& weight() { return this->parameter(weight_); }
   /// The bias; an undefined Variable (defined() is false) when built without one.
   Variable<T>& bias() { return has_bias() ? this->parameter(bias_) : no_bias_; }
+  /// Whether the layer has a bias.
   bool has_bias() const { return bias_ != none; }
 
  private:
   static constexpr std::size_t none = ~std::size_t{0};
-  std::size_t weight_, bias_ = none;  // positions in the registry
+  std::size_t weight_, bias_ = none;  ///< positions in the registry
   Variable<T> no_bias_;
   std::size_t stride_, padding_;
 };
@@ -53,8 +61,10 @@ class Conv2d : public Module<T> {
 template <class T = float>
 class MaxPool2d : public Module<T> {
  public:
+  /// Pooling over kernel × kernel windows.
   explicit MaxPool2d(std::size_t kernel, std::size_t stride = 0, std::size_t padding = 0)
       : kernel_(kernel), stride_(stride ? stride : kernel), padding_(padding) {}
+  /// The layer applied to x.
   Variable<T> forward(const Variable<T>& x) override;
 
  private:
@@ -65,8 +75,10 @@ class MaxPool2d : public Module<T> {
 template <class T = float>
 class AvgPool2d : public Module<T> {
  public:
+  /// Pooling over kernel × kernel windows.
   explicit AvgPool2d(std::size_t kernel, std::size_t stride = 0, std::size_t padding = 0)
       : kernel_(kernel), stride_(stride ? stride : kernel), padding_(padding) {}
+  /// The layer applied to x.
   Variable<T> forward(const Variable<T>& x) override;
 
  private:
@@ -77,7 +89,9 @@ class AvgPool2d : public Module<T> {
 template <class T = float>
 class Flatten : public Module<T> {
  public:
+  /// Merges axes start..end.
   explicit Flatten(long start = 1, long end = -1) : start_(start), end_(end) {}
+  /// The layer applied to x.
   Variable<T> forward(const Variable<T>& x) override;
 
  private:
@@ -90,7 +104,9 @@ class Flatten : public Module<T> {
 template <class T = float>
 class Dropout : public Module<T> {
  public:
+  /// Drops with probability p, masks drawn from `seed`.
   explicit Dropout(double p = 0.5, std::uint64_t seed = 0);
+  /// The layer applied to x.
   Variable<T> forward(const Variable<T>& x) override;
 
  private:
@@ -105,15 +121,19 @@ class Dropout : public Module<T> {
 template <class T = float>
 class BatchNorm : public Module<T> {
  public:
+  /// Over `features` channels of inputs with `input_dims` axes.
   BatchNorm(std::size_t features, std::size_t input_dims, double eps, double momentum);
+  /// The layer applied to x.
   Variable<T> forward(const Variable<T>& x) override;
+  /// The running mean (a buffer).
   Array<T>& running_mean() { return *running_mean_; }
+  /// The running variance (a buffer).
   Array<T>& running_var() { return *running_var_; }
 
  private:
   std::size_t features_, dims_;
   double eps_, momentum_;
-  std::size_t weight_, bias_;  // positions in the registry
+  std::size_t weight_, bias_;  ///< positions in the registry
   Array<T>* running_mean_;
   Array<T>* running_var_;
 };
@@ -122,6 +142,7 @@ class BatchNorm : public Module<T> {
 template <class T = float>
 class BatchNorm1d : public BatchNorm<T> {
  public:
+  /// Over `features` features.
   explicit BatchNorm1d(std::size_t features, double eps = 1e-5, double momentum = 0.1)
       : BatchNorm<T>(features, 2, eps, momentum) {}
 };
@@ -130,6 +151,7 @@ class BatchNorm1d : public BatchNorm<T> {
 template <class T = float>
 class BatchNorm2d : public BatchNorm<T> {
  public:
+  /// Over `channels` channels.
   explicit BatchNorm2d(std::size_t channels, double eps = 1e-5, double momentum = 0.1)
       : BatchNorm<T>(channels, 4, eps, momentum) {}
 };
@@ -139,41 +161,53 @@ class BatchNorm2d : public BatchNorm<T> {
 template <class T = float>
 class Embedding : public Module<T> {
  public:
+  /// A table of `count` rows of `dim`, from `rng`.
   Embedding(std::size_t count, std::size_t dim, Generator& rng);
+  /// The rows at `indices` given as T values (whole numbers in [0, count)).
   Variable<T> forward(const Variable<T>& indices) override;
   /// The rows at `indices`, shaped (indices' shape..., dim).
   Variable<T> forward(const Index& indices);
+  /// The weight.
   Variable<T>& weight() { return this->parameter(weight_); }
 
  private:
-  std::size_t weight_;  // position in the registry
+  std::size_t weight_;  ///< position in the registry
 };
 
+/// max(x, 0).
 template <class T = float>
 class ReLU : public Module<T> {
  public:
+  /// The layer applied to x.
   Variable<T> forward(const Variable<T>& x) override;
 };
 
+/// x for x > 0, slope·x otherwise.
 template <class T = float>
 class LeakyReLU : public Module<T> {
  public:
+  /// With the slope below 0.
   explicit LeakyReLU(double slope = 0.01) : slope_(slope) {}
+  /// The layer applied to x.
   Variable<T> forward(const Variable<T>& x) override;
 
  private:
   double slope_;
 };
 
+/// The hyperbolic tangent.
 template <class T = float>
 class Tanh : public Module<T> {
  public:
+  /// The layer applied to x.
   Variable<T> forward(const Variable<T>& x) override;
 };
 
+/// The logistic sigmoid.
 template <class T = float>
 class Sigmoid : public Module<T> {
  public:
+  /// The layer applied to x.
   Variable<T> forward(const Variable<T>& x) override;
 };
 
@@ -181,6 +215,7 @@ class Sigmoid : public Module<T> {
 template <class T = float>
 class GELU : public Module<T> {
  public:
+  /// The layer applied to x.
   Variable<T> forward(const Variable<T>& x) override;
 };
 
@@ -188,7 +223,9 @@ class GELU : public Module<T> {
 template <class T = float>
 class Softmax : public Module<T> {
  public:
+  /// Along `axis`.
   explicit Softmax(long axis = -1) : axis_(axis) {}
+  /// The layer applied to x.
   Variable<T> forward(const Variable<T>& x) override;
 
  private:

@@ -37,6 +37,7 @@ Variable<T> probability_cross_entropy(const Variable<T>& probabilities, const In
 /// Options of cross_entropy and nll_loss.
 template <class T>
 struct CrossEntropyOptions {
+  /// How per-sample losses combine.
   Reduction reduction = Reduction::mean;
   /// ε: the target puts 1 − ε + ε/K on the label and ε/K on every class.
   double label_smoothing = 0.0;

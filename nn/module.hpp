@@ -26,12 +26,15 @@ class Module {
   Module() = default;
   Module(const Module&) = delete;
   Module& operator=(const Module&) = delete;
+  /// Moves the module (its parameters go along).
   Module(Module&&) = default;
+  /// Moves the module (its parameters go along).
   Module& operator=(Module&&) = default;
   virtual ~Module() = default;
 
   /// The computation of the module.
   virtual Variable<T> forward(const Variable<T>& x) = 0;
+  /// forward(x).
   Variable<T> operator()(const Variable<T>& x) { return forward(x); }
 
   /// Handles to every parameter of the tree, in registration order (they share data with it).
@@ -63,9 +66,12 @@ class Module {
   void zero_grad();
   /// Switches the tree to training (or evaluation) behaviour: dropout, batch statistics.
   void train(bool on = true);
+  /// train(false).
   void eval() { train(false); }
+  /// Whether it is in training mode.
   bool is_training() const { return training_; }
 
+  /// The submodules with their names.
   const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& children() const {
     return children_;
   }
@@ -77,6 +83,7 @@ class Module {
   /// This module's i-th registered parameter (the registry holds the handle by value; a layer keeps
   /// its position, never a pointer into it).
   Variable<T>& parameter(std::size_t i) { return parameters_[i].second; }
+  /// This module's i-th registered parameter.
   const Variable<T>& parameter(std::size_t i) const { return parameters_[i].second; }
   /// Adds a buffer initialised to `value`.
   Array<T>& register_buffer(const std::string& name, Array<T> value);
@@ -109,6 +116,7 @@ template <class T = float>
 class Sequential : public Module<T> {
  public:
   Sequential() = default;
+  /// The modules, in order.
   template <class... M>
   explicit Sequential(std::shared_ptr<M>... modules) {
     (add(std::move(modules)), ...);
@@ -119,7 +127,9 @@ class Sequential : public Module<T> {
   std::shared_ptr<M> add(std::shared_ptr<M> module) {
     return this->register_module(std::to_string(this->children().size()), std::move(module));
   }
+  /// How many modules it holds.
   std::size_t size() const { return this->children().size(); }
+  /// The i-th module.
   const std::shared_ptr<Module<T>>& operator[](std::size_t i) const {
     return this->children().at(i).second;
   }

@@ -13,8 +13,11 @@ namespace ad::nn::npz {
 /// One array of an archive: its NumPy dtype ("<f4", "<f8", "|u1", "<u8"), shape and raw
 /// little-endian, row-major bytes.
 struct Entry {
+  /// NumPy's dtype string.
   std::string dtype;
+  /// The array's shape.
   Shape shape;
+  /// Its bytes, little-endian and row-major.
   std::vector<char> data;
 };
 

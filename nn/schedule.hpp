@@ -15,13 +15,16 @@ namespace ad::nn {
 class Schedule {
  public:
   virtual ~Schedule() = default;
+  /// The factor of the base rate at `step`.
   virtual double factor(std::uint64_t step) const = 0;
 };
 
 /// Multiplies by gamma every step_size steps.
 class StepSchedule : public Schedule {
  public:
+  /// × gamma every step_size steps.
   StepSchedule(std::uint64_t step_size, double gamma);
+  /// The factor of the base rate at `step`.
   double factor(std::uint64_t step) const override;
 
  private:
@@ -32,7 +35,9 @@ class StepSchedule : public Schedule {
 /// Multiplies by gamma every step.
 class ExponentialSchedule : public Schedule {
  public:
+  /// × gamma every step.
   explicit ExponentialSchedule(double gamma) : gamma_(gamma) {}
+  /// The factor of the base rate at `step`.
   double factor(std::uint64_t step) const override;
 
  private:
@@ -42,7 +47,9 @@ class ExponentialSchedule : public Schedule {
 /// Cosine annealing from 1 to min_factor over `steps` steps, then min_factor.
 class CosineSchedule : public Schedule {
  public:
+  /// From 1 to min_factor over `steps`.
   CosineSchedule(std::uint64_t steps, double min_factor = 0.0);
+  /// The factor of the base rate at `step`.
   double factor(std::uint64_t step) const override;
 
  private:
@@ -54,7 +61,9 @@ class CosineSchedule : public Schedule {
 /// constant 1 when null).
 class WarmupSchedule : public Schedule {
  public:
+  /// Warm-up over `warmup` steps, then `after`.
   WarmupSchedule(std::uint64_t warmup, std::shared_ptr<const Schedule> after = nullptr);
+  /// The factor of the base rate at `step`.
   double factor(std::uint64_t step) const override;
 
  private:
@@ -66,11 +75,15 @@ class WarmupSchedule : public Schedule {
 template <class T = float>
 class Scheduler {
  public:
+  /// Applies `schedule` to `optimizer`'s groups.
   Scheduler(Optimizer<T>& optimizer, std::shared_ptr<const Schedule> schedule);
+  /// Advances one step and sets the rates.
   void step();
   /// Jumps to a step count (after loading a checkpoint).
   void set_step(std::uint64_t step);
+  /// Steps taken.
   std::uint64_t steps() const { return step_; }
+  /// The current factor.
   double factor() const { return schedule_->factor(step_); }
 
  private:

@@ -18,22 +18,24 @@ namespace ad::nn {
 /// epoch and the batch.
 class TrainingError : public Error {
  public:
+  /// An error with its message.
   using Error::Error;
 };
 
 /// What one epoch gave. Accuracies are NaN unless the trainer classifies; validation figures are
 /// NaN without a validation set.
 struct EpochMetrics {
-  std::size_t epoch = 0;  // 1-based
-  double train_loss = 0;  // mean over the epoch's samples
-  double train_accuracy = std::numeric_limits<double>::quiet_NaN();
-  double val_loss = std::numeric_limits<double>::quiet_NaN();
-  double val_accuracy = std::numeric_limits<double>::quiet_NaN();
-  double seconds = 0;             // training time of the epoch (without evaluation)
-  double samples_per_second = 0;  // training throughput
-  double lr = 0;  // learning rate of the first group the epoch trained at (at its first batch)
+  std::size_t epoch = 0;  ///< 1-based
+  double train_loss = 0;  ///< mean over the epoch's samples
+  double train_accuracy = std::numeric_limits<double>::quiet_NaN();  ///< over the epoch's samples
+  double val_loss = std::numeric_limits<double>::quiet_NaN();        ///< on the validation set
+  double val_accuracy = std::numeric_limits<double>::quiet_NaN();    ///< on the validation set
+  double seconds = 0;             ///< training time of the epoch (without evaluation)
+  double samples_per_second = 0;  ///< training throughput
+  double lr = 0;  ///< learning rate of the first group the epoch trained at (at its first batch)
 };
 
+/// How a Trainer trains.
 struct TrainerOptions {
   /// Total number of epochs; fit() runs the ones not done yet (see resume()).
   std::size_t epochs = 1;
@@ -46,8 +48,13 @@ struct TrainerOptions {
   /// A checkpoint saved atomically after every epoch ("" for none).
   std::string checkpoint;
   /// Progress: a bar updated in place on a terminal, else one line per epoch.
-  enum class Progress { automatic, bar, lines, none } progress = Progress::automatic;
-  std::ostream* log = nullptr;  // default std::cout
+  enum class Progress {
+    automatic,                       ///< a bar when the log is a terminal, else lines
+    bar,                             ///< a bar updated in place
+    lines,                           ///< one line per epoch
+    none                             ///< nothing
+  } progress = Progress::automatic;  ///< how progress is shown
+  std::ostream* log = nullptr;       ///< default std::cout
   /// Batches whose gradients add up before one optimizer step (each batch's loss is divided by
   /// it, so the step sees their mean); the epoch's last, shorter group steps too.
   std::size_t accumulate = 1;
@@ -62,15 +69,17 @@ struct TrainerOptions {
 template <class T = float>
 class Trainer {
  public:
+  /// The loss of an output against its targets.
   using Loss = std::function<Variable<T>(const Variable<T>& output, const Variable<T>& target)>;
 
+  /// Trains `model` with `optimizer` on `loss`.
   Trainer(Module<T>& model, Optimizer<T>& optimizer, Loss loss, TrainerOptions options = {});
 
   /// A learning-rate scheduler stepped every epoch (or batch).
   void set_scheduler(Scheduler<T>* scheduler) { scheduler_ = scheduler; }
   /// Called after every batch with (epoch, batch, loss) and after every epoch with its metrics.
   std::function<void(std::size_t, std::size_t, double)> on_batch_end;
-  std::function<void(const EpochMetrics&)> on_epoch_end;
+  std::function<void(const EpochMetrics&)> on_epoch_end;  ///< (see on_batch_end)
   /// The seam between backward and the optimizer step. Each step runs: backward of every batch
   /// of the step (options.accumulate of them), then on_gradients (the gradients are complete:
   /// the place to average them across processes, as distributed/ does, or to inspect or change
@@ -90,16 +99,22 @@ class Trainer {
   std::vector<EpochMetrics> fit(const DataLoader<T>& train,
                                 const DataLoader<T>* validation = nullptr);
 
+  /// What evaluate() measured.
   struct Evaluation {
+    /// Mean loss.
     double loss = 0;
+    /// Accuracy (NaN unless classifying).
     double accuracy = std::numeric_limits<double>::quiet_NaN();
-    std::vector<std::size_t> predictions, labels;  // filled when asked (classification)
+    std::vector<std::size_t> predictions;  ///< predicted classes, when asked (classification)
+    std::vector<std::size_t> labels;       ///< true classes, when asked (classification)
   };
   /// Mean loss (and accuracy) over a dataset in evaluation mode, without recording; an empty
   /// dataset throws (its mean would be 0/0).
   Evaluation evaluate(const DataLoader<T>& data, bool keep_predictions = false);
 
+  /// Epochs trained so far (with those of a resumed checkpoint).
   std::size_t epochs_done() const { return epochs_done_; }
+  /// The metrics of every epoch done.
   const std::vector<EpochMetrics>& history() const { return history_; }
   /// Saves model, optimizer, epochs done and scheduler step.
   void save(const std::string& path) const;
@@ -129,7 +144,7 @@ class Trainer {
   Scheduler<T>* scheduler_ = nullptr;
   std::size_t epochs_done_ = 0;
   std::vector<EpochMetrics> history_;
-  TrainerOptions::Progress progress_ = TrainerOptions::Progress::lines;  // resolved by fit()
+  TrainerOptions::Progress progress_ = TrainerOptions::Progress::lines;  ///< resolved by fit()
 };
 
 /// Index of the largest entry of each row of (N, K) scores.
