@@ -85,6 +85,31 @@ void mlp_optimizer_only(benchmark::State& state) {
 }
 BENCHMARK(mlp_optimizer_only);
 
+/// The same over flat parameter and gradient buffers: SGD updates them in one pass.
+struct TrainedFlat : Trained {
+  TrainedFlat() : Trained(trained_mlp()), flat_opt(model->flatten_parameters(), options(0.1)) {}
+  nn::SGD<float> flat_opt;
+};
+
+void mlp_step_flat(benchmark::State& state) {
+  TrainedFlat m;
+  for (auto _ : state) {
+    m.flat_opt.zero_grad();
+    m.loss().backward();
+    m.flat_opt.step();
+  }
+  state.counters["GFLOPs"] =
+      benchmark::Counter(kMlpFlopPerStep * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(mlp_step_flat);
+
+void mlp_optimizer_only_flat(benchmark::State& state) {
+  TrainedFlat m;
+  m.loss().backward();
+  for (auto _ : state) m.flat_opt.step();
+}
+BENCHMARK(mlp_optimizer_only_flat);
+
 // --- The fashion_mnist example's CNN at batch 100.
 
 Trained trained_cnn() {

@@ -1,0 +1,160 @@
+// The README's C++ examples, compiled and run: each ```cpp block of README.md stands here
+// verbatim (in a test case, with what it needs around it), and the first test checks that they
+// still match, so that an example in the README cannot stop compiling unnoticed.
+#include <boost/test/unit_test.hpp>
+
+#include <fstream>
+#include <iostream>
+#include <regex>
+#include <sstream>
+
+#include <autodiff/autodiff.hpp>
+#include <autodiff/boost_test.hpp>
+#include <autodiff/gradcheck.hpp>
+
+#include "nn/nn.hpp"
+
+// The README's blocks as they are written there (clang-format would change them).
+// clang-format off
+
+namespace {
+
+// README: "Custom ops"
+template <class T>
+ad::Variable<T> swish(const ad::Variable<T>& x) {
+  ad::Array<T> s = 1.0 / (1.0 + xt::exp(-x.value()));
+  ad::Array<T> y = x.value() * s;
+  return ad::make_op<T>("swish", std::move(y), {x},
+      [](const ad::BackwardContext<T>& c) -> ad::Grads<T> {
+        // d/dx = g·(s + x·s·(1 − s))
+        const auto& x = c.input(0);
+        auto s = ad::sigmoid(x);
+        return {c.grad * (s + x * s * (1.0 - s))};
+      });
+}
+
+// README: "A model of your own"
+namespace nn = ad::nn;
+
+struct Net : nn::Module<float> {
+  std::shared_ptr<nn::Linear<float>> fc1, fc2;
+  explicit Net(nn::Generator& rng)
+      : fc1(register_module("fc1", std::make_shared<nn::Linear<float>>(784, 256, rng))),
+        fc2(register_module("fc2", std::make_shared<nn::Linear<float>>(256, 10, rng))) {}
+  ad::Variable<float> forward(const ad::Variable<float>& x) override {
+    return fc2->forward(ad::relu(fc1->forward(x)));
+  }
+};
+
+std::string read(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+/// The lines of a text without their leading and trailing blanks, empty lines and #includes
+/// dropped.
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    line.erase(0, line.find_first_not_of(" \t"));
+    line.erase(line.find_last_not_of(" \t") + 1);
+    if (!line.empty() && line.rfind("#include", 0) != 0) out.push_back(line);
+  }
+  return out;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(readme)
+
+BOOST_AUTO_TEST_CASE(every_cpp_block_of_the_readme_is_here) {
+  const std::string readme = read(std::string(AD_SOURCE_DIR) + "/README.md");
+  const std::vector<std::string> here = lines_of(read(__FILE__));
+  const std::regex block("```cpp\\n([\\s\\S]*?)```");
+  std::size_t blocks = 0;
+  for (std::sregex_iterator it(readme.begin(), readme.end(), block), end; it != end; ++it) {
+    ++blocks;
+    const std::vector<std::string> want = lines_of((*it)[1]);
+    bool found = false;
+    for (std::size_t at = 0; !found && at + want.size() <= here.size(); ++at)
+      found = std::equal(want.begin(), want.end(), here.begin() + static_cast<long>(at));
+    BOOST_TEST(found, "README block " << blocks << " is not in " << __FILE__ << ":\n"
+                                      << (*it)[1]);
+  }
+  BOOST_TEST(blocks >= 7u);
+}
+
+BOOST_AUTO_TEST_CASE(gradients) {
+  ad::Variable<double> x(ad::Array<double>{3.0, 4.0}, /*requires_grad=*/true);
+  auto f = ad::sum(x * x);       // f(x0, x1) = x0² + x1²
+  f.backward();                  // x.grad() is (6, 8)
+  BOOST_TEST(x.grad().value() == (ad::Array<double>{6.0, 8.0}));
+}
+
+BOOST_AUTO_TEST_CASE(gradients_of_gradients) {
+  ad::Variable<double> x(ad::Array<double>{2.0}, true);
+  auto f = [](const ad::Variable<double>& x) { return ad::sum(x * x * x); };
+  ad::Array<double> x0{0.5, 2.0}, v{1.0, 0.0};
+  auto y = x * x * x;
+  auto dy = ad::grad(y, {x}, ad::BackwardOptions{true, true})[0];   // 3x², recorded
+  auto d2y = ad::grad(dy, {x})[0];                                   // 6x
+  ad::Array<double> H = ad::hessian(f, x0);     // small inputs: one reverse pass per row
+  ad::Array<double> Hv = ad::hvp(f, x0, v);     // Hessian-vector product, no Hessian formed
+  BOOST_TEST(d2y.value()(0) == 12.0);
+  BOOST_TEST(H(1, 1) == 12.0);
+  BOOST_TEST(Hv(0) == 3.0);
+}
+
+BOOST_AUTO_TEST_CASE(checking_gradients) {
+  ad::Variable<double> x(ad::Array<double>{{0.1, -0.2}, {0.3, 0.4}}, true);
+  ad::Variable<double> w(ad::Array<double>{{0.5, -0.6, 0.2}, {0.7, 0.1, -0.3}}, true);
+  auto report = ad::gradcheck([](const auto& x, const auto& w) { return ad::tanh(ad::matmul(x, w)); },
+                              {x, w});
+  std::cout << report;          // per input: max abs/rel error, the worst entry, pass/fail
+  BOOST_TEST(ad::testing::passed(report));   // in a Boost.Test case (autodiff/boost_test.hpp)
+  BOOST_TEST(report.str().find("PASSED") != std::string::npos);
+  ad::Variable<double> z(ad::Array<double>{0.3, -1.2}, true);
+  BOOST_TEST(ad::testing::passed(ad::gradcheck([](const auto& x) { return swish(x); }, {z})));
+}
+
+BOOST_AUTO_TEST_CASE(models_and_training) {
+  nn::Generator rng0(1);
+  Net net(rng0);
+  BOOST_TEST(net.named_parameters()[0].first == "fc1.weight");
+  nn::Generator rng(42);                 // every random choice comes from a seeded generator
+  nn::Sequential<float> model(std::make_shared<nn::Linear<float>>(784, 256, rng),
+                              std::make_shared<nn::ReLU<float>>(),
+                              std::make_shared<nn::Linear<float>>(256, 10, rng));   // 0.weight, 2.bias, ...
+  ad::Array<std::uint8_t> images = xt::zeros<std::uint8_t>({200, 784});
+  ad::Array<float> labels = ad::Array<float>::from_shape({200});
+  for (std::size_t i = 0; i < 200; ++i) {
+    labels(i) = static_cast<float>(i % 10);
+    images(i, i % 784) = 255;
+  }
+  auto test_loader = nn::DataLoader<float>(
+      std::make_shared<nn::Dataset<std::uint8_t>>(images, labels, 1.0 / 255), nn::LoaderOptions{});
+  auto train = std::make_shared<nn::Dataset<std::uint8_t>>(images, labels, 1.0 / 255);  // uint8 kept compact
+  nn::LoaderOptions lo;
+  lo.batch_size = 100;
+  lo.seed = 1;                                  // the order of epoch e depends only on (seed, e)
+  nn::DataLoader<float> loader(train, lo);      // batches copy their own rows, never the dataset
+
+  nn::SGDOptions so;
+  so.lr = 0.1, so.momentum = 0.9;
+  nn::SGD<float> opt(model.parameters(), so);
+  nn::TrainerOptions to;
+  to.epochs = 10;
+  to.metrics_csv = "metrics.csv";               // rewritten atomically after every epoch
+  to.checkpoint = "model.npz";                  // saved atomically after every epoch
+  nn::Trainer<float> trainer(model, opt, [](const auto& out, const auto& y) {
+    return nn::cross_entropy(out, y);
+  }, to);
+  trainer.fit(loader, &test_loader);            // progress bar on a terminal, a line per epoch otherwise
+  BOOST_TEST(trainer.epochs_done() == 10u);  // (metrics.csv and model.npz in the test's folder)
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+// clang-format on
