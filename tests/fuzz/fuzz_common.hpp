@@ -14,8 +14,8 @@ namespace fuzz {
 /// Writes the bytes to a file of this process (in TMPDIR or /tmp) and returns its path.
 inline std::string scratch(const std::uint8_t* data, std::size_t size, const char* suffix) {
   const char* dir = std::getenv("TMPDIR");
-  const std::string path = std::string(dir && *dir ? dir : "/tmp") + "/ad_fuzz_" +
-                           std::to_string(::getpid()) + suffix;
+  const std::string path =
+      std::string(dir && *dir ? dir : "/tmp") + "/ad_fuzz_" + std::to_string(::getpid()) + suffix;
   std::ofstream(path, std::ios::binary | std::ios::trunc)
       .write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
   return path;

@@ -36,23 +36,37 @@ std::shared_ptr<nn::Dataset<float>> data() {
   return std::make_shared<nn::Dataset<float>>(x, y);
 }
 
-/// The child: trains tiny epochs, each followed by a checkpoint and the metrics, until killed.
-[[noreturn]] void train_until_killed(const std::string& checkpoint, const std::string& csv) {
+/// A trainer of tiny epochs, each followed by a checkpoint and the metrics.
+struct Training {
+  Training(const std::string& checkpoint, const std::string& csv)
+      : loader(data(), loader_options()), trainer(s.model, s.opt, loss, options(checkpoint, csv)) {}
+  static nn::LoaderOptions loader_options() {
+    nn::LoaderOptions lo;
+    lo.batch_size = 32;
+    return lo;
+  }
+  nn::TrainerOptions options(const std::string& checkpoint, const std::string& csv) {
+    nn::TrainerOptions o;
+    o.epochs = 1000000;
+    o.progress = nn::TrainerOptions::Progress::none;
+    o.log = &log;
+    o.checkpoint = checkpoint;
+    o.metrics_csv = csv;
+    return o;
+  }
+  static V loss(const V& out, const V& y) { return nn::cross_entropy(out, y); }
+
   Setup s;
-  nn::LoaderOptions lo;
-  lo.batch_size = 32;
-  nn::DataLoader<float> loader(data(), lo);
+  nn::DataLoader<float> loader;
   std::ostringstream log;
-  nn::TrainerOptions o;
-  o.epochs = 1000000;
-  o.progress = nn::TrainerOptions::Progress::none;
-  o.log = &log;
-  o.checkpoint = checkpoint;
-  o.metrics_csv = csv;
-  nn::Trainer<float> trainer(
-      s.model, s.opt, [](const V& out, const V& y) { return nn::cross_entropy(out, y); }, o);
+  nn::Trainer<float> trainer;
+};
+
+/// The child: trains until killed.
+[[noreturn]] void train_until_killed(const std::string& checkpoint, const std::string& csv) {
+  Training t(checkpoint, csv);
   try {
-    trainer.fit(loader);
+    t.trainer.fit(t.loader);
   } catch (...) {
   }
   _exit(3);
@@ -92,23 +106,11 @@ BOOST_AUTO_TEST_CASE(checkpoints_survive_sigkill_at_any_moment) {
       // epoch saves the checkpoint and the metrics, which removes the temporaries the killed
       // writer left.
       if (fs::exists(checkpoint)) {
-        Setup s;
-        nn::LoaderOptions lo;
-        lo.batch_size = 32;
-        nn::DataLoader<float> loader(data(), lo);
-        std::ostringstream log;
-        nn::TrainerOptions o;
-        o.epochs = 1000000;
-        o.progress = nn::TrainerOptions::Progress::none;
-        o.log = &log;
-        o.checkpoint = checkpoint;
-        o.metrics_csv = csv;
-        nn::Trainer<float> trainer(
-            s.model, s.opt, [](const V& out, const V& y) { return nn::cross_entropy(out, y); }, o);
-        BOOST_CHECK_NO_THROW(trainer.resume(checkpoint));
+        Training t(checkpoint, csv);
+        BOOST_CHECK_NO_THROW(t.trainer.resume(checkpoint));
         ++loaded;
-        trainer.on_epoch_end = [&](const nn::EpochMetrics&) { throw std::runtime_error("one"); };
-        BOOST_CHECK_THROW(trainer.fit(loader), std::runtime_error);  // after one epoch's saves
+        t.trainer.on_epoch_end = [](const nn::EpochMetrics&) { throw std::runtime_error("one"); };
+        BOOST_CHECK_THROW(t.trainer.fit(t.loader), std::runtime_error);  // after one epoch's saves
         BOOST_TEST(temporaries(dir) == 0u);
       }
     }
