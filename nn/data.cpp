@@ -68,18 +68,23 @@ template <class T>
 Batch<T> DataLoader<T>::batch(const std::vector<std::size_t>& order, std::size_t i) const {
   if (order.size() != n_) fail("DataLoader: an order of ", order.size(), " for ", n_, " samples");
   if (i >= batches()) fail("DataLoader: batch ", i, " of ", batches());
-  const std::size_t begin = i * options_.batch_size;
-  const std::size_t count = std::min(options_.batch_size, n_ - begin);
+  // The global batch, then this loader's shard of it.
+  const std::size_t global_begin = i * options_.batch_size;
+  const std::size_t global = std::min(options_.batch_size, n_ - global_begin);
+  const std::size_t base = global / options_.shards, extra = global % options_.shards;
+  const std::size_t begin = global_begin + options_.shard * base + std::min(options_.shard, extra);
+  const std::size_t count = base + (options_.shard < extra ? 1 : 0);
   Shape xs{count}, ys{count};
   for (auto d : sample_shape_) xs.push_back(d);
   for (auto d : target_shape_) ys.push_back(d);
   Array<T> x = Array<T>::from_shape(xs);
   Array<T> y = Array<T>::from_shape(ys);
-  fill_(order.data() + begin, count, x.data(), y.data());
+  if (count) fill_(order.data() + begin, count, x.data(), y.data());
   return Batch<T>{
       Variable<T>(std::move(x)), Variable<T>(std::move(y)),
       std::vector<std::size_t>(order.begin() + static_cast<std::ptrdiff_t>(begin),
-                               order.begin() + static_cast<std::ptrdiff_t>(begin + count))};
+                               order.begin() + static_cast<std::ptrdiff_t>(begin + count)),
+      global};
 }
 
 template class Dataset<float>;

@@ -48,6 +48,9 @@ struct Batch {
   Variable<T> targets;
   /// The position in the dataset of each row's sample (for messages that name a sample).
   std::vector<std::size_t> samples;
+  /// The size of the global batch this is a shard of (its own size when not sharded): the share
+  /// of this batch in a data-parallel step is samples.size() / global_size.
+  std::size_t global_size = 0;
 };
 
 /// How a DataLoader makes batches.
@@ -60,6 +63,12 @@ struct LoaderOptions {
   std::uint64_t seed = 0;
   /// Drop the last partial batch (otherwise it is yielded, smaller).
   bool drop_last = false;
+  /// Data-parallel sharding: this loader yields shard `shard` of `shards` of every global batch
+  /// (batch_size samples, in the order one process would use with the same seed), the samples of
+  /// a global batch split into contiguous parts whose sizes differ by at most one. A shard may be
+  /// empty in a tail batch smaller than `shards`.
+  std::size_t shard = 0;
+  std::size_t shards = 1;  ///< (see shard)
 };
 
 /// Makes batches from a dataset; a batch copies its own samples only (the dataset is never
@@ -136,6 +145,8 @@ DataLoader<T>::DataLoader(std::shared_ptr<const Dataset<S>> data, const LoaderOp
     : options_(options) {
   if (!data) fail("DataLoader: dataset is null");
   if (options.batch_size == 0) fail("DataLoader: batch_size must be positive");
+  if (options.shards == 0 || options.shard >= options.shards)
+    fail("DataLoader: shard ", options.shard, " of ", options.shards, " does not exist");
   n_ = data->size();
   sample_shape_ = data->sample_shape();
   target_shape_ = data->target_shape();

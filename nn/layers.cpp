@@ -113,13 +113,14 @@ Variable<T> BatchNorm<T>::forward(const Variable<T>& x) {
   Shape param_shape(s.size(), 1);
   param_shape[1] = features_;
   for (std::size_t d = 2; d < s.size(); ++d) axes.push_back(static_cast<long>(d));
-  const std::size_t count = x.size() / features_;
   Variable<T> mean, var;
   if (this->is_training()) {
+    Statistics st = statistics(x, axes);
+    const std::size_t count = st.count;
     if (count < 2)
       fail("BatchNorm: training needs more than one value per feature, input ", shape_str(s));
-    mean = ad::mean(x, axes, true);
-    var = ad::mean(square(x - mean), axes, true);
+    mean = st.mean;
+    var = st.var;
     // Running statistics: exponential average, with the unbiased variance.
     const T m = static_cast<T>(momentum_);
     const T unbias = static_cast<T>(double(count) / double(count - 1));
@@ -137,6 +138,13 @@ Variable<T> BatchNorm<T>::forward(const Variable<T>& x) {
   Variable<T> normalized = (x - mean) / sqrt(var + eps_);
   return normalized * reshape(this->parameter(weight_), param_shape) +
          reshape(this->parameter(bias_), param_shape);
+}
+
+template <class T>
+typename BatchNorm<T>::Statistics BatchNorm<T>::statistics(const Variable<T>& x,
+                                                           const std::vector<long>& axes) {
+  Variable<T> mean = ad::mean(x, axes, true);
+  return {mean, ad::mean(square(x - mean), axes, true), x.size() / features_};
 }
 
 // ---- Embedding

@@ -130,6 +130,18 @@ class BatchNorm : public Module<T> {
   /// The running variance (a buffer).
   Array<T>& running_var() { return *running_var_; }
 
+  /// A training batch's statistics per channel (keepdims shape), and how many values they are over.
+  struct Statistics {
+    Variable<T> mean;       ///< the mean
+    Variable<T> var;        ///< the biased variance
+    std::size_t count = 0;  ///< values per channel
+  };
+
+ protected:
+  /// The statistics of x over `axes` (every axis but the channels'): this process's batch here;
+  /// distributed/'s SyncBatchNorm sums them over every process's batch.
+  virtual Statistics statistics(const Variable<T>& x, const std::vector<long>& axes);
+
  private:
   std::size_t features_, dims_;
   double eps_, momentum_;

@@ -158,8 +158,19 @@ void Trainer<T>::check_before_training(const DataLoader<T>& train,
          train.options().batch_size, train.options().drop_last ? ", drop_last" : "", ")");
   if (validation && validation->samples() == 0)
     fail("Trainer::fit: the ", options_.validation_name, " set is empty");
+  if (!is_root()) return;
   if (!options_.checkpoint.empty()) check_writable(options_.checkpoint, "Trainer: checkpoint");
   if (!options_.metrics_csv.empty()) check_writable(options_.metrics_csv, "Trainer: metrics CSV");
+}
+
+template <class T>
+void Trainer<T>::combine(double& loss_sum, std::size_t& seen, std::size_t& correct) const {
+  if (!collective_) return;
+  double figures[3] = {loss_sum, static_cast<double>(seen), static_cast<double>(correct)};
+  collective_->sum(figures, 3);
+  loss_sum = figures[0];
+  seen = static_cast<std::size_t>(figures[1]);
+  correct = static_cast<std::size_t>(figures[2]);
 }
 
 template <class T>
@@ -180,7 +191,7 @@ EpochMetrics Trainer<T>::train_epoch(const DataLoader<T>& train, std::size_t epo
     snapshot.restore();
     optimizer_.zero_grad();
     model_.zero_grad();
-    if (progress_ == TrainerOptions::Progress::bar) log() << "\n";
+    if (progress_ == TrainerOptions::Progress::bar && is_root()) log() << "\n";
     throw TrainingError("training stopped at epoch " + std::to_string(epoch + 1) + ", batch " +
                         std::to_string(b + 1) + ": " + why +
                         "; the model keeps its weights, buffers and states from before this "
@@ -188,6 +199,7 @@ EpochMetrics Trainer<T>::train_epoch(const DataLoader<T>& train, std::size_t epo
   };
   const std::size_t accumulate = std::max<std::size_t>(options_.accumulate, 1);
   const std::size_t batches = train.batches();
+  std::string bad_loss;  // in a data-parallel run the stop waits for every process to agree
   for (const Batch<T>& batch : train.epoch(epoch)) {
     // A step: zero the gradients, backward of `accumulate` batches, then the seam and the step.
     const bool first_of_step = b % accumulate == 0;
@@ -195,20 +207,31 @@ EpochMetrics Trainer<T>::train_epoch(const DataLoader<T>& train, std::size_t epo
     if (first_of_step) {
       optimizer_.zero_grad();
       snapshot.take();
+      bad_loss.clear();
     }
+    const std::size_t count = batch.inputs.shape()[0];
     Variable<T> output = model_(batch.inputs);
     Index labels;
     if (options_.classification && classes_of(output))
       labels = labels_of(batch, classes_of(output), "training");
-    Variable<T> loss = loss_(output, batch.targets);
+    // An empty shard (a tail batch smaller than the processes) still runs backward, with a zero
+    // loss, so that every process meets the same collectives (SyncBatchNorm's, the gradients').
+    Variable<T> loss = count ? loss_(output, batch.targets) : sum(output) * 0.0;
     const double value = static_cast<double>(loss.item());
-    if (!std::isfinite(value))
-      stop(std::string("the loss is ") + (std::isnan(value) ? "NaN" : "infinite"));
-    if (accumulate > 1) loss = loss * (1.0 / static_cast<double>(accumulate));
+    if (!std::isfinite(value)) {
+      const std::string why =
+          std::string("the loss is ") + (std::isnan(value) ? "NaN" : "infinite");
+      if (!collective_) stop(why);
+      if (bad_loss.empty()) bad_loss = why;
+    }
+    // The share of this batch in the step: 1/accumulate, times its share of the global batch.
+    const double share = (batch.global_size ? double(count) / double(batch.global_size) : 1.0) /
+                         static_cast<double>(accumulate);
+    if (share != 1.0) loss = loss * share;
+    if (before_backward) before_backward(last_of_step);
     loss.backward();
-    if (last_of_step) step(stop);
+    if (last_of_step) step(stop, bad_loss);
 
-    const std::size_t count = batch.inputs.shape()[0];
     loss_sum += value * static_cast<double>(count);
     seen += count;
     if (labels.size() > 0) {
@@ -218,13 +241,14 @@ EpochMetrics Trainer<T>::train_epoch(const DataLoader<T>& train, std::size_t epo
     ++b;
     if (on_batch_end) on_batch_end(epoch + 1, b, value);
     const auto now = Clock::now();
-    if (progress_ == TrainerOptions::Progress::bar &&
+    if (progress_ == TrainerOptions::Progress::bar && is_root() &&
         (seconds_between(last_draw, now) > 0.1 || b == batches)) {
       last_draw = now;
       draw_progress(epoch, b, batches, seen, loss_sum, seconds_between(start, now));
     }
   }
   if (scheduler_ && !options_.schedule_per_batch) scheduler_->step();
+  combine(loss_sum, seen, correct);
   m.seconds = seconds_between(start, Clock::now());
   m.train_loss = loss_sum / static_cast<double>(seen);
   if (options_.classification) m.train_accuracy = double(correct) / static_cast<double>(seen);
@@ -233,8 +257,14 @@ EpochMetrics Trainer<T>::train_epoch(const DataLoader<T>& train, std::size_t epo
 }
 
 template <class T>
-void Trainer<T>::step(const std::function<void(const std::string&)>& stop) {
+void Trainer<T>::step(const std::function<void(const std::string&)>& stop,
+                      const std::string& bad_loss) {
   if (on_gradients) on_gradients();
+  if (collective_) {  // every process stops, or none
+    double bad = bad_loss.empty() ? 0 : 1;
+    collective_->sum(&bad, 1);
+    if (bad > 0) stop(bad_loss.empty() ? "the loss is not finite on another process" : bad_loss);
+  }
   for (const auto& [name, p] : model_.named_parameters()) {
     if (!p.has_grad()) continue;
     for (T g : p.grad().value())
@@ -261,7 +291,7 @@ void Trainer<T>::draw_progress(std::size_t epoch, std::size_t b, std::size_t bat
 template <class T>
 void Trainer<T>::log_epoch(const EpochMetrics& m, bool validation) const {
   using Progress = TrainerOptions::Progress;
-  if (progress_ == Progress::none) return;
+  if (progress_ == Progress::none || !is_root()) return;
   if (progress_ == Progress::bar) log() << "\n";
   std::ostringstream line;
   line << std::fixed << std::setprecision(4) << "epoch " << m.epoch << "/" << options_.epochs
@@ -281,6 +311,7 @@ template <class T>
 void Trainer<T>::write_outputs() const {
   // The checkpoint first (it is what a resume needs), then the metrics; a failure of one does
   // not keep the other from being written, and both are reported.
+  if (!is_root()) return;
   std::string errors;
   auto attempt = [&](const std::string& path, const std::function<void()>& write) {
     if (path.empty()) return;
@@ -311,7 +342,7 @@ typename Trainer<T>::Evaluation Trainer<T>::evaluate(const DataLoader<T>& data,
     if (options_.classification && classes_of(output))
       labels = labels_of(batch, classes_of(output), options_.validation_name);
     const std::size_t count = batch.inputs.shape()[0];
-    loss_sum += static_cast<double>(loss_(output, batch.targets).item()) * count;
+    if (count) loss_sum += static_cast<double>(loss_(output, batch.targets).item()) * count;
     seen += count;
     if (labels.size() > 0) {
       auto predicted = argmax_rows(output.value());
@@ -323,6 +354,7 @@ typename Trainer<T>::Evaluation Trainer<T>::evaluate(const DataLoader<T>& data,
     }
   }
   model_.train(was_training);
+  combine(loss_sum, seen, correct);
   e.loss = loss_sum / static_cast<double>(seen);
   if (options_.classification) e.accuracy = double(correct) / static_cast<double>(seen);
   return e;

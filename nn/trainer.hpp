@@ -64,6 +64,17 @@ struct TrainerOptions {
   bool schedule_per_batch = false;
 };
 
+/// How the processes of a data-parallel run combine what each computed (distributed/ implements
+/// it over MPI; nn/ does not depend on MPI). Without one, a trainer is a single process.
+class Collective {
+ public:
+  virtual ~Collective() = default;
+  /// Whether this process prints and writes files (rank 0).
+  virtual bool is_root() const = 0;
+  /// Sums `values` over every process, in place.
+  virtual void sum(double* values, std::size_t n) = 0;
+};
+
 /// Trains a model. A run is reproducible: the same seeds give bit-identical weights on the same
 /// machine and thread count, and a run resumed from a checkpoint continues exactly.
 template <class T = float>
@@ -86,6 +97,16 @@ class Trainer {
   /// them), then the check that they are finite, clipping (options.clip_grad_norm), the
   /// optimizer step and the scheduler. A trainer that syncs or accumulates needs no copy of fit.
   std::function<void()> on_gradients;
+  /// Called before every backward pass with whether it is the last of its optimizer step (with
+  /// accumulation, the earlier ones must not be averaged across processes yet).
+  std::function<void(bool)> before_backward;
+  /// Makes the trainer one process of a data-parallel run: every process trains on its shard of
+  /// each global batch (LoaderOptions::shard) and runs forward and backward for every batch, even
+  /// an empty shard; each loss is weighted by its share of the global batch, so that summing the
+  /// gradients (on_gradients) gives the global batch's; the epoch's figures are summed over the
+  /// processes; a NaN stop is agreed by all; only the root prints and writes the metrics and the
+  /// checkpoint. (distributed/ sets it up.)
+  void set_collective(Collective* collective) { collective_ = collective; }
 
   /// Trains until options.epochs epochs are done; returns the metrics of the epochs it ran.
   /// Before the first batch it checks that the training set has a batch, that a validation set
@@ -129,7 +150,10 @@ class Trainer {
   EpochMetrics train_epoch(const DataLoader<T>& train, std::size_t epoch);
   /// The seam and the step: on_gradients, the finite check (`stop` throws), clipping, the
   /// optimizer and a per-batch scheduler.
-  void step(const std::function<void(const std::string&)>& stop);
+  void step(const std::function<void(const std::string&)>& stop, const std::string& bad_loss);
+  /// Sums the figures over the processes of a data-parallel run (nothing alone).
+  void combine(double& loss_sum, std::size_t& seen, std::size_t& correct) const;
+  bool is_root() const { return !collective_ || collective_->is_root(); }
   void draw_progress(std::size_t epoch, std::size_t b, std::size_t batches, std::size_t seen,
                      double loss_sum, double elapsed) const;
   void log_epoch(const EpochMetrics& m, bool validation) const;
@@ -145,6 +169,7 @@ class Trainer {
   std::size_t epochs_done_ = 0;
   std::vector<EpochMetrics> history_;
   TrainerOptions::Progress progress_ = TrainerOptions::Progress::lines;  ///< resolved by fit()
+  Collective* collective_ = nullptr;
 };
 
 /// Index of the largest entry of each row of (N, K) scores.
