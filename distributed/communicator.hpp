@@ -30,6 +30,7 @@ class Communicator : public nn::Collective {
   bool is_root() const override { return rank_ == 0; }
   /// Sums `values` over every rank, in place (all ranks get the same sums).
   void sum(double* values, std::size_t n) override;
+  /// The same for floats.
   void sum(float* values, std::size_t n);
   /// Rank `root`'s bytes to every rank.
   void broadcast(void* data, std::size_t bytes, int root = 0);

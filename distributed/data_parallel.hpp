@@ -15,6 +15,7 @@
 
 namespace ad::dist {
 
+/// How DataParallel sums the gradients.
 struct DataParallelOptions {
   /// Gradient buckets of about this many bytes, each all-reduced on its own (a parameter is never
   /// split; the last layers' buckets are ready first).
@@ -29,6 +30,7 @@ struct DataParallelOptions {
 template <class T>
 class DataParallel {
  public:
+  /// Makes `model` data-parallel over `comm` (every rank must do it at the same point).
   DataParallel(nn::Module<T>& model, Communicator& comm, DataParallelOptions options = {});
   ~DataParallel();
   DataParallel(const DataParallel&) = delete;
@@ -52,7 +54,9 @@ class DataParallel {
   /// Seconds spent waiting in synchronize() since the last reset (the all-reduce time the
   /// overlap did not hide), and the number of buckets.
   double wait_seconds() const { return wait_seconds_; }
+  /// Starts wait_seconds() over.
   void reset_wait() { wait_seconds_ = 0; }
+  /// The number of gradient buckets.
   std::size_t buckets() const { return buckets_.size(); }
 
  private:

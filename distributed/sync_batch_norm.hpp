@@ -20,6 +20,7 @@ class SyncBatchNorm1d : public nn::BatchNorm<T> {
       : nn::BatchNorm<T>(features, 2, eps, momentum), comm_(comm) {}
 
  protected:
+  /// The global batch's statistics (sync_statistics).
   typename nn::BatchNorm<T>::Statistics statistics(const Variable<T>& x,
                                                    const std::vector<long>& axes) override;
 
@@ -37,6 +38,7 @@ class SyncBatchNorm2d : public nn::BatchNorm<T> {
       : nn::BatchNorm<T>(channels, 4, eps, momentum), comm_(comm) {}
 
  protected:
+  /// The global batch's statistics (sync_statistics).
   typename nn::BatchNorm<T>::Statistics statistics(const Variable<T>& x,
                                                    const std::vector<long>& axes) override;
 

@@ -77,6 +77,15 @@ boost::program_options::typed_value<std::string>* optional_number(T* target, T l
       [=](const std::string& s) { *target = parse_number(s, lo, hi, name); });
 }
 
+/// Whether mpirun started this process as one of several (Open MPI's or PMI's environment).
+inline bool under_mpirun() {
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"}) {
+    const char* v = std::getenv(name);
+    if (v && std::atoi(v) > 1) return true;
+  }
+  return false;
+}
+
 /// Parses the options of `desc` (which lists "help,h"), prints the help when asked, else calls
 /// `run` and returns its status.
 inline int run_program(const char* name, int argc, char** argv,

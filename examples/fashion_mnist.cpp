@@ -7,6 +7,9 @@
 
 #include "autodiff/autodiff.hpp"
 #include "cli.hpp"
+#ifdef AD_WITH_MPI
+#include "distributed/data_parallel.hpp"
+#endif
 #include "models.hpp"
 #include "nn/nn.hpp"
 #include "plot.hpp"
@@ -16,6 +19,35 @@ namespace po = boost::program_options;
 using F = ad::Variable<float>;
 
 namespace {
+
+#ifdef AD_WITH_MPI
+using Parallel = ad::dist::Communicator;
+using DataParallel = ad::dist::DataParallel<float>;
+std::unique_ptr<DataParallel> make_data_parallel(nn::Module<float>& model, Parallel* comm) {
+  return comm ? std::make_unique<DataParallel>(model, *comm) : nullptr;
+}
+#else
+/// Without MPI there are no processes to combine: --distributed is refused.
+struct Parallel : nn::Collective {
+  bool is_root() const override { return true; }
+  int rank() const { return 0; }
+  int size() const { return 1; }
+  void sum(double*, std::size_t) override {}
+};
+struct DataParallel {
+  std::shared_ptr<ad::FlatParameters<float>> parameters() const { return nullptr; }
+  void attach(nn::Trainer<float>&) {}
+};
+std::unique_ptr<DataParallel> make_data_parallel(nn::Module<float>&, Parallel*) {
+  return nullptr;
+}
+#endif
+
+/// Where the other ranks' output goes.
+std::ostream& null_stream() {
+  static std::ostream sink(nullptr);
+  return sink;
+}
 
 const char* const class_names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                                      "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
@@ -27,14 +59,18 @@ struct Options {
   std::uint64_t seed = 1;
   int threads = ad::default_num_threads();
   std::string data_dir = nn::datasets::fashion_mnist_dir, checkpoint, metrics_csv, plot;
-  bool resume = false, reset_optimizer = false, quiet = false;
+  bool resume = false, reset_optimizer = false, quiet = false, distributed = false;
 };
 
-std::unique_ptr<nn::Optimizer<float>> make_optimizer(const Options& o,
-                                                     const std::vector<F>& params) {
+/// The optimizer over the model's parameters, or over flat buffers when data-parallel (SGD then
+/// updates them in one pass; the others go over the same parameters one by one).
+std::unique_ptr<nn::Optimizer<float>> make_optimizer(
+    const Options& o, const std::vector<F>& params,
+    const std::shared_ptr<ad::FlatParameters<float>>& flat) {
   if (o.optimizer == "sgd") {
     nn::SGDOptions s;
     s.lr = o.lr, s.momentum = o.momentum, s.weight_decay = o.weight_decay;
+    if (flat) return std::make_unique<nn::SGD<float>>(flat, s);
     return std::make_unique<nn::SGD<float>>(params, s);
   }
   if (o.optimizer == "adam" || o.optimizer == "adamw") {
@@ -59,10 +95,17 @@ std::shared_ptr<const nn::Schedule> make_schedule(const Options& o) {
   throw ad::Error("--schedule must be cosine, step or none, not '" + o.schedule + "'");
 }
 
-void print_confusion(const std::vector<std::size_t>& predicted,
-                     const std::vector<std::size_t>& labels) {
+/// The 10×10 confusion counts (rows: true class), as numbers a data-parallel run can sum.
+std::vector<double> confusion(const std::vector<std::size_t>& predicted,
+                              const std::vector<std::size_t>& labels) {
+  std::vector<double> m(100, 0.0);
+  for (std::size_t i = 0; i < labels.size(); ++i) m[labels[i] * 10 + predicted[i]] += 1;
+  return m;
+}
+
+void print_confusion(const std::vector<double>& counts) {
   std::size_t m[10][10] = {};
-  for (std::size_t i = 0; i < labels.size(); ++i) ++m[labels[i]][predicted[i]];
+  for (std::size_t i = 0; i < 100; ++i) m[i / 10][i % 10] = static_cast<std::size_t>(counts[i]);
   std::cout << "\nconfusion matrix (rows: true class, columns: predicted)\n" << std::setw(13) << "";
   for (int j = 0; j < 10; ++j) std::cout << std::setw(6) << j;
   std::cout << "   accuracy\n";
@@ -78,8 +121,13 @@ void print_confusion(const std::vector<std::size_t>& predicted,
   }
 }
 
-int run(const Options& o) {
+/// Trains and reports; with `comm`, as one process of a data-parallel run (mpirun): each process
+/// takes its shard of every batch (and of the test set), the gradients are summed across
+/// processes, and only rank 0 prints and writes.
+int run(const Options& o, Parallel* comm) {
   ad::set_num_threads(o.threads);
+  const bool root = !comm || comm->is_root();
+  std::ostream& out = root ? std::cout : null_stream();
   const bool cnn = o.model == "cnn";
   if (!cnn && o.model != "mlp")
     throw ad::Error("--model must be mlp or cnn, not '" + o.model + "'");
@@ -93,6 +141,10 @@ int run(const Options& o) {
   nn::LoaderOptions lo;
   lo.batch_size = opt.batch;
   lo.seed = opt.seed;
+  if (comm) {
+    lo.shard = static_cast<std::size_t>(comm->rank());
+    lo.shards = static_cast<std::size_t>(comm->size());
+  }
   nn::DataLoader<float> train(train_data, lo);
   lo.shuffle = false;
   lo.batch_size = std::max<std::size_t>(opt.batch, 500);
@@ -100,13 +152,16 @@ int run(const Options& o) {
 
   nn::Generator rng(opt.seed);
   auto model = cnn ? examples::make_cnn(rng) : examples::make_mlp(rng);
-  auto optimizer = make_optimizer(opt, model->parameters());
+  std::unique_ptr<DataParallel> parallel = make_data_parallel(*model, comm);
+  auto optimizer =
+      make_optimizer(opt, model->parameters(), parallel ? parallel->parameters() : nullptr);
   nn::Scheduler<float> scheduler(*optimizer, make_schedule(opt));
   if (!opt.quiet)
-    std::cout << "fashion_mnist: " << opt.model << " (" << model->parameter_count()
-              << " parameters), " << opt.optimizer << " lr " << opt.lr << " (" << opt.schedule
-              << " schedule), batch " << opt.batch << ", " << train.samples() << " training and "
-              << test.samples() << " test images, " << opt.threads << " thread(s)\n";
+    out << "fashion_mnist: " << opt.model << " (" << model->parameter_count() << " parameters), "
+        << opt.optimizer << " lr " << opt.lr << " (" << opt.schedule << " schedule), batch "
+        << opt.batch << ", " << train.samples() << " training and " << test.samples()
+        << " test images, " << opt.threads << " thread(s)"
+        << (comm ? ", " + std::to_string(comm->size()) + " processes (data-parallel)" : "") << "\n";
 
   nn::TrainerOptions to;
   to.epochs = opt.epochs;
@@ -117,23 +172,26 @@ int run(const Options& o) {
   nn::Trainer<float> trainer(
       *model, *optimizer, [](const F& out, const F& y) { return nn::cross_entropy(out, y); }, to);
   trainer.set_scheduler(&scheduler);
+  if (parallel) parallel->attach(trainer);
   if (opt.reset_optimizer && !opt.resume) throw ad::Error("--reset-optimizer needs --resume");
   if (opt.resume) {
     if (opt.checkpoint.empty()) throw ad::Error("--resume needs --checkpoint PATH");
-    trainer.resume(opt.checkpoint, opt.reset_optimizer);
-    std::cout << "resumed from '" << opt.checkpoint << "' after epoch " << trainer.epochs_done()
-              << (opt.reset_optimizer ? " (--reset-optimizer: the optimizer starts afresh)" : "")
-              << "\n";
+    trainer.resume(opt.checkpoint, opt.reset_optimizer);  // every process reads it
+    out << "resumed from '" << opt.checkpoint << "' after epoch " << trainer.epochs_done()
+        << (opt.reset_optimizer ? " (--reset-optimizer: the optimizer starts afresh)" : "") << "\n";
   }
   trainer.fit(train, &test);
 
   auto eval = trainer.evaluate(test, true);
-  print_confusion(eval.predictions, eval.labels);
-  std::cout << "\ntest accuracy " << std::fixed << std::setprecision(4) << eval.accuracy
-            << ", test loss " << eval.loss << "\n";
+  std::vector<double> counts = confusion(eval.predictions, eval.labels);
+  if (comm) comm->sum(counts.data(), counts.size());
+  if (!root) return 0;
+  print_confusion(counts);
+  out << "\ntest accuracy " << std::fixed << std::setprecision(4) << eval.accuracy << ", test loss "
+      << eval.loss << "\n";
   if (!opt.plot.empty() && !trainer.history().empty() &&
       examples::plot_training(opt.plot, "Fashion-MNIST, " + opt.model, trainer.history()))
-    std::cout << "plot written to '" << opt.plot << "'\n";
+    out << "plot written to '" << opt.plot << "'\n";
   return 0;
 }
 
@@ -176,6 +234,16 @@ int main(int argc, char** argv) {
       "optimizers, or from a checkpoint saved without one)")(
       "metrics-csv", po::value(&o.metrics_csv), "write the metrics per epoch to this CSV")(
       "plot", po::value(&o.plot), "plot loss and accuracy curves to this .png or .svg")(
-      "quiet", po::bool_switch(&o.quiet), "one line per epoch, no progress bar");
-  return examples::run_program("fashion_mnist", argc, argv, desc, [&] { return run(o); });
+      "quiet", po::bool_switch(&o.quiet), "one line per epoch, no progress bar")(
+      "distributed", po::bool_switch(&o.distributed),
+      "data-parallel over the processes of an mpirun (the default when started by mpirun with "
+      "more than one process)");
+  return examples::run_program("fashion_mnist", argc, argv, desc, [&] {
+    if (!o.distributed && !examples::under_mpirun()) return run(o, nullptr);
+#ifdef AD_WITH_MPI
+    return ad::dist::run(argc, argv, [&](ad::dist::Communicator& comm) { return run(o, &comm); });
+#else
+    throw ad::Error("--distributed needs a build with MPI (install libopenmpi-dev and rebuild)");
+#endif
+  });
 }
