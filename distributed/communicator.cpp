@@ -31,7 +31,12 @@ void in_pieces(std::size_t n, F&& piece) {
 Communicator::Communicator(int& argc, char**& argv) {
   int started = 0;
   MPI_Initialized(&started);
-  if (!started) check(MPI_Init(&argc, &argv), "init");
+  int level = MPI_THREAD_SINGLE;
+  if (!started)
+    check(MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &level), "init");
+  else
+    MPI_Query_thread(&level);
+  thread_multiple_ = level >= MPI_THREAD_MULTIPLE;
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &size_);

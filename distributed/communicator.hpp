@@ -15,7 +15,8 @@ namespace ad::dist {
 /// trainer sums its per-epoch figures with it and lets only rank 0 print and write.
 class Communicator : public nn::Collective {
  public:
-  /// Starts MPI (once per process; mpirun gives the rank and the size).
+  /// Starts MPI (once per process; mpirun gives the rank and the size), asking for
+  /// MPI_THREAD_MULTIPLE (DataParallel's all-reduces run on a thread of their own).
   Communicator(int& argc, char**& argv);
   /// Ends MPI.
   ~Communicator() override;
@@ -28,6 +29,8 @@ class Communicator : public nn::Collective {
   int size() const { return size_; }
   /// Whether this is rank 0, which prints and writes.
   bool is_root() const override { return rank_ == 0; }
+  /// Whether MPI lets several threads call it at once (MPI_THREAD_MULTIPLE).
+  bool thread_multiple() const { return thread_multiple_; }
   /// Sums `values` over every rank, in place (all ranks get the same sums).
   void sum(double* values, std::size_t n) override;
   /// The same for floats.
@@ -42,6 +45,7 @@ class Communicator : public nn::Collective {
 
  private:
   int rank_ = 0, size_ = 1;
+  bool thread_multiple_ = false;
 };
 
 /// Runs `program` on every rank of an mpirun (or alone), with MPI started; an exception on any rank

@@ -2,9 +2,13 @@
 // batch (LoaderOptions::shard/shards), and the gradients are summed across processes before the
 // same optimizer step runs everywhere. The gradients live in one flat buffer (FlatParameters),
 // cut into buckets; each bucket's all-reduce starts as soon as backward has finished every
-// parameter in it (a post-accumulate hook), while backward goes on with the earlier layers.
+// parameter in it (a post-accumulate hook), while backward goes on with the earlier layers: a
+// thread of its own runs the all-reduces, one bucket after the other and always in the buckets'
+// order, so that every rank runs the same sequence even when backward reaches the parameters in
+// another order on one of them.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <vector>
 
@@ -17,9 +21,13 @@ namespace ad::dist {
 
 /// How DataParallel sums the gradients.
 struct DataParallelOptions {
-  /// Gradient buckets of about this many bytes, each all-reduced on its own (a parameter is never
-  /// split; the last layers' buckets are ready first).
+  /// Gradient buckets of at most this many bytes (or one parameter, if larger), each all-reduced
+  /// on its own (a parameter is never split; the last layers' buckets are ready first).
   std::size_t bucket_bytes = 256 * 1024;
+  /// Start each bucket's all-reduce as soon as backward has finished it (false: all of them
+  /// after backward). The all-reduce thread polls while it waits; where every core computes, that
+  /// can cost backward more than the overlap saves (BENCHMARKS.md).
+  bool overlap = true;
   /// Every this many optimizer steps, check (a checksum all-reduce) that the parameters are
   /// bit-identical on every rank, and throw on divergence; 0: never.
   std::size_t check_every = 0;
@@ -51,18 +59,29 @@ class DataParallel {
   /// on_gradients (synchronize, and the identity check every check_every steps).
   void attach(nn::Trainer<T>& trainer);
 
-  /// Seconds spent waiting in synchronize() since the last reset (the all-reduce time the
-  /// overlap did not hide), and the number of buckets.
+  /// Seconds spent waiting in synchronize() since the last reset: the all-reduce time the
+  /// overlap did not hide.
   double wait_seconds() const { return wait_seconds_; }
-  /// Starts wait_seconds() over.
-  void reset_wait() { wait_seconds_ = 0; }
+  /// Seconds from the first bucket's start to synchronize(), summed since the last reset: the
+  /// backward time under which the all-reduce could run.
+  double overlap_seconds() const { return overlap_seconds_; }
+  /// Starts wait_seconds() and overlap_seconds() over.
+  void reset_wait() { wait_seconds_ = overlap_seconds_ = 0; }
   /// The number of gradient buckets.
   std::size_t buckets() const { return buckets_.size(); }
+  /// The elements of each bucket, in the order backward makes them ready.
+  std::vector<std::size_t> bucket_sizes() const;
 
  private:
-  struct Bucket;
-  void start(Bucket& b);
-  void progress();
+  struct Bucket {
+    std::size_t begin = 0, end = 0;  // elements of the flat gradient buffer
+    std::size_t parameters = 0;      // how many parameters it holds
+    std::size_t pending = 0;         // of those, how many are not final in this pass
+    bool ready = false;              // all final (and views) in this pass
+    bool deferred = false;           // a gradient is not its view: synchronize() starts it
+  };
+  struct Reducer;
+  void start_ready();
 
   nn::Module<T>& model_;
   Communicator& comm_;
@@ -71,9 +90,12 @@ class DataParallel {
   std::vector<Bucket> buckets_;
   std::vector<std::size_t> bucket_of_;  // per parameter
   std::vector<std::size_t> hook_ids_;
+  std::shared_ptr<Reducer> reducer_;
+  std::size_t next_ = 0;  // the next bucket to hand to the reducer (they go in order)
   bool sync_ = true;
   std::size_t steps_ = 0;
-  double wait_seconds_ = 0;
+  double wait_seconds_ = 0, overlap_seconds_ = 0;
+  std::chrono::steady_clock::time_point first_start_;  // of this pass's first bucket
 };
 
 /// Σ over every rank of v, as an op: its gradient is the Σ over every rank of the incoming

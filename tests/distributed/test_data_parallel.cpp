@@ -64,8 +64,9 @@ V ce(const V& out, const V& y) {
   return nn::cross_entropy(out, y);
 }
 
-/// One epoch at global batch 96 (7 steps, the last of 24 samples), alone or data-parallel.
-std::vector<Array<float>> train(bool parallel, bool batch_norm) {
+/// One epoch at global batch 96 (7 steps, the last of 24 samples), alone or data-parallel (the
+/// all-reduces overlapping backward, or after it).
+std::vector<Array<float>> train(bool parallel, bool batch_norm, bool overlap = true) {
   auto m = model(batch_norm, parallel);
   nn::LoaderOptions lo;
   lo.batch_size = 96;
@@ -83,6 +84,7 @@ std::vector<Array<float>> train(bool parallel, bool batch_norm) {
     dist::DataParallelOptions dpo;
     dpo.bucket_bytes = 1024;  // several buckets, to exercise the overlap
     dpo.check_every = 1;      // bit-identical across ranks after every step
+    dpo.overlap = overlap;
     dist::DataParallel<float> dp(*m, comm(), dpo);
     nn::SGD<float> opt(dp.parameters(), so);
     nn::Trainer<float> trainer(*m, opt, ce, quiet(log));
@@ -143,9 +145,13 @@ BOOST_AUTO_TEST_CASE(n_processes_equal_one) {
   // 0.1 to 1). The bound 1e-5 leaves room for other machines and MPI algorithms, and is 200 times
   // below what a sharding error does: training without one sample moves the weights by 2e-3.
   const double bound = 1e-5;
-  const double diff = largest_difference(train(true, false), train(false, false));
+  const auto alone = train(false, false);
+  const double diff = largest_difference(train(true, false), alone);
   BOOST_TEST_MESSAGE("MLP, " << comm().size() << " processes: largest difference " << diff);
   BOOST_TEST(diff <= bound);
+  const double after = largest_difference(train(true, false, false), alone);
+  BOOST_TEST_MESSAGE("MLP, all-reduces after backward: largest difference " << after);
+  BOOST_TEST(after <= bound);
 }
 
 BOOST_AUTO_TEST_CASE(n_processes_with_sync_batch_norm_equal_one) {
@@ -157,6 +163,101 @@ BOOST_AUTO_TEST_CASE(n_processes_with_sync_batch_norm_equal_one) {
   BOOST_TEST_MESSAGE("with BatchNorm, " << comm().size() << " processes: largest difference "
                                         << diff);
   BOOST_TEST(diff <= bound);
+}
+
+BOOST_AUTO_TEST_CASE(recorded_gradients_are_summed_too) {
+  // backward with create_graph leaves gradients that are recorded Variables, not views of the flat
+  // buffer: their buckets wait for synchronize(), which puts them back first. The summed
+  // gradients must equal those of the whole batch on one process (the same bound as above).
+  nn::LoaderOptions lo;
+  lo.batch_size = 96;
+  nn::DataLoader<float> whole(data(), lo);
+  lo.shard = static_cast<std::size_t>(comm().rank());
+  lo.shards = static_cast<std::size_t>(comm().size());
+  nn::DataLoader<float> mine(data(), lo);
+  const auto order = whole.order(0);
+
+  auto alone = model(false, false);
+  const auto all = whole.batch(order, 0);
+  ce(alone->forward(all.inputs), all.targets).backward();
+
+  auto parallel = model(false, false);
+  dist::DataParallelOptions dpo;
+  dpo.bucket_bytes = 1024;
+  dist::DataParallel<float> dp(*parallel, comm(), dpo);
+  const auto part = mine.batch(order, 0);
+  const float share = float(part.samples.size()) / float(part.global_size);
+  ad::BackwardOptions bo;
+  bo.create_graph = true;
+  (ce(parallel->forward(part.inputs), part.targets) * V(share)).backward(bo);
+  BOOST_TEST(!dp.parameters()->attached());
+  dp.synchronize();
+  BOOST_TEST(dp.parameters()->attached());
+
+  std::vector<Array<float>> a, b;
+  for (const auto& p : parallel->parameters()) a.push_back(p.grad().value());
+  for (const auto& p : alone->parameters()) b.push_back(p.grad().value());
+  const double diff = largest_difference(a, b);
+  BOOST_TEST_MESSAGE("recorded gradients, " << comm().size() << " processes: largest difference "
+                                            << diff);
+  BOOST_TEST(diff <= 1e-5);
+}
+
+BOOST_AUTO_TEST_CASE(ranks_whose_backward_reaches_other_parameters_still_agree) {
+  // Rank 0's loss does not use the second head, the other ranks' does: backward finishes the
+  // buckets in another order on rank 0 (the second head's never). The all-reduces must still pair
+  // bucket with bucket: the sums must equal the per-rank gradients added up, computed here on
+  // every rank alone.
+  auto build = [] {
+    nn::Generator rng(5);
+    auto m = std::make_shared<nn::Sequential<float>>();
+    m->add(std::make_shared<nn::Linear<float>>(20, 16, rng));
+    m->add(std::make_shared<nn::Linear<float>>(16, 4, rng));  // the first head
+    m->add(std::make_shared<nn::Linear<float>>(16, 4, rng));  // the second head
+    return m;
+  };
+  const Array<float> x = ad::test::uniform<float>({12, 20}, -1, 1, 9);
+  auto loss_of = [&](nn::Sequential<float>& m, int rank) {
+    V h = ad::relu(m[0]->forward(V(x)));
+    V out = m[1]->forward(h);
+    if (rank != 0) out = out + m[2]->forward(h) * V(0.5f);
+    return ad::sum(out * out) * V(float(rank + 1));
+  };
+  // The expected sums: every rank's gradients, computed alone and added.
+  std::vector<Array<float>> expected;
+  for (int r = 0; r < comm().size(); ++r) {
+    auto alone = build();
+    loss_of(*alone, r).backward();
+    std::size_t k = 0;
+    for (const auto& p : alone->parameters()) {
+      Array<float> g = p.grad().defined() ? Array<float>(p.grad().value())
+                                          : Array<float>(xt::zeros<float>(p.value().shape()));
+      if (r == 0)
+        expected.push_back(g);
+      else
+        expected[k] += g;
+      ++k;
+    }
+  }
+  auto m = build();
+  dist::DataParallelOptions dpo;
+  dpo.bucket_bytes = 64;  // one bucket a parameter
+  dist::DataParallel<float> dp(*m, comm(), dpo);
+  BOOST_TEST(dp.buckets() == m->parameters().size());
+  dp.parameters()->zero_grad();
+  loss_of(*m, comm().rank()).backward();
+  dp.synchronize();
+  std::vector<Array<float>> got;
+  for (const auto& p : m->parameters()) got.push_back(p.grad().value());
+  // (the same float gradients added in another order: a few ulps of the largest)
+  double largest = 0;
+  for (const auto& e : expected)
+    for (float v : e) largest = std::max(largest, double(std::abs(v)));
+  const double diff = largest_difference(got, expected);
+  BOOST_TEST_MESSAGE("other graphs, " << comm().size() << " processes: largest difference " << diff
+                                      << " (largest gradient " << largest << ")");
+  BOOST_TEST(diff <= 1e-6 * largest);
+  dp.check_identical();
 }
 
 BOOST_AUTO_TEST_SUITE_END()
