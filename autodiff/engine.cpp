@@ -15,6 +15,10 @@
 namespace ad {
 namespace detail {
 
+void undefined_variable() {
+  throw Error("Variable: use of an undefined Variable (default-constructed or empty)");
+}
+
 std::atomic<int>& hooked_leaves() {
   static std::atomic<int> count{0};
   return count;

@@ -66,8 +66,24 @@ Variable<T> linear(const Variable<T>& x, const Variable<T>& w, const Variable<T>
     // y = x·wᵀ + b: d/dx = g·w, d/dw = gᵀ·x (over all rows), d/db = Σ_rows g
     const auto& x = c.input(0);
     const auto& w = c.input(1);
-    const bool flat = x.dim() == 2;
+    const bool need_b = c.inputs.size() == 3 && c.needs(2);
     const std::size_t out_features = w.shape()[0], in_features = w.shape()[1];
+    if (!c.create_graph) {  // first order: the three products in one kernel
+      Array<T> dx, dw, db;
+      if (c.needs(0)) dx = Array<T>::from_shape(x.shape());
+      if (c.needs(1)) dw = Array<T>::from_shape(w.shape());
+      if (need_b) db = Array<T>::from_shape({out_features});
+      kernels::linear_backward(c.grad.value().data(), x.value().data(), w.value().data(),
+                               x.size() / std::max<std::size_t>(in_features, 1), in_features,
+                               out_features, c.needs(0) ? dx.data() : nullptr,
+                               c.needs(1) ? dw.data() : nullptr, need_b ? db.data() : nullptr);
+      Grads<T> grads(c.inputs.size());
+      if (c.needs(0)) grads[0] = Variable<T>(std::move(dx));
+      if (c.needs(1)) grads[1] = Variable<T>(std::move(dw));
+      if (need_b) grads[2] = Variable<T>(std::move(db));
+      return grads;
+    }
+    const bool flat = x.dim() == 2;
     Variable<T> g2 = flat ? c.grad
                           : reshape(c.grad, Shape{x.size() / std::max<std::size_t>(in_features, 1),
                                                   out_features});
@@ -77,7 +93,7 @@ Variable<T> linear(const Variable<T>& x, const Variable<T>& w, const Variable<T>
       Variable<T> x2 = flat ? x : reshape(x, Shape{g2.shape()[0], in_features});
       grads[1] = matmul(g2, x2, true, false);
     }
-    if (c.inputs.size() == 3 && c.needs(2)) grads[2] = sum_to(c.grad, c.input(2).shape());
+    if (need_b) grads[2] = sum_to(c.grad, c.input(2).shape());
     return grads;
   };
   if (b.defined()) return make_op<T>("linear", std::move(out), {x, w, b}, backward);

@@ -1,6 +1,9 @@
 #include "autodiff/parallel.hpp"
 
 #include <cblas.h>
+#ifdef AD_WITH_DNNL
+#include <omp.h>
+#endif
 
 #include <cstdlib>
 
@@ -141,6 +144,9 @@ namespace ad {
 void set_num_threads(int threads) {
   if (threads < 1) fail("set_num_threads: ", threads, " threads; at least 1 is needed");
   openblas_set_num_threads(threads);
+#ifdef AD_WITH_DNNL
+  omp_set_num_threads(threads);  // oneDNN's threads (the float products)
+#endif
   detail::set_pool_threads(threads);
 }
 

@@ -357,9 +357,14 @@ template <class T>
 Variable<T>::Variable(Array<T> value, bool requires_grad)
     : impl_(std::make_shared<VariableImpl<T>>(std::move(value), requires_grad)) {}
 
+namespace detail {
+/// Throws the error of a use of an undefined Variable (out of line, so that impl() inlines).
+[[noreturn]] void undefined_variable();
+}  // namespace detail
+
 template <class T>
-VariableImpl<T>& Variable<T>::impl() const {
-  if (!impl_) throw Error("Variable: use of an undefined Variable (default-constructed or empty)");
+inline VariableImpl<T>& Variable<T>::impl() const {
+  if (__builtin_expect(!impl_, 0)) detail::undefined_variable();
   return *impl_;
 }
 

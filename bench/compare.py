@@ -1,9 +1,15 @@
-"""Runs the comparison workloads on this library and on the references (LibTorch, PyTorch, JAX
-with jax.jit), alternating them, and prints medians and ratios. Called by bench/compare.
+"""Runs the comparison workloads on this library and on the references, alternating them, and
+prints medians and ratios. Called by bench/compare.
+
+The sides: ours; LibTorch 1.13 (Debian's libtorch-dev, C++); PyTorch 1.13 (Debian's
+python3-torch, eager); PyTorch 2.x from PyPI in eager mode and with torch.compile (inductor) of the
+whole training step; JAX (PyPI, jax.jit of the whole step). PyTorch 2.x and JAX live in a venv made
+from a Python 3.12 interpreter (JAX >= 0.11 needs it): build/bench/venv312.
 
 Each program prints "result key=value ..." lines; see bench/workloads.cpp.
 """
 import argparse
+import glob
 import json
 import os
 import shutil
@@ -14,11 +20,11 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build", "bench")
-VENV = os.path.join(BUILD, "venv")
+VENV = os.path.join(BUILD, "venv312")
 OURS = os.path.join(BUILD, "bench", "workloads")
 LIBTORCH = os.path.join(BUILD, "libtorch", "libtorch_workloads")
 REFS = os.path.join(ROOT, "bench", "references")
-DATA = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
+NAMES = ["ours", "libtorch", "torch1.13", "torch", "torch.compile", "jax"]
 
 
 def sh(cmd, **kw):
@@ -30,47 +36,87 @@ def sudo():
     return [] if os.geteuid() == 0 else ["sudo"]
 
 
+def python312():
+    """A Python 3.12 interpreter: on PATH, or one of pyenv's; None if there is none."""
+    for cand in [shutil.which("python3.12")] + sorted(
+            glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python3.12")), reverse=True):
+        if cand and os.access(cand, os.X_OK):
+            return cand
+    return None
+
+
 def install_references():
-    """LibTorch and PyTorch from Debian, JAX from PyPI into a virtual environment."""
+    """LibTorch and PyTorch 1.13 from Debian; PyTorch 2.x and JAX from PyPI into a 3.12 venv."""
     sh(sudo() + ["apt-get", "update", "-q"])
     sh(sudo() + ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q",
-                 "--no-install-recommends", "libtorch-dev", "python3-torch", "zlib1g-dev",
-                 "python3-venv"])
+                 "--no-install-recommends", "libtorch-dev", "python3-torch", "zlib1g-dev"])
     if not os.path.exists(os.path.join(VENV, "bin", "python")):
-        sh(["/usr/bin/python3", "-m", "venv", VENV])
-    sh([os.path.join(VENV, "bin", "pip"), "install", "-q", "jax[cpu]"])
+        py = python312()
+        if py is None:
+            print("no Python 3.12 found (on PATH or under ~/.pyenv/versions; `pyenv install 3.12` "
+                  "makes one): PyTorch 2.x, torch.compile and JAX are skipped", file=sys.stderr)
+            return
+        sh([py, "-m", "venv", VENV])
+    sh([os.path.join(VENV, "bin", "pip"), "install", "-q", "torch", "jax[cpu]", "numpy"])
 
 
 def build_libtorch():
     try:
         sh(["cmake", "-S", os.path.join(REFS, "libtorch"), "-B", os.path.join(BUILD, "libtorch"),
-            "-DCMAKE_BUILD_TYPE=Release"], stdout=subprocess.DEVNULL)
+            "-DCMAKE_BUILD_TYPE=Release"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         sh(["cmake", "--build", os.path.join(BUILD, "libtorch"), "-j2"], stdout=subprocess.DEVNULL)
     except subprocess.CalledProcessError:
         print("LibTorch reference: not built (is libtorch-dev installed?)", file=sys.stderr)
 
 
-def importable(python, module):
-    return subprocess.run([python, "-c", "import " + module], capture_output=True).returncode == 0
+def probe(python, code):
+    p = subprocess.run([python, "-c", code], capture_output=True, text=True)
+    return p.stdout.strip() if p.returncode == 0 else None
 
 
-def programs():
-    """The sides that can run here: name -> command prefix."""
-    sides = {"ours": [OURS]}
+def dpkg_version(package):
+    p = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True,
+                       text=True)
+    return p.stdout.strip() if p.returncode == 0 and p.stdout.strip() else None
+
+
+def sides_and_versions():
+    """The sides that can run here (name -> command prefix) and what each is."""
+    sides, versions = {"ours": [OURS]}, {}
+    git = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
+                         capture_output=True, text=True).stdout.strip()
+    versions["ours"] = f"{git}, OpenBLAS {dpkg_version('libopenblas0-pthread') or '?'}"
     if os.path.exists(LIBTORCH):
         sides["libtorch"] = [LIBTORCH]
-    if importable("/usr/bin/python3", "torch"):
-        sides["pytorch"] = ["/usr/bin/python3", os.path.join(REFS, "torch_workloads.py")]
+        versions["libtorch"] = f"LibTorch {dpkg_version('libtorch-dev') or '?'} (Debian)"
+    debian_torch = probe("/usr/bin/python3", "import torch; print(torch.__version__)")
+    if debian_torch:
+        sides["torch1.13"] = ["/usr/bin/python3", os.path.join(REFS, "torch_workloads.py")]
+        versions["torch1.13"] = f"PyTorch {debian_torch} (Debian), eager"
     venv_python = os.path.join(VENV, "bin", "python")
-    if os.path.exists(venv_python) and importable(venv_python, "jax"):
-        sides["jax"] = [venv_python, os.path.join(REFS, "jax_workloads.py")]
-    return sides
+    if os.path.exists(venv_python):
+        torch = probe(venv_python, "import torch; print(torch.__version__)")
+        if torch:
+            sides["torch"] = [venv_python, os.path.join(REFS, "torch_workloads.py")]
+            sides["torch.compile"] = sides["torch"] + ["--compile"]
+            versions["torch"] = f"PyTorch {torch} (PyPI), eager"
+            versions["torch.compile"] = f"PyTorch {torch} (PyPI), torch.compile of the step"
+        jax = probe(venv_python, "import jax; print(jax.__version__)")
+        if jax:
+            sides["jax"] = [venv_python, os.path.join(REFS, "jax_workloads.py")]
+            versions["jax"] = f"JAX {jax} (PyPI), jax.jit of the step"
+    return sides, versions
 
 
-def run(cmd, threads):
+def cpus(threads, pin):
+    """taskset's CPU list for `threads` threads (the first cores), or no prefix."""
+    return ["taskset", "-c", ",".join(str(c) for c in range(threads))] if pin else []
+
+
+def run(cmd, threads, pin):
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads))
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+               MKL_NUM_THREADS=str(threads), AD_NUM_THREADS=str(threads))
+    p = subprocess.run(cpus(threads, pin) + cmd, capture_output=True, text=True, env=env)
     for line in p.stdout.splitlines():
         if line.startswith("result "):
             return dict(kv.split("=", 1) for kv in line.split()[1:])
@@ -79,26 +125,35 @@ def run(cmd, threads):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--with-references", action="store_true",
-                    help="install LibTorch, PyTorch (Debian) and JAX (PyPI, in a venv) first")
+                    help="install the references first (Debian packages, and PyPI into a venv)")
     ap.add_argument("--runs", type=int, default=3, help="runs of each measurement (medians)")
     ap.add_argument("--threads", default="1,2", help="thread counts to try")
+    ap.add_argument("--pin", action="store_true",
+                    help="run every process under taskset on exactly as many cores as threads")
     ap.add_argument("--workloads", default="mlp,mlp1000,cnn,tiny,gradcheck")
+    ap.add_argument("--sides", default=",".join(NAMES), help="which sides to run (those present)")
     ap.add_argument("--epochs", type=int, default=2, help="epochs per MLP run (the best is kept)")
     ap.add_argument("--cnn-epochs", type=int, default=1)
     ap.add_argument("--json", default=os.path.join(BUILD, "compare.json"))
     args = ap.parse_args()
+    if not 1 <= args.runs <= 100:
+        ap.error("--runs must be from 1 to 100")
+    threads = [int(t) for t in args.threads.split(",")]
+    if any(t < 1 or t > os.cpu_count() for t in threads):
+        ap.error(f"--threads must be from 1 to {os.cpu_count()} (this machine's cores)")
 
     if args.with_references:
         install_references()
     build_libtorch()
-    sides = programs()
-    missing = [s for s in ("libtorch", "pytorch", "jax") if s not in sides]
+    sides, versions = sides_and_versions()
+    wanted = args.sides.split(",")
+    sides = {k: v for k, v in sides.items() if k in wanted}
+    missing = [s for s in NAMES if s in wanted and s not in sides]
     if missing:
         print(f"references absent: {', '.join(missing)} (bench/compare --with-references installs "
               "them)")
-    threads = [int(t) for t in args.threads.split(",")]
     workloads = args.workloads.split(",")
 
     jobs = []  # (label, mode args, threads)
@@ -115,57 +170,84 @@ def main():
         if w == "gradcheck":
             jobs.append(("gradcheck", ["gradcheck"], 1))
 
+    load_before = os.getloadavg()
     results = {}  # label -> side -> list of result dicts
-    limits = {}
+    limits = {}   # (model, batch, threads) -> epoch seconds of plain sgemm on its products
     for r in range(args.runs):
         for t in threads:  # the arithmetic limit, measured in the same run
-            res = subprocess.run([OURS, "sgemm", str(t)], capture_output=True, text=True).stdout
+            res = subprocess.run(cpus(t, args.pin) + [OURS, "sgemm", str(t)], capture_output=True,
+                                 text=True).stdout
             for line in res.splitlines():
                 kv = dict(x.split("=", 1) for x in line.split()[1:])
-                limits.setdefault((kv["batch"], t), []).append(float(kv["epoch_s"]))
+                limits.setdefault((kv["model"], kv["batch"], t), []).append(float(kv["epoch_s"]))
         for label, mode, t in jobs:
             for side, cmd in sides.items():  # alternating sides, run after run
-                if mode[0] == "gradcheck" and side == "libtorch":
-                    continue  # the LibTorch reference has no gradcheck (PyTorch's is the reference)
+                if mode[0] == "gradcheck" and side in ("libtorch", "torch.compile"):
+                    continue  # no gradcheck there (PyTorch's is the reference)
                 print(f"run {r + 1}/{args.runs}: {label} {side}", file=sys.stderr)
-                out = run(cmd + mode, t)
+                out = run(cmd + mode, t, args.pin)
                 if out:
                     results.setdefault(label, {}).setdefault(side, []).append(out)
+    load_after = os.getloadavg()
 
     def med(label, side, key):
-        vals = [float(x[key]) for x in results.get(label, {}).get(side, []) if x.get(key, "nan") != "nan"]
+        vals = [float(x[key]) for x in results.get(label, {}).get(side, [])
+                if x.get(key, "nan") != "nan"]
         return statistics.median(vals) if vals else None
 
     def fmt(v, digits=3):
         return "—" if v is None else f"{v:.{digits}g}"
 
-    names = ["ours", "libtorch", "pytorch", "jax"]
-    print(f"\n{time.strftime('%Y-%m-%d %H:%M')}, medians of {args.runs} runs\n")
-    print("| workload | " + " | ".join(names) + " | ours / LibTorch | ours / JAX | limit | ours / limit | peak MiB (ours, LibTorch) |")
-    print("|---" * (len(names) + 6) + "|")
+    def ratio(a, b):
+        return fmt(a / b, 2) if a and b else "—"
+
+    print(f"\n{time.strftime('%Y-%m-%d %H:%M')}, medians of {args.runs} runs, "
+          f"{'pinned (taskset on exactly the thread count)' if args.pin else 'not pinned'}; "
+          f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after")
+    for s in NAMES:
+        if s in versions and s in sides:
+            print(f"- {s}: {versions[s]}")
+    names = [s for s in NAMES if s in sides]
+    print()
+    print("| workload | " + " | ".join(names) + " | limit | ours / limit | "
+          "ours / best of compile, JAX | ours / LibTorch |")
+    print("|---" * (len(names) + 5) + "|")
     for label, mode, t in jobs:
         key = {"tiny": "us_per_step", "gradcheck": "full_ms"}.get(mode[0], "epoch_s")
         vals = {s: med(label, s, key) for s in names}
-        ratio = lambda a, b: fmt(a / b, 2) if a and b else "—"
         limit = None
-        if mode[0] == "mlp":
-            limit = statistics.median(limits.get((mode[2], t), [float("nan")]))
+        if mode[0] in ("mlp", "cnn"):
+            got = limits.get((mode[0], mode[2], t))
+            limit = statistics.median(got) if got else None
         unit = {"epoch_s": "s/epoch", "us_per_step": "µs/step", "full_ms": "ms (full)"}[key]
-        peak = f"{fmt(med(label, 'ours', 'peak_mib'), 4)}, {fmt(med(label, 'libtorch', 'peak_mib'), 4)}" if key == "epoch_s" else ""
+        best_ref = min([v for s, v in vals.items() if s in ("torch.compile", "jax") and v],
+                       default=None)
         print(f"| {label} ({unit}) | " + " | ".join(fmt(vals[s]) for s in names) +
-              f" | {ratio(vals['ours'], vals['libtorch'])} | {ratio(vals['ours'], vals['jax'])} | "
-              f"{fmt(limit)} | {ratio(vals['ours'], limit)} | {peak} |")
+              f" | {fmt(limit)} | {ratio(vals['ours'], limit)} | {ratio(vals['ours'], best_ref)}"
+              f" | {ratio(vals['ours'], vals.get('libtorch'))} |")
         if mode[0] == "gradcheck":
             fast = {s: med(label, s, "fast_ms") for s in names}
-            print("| gradcheck (ms, fast mode) | " + " | ".join(fmt(fast[s]) for s in names) + " | | | | | |")
-    accs = {label: {s: med(label, s, "test_acc") for s in names} for label, mode, t in jobs
-            if mode[0] in ("mlp", "cnn")}
-    print("\ntest accuracy after the runs (sanity check that every side trains the same model):")
-    for label, a in accs.items():
-        print(f"  {label}: " + ", ".join(f"{s} {fmt(v, 3)}" for s, v in a.items() if v is not None))
+            print("| gradcheck (ms, fast mode) | " + " | ".join(fmt(fast[s]) for s in names) +
+                  " | | | | |")
+    train_jobs = [(label, mode, t) for label, mode, t in jobs if mode[0] in ("mlp", "cnn")]
+    if train_jobs:
+        print("\npeak resident memory (MiB, whole process; ours / LibTorch):\n")
+        print("| workload | " + " | ".join(names) + " | ours / LibTorch |")
+        print("|---" * (len(names) + 2) + "|")
+        for label, mode, t in train_jobs:
+            peaks = {s: med(label, s, "peak_mib") for s in names}
+            print(f"| {label} | " + " | ".join(fmt(peaks[s], 4) for s in names) +
+                  f" | {ratio(peaks['ours'], peaks.get('libtorch'))} |")
+        print("\ntest accuracy after the runs (a check that every side trains the same model):")
+        for label, mode, t in train_jobs:
+            accs = {s: med(label, s, "test_acc") for s in names}
+            print(f"  {label}: " + ", ".join(f"{s} {fmt(v, 3)}" for s, v in accs.items()
+                                            if v is not None))
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
     with open(args.json, "w") as f:
-        json.dump({"results": results, "limits": {f"{k[0]}/{k[1]}": v for k, v in limits.items()}}, f, indent=1)
+        json.dump({"results": results, "versions": versions, "pinned": args.pin,
+                   "load": [load_before, load_after],
+                   "limits": {"/".join(map(str, k)): v for k, v in limits.items()}}, f, indent=1)
     print(f"\nraw results in {args.json}")
 
 

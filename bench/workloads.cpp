@@ -6,16 +6,20 @@
 //   workloads cnn EPOCHS BATCH THREADS   the fashion_mnist example's CNN, same optimizer
 //   workloads tiny STEPS THREADS         MLP 2-16-16-1 (tanh), batch 8, MSE, SGD(0.05)
 //   workloads gradcheck                  full and fast gradcheck of a 1,000-parameter function
-//   workloads sgemm THREADS              plain OpenBLAS sgemm on the MLP's products: the limit
-#include <cblas.h>
+//   workloads sgemm THREADS              plain sgemm (the library's: oneDNN or OpenBLAS) on the
+//                                        MLP's and the CNN's products (the CNN's convolutions as
+//                                        im2col products): the limits
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "autodiff/autodiff.hpp"
+#include "autodiff/kernels/gemm.hpp"
 #include "examples/models.hpp"
 #include "nn/nn.hpp"
 
@@ -127,37 +131,80 @@ int gradcheck() {
   return 0;
 }
 
-/// Plain sgemm, the GEMMs of one MLP step at batch B (forward, weight gradients, and the input
-/// gradients of layers 2 and 3), repeated: the arithmetic limit of an epoch.
+/// One product C (m×n) = op(A) (m×k) · op(B) (k×n), row-major, as a layer's step makes it.
+struct Product {
+  int m, n, k;
+  bool trans_a, trans_b;
+};
+
+/// Times plain sgemm over `products` (one step), repeated: seconds per step.
+double time_products(const std::vector<Product>& products, int reps) {
+  std::size_t most = 0;
+  for (const auto& p : products)
+    most = std::max({most, std::size_t(p.m) * p.k, std::size_t(p.k) * p.n, std::size_t(p.m) * p.n});
+  std::vector<float> a(most, 0.5f), b(most, 0.25f), c(most);
+  auto step = [&] {
+    for (const auto& p : products)
+      ad::kernels::gemm(p.trans_a, p.trans_b, p.m, p.n, p.k, 1.0f, a.data(), p.trans_a ? p.m : p.k,
+                        b.data(), p.trans_b ? p.k : p.n, 0.0f, c.data(), p.n);
+  };
+  step();
+  const auto t0 = Clock::now();
+  for (int r = 0; r < reps; ++r) step();
+  return seconds_since(t0) / reps;
+}
+
+double flops(const std::vector<Product>& products) {
+  double f = 0;
+  for (const auto& p : products) f += 2.0 * p.m * p.n * p.k;
+  return f;
+}
+
+/// The products of a linear layer (in → out) at batch B: y = x·Wᵀ, dW = gᵀ·x and, unless it is
+/// the first layer, dx = g·W.
+void linear_products(std::vector<Product>& ps, int batch, int in, int out, bool first) {
+  ps.push_back({batch, out, in, false, true});
+  ps.push_back({out, in, batch, true, false});
+  if (!first) ps.push_back({batch, in, out, false, false});
+}
+
+/// A 3×3 same convolution (c_in → c_out on h×w images) in the im2col form at batch B: the
+/// output over all positions = cols (B·h·w × 9·c_in) · W, dW = colsᵀ · g, and, unless it is the
+/// first layer, dcols = g · Wᵀ.
+void conv_products(std::vector<Product>& ps, int batch, int c_in, int c_out, int hw, bool first) {
+  const int positions = batch * hw, k = 9 * c_in;
+  ps.push_back({positions, c_out, k, false, false});
+  ps.push_back({k, c_out, positions, true, false});
+  if (!first) ps.push_back({positions, k, c_out, false, true});
+}
+
+/// Plain sgemm (the library's: oneDNN's or OpenBLAS's, float_gemm_library()) on the products of
+/// one step, repeated: the arithmetic limit of an epoch. The MLP at batches 100 and 1000; the CNN
+/// at batch 100, its convolutions as im2col products.
 int sgemm(int threads) {
-  openblas_set_num_threads(threads);
-  const int layers[3][2] = {{784, 256}, {256, 128}, {128, 10}};
+  ad::set_num_threads(threads);
   for (int batch : {100, 1000}) {
-    std::vector<float> a(1000 * 784, 0.5f), w(784 * 256, 0.25f), c(1000 * 784), d(784 * 256);
-    auto step = [&] {
-      for (auto [in, out] : layers)  // y = x·Wᵀ
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, out, in, 1.0f, a.data(), in,
-                    w.data(), in, 0.0f, c.data(), out);
-      for (int l = 2; l >= 0; --l) {
-        const int in = layers[l][0], out = layers[l][1];
-        // dW = gᵀ·x
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, batch, 1.0f, c.data(), out,
-                    a.data(), in, 0.0f, d.data(), in);
-        if (l > 0)  // dx = g·W
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, in, out, 1.0f, c.data(),
-                      out, w.data(), in, 0.0f, a.data(), in);
-      }
-    };
-    step();
-    const int reps = batch == 100 ? 300 : 30;
-    const auto t0 = Clock::now();
-    for (int r = 0; r < reps; ++r) step();
-    const double per_step = seconds_since(t0) / reps;
-    double flop = 0;
-    for (int l = 0; l < 3; ++l) flop += 2.0 * batch * layers[l][0] * layers[l][1] * (l ? 3 : 2);
-    std::printf("result workload=sgemm batch=%d threads=%d epoch_s=%.4f gflops=%.1f\n", batch,
-                threads, per_step * (60000 / batch), flop / per_step * 1e-9);
+    std::vector<Product> ps;
+    linear_products(ps, batch, 784, 256, true);
+    linear_products(ps, batch, 256, 128, false);
+    linear_products(ps, batch, 128, 10, false);
+    const double per_step = time_products(ps, batch == 100 ? 300 : 30);
+    std::printf(
+        "result workload=sgemm model=mlp batch=%d threads=%d epoch_s=%.4f gflops=%.1f gemm=%s\n",
+        batch, threads, per_step * (60000 / batch), flops(ps) / per_step * 1e-9,
+        ad::kernels::float_gemm_library());
   }
+  const int batch = 100;
+  std::vector<Product> ps;
+  conv_products(ps, batch, 1, 32, 28 * 28, true);
+  conv_products(ps, batch, 32, 64, 14 * 14, false);
+  linear_products(ps, batch, 64 * 7 * 7, 128, false);
+  linear_products(ps, batch, 128, 10, false);
+  const double per_step = time_products(ps, 10);
+  std::printf(
+      "result workload=sgemm model=cnn batch=%d threads=%d epoch_s=%.4f gflops=%.1f gemm=%s\n",
+      batch, threads, per_step * (60000 / batch), flops(ps) / per_step * 1e-9,
+      ad::kernels::float_gemm_library());
   return 0;
 }
 

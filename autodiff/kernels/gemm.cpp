@@ -1,14 +1,125 @@
 #include "autodiff/kernels/gemm.hpp"
 
 #include <cblas.h>
+#ifdef AD_WITH_DNNL
+#include <dnnl.h>
+#endif
 
 #include <algorithm>
+#include <cstring>
+
+#include "autodiff/error.hpp"
 
 namespace ad::kernels {
+
+namespace {
+
+/// Products of at most this many multiply-adds go through small_gemm: below it, the BLAS call's
+/// own work (argument checks, packing both operands, clearing C, its buffer pool's lock) costs
+/// more than the arithmetic.
+constexpr std::size_t small_product = 4096;
+
+/// A register of 32 bytes of T (GCC's and clang's vector extension: one AVX register, or two SSE
+/// ones without AVX).
+template <class T>
+struct VecOf;
+template <>
+struct VecOf<float> {
+  typedef float type __attribute__((vector_size(32)));
+};
+template <>
+struct VecOf<double> {
+  typedef double type __attribute__((vector_size(32)));
+};
+template <class T>
+using Vec = typename VecOf<T>::type;
+
+template <class T>
+Vec<T> load(const T* p) {
+  Vec<T> v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+/// Rows i0 … i0+R−1 of C = alpha·A·B + beta·C, with A's and B's rows contiguous: each block of
+/// columns as R registers summed over p (R independent chains), the last columns one by one.
+template <int R, class T>
+void small_rows(std::size_t i0, std::size_t n, std::size_t k, T alpha, const T* a, std::size_t lda,
+                const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
+  constexpr std::size_t w = sizeof(Vec<T>) / sizeof(T);
+  std::size_t j0 = 0;
+  for (; j0 + w <= n; j0 += w) {
+    Vec<T> acc[R] = {};
+    for (std::size_t p = 0; p < k; ++p) {
+      const Vec<T> bv = load(b + p * ldb + j0);
+      for (int r = 0; r < R; ++r) acc[r] += a[(i0 + r) * lda + p] * bv;
+    }
+    for (int r = 0; r < R; ++r) {
+      T* cr = c + (i0 + r) * ldc + j0;
+      Vec<T> out = alpha * acc[r];
+      if (beta != T(0)) out += beta * load(cr);
+      std::memcpy(cr, &out, sizeof out);
+    }
+  }
+  for (; j0 < n; ++j0) {
+    T acc[R] = {};
+    for (std::size_t p = 0; p < k; ++p)
+      for (int r = 0; r < R; ++r) acc[r] += a[(i0 + r) * lda + p] * b[p * ldb + j0];
+    for (int r = 0; r < R; ++r) {
+      T& cr = c[(i0 + r) * ldc + j0];
+      cr = beta == T(0) ? alpha * acc[r] : alpha * acc[r] + beta * cr;
+    }
+  }
+}
+
+/// C = alpha·op(A)·op(B) + beta·C for small products: op(A) and op(B) are first copied so that
+/// their rows are contiguous, then four rows of C at a time go through small_rows. beta = 0 never
+/// reads C.
+template <class T>
+void small_gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a,
+                std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
+  T pa[small_product], pb[small_product];
+  if (ta) {  // op(A) = Aᵀ: pa (m × k)
+    for (std::size_t p = 0; p < k; ++p)
+      for (std::size_t i = 0; i < m; ++i) pa[i * k + p] = a[p * lda + i];
+    a = pa;
+    lda = k;
+  }
+  if (tb) {  // op(B) = Bᵀ: pb (k × n)
+    for (std::size_t j = 0; j < n; ++j)
+      for (std::size_t p = 0; p < k; ++p) pb[p * n + j] = b[j * ldb + p];
+    b = pb;
+    ldb = n;
+  }
+  std::size_t i = 0;
+  for (; i + 4 <= m; i += 4) small_rows<4>(i, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  for (; i < m; ++i) small_rows<1>(i, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+}  // namespace
+
+const char* float_gemm_library() {
+#ifdef AD_WITH_DNNL
+  return "oneDNN";
+#else
+  return "OpenBLAS";
+#endif
+}
 
 void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, float alpha,
           const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
           std::size_t ldc) {
+  if (m * n * k <= small_product)
+    return small_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+#ifdef AD_WITH_DNNL
+  // oneDNN's sgemm: row-major like cblas; as fast or faster on the products measured.
+  const dnnl_status_t status = dnnl_sgemm(
+      ta ? 'T' : 'N', tb ? 'T' : 'N', static_cast<dnnl_dim_t>(m), static_cast<dnnl_dim_t>(n),
+      static_cast<dnnl_dim_t>(k), alpha, a, static_cast<dnnl_dim_t>(lda), b,
+      static_cast<dnnl_dim_t>(ldb), beta, c, static_cast<dnnl_dim_t>(ldc));
+  if (status != dnnl_success) fail("gemm: oneDNN's sgemm failed (status ", int(status), ")");
+  return;
+#endif
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
               static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha, a,
               static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
@@ -17,6 +128,8 @@ void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, float a
 void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, double alpha,
           const double* a, std::size_t lda, const double* b, std::size_t ldb, double beta,
           double* c, std::size_t ldc) {
+  if (m * n * k <= small_product)
+    return small_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
               static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha, a,
               static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
@@ -67,10 +180,36 @@ Array<T> linear(const Array<T>& x, const Array<T>& w, const T* bias, const Shape
   return out;
 }
 
+template <class T>
+void linear_backward(const T* g, const T* x, const T* w, std::size_t rows, std::size_t in,
+                     std::size_t out, T* dx, T* dw, T* db) {
+  if (dx) {
+    if (out)
+      gemm(false, false, rows, in, out, T(1), g, out, w, in, T(0), dx, in);
+    else
+      std::fill(dx, dx + rows * in, T(0));
+  }
+  if (dw) {
+    if (rows)
+      gemm(true, false, out, in, rows, T(1), g, out, x, in, T(0), dw, in);
+    else
+      std::fill(dw, dw + out * in, T(0));
+  }
+  if (db) {
+    std::fill(db, db + out, T(0));
+    for (std::size_t r = 0; r < rows; ++r)
+      for (std::size_t j = 0; j < out; ++j) db[j] += g[r * out + j];
+  }
+}
+
 template Array<float> matmul(const Array<float>&, const Array<float>&, bool, bool);
 template Array<double> matmul(const Array<double>&, const Array<double>&, bool, bool);
 template Array<float> linear(const Array<float>&, const Array<float>&, const float*, const Shape&);
 template Array<double> linear(const Array<double>&, const Array<double>&, const double*,
                               const Shape&);
+template void linear_backward(const float*, const float*, const float*, std::size_t, std::size_t,
+                              std::size_t, float*, float*, float*);
+template void linear_backward(const double*, const double*, const double*, std::size_t, std::size_t,
+                              std::size_t, double*, double*, double*);
 
 }  // namespace ad::kernels

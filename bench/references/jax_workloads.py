@@ -2,7 +2,7 @@
 
     python jax_workloads.py mlp|cnn EPOCHS BATCH THREADS | tiny STEPS THREADS | gradcheck
 
-Installed from PyPI into a virtual environment by bench/compare --with-references. Prints the
+Installed from PyPI into a Python 3.12 virtual environment by bench/compare --with-references. Prints the
 same "result" lines as bench/workloads.cpp. THREADS limits XLA's CPU threads.
 """
 import gzip
@@ -106,7 +106,7 @@ def train(which, epochs, batch, threads):
         best = min(best, time.perf_counter() - t0)
     acc = float(jnp.mean(jnp.argmax(forward(which, params, xte), 1) == yte))
     print(f"result workload={which} batch={batch} threads={threads} epoch_s={best:.4f} "
-          f"peak_mib={peak_mib():.1f} test_acc={acc:.4f}")
+          f"peak_mib={peak_mib():.1f} test_acc={acc:.4f} version={jax.__version__}")
 
 
 def tiny(steps, threads):
@@ -134,7 +134,8 @@ def tiny(steps, threads):
         params, value = step(params)
     jax.block_until_ready(params)
     us = (time.perf_counter() - t0) / steps * 1e6
-    print(f"result workload=tiny threads={threads} us_per_step={us:.3f} loss={float(value):.5f}")
+    print(f"result workload=tiny threads={threads} us_per_step={us:.3f} loss={float(value):.5f} "
+          f"version={jax.__version__}")
 
 
 def gradcheck():

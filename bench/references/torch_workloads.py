@@ -1,8 +1,11 @@
-"""The comparison workloads on PyTorch (Debian's python3-torch), eager mode.
+"""The comparison workloads on PyTorch: Debian's python3-torch (1.13) or PyTorch 2.x from PyPI,
+in eager mode or, with --compile, the whole training step through torch.compile (inductor).
 
-    python3 torch_workloads.py mlp|cnn EPOCHS BATCH THREADS | tiny STEPS THREADS | gradcheck
+    python3 torch_workloads.py [--compile] mlp|cnn EPOCHS BATCH THREADS | tiny STEPS THREADS
+    python3 torch_workloads.py gradcheck
 
-Prints the same "result" lines as bench/workloads.cpp.
+Prints the same "result" lines as bench/workloads.cpp, with the torch version. Every side warms
+up on a few steps before it is timed (with --compile, that is where the compiling happens).
 """
 import gzip
 import resource
@@ -13,6 +16,7 @@ import numpy as np
 import torch
 
 DATA = "/usr/share/datasets/fashion-mnist/"
+COMPILE = "--compile" in sys.argv
 
 
 def load(name, as_images):
@@ -38,6 +42,17 @@ def model_for(which):
                          nn.Linear(128, 10))
 
 
+def make_step(model, opt, loss_fn):
+    """One training step, compiled whole (forward, backward, optimizer) with --compile."""
+    def step(x, y):
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    return torch.compile(step) if COMPILE else step
+
+
 def train(which, epochs, batch, threads):
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -45,21 +60,22 @@ def train(which, epochs, batch, threads):
     xte, yte = load("t10k", which == "cnn")
     model = model_for(which)
     opt = torch.optim.SGD(model.parameters(), lr=0.05 if which == "cnn" else 0.1, momentum=0.9)
+    step = make_step(model, opt, torch.nn.functional.cross_entropy)
     n = xtr.shape[0]
+    for i in range(3):  # warm-up (and compilation) on the first batches
+        step(xtr[i * batch:(i + 1) * batch], ytr[i * batch:(i + 1) * batch])
     best = float("inf")
     for _ in range(epochs):
         t0 = time.perf_counter()
         perm = torch.randperm(n)
         for i in range(0, n, batch):
             idx = perm[i:i + batch]
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(xtr[idx]), ytr[idx]).backward()
-            opt.step()
+            step(xtr[idx], ytr[idx])
         best = min(best, time.perf_counter() - t0)
     with torch.no_grad():
         acc = (model(xte).argmax(1) == yte).float().mean().item()
     print(f"result workload={which} batch={batch} threads={threads} epoch_s={best:.4f} "
-          f"peak_mib={peak_mib():.1f} test_acc={acc:.4f}")
+          f"peak_mib={peak_mib():.1f} test_acc={acc:.4f} version={torch.__version__}")
 
 
 def tiny(steps, threads):
@@ -69,14 +85,15 @@ def tiny(steps, threads):
     model = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 1))
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     x, y = torch.randn(8, 2), torch.randn(8, 1)
+    step = make_step(model, opt, torch.nn.functional.mse_loss)
+    for _ in range(20):
+        step(x, y)
     t0 = time.perf_counter()
     for _ in range(steps):
-        opt.zero_grad()
-        loss = torch.nn.functional.mse_loss(model(x), y)
-        loss.backward()
-        opt.step()
+        loss = step(x, y)
     us = (time.perf_counter() - t0) / steps * 1e6
-    print(f"result workload=tiny threads={threads} us_per_step={us:.3f} loss={loss.item():.5f}")
+    print(f"result workload=tiny threads={threads} us_per_step={us:.3f} loss={loss.item():.5f} "
+          f"version={torch.__version__}")
 
 
 def gradcheck():
@@ -96,8 +113,9 @@ def gradcheck():
 
 
 if __name__ == "__main__":
-    mode = sys.argv[1] if len(sys.argv) > 1 else ""
-    args = [int(a) for a in sys.argv[2:]]
+    argv = [a for a in sys.argv[1:] if a != "--compile"]
+    mode = argv[0] if argv else ""
+    args = [int(a) for a in argv[1:]]
     if mode in ("mlp", "cnn"):
         train(mode, *(args + [2, 100, 1][len(args):]))
     elif mode == "tiny":
@@ -105,4 +123,5 @@ if __name__ == "__main__":
     elif mode == "gradcheck":
         gradcheck()
     else:
-        sys.exit("usage: torch_workloads.py mlp|cnn EPOCHS BATCH THREADS | tiny STEPS THREADS | gradcheck")
+        sys.exit("usage: torch_workloads.py [--compile] mlp|cnn EPOCHS BATCH THREADS | "
+                 "tiny STEPS THREADS | gradcheck")

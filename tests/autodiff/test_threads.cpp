@@ -2,8 +2,10 @@
 // batches, nested calls and exceptions.
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <stdexcept>
 #include <thread>
 
@@ -37,7 +39,17 @@ BOOST_AUTO_TEST_SUITE(threads)
 BOOST_AUTO_TEST_CASE(same_results_on_one_and_two_threads) {
   auto one = run(1), two = run(2);
   BOOST_TEST(ad::num_threads() == 1);
-  for (std::size_t i = 0; i < one.size(); ++i) BOOST_TEST(one[i] == two[i]);
+  // The output and the input and bias gradients are the same bit for bit. The weight gradient is
+  // a product summed over all 8,192 output positions, a sum that oneDNN's sgemm (when the library
+  // is built with it) splits over its threads: it may differ in rounding, by a few ulps (measured
+  // 1.6e-7 of its largest entry). A race would differ by far more.
+  for (std::size_t i : {0, 1, 3}) BOOST_TEST(one[i] == two[i]);
+  double largest = 0, diff = 0;
+  for (std::size_t j = 0; j < one[2].size(); ++j) {
+    largest = std::max(largest, double(std::abs(one[2].data()[j])));
+    diff = std::max(diff, double(std::abs(one[2].data()[j] - two[2].data()[j])));
+  }
+  BOOST_TEST(diff <= 1e-6 * largest);
 }
 
 BOOST_AUTO_TEST_CASE(set_num_threads_runs_tasks_at_the_same_time) {

@@ -13,7 +13,7 @@ trap '"$here/scripts/netns-hosts" down "$name"' EXIT
 for np in 2 3; do
   echo "== $np processes on two hosts"
   timeout 240 "$here/scripts/netns-hosts" mpirun "$name" -np "$np" \
-    -x OPENBLAS_NUM_THREADS=1 -x ASAN_OPTIONS=detect_leaks=0 \
+    -x OPENBLAS_NUM_THREADS=1 -x OMP_NUM_THREADS=1 -x ASAN_OPTIONS=detect_leaks=0 \
     sh -c 'echo "rank $OMPI_COMM_WORLD_RANK on $(ip -4 -o addr | grep -o "inet 10\.213\.[0-9.]*")"; exec "$0" --log_level=message' \
     "$program" || { echo "FAIL with $np processes"; exit 1; }
 done
