@@ -41,18 +41,19 @@ Vec<T> load(const T* p) {
   return v;
 }
 
-/// Rows i0 … i0+R−1 of C = alpha·A·B + beta·C, with A's and B's rows contiguous: each block of
-/// columns as R registers summed over p (R independent chains), the last columns one by one.
+/// Rows i0 … i0+R−1 of C = alpha·op(A)·B + beta·C, op(A)[i, p] at a[i·ars + p·acs] and B's rows
+/// contiguous: each block of columns as R registers summed over p (R independent chains), the
+/// last columns one by one.
 template <int R, class T>
-void small_rows(std::size_t i0, std::size_t n, std::size_t k, T alpha, const T* a, std::size_t lda,
-                const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
+void small_rows(std::size_t i0, std::size_t n, std::size_t k, T alpha, const T* a, std::size_t ars,
+                std::size_t acs, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
   constexpr std::size_t w = sizeof(Vec<T>) / sizeof(T);
   std::size_t j0 = 0;
   for (; j0 + w <= n; j0 += w) {
     Vec<T> acc[R] = {};
     for (std::size_t p = 0; p < k; ++p) {
       const Vec<T> bv = load(b + p * ldb + j0);
-      for (int r = 0; r < R; ++r) acc[r] += a[(i0 + r) * lda + p] * bv;
+      for (int r = 0; r < R; ++r) acc[r] += a[(i0 + r) * ars + p * acs] * bv;
     }
     for (int r = 0; r < R; ++r) {
       T* cr = c + (i0 + r) * ldc + j0;
@@ -64,7 +65,7 @@ void small_rows(std::size_t i0, std::size_t n, std::size_t k, T alpha, const T* 
   for (; j0 < n; ++j0) {
     T acc[R] = {};
     for (std::size_t p = 0; p < k; ++p)
-      for (int r = 0; r < R; ++r) acc[r] += a[(i0 + r) * lda + p] * b[p * ldb + j0];
+      for (int r = 0; r < R; ++r) acc[r] += a[(i0 + r) * ars + p * acs] * b[p * ldb + j0];
     for (int r = 0; r < R; ++r) {
       T& cr = c[(i0 + r) * ldc + j0];
       cr = beta == T(0) ? alpha * acc[r] : alpha * acc[r] + beta * cr;
@@ -72,28 +73,23 @@ void small_rows(std::size_t i0, std::size_t n, std::size_t k, T alpha, const T* 
   }
 }
 
-/// C = alpha·op(A)·op(B) + beta·C for small products: op(A) and op(B) are first copied so that
-/// their rows are contiguous, then four rows of C at a time go through small_rows. beta = 0 never
-/// reads C.
+/// C = alpha·op(A)·op(B) + beta·C for small products: op(B) is first copied transposed when it is
+/// Bᵀ, so that its rows are contiguous (op(A) is read in place, one entry at a time), then four
+/// rows of C at a time go through small_rows. beta = 0 never reads C.
 template <class T>
 void small_gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a,
                 std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
-  T pa[small_product], pb[small_product];
-  if (ta) {  // op(A) = Aᵀ: pa (m × k)
-    for (std::size_t p = 0; p < k; ++p)
-      for (std::size_t i = 0; i < m; ++i) pa[i * k + p] = a[p * lda + i];
-    a = pa;
-    lda = k;
-  }
-  if (tb) {  // op(B) = Bᵀ: pb (k × n)
+  T packed[small_product];
+  if (tb) {  // op(B) = Bᵀ: packed (k × n)
     for (std::size_t j = 0; j < n; ++j)
-      for (std::size_t p = 0; p < k; ++p) pb[p * n + j] = b[j * ldb + p];
-    b = pb;
+      for (std::size_t p = 0; p < k; ++p) packed[p * n + j] = b[j * ldb + p];
+    b = packed;
     ldb = n;
   }
+  const std::size_t ars = ta ? 1 : lda, acs = ta ? lda : 1;
   std::size_t i = 0;
-  for (; i + 4 <= m; i += 4) small_rows<4>(i, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  for (; i < m; ++i) small_rows<1>(i, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  for (; i + 4 <= m; i += 4) small_rows<4>(i, n, k, alpha, a, ars, acs, b, ldb, beta, c, ldc);
+  for (; i < m; ++i) small_rows<1>(i, n, k, alpha, a, ars, acs, b, ldb, beta, c, ldc);
 }
 
 }  // namespace
