@@ -38,6 +38,9 @@ Cache::~Cache() {
   clear();
 }
 
+// Bytes of arrays allocated and freed on this thread (see MemoryStats).
+thread_local long long in_use = 0, peak = 0;
+
 }  // namespace
 
 namespace detail {
@@ -110,6 +113,8 @@ void* allocate_block(std::size_t bytes) {
       if (static_cast<char*>(p) >= a.begin && static_cast<char*>(p) < a.end) ++a.views;
     return p;
   }
+  in_use += static_cast<long long>(bytes);
+  peak = std::max(peak, in_use);
   if (bytes >= cached_block_min) {
     Cache& c = cache();
     auto it = c.free.find(bytes);
@@ -127,6 +132,7 @@ void* allocate_block(std::size_t bytes) {
 
 void free_block(void* p, std::size_t bytes) noexcept {
   if (!p || release_if_placed(p)) return;
+  in_use -= static_cast<long long>(bytes);
   if (bytes >= cached_block_min && bytes <= cache_capacity) {
     Cache& c = cache();
     if (cache_alive) {
@@ -188,6 +194,15 @@ Placement::Placement(void* at, std::size_t bytes) {
 
 Placement::~Placement() {
   detail::placement_at = nullptr;
+}
+
+MemoryStats memory_stats() {
+  return {static_cast<std::size_t>(std::max(in_use, 0LL)),
+          static_cast<std::size_t>(std::max(peak, 0LL))};
+}
+
+void reset_peak_memory() {
+  peak = std::max(in_use, 0LL);
 }
 
 void release_cached_memory() {

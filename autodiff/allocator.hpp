@@ -78,6 +78,17 @@ class Placement {
   Placement& operator=(const Placement&) = delete;
 };
 
+/// Bytes held by the library's arrays (the cache not counted), as the calling thread sees them:
+/// allocated on it and not yet freed on it. With one thread (ad::set_num_threads(1)) that is all
+/// of them; the kernels' scratch buffers and parameter arenas are not arrays and not counted.
+struct MemoryStats {
+  std::size_t in_use = 0;  ///< now
+  std::size_t peak = 0;    ///< the most since the thread started or reset_peak_memory()
+};
+MemoryStats memory_stats();
+/// Starts a new peak from what is in use now.
+void reset_peak_memory();
+
 /// Frees every block the calling thread's caches hold: the allocator's cache of large blocks and
 /// the kernels' scratch buffers.
 void release_cached_memory();

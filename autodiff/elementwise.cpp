@@ -73,6 +73,19 @@ Variable<T> inside(const Variable<T>& x, T lo, T hi) {
   return Variable<T>(kernels::unary(x.value(), [lo, hi](T v) { return inside(v, lo, hi); }));
 }
 
+/// a where x > 0, else b (NaN x: b).
+template <class T>
+T if_positive(T x, T a, T b) {
+  return x > 0 ? a : b;
+}
+template <class T>
+Variable<T> if_positive(const Variable<T>& x, const Variable<T>& a, const Variable<T>& b) {
+  Mask m = Mask::from_shape(x.shape());
+  const T* px = x.value().data();
+  for (std::size_t i = 0; i < m.size(); ++i) m.data()[i] = px[i] > 0;
+  return ad::where(m, a, b);
+}
+
 /// 1/(1+e^-x) for x >= 0 and e^x/(1+e^x) otherwise: no overflow either way.
 template <class T>
 T logistic(T x) {
@@ -181,9 +194,61 @@ Variable<T> square(const Variable<T>& a) {
 }
 
 template <class T>
+Variable<T> sin(const Variable<T>& a) {
+  return unary("sin", kernels::simd_map(a.value(), [](auto x) { return xsimd::sin(x); }), a,
+               // d/da = g*cos(a)
+               [](const auto& g, const auto& x, const auto&) {
+                 using std::cos;
+                 return g * cos(x);
+               });
+}
+
+template <class T>
+Variable<T> cos(const Variable<T>& a) {
+  return unary("cos", kernels::simd_map(a.value(), [](auto x) { return xsimd::cos(x); }), a,
+               // d/da = -g*sin(a)
+               [](const auto& g, const auto& x, const auto&) {
+                 using std::sin;
+                 return -(g * sin(x));
+               });
+}
+
+template <class T>
+Variable<T> elu(const Variable<T>& a, double alpha) {
+  const T al = static_cast<T>(alpha);
+  return unary("elu",
+               kernels::unary(a.value(), [al](T x) { return x > 0 ? x : al * std::expm1(x); }), a,
+               // d/da = g for a > 0, g*alpha*e^a = g*(y + alpha) otherwise
+               [al](const auto& g, const auto& x, const auto& y) {
+                 return if_positive(x, g, g * (y + al));
+               });
+}
+
+template <class T>
+Variable<T> hardtanh(const Variable<T>& a, double lo, double hi) {
+  return clamp(a, lo, hi);
+}
+
+template <class T>
+Variable<T> silu(const Variable<T>& a) {
+  return a * sigmoid(a);
+}
+
+template <class T>
+Variable<T> mish(const Variable<T>& a) {
+  return a * tanh(softplus(a));
+}
+
+template <class T>
+Variable<T> logsigmoid(const Variable<T>& a) {
+  return -softplus(-a);
+}
+
+template <class T>
 std::vector<const void*> elementwise_ops() {
   return detail::addresses(&exp<T>, &log<T>, &sqrt<T>, &abs<T>, &tanh<T>, &sigmoid<T>, &relu<T>,
-                           &leaky_relu<T>, &softplus<T>, &clamp<T>, &erf<T>, &square<T>);
+                           &leaky_relu<T>, &softplus<T>, &clamp<T>, &erf<T>, &square<T>, &sin<T>,
+                           &cos<T>, &elu<T>, &hardtanh<T>, &silu<T>, &mish<T>, &logsigmoid<T>);
 }
 template std::vector<const void*> elementwise_ops<float>();
 template std::vector<const void*> elementwise_ops<double>();

@@ -42,5 +42,26 @@ Variable<T> erf(const Variable<T>& a);
 /// a * a (a composite of mul, for convenience).
 template <class T>
 Variable<T> square(const Variable<T>& a);
+/// Sine.
+template <class T>
+Variable<T> sin(const Variable<T>& a);
+/// Cosine.
+template <class T>
+Variable<T> cos(const Variable<T>& a);
+/// a for a > 0, alpha * (e^a - 1) otherwise (ELU).
+template <class T>
+Variable<T> elu(const Variable<T>& a, double alpha = 1.0);
+/// clamp(a, lo, hi) under the name of the activation (defaults -1, 1).
+template <class T>
+Variable<T> hardtanh(const Variable<T>& a, double lo = -1.0, double hi = 1.0);
+/// a * sigmoid(a) (SiLU, also called swish).
+template <class T>
+Variable<T> silu(const Variable<T>& a);
+/// a * tanh(softplus(a)) (Mish).
+template <class T>
+Variable<T> mish(const Variable<T>& a);
+/// log(sigmoid(a)) = -softplus(-a), without overflow for any a.
+template <class T>
+Variable<T> logsigmoid(const Variable<T>& a);
 
 }  // namespace ad

@@ -24,6 +24,11 @@ std::atomic<int>& hooked_leaves() {
   return count;
 }
 
+std::size_t next_hook_id() {
+  static std::atomic<std::size_t> counter{0};
+  return ++counter;
+}
+
 std::uint64_t next_seq() {
   static std::atomic<std::uint64_t> counter{0};
   return ++counter;
@@ -148,8 +153,10 @@ void check_versions(const Node<T>& node) {
 template <class T>
 class BackwardPass {
  public:
-  BackwardPass(const BackwardOptions& options, const std::vector<Variable<T>>* wanted)
-      : create_graph_(options.create_graph),
+  BackwardPass(const BackwardOptions& options, const std::vector<Variable<T>>* wanted,
+               bool stop_at_wanted = false)
+      : stop_at_wanted_(stop_at_wanted),
+        create_graph_(options.create_graph),
         retain_(options.retain_graph || options.create_graph),
         anomaly_(anomaly_enabled),
         pass_(next_pass()),
@@ -213,7 +220,7 @@ class BackwardPass {
   /// wanted result, or a leaf's .grad.
   void route(const Variable<T>& target, Variable<T>&& g) {
     VariableImpl<T>& impl = target.impl();
-    if (impl.node) {
+    if (impl.node && !(stop_at_wanted_ && wanted_index_.count(&impl))) {
       Node<T>& node = *impl.node;
       if (node.pass != pass_) {
         node.pass = pass_;
@@ -232,13 +239,40 @@ class BackwardPass {
         results_owned_[it->second] = owned;
       }
     } else if (impl.requires_grad) {
-      accumulate_leaf(impl, std::move(g), create_graph_);
       auto it = hooked_.find(&impl);
-      if (it != hooked_.end())
-        it->second.received = true;
-      else if (impl.hooks)
-        run_hooks(target);  // a root that is itself a hooked leaf
+      if (it == hooked_.end()) {
+        finish_leaf(target, std::move(g));  // (a root that is itself a leaf, or no hooks)
+        return;
+      }
+      Hooked& h = it->second;
+      h.received = true;
+      if (impl.hooks->grad.empty())
+        accumulate_leaf(impl, std::move(g), create_graph_);
+      else  // summed first: the hooks see the pass's whole gradient
+        accumulate(h.pending, h.pending_owned, std::move(g), create_graph_);
     }
+  }
+
+  /// A leaf's gradient for the pass: through its gradient hooks into .grad, then its
+  /// post-accumulate hooks.
+  void finish_leaf(const Variable<T>& leaf, Variable<T>&& g) {
+    VariableImpl<T>& impl = leaf.impl();
+    if (impl.hooks) g = apply_grad_hooks(leaf, std::move(g));
+    accumulate_leaf(impl, std::move(g), create_graph_);
+    if (impl.hooks) run_post_hooks(leaf);
+  }
+
+  /// g through the Variable's register_hook hooks, in order.
+  static Variable<T> apply_grad_hooks(const Variable<T>& v, Variable<T> g) {
+    for (const auto& [id, hook] : v.impl().hooks->grad) {
+      Variable<T> replaced = hook(g);
+      if (!replaced.defined()) continue;
+      if (replaced.shape() != v.shape())
+        fail("backward: a hook of a Variable of shape ", shape_str(v.shape()), " (", v.op_name(),
+             ") returned a gradient of shape ", shape_str(replaced.shape()));
+      g = std::move(replaced);
+    }
+    return g;
   }
 
   /// Runs one node's rule on its summed gradient and routes what it returns to the inputs.
@@ -251,6 +285,7 @@ class BackwardPass {
       fail("backward: the graph behind '", node.op,
            "' was freed by an earlier backward; pass retain_graph = true to the first backward "
            "to run backward through it again");
+    if (impl.hooks) g = apply_grad_hooks(out, std::move(g));
     keep_intermediate(impl, g);
     check_versions(node);
     Grads<T> grads;
@@ -300,6 +335,8 @@ class BackwardPass {
     Variable<T> leaf;
     std::size_t edges = 0;
     bool received = false, done = false;
+    Variable<T> pending;  ///< the pass's gradient so far, when the leaf has gradient hooks
+    bool pending_owned = false;
   };
 
   void count_hooked_edges(const std::vector<Variable<T>>& roots) {
@@ -313,7 +350,7 @@ class BackwardPass {
       if (!impl.node || !seen.insert(&impl).second) continue;
       for (const auto& in : impl.node->inputs) {
         const VariableImpl<T>& i = in.impl();
-        if (!i.node && i.hooks && i.requires_grad) {
+        if (!i.node && i.hooks && !i.hooks->empty() && i.requires_grad) {
           Hooked& h = hooked_[&i];
           h.leaf = in;
           ++h.edges;
@@ -327,34 +364,41 @@ class BackwardPass {
     auto it = hooked_.find(&input.impl());
     if (it == hooked_.end()) return;
     Hooked& h = it->second;
-    if (--h.edges == 0 && h.received && !h.done) {
-      h.done = true;
-      run_hooks(h.leaf);
-    }
+    if (--h.edges == 0) complete(h);
   }
 
   void run_remaining_hooks() {
-    for (auto& [impl, h] : hooked_)
-      if (h.received && !h.done) {
-        h.done = true;
-        run_hooks(h.leaf);
-      }
+    for (auto& [impl, h] : hooked_) complete(h);
   }
 
-  static void run_hooks(const Variable<T>& leaf) {
+  /// A hooked leaf whose gradient is final for the pass.
+  void complete(Hooked& h) {
+    if (!h.received || h.done) return;
+    h.done = true;
+    if (h.pending.defined())
+      finish_leaf(h.leaf, std::move(h.pending));
+    else
+      run_post_hooks(h.leaf);
+  }
+
+  static void run_post_hooks(const Variable<T>& leaf) {
     Variable<T> handle = leaf;
-    for (const auto& [id, hook] : *leaf.impl().hooks) hook(handle);
+    for (const auto& [id, hook] : leaf.impl().hooks->post_accumulate) hook(handle);
   }
 
   std::vector<Variable<T>> results() {
     if (wanted_)
-      for (std::size_t i = 0; i < results_.size(); ++i)
+      for (std::size_t i = 0; i < results_.size(); ++i) {
+        const Variable<T>& w = (*wanted_)[i];
         if (!results_[i].defined())
-          results_[i] = Variable<T>(Array<T>(xt::zeros<T>((*wanted_)[i].shape())));
+          results_[i] = Variable<T>(Array<T>(xt::zeros<T>(w.shape())));
+        else if (w.is_leaf() && w.impl().hooks && !stop_at_wanted_)  // (a non-leaf's ran)
+          results_[i] = apply_grad_hooks(w, std::move(results_[i]));
+      }
     return std::move(results_);
   }
 
-  const bool create_graph_, retain_, anomaly_;
+  const bool stop_at_wanted_, create_graph_, retain_, anomaly_;
   const std::uint64_t pass_;
   const std::vector<Variable<T>>* wanted_;
   std::unordered_map<const VariableImpl<T>*, std::size_t> wanted_index_;
@@ -370,6 +414,13 @@ std::vector<Variable<T>> run_backward(const std::vector<Variable<T>>& roots,
                                       const BackwardOptions& options,
                                       const std::vector<Variable<T>>* wanted) {
   return BackwardPass<T>(options, wanted).run(roots, seeds);
+}
+
+template <class T>
+std::vector<Variable<T>> grad_until(const Variable<T>& output,
+                                    const std::vector<Variable<T>>& inputs, const Variable<T>& seed,
+                                    const BackwardOptions& options) {
+  return BackwardPass<T>(options, &inputs, true).run({output}, {seed});
 }
 
 }  // namespace detail
@@ -414,6 +465,9 @@ std::ostream& operator<<(std::ostream& os, const Variable<T>& v) {
                                         const std::vector<Variable<T>>&);                        \
   template Variable<T> detail::record<T>(const char*, Array<T>&&, std::vector<Variable<T>>&&,    \
                                          BackwardFn<T>&&);                                       \
+  template std::vector<Variable<T>> detail::grad_until<T>(                                       \
+      const Variable<T>&, const std::vector<Variable<T>>&, const Variable<T>&,                   \
+      const BackwardOptions&);                                                                   \
   template class Variable<T>;                                                                    \
   template std::vector<Variable<T>> grad<T>(const Variable<T>&, const std::vector<Variable<T>>&, \
                                             const Variable<T>&, const BackwardOptions&);         \

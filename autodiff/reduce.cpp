@@ -158,6 +158,75 @@ Variable<T> softmax_cross_entropy(const Variable<T>& logits, const Index& labels
 }
 
 template <class T>
+Variable<T> var(const Variable<T>& a, const std::vector<long>& axes, double correction,
+                bool keepdims) {
+  Shape keep = kernels::keepdims_shape(a.shape(), axes, "var");
+  const double n = static_cast<double>(a.size()) / static_cast<double>(shape_size(keep));
+  Variable<T> d = a - mean(a, axes, true);
+  return sum(d * d, axes, keepdims) / static_cast<T>(std::max(n - correction, 0.0));
+}
+
+template <class T>
+Variable<T> std(const Variable<T>& a, const std::vector<long>& axes, double correction,
+                bool keepdims) {
+  return sqrt(var(a, axes, correction, keepdims));
+}
+
+template <class T>
+Variable<T> norm(const Variable<T>& a, double p, const std::vector<long>& axes, bool keepdims) {
+  if (!(p > 0)) fail("norm: p must be > 0 (or infinity), got ", p);
+  if (std::isinf(p)) return max(abs(a), axes, keepdims);
+  if (p == 1) return sum(abs(a), axes, keepdims);
+  if (p != 2) return pow(sum(pow(abs(a), p), axes, keepdims), 1.0 / p);
+  Shape keep = kernels::keepdims_shape(a.shape(), axes, "norm");
+  Array<T> y = kernels::sum_to(kernels::unary(a.value(), [](T x) { return x * x; }), keep);
+  for (auto& v : y) v = std::sqrt(v);
+  Variable<T> kept =
+      make_op<T>("norm", std::move(y), {a}, [](const BackwardContext<T>& c) -> Grads<T> {
+        // d/da = g*a/y, and 0 where y = 0 (the zero vector's subgradient, as in PyTorch)
+        Mask positive = Mask::from_shape(c.output.shape());
+        for (std::size_t i = 0; i < positive.size(); ++i)
+          positive.data()[i] = c.output.value().data()[i] > 0;
+        Variable<T> y = ad::where(positive, c.output, scalar(T(1)));
+        return {c.input(0) * ad::where(positive, c.grad / y, scalar(T(0)))};
+      });
+  return finish(kept, a.shape(), axes, keepdims, "norm");
+}
+
+template <class T>
+Variable<T> cumsum(const Variable<T>& a, long axis, bool reverse) {
+  const std::size_t ax = normalize_axis(axis, a.shape(), "cumsum");
+  return make_op<T>("cumsum", kernels::cumsum(a.value(), ax, reverse), {a},
+                    [ax, reverse](const BackwardContext<T>& c) -> Grads<T> {
+                      // d/da_i = Σ_{j >= i} g_j: the running sum of g the other way round
+                      return {cumsum(c.grad, long(ax), !reverse)};
+                    });
+}
+
+namespace {
+template <class T>
+Index arg_extremum(const Variable<T>& a, long axis, bool keepdims, bool smallest) {
+  const char* op = smallest ? "argmin" : "argmax";
+  const std::size_t ax = normalize_axis(axis, a.shape(), op);
+  if (a.shape()[ax] == 0)
+    fail(op, ": axis ", axis, " of shape ", shape_str(a.shape()), " is empty");
+  Array<std::size_t> at = kernels::arg_extremum(a.value(), ax, smallest);
+  if (!keepdims) at.reshape(kernels::dropdims_shape(a.shape(), {long(ax)}, op));
+  return Index(std::move(at));
+}
+}  // namespace
+
+template <class T>
+Index argmax(const Variable<T>& a, long axis, bool keepdims) {
+  return arg_extremum(a, axis, keepdims, false);
+}
+
+template <class T>
+Index argmin(const Variable<T>& a, long axis, bool keepdims) {
+  return arg_extremum(a, axis, keepdims, true);
+}
+
+template <class T>
 std::vector<const void*> reduce_ops() {
   using V = Variable<T>;
   using All = V (*)(const V&);
@@ -166,7 +235,8 @@ std::vector<const void*> reduce_ops() {
       static_cast<All>(&sum<T>), static_cast<Axes>(&sum<T>), static_cast<All>(&mean<T>),
       static_cast<Axes>(&mean<T>), static_cast<All>(&max<T>), static_cast<Axes>(&max<T>),
       static_cast<All>(&min<T>), static_cast<Axes>(&min<T>), &log_sum_exp<T>, &log_softmax<T>,
-      &softmax<T>, &squared_distance<T>, &softmax_cross_entropy<T>);
+      &softmax<T>, &squared_distance<T>, &softmax_cross_entropy<T>, &var<T>, &std<T>, &norm<T>,
+      &cumsum<T>, &argmax<T>, &argmin<T>);
 }
 template std::vector<const void*> reduce_ops<float>();
 template std::vector<const void*> reduce_ops<double>();

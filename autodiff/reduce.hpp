@@ -45,6 +45,31 @@ Variable<T> softmax(const Variable<T>& a, long axis = -1);
 /// Σ (a − b)² over all elements (a 0-d result), fused; a and b must have the same shape.
 template <class T>
 Variable<T> squared_distance(const Variable<T>& a, const Variable<T>& b);
+/// Variance over `axes` (all when empty): Σ (a − mean)² / (N − correction), N the number of
+/// elements reduced (correction 1: the unbiased estimate; 0: the population variance). N ≤
+/// correction divides by zero (Inf or NaN, as NumPy).
+template <class T>
+Variable<T> var(const Variable<T>& a, const std::vector<long>& axes = {}, double correction = 1.0,
+                bool keepdims = false);
+/// Standard deviation: sqrt(var(a, axes, correction)). Its gradient is infinite where it is 0.
+template <class T>
+Variable<T> std(const Variable<T>& a, const std::vector<long>& axes = {}, double correction = 1.0,
+                bool keepdims = false);
+/// The p-norm over `axes` (all when empty): (Σ |a|^p)^(1/p) for p > 0, max |a| for p = ∞. For
+/// p = 2 the gradient at a zero vector is 0 (a subgradient); for other p it follows pow and abs.
+template <class T>
+Variable<T> norm(const Variable<T>& a, double p = 2.0, const std::vector<long>& axes = {},
+                 bool keepdims = false);
+/// Running sums along `axis` (NumPy's cumsum); with `reverse`, from the last element backwards.
+template <class T>
+Variable<T> cumsum(const Variable<T>& a, long axis, bool reverse = false);
+/// Positions of the maxima along `axis` (the first on ties; the first NaN where there is one, as
+/// NumPy). No gradient: gather(a, axis, argmax(a, axis, true)) picks the values, differentiably.
+template <class T>
+Index argmax(const Variable<T>& a, long axis, bool keepdims = false);
+/// Positions of the minima along `axis` (as argmax).
+template <class T>
+Index argmin(const Variable<T>& a, long axis, bool keepdims = false);
 /// Per-sample cross-entropy of logits (N, K) against class labels (N), fused and stable:
 /// loss_i = lse(z_i) - Σ_k t_ik z_ik with t = (1 - ε)·onehot(label) + ε/K (ε: label smoothing).
 /// The gradient is softmax(z) - t. Labels out of [0, K) throw, naming the row.

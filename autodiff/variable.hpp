@@ -157,6 +157,17 @@ class Variable {
   /// Asks backward() to store the gradient of this non-leaf too.
   void retain_grad() { impl().retains_grad = true; }
 
+  /// Calls `hook(g)` with the gradient g flowing into this Variable, in every backward pass and
+  /// grad() that reaches it (for a leaf: the sum of the pass's contributions, before it is added
+  /// to .grad). The Variable the hook returns replaces g from there on (it must have g's shape;
+  /// an undefined one keeps g): clip or rescale one tensor's gradient, or just read it. Under
+  /// create_graph, g and what the hook computes from it are recorded, so second order sees the
+  /// replaced gradient. The hook must not write into g. Hooks run in the order they were
+  /// registered; returns an id for remove_hook.
+  std::size_t register_hook(std::function<Variable(const Variable&)> hook);
+  /// Removes the hook that register_hook returned `id` for.
+  void remove_hook(std::size_t id);
+
   /// Calls `hook(leaf)` in every backward pass (not grad()) that reaches this leaf, once its .grad
   /// holds the pass's last contribution: the gradient is final for the pass, while the rest of
   /// the pass may still run (PyTorch's name). Data-parallel training starts averaging a bucket
@@ -187,16 +198,28 @@ class Variable {
 };
 
 namespace detail {
-/// How many leaves have post-accumulate hooks: backward counts a graph's edges only when some do.
+/// How many leaves have hooks: backward counts a graph's edges only when some do.
 std::atomic<int>& hooked_leaves();
+/// The next hook id.
+std::size_t next_hook_id();
 }  // namespace detail
+
+/// The hooks of one Variable, by id (allocated only when one is registered).
+template <class T>
+struct VariableHooks {
+  /// register_hook: gradient in, gradient out.
+  std::vector<std::pair<std::size_t, std::function<Variable<T>(const Variable<T>&)>>> grad;
+  /// register_post_accumulate_hook (leaves).
+  std::vector<std::pair<std::size_t, std::function<void(Variable<T>&)>>> post_accumulate;
+  bool empty() const { return grad.empty() && post_accumulate.empty(); }
+};
 
 template <class T>
 struct VariableImpl {
   // Built from its value: a default-constructed xarray allocates one element.
   VariableImpl(Array<T>&& v, bool requires) : value(std::move(v)), requires_grad(requires) {}
   ~VariableImpl() {
-    if (hooks && !hooks->empty()) --detail::hooked_leaves();
+    if (hooks && !hooks->empty() && !node) --detail::hooked_leaves();
   }
   VariableImpl(const VariableImpl&) = delete;
   VariableImpl& operator=(const VariableImpl&) = delete;
@@ -208,8 +231,7 @@ struct VariableImpl {
   bool requires_grad = false;
   bool retains_grad = false;
   bool grad_view = false;  ///< .grad is a view of a flat gradient buffer: zero_grad() zeroes it
-  // Post-accumulate hooks by id (a leaf's; allocated only when one is registered).
-  std::unique_ptr<std::vector<std::pair<std::size_t, std::function<void(Variable<T>&)>>>> hooks;
+  std::unique_ptr<VariableHooks<T>> hooks;
 };
 
 /// A leaf that requires grad (a parameter or an input to differentiate with respect to).
@@ -290,6 +312,14 @@ void check_finite(const Array<T>& value, const char* op, const char* phase,
 template <class T>
 Variable<T> record(const char* op, Array<T>&& value, std::vector<Variable<T>>&& inputs,
                    BackwardFn<T>&& backward);
+
+/// grad() that stops at the given Variables: the gradients reaching them are returned, and the
+/// graph above them is not visited (checkpoint's recomputation inside a backward pass). `output`
+/// must require grad.
+template <class T>
+std::vector<Variable<T>> grad_until(const Variable<T>& output,
+                                    const std::vector<Variable<T>>& inputs, const Variable<T>& seed,
+                                    const BackwardOptions& options);
 
 template <class T>
 bool any_requires_grad(std::initializer_list<Variable<T>> inputs) {
@@ -403,29 +433,57 @@ void Variable<T>::zero_grad() {
   i.grad = Variable();
 }
 
+namespace detail {
+/// Adds `hook` to one of a Variable's hook lists (keeping the count of hooked leaves).
+template <class T, class List, class H>
+std::size_t add_hook(VariableImpl<T>& i, List VariableHooks<T>::*list, H&& hook) {
+  if (!i.hooks) i.hooks = std::make_unique<VariableHooks<T>>();
+  if (i.hooks->empty() && !i.node) ++hooked_leaves();
+  const std::size_t id = next_hook_id();
+  ((*i.hooks).*list).emplace_back(id, std::forward<H>(hook));
+  return id;
+}
+
+/// Removes hook `id` from whichever list holds it.
+template <class T>
+void remove_hook(VariableImpl<T>& i, std::size_t id) {
+  if (!i.hooks || i.hooks->empty()) return;
+  auto drop = [id](auto& list) {
+    list.erase(
+        std::remove_if(list.begin(), list.end(), [id](const auto& e) { return e.first == id; }),
+        list.end());
+  };
+  drop(i.hooks->grad);
+  drop(i.hooks->post_accumulate);
+  if (i.hooks->empty() && !i.node) --hooked_leaves();
+}
+}  // namespace detail
+
+template <class T>
+std::size_t Variable<T>::register_hook(std::function<Variable(const Variable&)> hook) {
+  if (!hook) fail("Variable::register_hook: the hook is empty");
+  if (!requires_grad())
+    fail("Variable::register_hook: this Variable (", op_name(), ", shape ", shape_str(shape()),
+         ") does not require grad, so no gradient will flow into it");
+  return detail::add_hook(impl(), &VariableHooks<T>::grad, std::move(hook));
+}
+
+template <class T>
+void Variable<T>::remove_hook(std::size_t id) {
+  detail::remove_hook(impl(), id);
+}
+
 template <class T>
 std::size_t Variable<T>::register_post_accumulate_hook(std::function<void(Variable&)> hook) {
   if (!is_leaf())
     fail("Variable::register_post_accumulate_hook: '", op_name(), "' output is not a leaf");
   if (!hook) fail("Variable::register_post_accumulate_hook: the hook is empty");
-  VariableImpl<T>& i = impl();
-  if (!i.hooks) i.hooks = std::make_unique<typename decltype(i.hooks)::element_type>();
-  if (i.hooks->empty()) ++detail::hooked_leaves();
-  static std::atomic<std::size_t> next_id{0};
-  const std::size_t id = ++next_id;
-  i.hooks->emplace_back(id, std::move(hook));
-  return id;
+  return detail::add_hook(impl(), &VariableHooks<T>::post_accumulate, std::move(hook));
 }
 
 template <class T>
 void Variable<T>::remove_post_accumulate_hook(std::size_t id) {
-  VariableImpl<T>& i = impl();
-  if (!i.hooks) return;
-  const auto before = i.hooks->size();
-  auto& h = *i.hooks;
-  h.erase(std::remove_if(h.begin(), h.end(), [id](const auto& e) { return e.first == id; }),
-          h.end());
-  if (before > 0 && h.empty()) --detail::hooked_leaves();
+  detail::remove_hook(impl(), id);
 }
 
 template <class T>

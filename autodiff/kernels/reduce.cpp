@@ -185,6 +185,44 @@ T squared_distance(const Array<T>& a, const Array<T>& b) {
   return total;
 }
 
+template <class T>
+Array<T> cumsum(const Array<T>& a, std::size_t axis, bool reverse) {
+  Array<T> out = Array<T>::from_shape(a.shape());
+  const AxisView v(Shape(a.shape().begin(), a.shape().end()), axis);
+  const T* pa = a.data();
+  T* po = out.data();
+  for (std::size_t o = 0; o < v.outer; ++o)
+    for (std::size_t i = 0; i < v.inner; ++i) {
+      const std::size_t base = o * v.extent * v.inner + i;
+      T total = 0;
+      for (std::size_t k = 0; k < v.extent; ++k) {
+        const std::size_t at = base + (reverse ? v.extent - 1 - k : k) * v.inner;
+        po[at] = total += pa[at];
+      }
+    }
+  return out;
+}
+
+template <class T>
+Array<std::size_t> arg_extremum(const Array<T>& a, std::size_t axis, bool smallest) {
+  Shape kept(a.shape().begin(), a.shape().end());
+  const AxisView v(kept, axis);
+  kept[axis] = 1;
+  Array<std::size_t> out = Array<std::size_t>::from_shape(kept);
+  const T* pa = a.data();
+  for (std::size_t o = 0; o < v.outer; ++o)
+    for (std::size_t i = 0; i < v.inner; ++i) {
+      const T* p = pa + o * v.extent * v.inner + i;
+      std::size_t best = 0;
+      for (std::size_t k = 0; k < v.extent && !std::isnan(p[best * v.inner]); ++k) {
+        const T x = p[k * v.inner];
+        if (std::isnan(x) || (smallest ? x < p[best * v.inner] : x > p[best * v.inner])) best = k;
+      }
+      out.data()[o * v.inner + i] = best;
+    }
+  return out;
+}
+
 #define AD_INSTANTIATE(T)                                                                      \
   template Array<T> sum_to(const Array<T>&, const Shape&);                                     \
   template Array<T> broadcast_to(const Array<T>&, const Shape&);                               \
@@ -194,7 +232,9 @@ T squared_distance(const Array<T>& a, const Array<T>& b) {
   template Array<T> softmax_cross_entropy_target<T>(const Index&, std::size_t, double);        \
   template Array<T> softmax_cross_entropy_grad(const Array<T>&, const Array<T>&, const Index&, \
                                                double);                                        \
-  template T squared_distance(const Array<T>&, const Array<T>&);
+  template T squared_distance(const Array<T>&, const Array<T>&);                               \
+  template Array<T> cumsum(const Array<T>&, std::size_t, bool);                                \
+  template Array<std::size_t> arg_extremum(const Array<T>&, std::size_t, bool);
 
 AD_INSTANTIATE(float)
 AD_INSTANTIATE(double)

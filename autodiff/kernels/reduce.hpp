@@ -61,6 +61,16 @@ template <class T>
 Array<T> softmax_cross_entropy_grad(const Array<T>& z, const Array<T>& g, const Index& labels,
                                     double smoothing);
 
+/// Running sums along `axis` (from the last element backwards when `reverse`).
+template <class T>
+Array<T> cumsum(const Array<T>& a, std::size_t axis, bool reverse);
+
+/// The position of the largest (or, with `smallest`, the smallest) element along `axis`, in an
+/// array of a's shape with that axis set to 1; the first one on ties, and the first NaN where
+/// there is one (as NumPy's argmax). The axis must not be empty.
+template <class T>
+Array<std::size_t> arg_extremum(const Array<T>& a, std::size_t axis, bool smallest);
+
 /// Σ (a − b)² over all elements of two arrays of one shape.
 template <class T>
 T squared_distance(const Array<T>& a, const Array<T>& b);

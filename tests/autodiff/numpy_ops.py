@@ -49,6 +49,13 @@ def softplus(a): return np.logaddexp(0.0, a)
 def clamp(a, lo, hi): return np.clip(a, lo, hi)
 def erf(a): return np.vectorize(math.erf, otypes=[np.float64])(a)
 def square(a): return a * a
+def sin(a): return np.sin(a)
+def cos(a): return np.cos(a)
+def elu(a, alpha=1.0): return np.where(a > 0, a, alpha * np.expm1(a))
+def hardtanh(a, lo=-1.0, hi=1.0): return np.clip(a, lo, hi)
+def silu(a): return a / (1.0 + np.exp(-a))
+def mish(a): return a * np.tanh(np.logaddexp(0.0, a))
+def logsigmoid(a): return -np.logaddexp(0.0, -a)
 
 
 # Products
@@ -224,6 +231,29 @@ def log_sum_exp(a, axes=(), keepdims=False):
 def log_softmax(a, axis=-1): return a - _lse(a, axis, True)
 def softmax(a, axis=-1): return np.exp(log_softmax(a, axis))
 def squared_distance(a, b): return np.sum((a - b) ** 2)
+
+
+def var(a, axes=(), correction=1.0, keepdims=False):
+    return np.var(a, axis=_axes(a, axes), ddof=correction, keepdims=keepdims)
+
+
+def std(a, axes=(), correction=1.0, keepdims=False):
+    return np.std(a, axis=_axes(a, axes), ddof=correction, keepdims=keepdims)
+
+
+def norm(a, p=2.0, axes=(), keepdims=False):
+    ax = _axes(a, axes)
+    if p == "inf": return np.max(np.abs(a), axis=ax, keepdims=keepdims)
+    return np.sum(np.abs(a) ** p, axis=ax, keepdims=keepdims) ** (1.0 / p)
+
+
+def cumsum(a, axis, reverse=False):
+    if not reverse: return np.cumsum(a, axis=axis)
+    return np.flip(np.cumsum(np.flip(a, axis=axis), axis=axis), axis=axis)
+
+
+def argmax(a, axis, keepdims=False): return np.argmax(a, axis=axis, keepdims=keepdims)
+def argmin(a, axis, keepdims=False): return np.argmin(a, axis=axis, keepdims=keepdims)
 
 
 def softmax_cross_entropy(z, labels, label_smoothing=0.0):

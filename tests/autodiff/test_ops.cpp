@@ -18,6 +18,7 @@
 
 #include <xtensor/xnpy.hpp>
 
+#include "autodiff/kernels/reduce.hpp"
 #include "helpers.hpp"
 
 namespace tt = boost::test_tools;
@@ -51,6 +52,7 @@ struct Case {
   std::vector<Array<double>> inputs;
   Fn f;
   bool gradcheck = true;
+  bool second_order = false;  // also the gradient of the gradient
 };
 
 /// Random shapes and values from one seeded stream.
@@ -566,6 +568,107 @@ void shape_cases(std::vector<Case>& cases, Draw& d) {
   }
 }
 
+/// The activations, math and reductions of the second round, each also checked to second order
+/// (gradcheck's create_graph pass against the central difference of the gradient).
+void second_round_cases(std::vector<Case>& cases, Draw& d) {
+  const std::size_t first = cases.size();
+  struct Unary {
+    const char* op;
+    std::string args;
+    Fn f;
+    double lo, hi;
+    bool kink_at_zero;
+  };
+  const std::vector<Unary> unary = {
+      {"sin", "{}", fn([](const auto& x) { return ad::sin(x[0]); }), -3, 3, false},
+      {"cos", "{}", fn([](const auto& x) { return ad::cos(x[0]); }), -3, 3, false},
+      {"elu", R"({"alpha": 0.7})", fn([](const auto& x) { return ad::elu(x[0], 0.7); }), 0.2, 2,
+       true},
+      {"silu", "{}", fn([](const auto& x) { return ad::silu(x[0]); }), -5, 5, false},
+      {"mish", "{}", fn([](const auto& x) { return ad::mish(x[0]); }), -5, 5, false},
+      {"logsigmoid", "{}", fn([](const auto& x) { return ad::logsigmoid(x[0]); }), -8, 8, false},
+  };
+  for (const auto& u : unary)
+    for (int i = 0; i < 4; ++i) {
+      Shape s = i == 0 ? Shape{} : d.shape(1, 4, true);
+      Array<double> x = u.kink_at_zero ? d.away_from_zero(s, u.lo, u.hi) : d.values(s, u.lo, u.hi);
+      cases.push_back({std::string(u.op) + " " + ad::shape_str(s), u.op, u.args, {x}, u.f});
+    }
+  for (int i = 0; i < 3; ++i) {  // hardtanh, away from its kinks at -1 and 1
+    Array<double> x = d.values(d.shape(0, 3), -2, 2);
+    for (auto& v : x)
+      if (std::abs(std::abs(v) - 1) < 0.1) v *= 0.8;
+    cases.push_back(
+        {"hardtanh", "hardtanh", "{}", {x}, fn([](const auto& x) { return ad::hardtanh(x[0]); })});
+  }
+  for (int i = 0; i < 8; ++i) {
+    Shape s = i == 0 ? Shape{} : d.shape(1, 4);
+    std::vector<long> axes;
+    for (std::size_t a = 0; a < s.size(); ++a)
+      if (d.chance(0.5)) axes.push_back(d.chance(0.5) ? long(a) : long(a) - long(s.size()));
+    const bool keep = d.chance(0.5);
+    Shape kept = ad::kernels::keepdims_shape(s, axes, "test");
+    const double n = double(ad::shape_size(s)) / double(ad::shape_size(kept));
+    const double correction = n > 1 && d.chance(0.6) ? 1.0 : 0.0;
+    std::ostringstream args;
+    args << R"({"axes": )" << json_list(axes) << R"(, "correction": )" << correction
+         << R"(, "keepdims": )" << json_bool(keep) << "}";
+    Array<double> x = d.values(s, -2, 2);
+    cases.push_back({"var " + ad::shape_str(s),
+                     "var",
+                     args.str(),
+                     {x},
+                     fn([=](const auto& x) { return ad::var(x[0], axes, correction, keep); }),
+                     n > 1});
+    cases.push_back({"std " + ad::shape_str(s),
+                     "std",
+                     args.str(),
+                     {x},
+                     fn([=](const auto& x) { return ad::std(x[0], axes, correction, keep); }),
+                     n > 1});
+    for (double p : {2.0, 1.0, 3.0, HUGE_VAL}) {
+      std::ostringstream nargs;
+      nargs << R"({"p": )" << (std::isinf(p) ? std::string("\"inf\"") : std::to_string(p))
+            << R"(, "axes": )" << json_list(axes) << R"(, "keepdims": )" << json_bool(keep) << "}";
+      cases.push_back({"norm p=" + std::to_string(p) + " " + ad::shape_str(s),
+                       "norm",
+                       nargs.str(),
+                       {d.away_from_zero(s)},
+                       fn([=](const auto& x) { return ad::norm(x[0], p, axes, keep); })});
+    }
+    if (s.empty()) continue;
+    const long axis = long(d.index(s.size())) - (d.chance(0.5) ? long(s.size()) : 0);
+    const bool reverse = d.chance(0.5);
+    cases.push_back(
+        {"cumsum " + ad::shape_str(s),
+         "cumsum",
+         R"({"axis": )" + std::to_string(axis) + R"(, "reverse": )" + json_bool(reverse) + "}",
+         {x},
+         fn([=](const auto& x) { return ad::cumsum(x[0], axis, reverse); })});
+    for (const char* op : {"argmax", "argmin"}) {
+      const bool smallest = op[3] == 'm' && op[4] == 'i';
+      Array<double> v = d.values(s, -2, 2);
+      if (i % 3 == 0) std::fill(v.begin(), v.end(), 0.5);  // ties: the first one
+      cases.push_back(
+          {std::string(op) + " " + ad::shape_str(s),
+           op,
+           R"({"axis": )" + std::to_string(axis) + R"(, "keepdims": )" + json_bool(keep) + "}",
+           {v},
+           fn([=](const auto& x) {
+             using V = std::decay_t<decltype(x[0])>;
+             const ad::Index at =
+                 smallest ? ad::argmin(x[0], axis, keep) : ad::argmax(x[0], axis, keep);
+             Array<typename V::value_type> out =
+                 Array<typename V::value_type>::from_shape(at.values().shape());
+             std::copy(at.values().begin(), at.values().end(), out.begin());
+             return V(std::move(out));
+           }),
+           false});
+    }
+  }
+  for (std::size_t i = first; i < cases.size(); ++i) cases[i].second_order = true;
+}
+
 /// The same ops with a NaN in the first input: the output must hold NaN exactly where NumPy's
 /// does (NaN propagates through every op as IEEE arithmetic says).
 void nan_cases(std::vector<Case>& cases, const std::vector<Case>& all) {
@@ -587,6 +690,7 @@ std::vector<Case> all_cases() {
   product_cases(cases, d);
   conv_cases(cases, d);
   shape_cases(cases, d);
+  second_round_cases(cases, d);
   std::vector<Case> nans;
   nan_cases(nans, cases);
   cases.insert(cases.end(), nans.begin(), nans.end());
@@ -676,6 +780,7 @@ BOOST_AUTO_TEST_CASE(every_op_against_numpy_and_the_central_difference) {
       if (c.gradcheck && !has_empty(c.inputs) && refs[i].size() > 0) {
         ad::GradcheckOptions o;
         o.max_rows = 64;
+        o.second_order = c.second_order;
         BOOST_TEST(ad::testing::passed(ad::gradcheck(c.f, leaves<float>(c), o)));
         ++checked;
       }

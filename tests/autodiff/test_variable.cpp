@@ -316,6 +316,105 @@ BOOST_AUTO_TEST_CASE(post_accumulate_hooks_run_once_the_gradient_is_final) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(gradient_hooks_read_and_replace_the_gradient) {
+  // z = Σ 3·y with y = x², and x used once more: z' = 6x·... with a hook doubling y's gradient.
+  V x = leaf(Array<double>{0.5, -1.5});
+  std::vector<Array<double>> seen_y, seen_x;
+  auto f = [&](bool hooked) {
+    V y = x * x;
+    if (hooked)
+      y.register_hook([&](const V& g) {
+        seen_y.push_back(g.value());
+        return g * 2.0;
+      });
+    return ad::sum(y * 3.0 + x);
+  };
+  const auto id = x.register_hook([&](const V& g) {
+    seen_x.push_back(g.value());
+    return V();  // read only
+  });
+  f(true).backward();
+  // y's hook saw 3, passed on 6: x.grad = 6·2x + 1; x's hook ran once, on the whole sum.
+  BOOST_TEST(seen_y.size() == 1u);
+  BOOST_TEST(seen_y[0] == (Array<double>{3.0, 3.0}));
+  BOOST_TEST(x.grad().value() == (Array<double>{7.0, -17.0}));
+  BOOST_TEST(seen_x.size() == 1u);
+  BOOST_TEST(seen_x[0] == x.grad().value());
+  // grad() sees the same replaced gradients, and leaves .grad alone.
+  x.zero_grad();
+  BOOST_TEST(ad::grad(f(true), {x})[0].value() == (Array<double>{7.0, -17.0}));
+  BOOST_TEST(!x.has_grad());
+  BOOST_TEST(seen_x.size() == 2u);
+  x.remove_hook(id);
+  f(false).backward();
+  BOOST_TEST(x.grad().value() == (Array<double>{4.0, -8.0}));
+  BOOST_TEST(seen_x.size() == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(a_leaf_hook_replaces_what_goes_into_grad) {
+  // Per-tensor gradient clipping: the leaf's hook rescales the pass's gradient to norm at most 1,
+  // and a post-accumulate hook then sees the clipped .grad.
+  V w = leaf(Array<double>{3.0, 4.0});
+  w.register_hook([](const V& g) {
+    const double n = std::sqrt(xt::sum(g.value() * g.value())());
+    return n > 1 ? g / n : V();
+  });
+  Array<double> after;
+  w.register_post_accumulate_hook([&](V& p) { after = p.grad().value(); });
+  ad::sum(w * w + w).backward();  // gradient 2w + 1 = (7, 9), norm √130
+  const double n = std::sqrt(130.0);
+  BOOST_TEST(w.grad().value()(0) == 7 / n, tt::tolerance(1e-12));
+  BOOST_TEST(w.grad().value()(1) == 9 / n, tt::tolerance(1e-12));
+  BOOST_TEST(after == w.grad().value());
+  // A hook's gradient of the wrong shape is refused, naming the shapes.
+  V v = leaf(Array<double>{1.0, 2.0});
+  v.register_hook([](const V& g) { return ad::sum(g); });
+  BOOST_CHECK_EXCEPTION(ad::sum(v * v).backward(), ad::Error, [](const ad::Error& e) {
+    return std::string(e.what()) ==
+           "backward: a hook of a Variable of shape (2) (leaf) returned a gradient of shape ()";
+  });
+  BOOST_CHECK_THROW(V(Array<double>{1.0}).register_hook([](const V& g) { return g; }), ad::Error);
+}
+
+BOOST_AUTO_TEST_CASE(gradient_hooks_keep_second_order_working) {
+  // f(x) = Σ sin(x)·x with a hook scaling the gradient at sin(x) by x (a Variable op): the first
+  // derivative becomes x·cos(x)·x + sin(x), recorded through the hook, and its own derivative
+  // must follow: 2x·cos(x) − x²·sin(x) + cos(x), as the central difference of it says.
+  auto first = [](const V& x, bool keep_hook) {
+    V s = ad::sin(x);
+    const auto id = s.register_hook([x](const V& g) { return g * x; });
+    V g = ad::grad(ad::sum(s * x), {x}, ad::BackwardOptions{true, true})[0];
+    if (!keep_hook) s.remove_hook(id);
+    return g;
+  };
+  const Array<double> x0{0.3, -1.2, 2.0};
+  V x = leaf(x0);
+  V g = first(x, false);
+  const Array<double> second = ad::grad(ad::sum(g), {x})[0].value();
+  auto hooked_gradient = [&first](const V& at) {
+    ad::GradModeGuard on(true);  // (numerical_gradient probes without recording)
+    return V(first(leaf(at.value()), false).value());
+  };
+  const Array<double> numeric =
+      ad::numerical_gradient([&](const V& at) { return ad::sum(hooked_gradient(at)); }, x);
+  for (std::size_t i = 0; i < 3; ++i) {
+    const double v = x0(i);
+    BOOST_TEST(g.value()(i) == v * v * std::cos(v) + std::sin(v), tt::tolerance(1e-12));
+    BOOST_TEST(second(i) == 2 * v * std::cos(v) - v * v * std::sin(v) + std::cos(v),
+               tt::tolerance(1e-12));
+    BOOST_TEST(second(i) == numeric(i), tt::tolerance(1e-7));
+  }
+  // A hook still registered fires in the second pass too (as in PyTorch): the gradient reaching
+  // sin(x) there (1 from the + sin(x) term) is scaled by x as well.
+  V x2 = leaf(x0);
+  const Array<double> both = ad::grad(ad::sum(first(x2, true)), {x2})[0].value();
+  for (std::size_t i = 0; i < 3; ++i) {
+    const double v = x0(i);
+    BOOST_TEST(both(i) == 2 * v * std::cos(v) - v * v * std::sin(v) + v * std::cos(v),
+               tt::tolerance(1e-12));
+  }
+}
+
 BOOST_AUTO_TEST_CASE(anomaly_mode_names_the_op) {
   V x = ad::test::leaf(Array<double>{1.0, 0.0});
   {

@@ -106,11 +106,42 @@ BOOST_AUTO_TEST_CASE(gradients_of_gradients) {
   auto y = x * x * x;
   auto dy = ad::grad(y, {x}, ad::BackwardOptions{true, true})[0];   // 3x², recorded
   auto d2y = ad::grad(dy, {x})[0];                                   // 6x
-  ad::Array<double> H = ad::hessian(f, x0);     // small inputs: one reverse pass per row
+  ad::Array<double> H = ad::hessian(f, x0);     // shape x0.shape + x0.shape; a reverse pass per row
   ad::Array<double> Hv = ad::hvp(f, x0, v);     // Hessian-vector product, no Hessian formed
   BOOST_TEST(d2y.value()(0) == 12.0);
   BOOST_TEST(H(1, 1) == 12.0);
   BOOST_TEST(Hv(0) == 3.0);
+}
+
+BOOST_AUTO_TEST_CASE(jacobians_forward_mode_vector_products) {
+  const ad::Variable<double> m(ad::Array<double>(xt::ones<double>({3, 4}) * 0.25));
+  const ad::Array<double> x0 = xt::ones<double>({2, 3}), v = xt::ones<double>({2, 3}),
+                          u = xt::ones<double>({2, 4});
+  auto f = [&](const ad::Variable<double>& x) { return ad::tanh(ad::matmul(x, m)); };  // (2,3) → (2,4)
+  ad::JvpResult<double> d = ad::jvp(f, x0, v);      // f(x0) and J·v, the derivative along v
+  ad::VjpResult<double> r = ad::vjp(f, x0, u);      // f(x0) and uᵀ·J (r.grads[0])
+  ad::Array<double> J = ad::jacobian(f, x0);        // shape (2,4,2,3): f's shape, then x's
+  // tanh(0.75) everywhere; J·v = 3·0.25·(1 − tanh²(0.75)); uᵀ·J = 4·0.25·(1 − tanh²(0.75))
+  const double t = std::tanh(0.75), dt = 1 - t * t;
+  BOOST_TEST(d.value(1, 3) == t, boost::test_tools::tolerance(1e-12));
+  BOOST_TEST(d.tangent(0, 1) == 0.75 * dt, boost::test_tools::tolerance(1e-12));
+  BOOST_TEST(r.grads[0](1, 2) == dt, boost::test_tools::tolerance(1e-12));
+  BOOST_TEST(J.dimension() == 4u);
+  BOOST_TEST(J(0, 1, 0, 2) == 0.25 * dt, boost::test_tools::tolerance(1e-12));
+  BOOST_TEST(J(0, 1, 1, 2) == 0.0);
+}
+
+BOOST_AUTO_TEST_CASE(recomputation) {
+  const ad::Variable<float> x(ad::Array<float>(xt::ones<float>({2, 4})));
+  const ad::Variable<float> w = ad::param(ad::Array<float>(xt::ones<float>({4, 4}) * 0.1f));
+  std::vector<std::function<ad::Variable<float>(const ad::Variable<float>&)>> blocks(
+      3, [&w](const ad::Variable<float>& a) { return ad::tanh(ad::linear(ad::tanh(ad::linear(a, w)), w)); });
+  ad::Variable<float> h = x;
+  for (std::size_t k = 0; k < blocks.size(); ++k)          // each block: several layers
+    h = ad::checkpoint([&, k](const auto& in) { return blocks[k](in); }, h);
+  BOOST_TEST(h.op_name() == std::string("checkpoint"));
+  ad::sum(h).backward();
+  BOOST_TEST(w.has_grad());
 }
 
 BOOST_AUTO_TEST_CASE(checking_gradients) {
