@@ -61,6 +61,19 @@ Array<T> jvp_of(const Variable<T>& y, const std::vector<Variable<T>>& xs,
   return grad(s, {u})[0].value();
 }
 
+/// Fills `jac` (read as y.size() × x.size()) with the rows ∂y_i/∂x, one reverse pass each, the
+/// graph kept between them.
+template <class T>
+void reverse_rows(const Variable<T>& y, const Variable<T>& x, Array<T>& jac) {
+  const std::size_t n = x.size();
+  for (std::size_t i = 0; i < y.size(); ++i) {
+    Array<T> e = xt::zeros<T>(y.shape());
+    e.data()[i] = 1;
+    Array<T> row = grad(y, {x}, Variable<T>(std::move(e)), BackwardOptions{true, false})[0].value();
+    std::copy(row.begin(), row.end(), jac.data() + i * n);
+  }
+}
+
 }  // namespace detail
 
 /// The value of f at `inputs` and the vector-Jacobian product cotangentᵀ·J (for each input), by
@@ -126,13 +139,7 @@ Array<T> jacobian(F&& f, const Array<T>& x, JacobianMode mode = JacobianMode::au
   if (!y.requires_grad() || m == 0 || n == 0) return jac;
   if (mode == JacobianMode::automatic) mode = n < m ? JacobianMode::forward : JacobianMode::reverse;
   if (mode == JacobianMode::reverse) {
-    for (std::size_t i = 0; i < m; ++i) {
-      Array<T> e = xt::zeros<T>(y.shape());
-      e.data()[i] = 1;
-      Array<T> row =
-          grad(y, {xv}, Variable<T>(std::move(e)), BackwardOptions{true, false})[0].value();
-      std::copy(row.begin(), row.end(), jac.data() + i * n);
-    }
+    detail::reverse_rows(y, xv, jac);
     return jac;
   }
   // Columns: g(u) = Jᵀu recorded once, then column j = the gradient of g_j with respect to u.
@@ -173,15 +180,7 @@ Array<T> hessian(F&& f, const Array<T>& x) {
   shape.insert(shape.end(), x.shape().begin(), x.shape().end());
   Array<T> h = xt::zeros<T>(shape);
   if (!y.requires_grad()) return h;
-  Variable<T> g = grad(y, {xv}, BackwardOptions{true, true})[0];
-  const std::size_t n = x.size();
-  for (std::size_t i = 0; i < n; ++i) {
-    Array<T> e = xt::zeros<T>(x.shape());
-    e.data()[i] = 1;
-    Array<T> row =
-        grad(g, {xv}, Variable<T>(std::move(e)), BackwardOptions{true, false})[0].value();
-    std::copy(row.begin(), row.end(), h.data() + i * n);
-  }
+  detail::reverse_rows(grad(y, {xv}, BackwardOptions{true, true})[0], xv, h);
   return h;
 }
 

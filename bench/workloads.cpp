@@ -9,12 +9,16 @@
 //   workloads sgemm THREADS              plain sgemm (the library's: oneDNN or OpenBLAS) on the
 //                                        MLP's and the CNN's products (the CNN's convolutions as
 //                                        im2col products): the limits
+//   workloads recompute STEPS SEGMENT    a deep MLP (32 tanh layers of 256, batch 1024): peak bytes
+//                                        of the arrays and step time, with checkpoint() every
+//                                        SEGMENT layers (0: none)
 #include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -208,6 +212,54 @@ int sgemm(int threads) {
   return 0;
 }
 
+/// A training step of a 32-layer tanh MLP (width 256, batch 1024, MSE against zeros, plain SGD),
+/// its layers checkpointed in segments of `segment` (0: none), on 1 thread: the peak bytes of the
+/// library's arrays during a step and the median step time.
+int recompute(int steps, int segment) {
+  if (segment < 0 || segment > 32)
+    throw std::invalid_argument("recompute: SEGMENT must be in [0, 32], got " +
+                                std::to_string(segment));
+  ad::set_num_threads(1);
+  const std::size_t depth = 32, width = 256, batch = 1024;
+  nn::Generator rng(7);
+  std::vector<std::shared_ptr<nn::Linear<float>>> layers;
+  for (std::size_t k = 0; k < depth; ++k)
+    layers.push_back(std::make_shared<nn::Linear<float>>(width, width, rng));
+  F x(ad::Array<float>(xt::ones<float>({batch, width}) * 0.5f));
+  auto run = [&layers](F h, std::size_t from, std::size_t to) {
+    for (std::size_t k = from; k < to; ++k) h = ad::tanh(layers[k]->forward(h));
+    return h;
+  };
+  std::vector<double> times;
+  std::size_t peak = 0;
+  for (int s = 0; s <= steps; ++s) {
+    ad::memory::reset_peak_memory();
+    const std::size_t before = ad::memory::memory_stats().in_use;
+    const auto t0 = Clock::now();
+    F h = x;
+    for (std::size_t k = 0; k < depth; k += segment ? std::size_t(segment) : depth) {
+      const std::size_t to = segment ? std::min(depth, k + std::size_t(segment)) : depth;
+      h = segment ? ad::checkpoint([&run, k, to](const F& in) { return run(in, k, to); }, h)
+                  : run(h, k, to);
+    }
+    F loss = ad::mean(ad::square(h));
+    loss.backward();
+    ad::NoGradGuard no_grad;
+    for (auto& l : layers)
+      for (auto& p : l->parameters()) {
+        p.mutable_value() -= 0.01f * p.grad().value();
+        p.zero_grad();
+      }
+    if (s == 0) continue;  // warm-up
+    times.push_back(seconds_since(t0));
+    peak = std::max(peak, ad::memory::memory_stats().peak - before);
+  }
+  std::sort(times.begin(), times.end());
+  std::printf("result workload=recompute segment=%d step_ms=%.2f peak_mib=%.1f\n", segment,
+              times[times.size() / 2] * 1e3, peak / 1048576.0);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -220,12 +272,14 @@ int main(int argc, char** argv) {
     if (mode == "tiny") return tiny(arg(2, 20000), static_cast<int>(arg(3, 1)));
     if (mode == "gradcheck") return gradcheck();
     if (mode == "sgemm") return sgemm(static_cast<int>(arg(2, 1)));
+    if (mode == "recompute")
+      return recompute(static_cast<int>(std::max(1L, arg(2, 5))), static_cast<int>(arg(3, 0)));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "workloads: %s\n", e.what());
     return 1;
   }
   std::fprintf(stderr,
                "usage: workloads mlp|cnn EPOCHS BATCH THREADS | tiny STEPS THREADS | gradcheck | "
-               "sgemm THREADS\n");
+               "sgemm THREADS | recompute STEPS SEGMENT\n");
   return 2;
 }

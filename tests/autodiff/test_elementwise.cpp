@@ -57,6 +57,36 @@ BOOST_AUTO_TEST_CASE(square) {
   check_unary([](const auto& a) { return ad::square(a); }, any_value, true);
 }
 
+BOOST_AUTO_TEST_CASE(sin_and_cos) {
+  check_unary([](const auto& a) { return ad::sin(a); }, any_value, true);
+  check_unary([](const auto& a) { return ad::cos(a); }, any_value, true);
+}
+BOOST_AUTO_TEST_CASE(silu_mish_logsigmoid) {
+  check_unary([](const auto& a) { return ad::silu(a); }, any_value, true);
+  check_unary([](const auto& a) { return ad::mish(a); }, any_value, true);
+  check_unary([](const auto& a) { return ad::logsigmoid(a); }, any_value, true);
+  // logsigmoid stays finite far out, where log(sigmoid(a)) would give -inf
+  const Array<double> far = ad::logsigmoid(V(Array<double>{-800.0, 800.0})).value();
+  BOOST_TEST(far(0) == -800.0);
+  BOOST_TEST(far(1) == 0.0);
+}
+BOOST_AUTO_TEST_CASE(elu) {
+  // Smooth on each side of 0: second order away from the kink (alpha ≠ 1 makes one).
+  check_unary([](const auto& a) { return ad::elu(a, 0.7); }, off_kink, true);
+  const Array<double> y = ad::elu(V(Array<double>{-1.0, 2.0}), 0.7).value();
+  BOOST_TEST(y(0) == 0.7 * std::expm1(-1.0), tt::tolerance(1e-15));
+  BOOST_TEST(y(1) == 2.0);
+}
+BOOST_AUTO_TEST_CASE(hardtanh) {
+  auto make = [](const ad::Shape& s) {
+    Array<double> a = uniform(s, -2.0, 2.0, 15);
+    for (auto& x : a)
+      if (std::abs(std::abs(x) - 1) < 0.1) x *= 0.8;
+    return a;
+  };
+  check_unary([](const auto& a) { return ad::hardtanh(a); }, make, true);
+}
+
 // Piecewise-linear ops: first order away from their kinks; the second derivative is zero there,
 // which the second-order check confirms.
 BOOST_AUTO_TEST_CASE(abs) {

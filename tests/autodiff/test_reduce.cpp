@@ -2,6 +2,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
+#include <limits>
 
 #include <xtensor/xview.hpp>
 
@@ -63,6 +64,70 @@ BOOST_AUTO_TEST_CASE(tied_maxima_share_the_gradient) {
   ad::max(a).backward();
   BOOST_TEST(a.grad().value() == (Array<double>{0.0, 0.5, 0.5, 0.0}));
   BOOST_CHECK_THROW(ad::max(V(Array<double>(xt::zeros<double>({0})))), ad::Error);
+}
+
+BOOST_AUTO_TEST_CASE(variance_and_standard_deviation) {
+  V a = leaf(uniform({3, 4}));
+  for (double correction : {0.0, 1.0})
+    for (std::vector<long> axes : std::vector<std::vector<long>>{{}, {0}, {-1}}) {
+      auto v = [&](const auto& x) { return ad::var(x, axes, correction, true); };
+      auto s = [&](const auto& x) { return ad::std(x, axes, correction); };
+      BOOST_TEST(passed(ad::gradcheck(v, {a}, ad::test::second_order())));
+      BOOST_TEST(passed(ad::gradcheck(s, {a}, ad::test::second_order())));
+    }
+  // (1, 2, 3, 4): mean 2.5, Σ (x − 2.5)² = 5; unbiased 5/3, population 5/4.
+  V x(Array<double>{1.0, 2.0, 3.0, 4.0});
+  BOOST_TEST(ad::var(x).item() == 5.0 / 3, tt::tolerance(1e-15));
+  BOOST_TEST(ad::var(x, {}, 0.0).item() == 1.25, tt::tolerance(1e-15));
+  BOOST_TEST(ad::std(x, {}, 0.0).item() == std::sqrt(1.25), tt::tolerance(1e-15));
+  BOOST_TEST(std::isnan(ad::var(V(Array<double>{2.0})).item()));  // 0 / (1 − 1), as NumPy
+}
+
+BOOST_AUTO_TEST_CASE(norms) {
+  V a = leaf(ad::test::away_from_zero({3, 4}));
+  for (double p : {1.0, 2.0, 3.0, HUGE_VAL})
+    for (std::vector<long> axes : std::vector<std::vector<long>>{{}, {1}}) {
+      auto n = [&](const auto& x) { return ad::norm(x, p, axes); };
+      BOOST_TEST(passed(ad::gradcheck(n, {a}, ad::test::second_order())), "p = " << p);
+    }
+  V x(Array<double>{3.0, -4.0});
+  BOOST_TEST(ad::norm(x).item() == 5.0);
+  BOOST_TEST(ad::norm(x, 1.0).item() == 7.0);
+  BOOST_TEST(ad::norm(x, HUGE_VAL).item() == 4.0);
+  // The 2-norm of a zero row has gradient 0 there (not NaN); the other row's is x/|x|.
+  V z = leaf(Array<double>{{0.0, 0.0}, {3.0, 4.0}});
+  ad::sum(ad::norm(z, 2.0, {1})).backward();
+  BOOST_TEST(
+      ad::test::all_close(z.grad().value(), Array<double>{{0.0, 0.0}, {0.6, 0.8}}, 1e-15, 0));
+  BOOST_CHECK_THROW(ad::norm(x, 0.0), ad::Error);
+  BOOST_CHECK_THROW(ad::norm(x, -1.0), ad::Error);
+}
+
+BOOST_AUTO_TEST_CASE(cumulative_sums) {
+  V a = leaf(uniform({3, 4}));
+  for (long axis : {0L, 1L, -1L})
+    for (bool reverse : {false, true}) {
+      auto c = [&](const auto& x) { return ad::cumsum(x, axis, reverse); };
+      BOOST_TEST(passed(ad::gradcheck(c, {a}, ad::test::second_order())));
+    }
+  V x(Array<double>{1.0, 2.0, 3.0});
+  BOOST_TEST(ad::cumsum(x, 0).value() == (Array<double>{1.0, 3.0, 6.0}));
+  BOOST_TEST(ad::cumsum(x, 0, true).value() == (Array<double>{6.0, 5.0, 3.0}));
+  BOOST_CHECK_THROW(ad::cumsum(x, 1), ad::Error);
+}
+
+BOOST_AUTO_TEST_CASE(argmax_and_argmin) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  V x(Array<double>{{1.0, 5.0, 5.0, -2.0}, {nan, 0.0, nan, 7.0}});
+  BOOST_TEST(ad::argmax(x, 1).values() == (Array<std::size_t>{1, 0}));  // first tie; first NaN
+  BOOST_TEST(ad::argmin(x, 1).values() == (Array<std::size_t>{3, 0}));
+  BOOST_TEST(ad::argmax(x, 0, true).values() == (Array<std::size_t>{{1, 0, 1, 1}}));
+  // The values at the maxima, differentiably.
+  V y = leaf(Array<double>{{1.0, 5.0, 2.0}, {4.0, 0.0, 3.0}});
+  ad::sum(ad::gather(y, 1, ad::argmax(y, 1, true))).backward();
+  BOOST_TEST(y.grad().value() == (Array<double>{{0.0, 1.0, 0.0}, {1.0, 0.0, 0.0}}));
+  BOOST_CHECK_THROW(ad::argmax(V(Array<double>::from_shape({2, 0})), 1), ad::Error);
+  BOOST_CHECK_THROW(ad::argmin(x, 2), ad::Error);
 }
 
 BOOST_AUTO_TEST_CASE(log_sum_exp_is_stable) {
