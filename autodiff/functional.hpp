@@ -12,15 +12,15 @@ namespace ad {
 /// A function's value and its vector-Jacobian product (one gradient per input).
 template <class T>
 struct VjpResult {
-  Array<T> value;
-  std::vector<Array<T>> grads;
+  Array<T> value;               ///< f's value
+  std::vector<Array<T>> grads;  ///< cotangentᵀ·J for each input (of its shape)
 };
 
 /// A function's value and its Jacobian-vector product (the directional derivative).
 template <class T>
 struct JvpResult {
-  Array<T> value;
-  Array<T> tangent;
+  Array<T> value;    ///< f's value
+  Array<T> tangent;  ///< J·v (of the value's shape)
 };
 
 namespace detail {

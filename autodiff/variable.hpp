@@ -211,6 +211,7 @@ struct VariableHooks {
   std::vector<std::pair<std::size_t, std::function<Variable<T>(const Variable<T>&)>>> grad;
   /// register_post_accumulate_hook (leaves).
   std::vector<std::pair<std::size_t, std::function<void(Variable<T>&)>>> post_accumulate;
+  /// Whether there is no hook of either kind.
   bool empty() const { return grad.empty() && post_accumulate.empty(); }
 };
 
