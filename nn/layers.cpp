@@ -1,5 +1,6 @@
 #include "nn/layers.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "autodiff/ops.hpp"
@@ -147,6 +148,70 @@ typename BatchNorm<T>::Statistics BatchNorm<T>::statistics(const Variable<T>& x,
   return {mean, ad::mean(square(x - mean), axes, true), x.size() / features_};
 }
 
+// ---- LayerNorm, GroupNorm
+
+namespace {
+/// (x − mean) / sqrt(var + eps) over `axes` (the biased variance).
+template <class T>
+Variable<T> normalize(const Variable<T>& x, const std::vector<long>& axes, double eps) {
+  Variable<T> centred = x - mean(x, axes, true);
+  return centred / sqrt(var(x, axes, 0.0, true) + eps);
+}
+}  // namespace
+
+template <class T>
+LayerNorm<T>::LayerNorm(Shape shape, double eps, bool affine)
+    : shape_(std::move(shape)), eps_(eps), affine_(affine) {
+  if (shape_.empty() || shape_size(shape_) == 0)
+    fail("LayerNorm: the normalised shape ", shape_str(shape_), " must have axes and elements");
+  if (!(eps > 0)) fail("LayerNorm: eps must be > 0, got ", eps);
+  if (affine_) {
+    weight_ = this->register_parameter("weight", xt::ones<T>(shape_));
+    bias_ = this->register_parameter("bias", xt::zeros<T>(shape_));
+  }
+}
+
+template <class T>
+Variable<T> LayerNorm<T>::forward(const Variable<T>& x) {
+  const Shape& s = x.shape();
+  const std::size_t k = shape_.size();
+  if (s.size() < k || !std::equal(shape_.begin(), shape_.end(), s.end() - long(k)))
+    fail("LayerNorm: input ", shape_str(s), " does not end in the normalised shape ",
+         shape_str(shape_));
+  std::vector<long> axes;
+  for (std::size_t d = 0; d < k; ++d) axes.push_back(-1 - long(d));
+  Variable<T> y = normalize(x, axes, eps_);
+  return affine_ ? y * this->parameter(weight_) + this->parameter(bias_) : y;
+}
+
+template <class T>
+GroupNorm<T>::GroupNorm(std::size_t groups, std::size_t channels, double eps, bool affine)
+    : groups_(groups), channels_(channels), eps_(eps), affine_(affine) {
+  if (groups == 0 || channels % groups != 0)
+    fail("GroupNorm: ", groups, " groups do not divide ", channels, " channels");
+  if (!(eps > 0)) fail("GroupNorm: eps must be > 0, got ", eps);
+  if (affine_) {
+    weight_ = this->register_parameter("weight", xt::ones<T>({channels}));
+    bias_ = this->register_parameter("bias", xt::zeros<T>({channels}));
+  }
+}
+
+template <class T>
+Variable<T> GroupNorm<T>::forward(const Variable<T>& x) {
+  const Shape& s = x.shape();
+  if (s.size() < 2 || s[1] != channels_)
+    fail("GroupNorm: input ", shape_str(s), " is not (N, ", channels_, ", ...)");
+  // (N, G, C/G·positions): each sample's group is one row.
+  std::size_t row = channels_ / groups_;
+  for (std::size_t d = 2; d < s.size(); ++d) row *= s[d];
+  Variable<T> y = reshape(normalize(reshape(x, Shape{s[0], groups_, row}), {2}, eps_), s);
+  if (!affine_) return y;
+  Shape param_shape(s.size(), 1);
+  param_shape[1] = channels_;
+  return y * reshape(this->parameter(weight_), param_shape) +
+         reshape(this->parameter(bias_), param_shape);
+}
+
 // ---- Embedding
 
 template <class T>
@@ -215,6 +280,8 @@ Variable<T> Softmax<T>::forward(const Variable<T>& x) {
   template class BatchNorm<T>;   \
   template class BatchNorm1d<T>; \
   template class BatchNorm2d<T>; \
+  template class LayerNorm<T>;   \
+  template class GroupNorm<T>;   \
   template class Embedding<T>;   \
   template class ReLU<T>;        \
   template class LeakyReLU<T>;   \

@@ -168,6 +168,41 @@ class BatchNorm2d : public BatchNorm<T> {
       : BatchNorm<T>(channels, 4, eps, momentum) {}
 };
 
+/// Layer normalisation: each sample normalised over its last axes (those of `shape`), then
+/// scaled and shifted per element: (x − mean) / sqrt(var + eps)·weight + bias, with the biased
+/// variance (as PyTorch's LayerNorm). Without `affine`, no weight and bias.
+template <class T = float>
+class LayerNorm : public Module<T> {
+ public:
+  /// Over trailing axes of `shape` (for example {features}, or {C, H, W}).
+  explicit LayerNorm(Shape shape, double eps = 1e-5, bool affine = true);
+  /// The layer applied to x, whose last axes must be `shape`.
+  Variable<T> forward(const Variable<T>& x) override;
+
+ private:
+  Shape shape_;
+  double eps_;
+  bool affine_;
+  std::size_t weight_ = 0, bias_ = 0;  ///< positions in the registry
+};
+
+/// Group normalisation of (N, C, ...) inputs: the C channels in `groups` groups, each sample's
+/// group normalised over its channels and positions, then a weight and bias per channel.
+template <class T = float>
+class GroupNorm : public Module<T> {
+ public:
+  /// `channels` in `groups` groups (groups must divide channels).
+  GroupNorm(std::size_t groups, std::size_t channels, double eps = 1e-5, bool affine = true);
+  /// The layer applied to x of shape (N, channels, ...).
+  Variable<T> forward(const Variable<T>& x) override;
+
+ private:
+  std::size_t groups_, channels_;
+  double eps_;
+  bool affine_;
+  std::size_t weight_ = 0, bias_ = 0;
+};
+
 /// A table of `count` vectors of size `dim`, initialised from N(0, 1). Its input holds integer
 /// indices (as T values); the output appends an axis of size dim.
 template <class T = float>

@@ -82,6 +82,64 @@ BOOST_AUTO_TEST_CASE(dropout) {
   BOOST_CHECK_THROW(nn::Dropout<double>(1.5), ad::Error);
 }
 
+BOOST_AUTO_TEST_CASE(layer_norm) {
+  nn::LayerNorm<double> ln({4});
+  V x = leaf(uniform({3, 4}, -2, 2));
+  // Random weight and bias, so that the check covers them.
+  ln.named_parameters()[0].second.mutable_value() = uniform({4}, 0.5, 1.5, 3);
+  ln.named_parameters()[1].second.mutable_value() = uniform({4}, -0.5, 0.5, 4);
+  ad::GradcheckOptions o;
+  o.second_order = true;
+  BOOST_TEST(passed(nn::gradcheck_module(ln, x, o)));
+  // Without affine: each row has mean 0 and (biased) variance 1/(1 + eps/var).
+  nn::LayerNorm<double> plain({2, 3}, 1e-5, false);
+  BOOST_TEST(plain.named_parameters().empty());
+  V img = leaf(uniform({2, 2, 3}, -2, 2, 5));
+  Array<double> y = plain(img).value();
+  for (std::size_t n = 0; n < 2; ++n) {
+    double m = 0, v = 0, raw_m = 0, raw_v = 0;
+    for (std::size_t i = 0; i < 6; ++i) {
+      m += y.data()[n * 6 + i] / 6;
+      raw_m += img.value().data()[n * 6 + i] / 6;
+    }
+    for (std::size_t i = 0; i < 6; ++i) {
+      v += (y.data()[n * 6 + i] - m) * (y.data()[n * 6 + i] - m) / 6;
+      raw_v +=
+          (img.value().data()[n * 6 + i] - raw_m) * (img.value().data()[n * 6 + i] - raw_m) / 6;
+    }
+    BOOST_TEST(m == 0.0, tt::tolerance(1e-12));
+    BOOST_TEST(v == raw_v / (raw_v + 1e-5), tt::tolerance(1e-12));
+  }
+  BOOST_TEST(passed(nn::gradcheck_module(plain, img, o)));
+  BOOST_CHECK_EXCEPTION(ln(leaf(uniform({3, 5}))), ad::Error, [](const ad::Error& e) {
+    return std::string(e.what()) ==
+           "LayerNorm: input (3,5) does not end in the normalised shape (4)";
+  });
+  BOOST_CHECK_THROW(nn::LayerNorm<double>(ad::Shape{}), ad::Error);
+}
+
+BOOST_AUTO_TEST_CASE(group_norm) {
+  nn::GroupNorm<double> gn(2, 4);
+  gn.named_parameters()[0].second.mutable_value() = uniform({4}, 0.5, 1.5, 6);
+  gn.named_parameters()[1].second.mutable_value() = uniform({4}, -0.5, 0.5, 7);
+  V x = leaf(uniform({2, 4, 2, 2}, -2, 2, 8));
+  ad::GradcheckOptions o;
+  o.second_order = true;
+  BOOST_TEST(passed(nn::gradcheck_module(gn, x, o)));
+  // One group is LayerNorm over (C, H, W), without affine.
+  nn::GroupNorm<double> one(1, 4, 1e-5, false);
+  nn::LayerNorm<double> ln({4, 2, 2}, 1e-5, false);
+  BOOST_TEST(ad::test::all_close(one(x).value(), ln(x).value(), 1e-14, 1e-14));
+  // Group 0 of sample 1 is channels 0 and 1: its values have mean 0 after the layer.
+  nn::GroupNorm<double> bare(2, 4, 1e-5, false);
+  Array<double> y = bare(x).value();
+  double m = 0;
+  for (std::size_t i = 0; i < 8; ++i) m += y.data()[16 + i];
+  BOOST_TEST(m == 0.0, tt::tolerance(1e-12));
+  BOOST_CHECK_THROW(nn::GroupNorm<double>(3, 4), ad::Error);
+  BOOST_CHECK_THROW(gn(leaf(uniform({2, 3, 2}))), ad::Error);
+}
+
 BOOST_AUTO_TEST_CASE(batchnorm_train_and_eval) {
   nn::BatchNorm1d<double> bn1(3);
   V x = leaf(uniform({6, 3}, -2, 2));
