@@ -344,6 +344,48 @@ void RMSProp<T>::update(Array<T>& p, const Array<T>& grad, ParamState<T>& s, std
   }
 }
 
+// ---- Adagrad
+
+template <class T>
+Adagrad<T>::Adagrad(std::vector<Variable<T>> params, const AdagradOptions& o)
+    : Adagrad(one_group(std::move(params)), o) {}
+
+template <class T>
+Adagrad<T>::Adagrad(std::vector<ParamGroup<T>> groups, const AdagradOptions& o)
+    : Optimizer<T>(std::move(groups), o.lr, "Adagrad"), o_(o) {
+  this->allow_options("Adagrad", {"weight_decay", "eps"});
+  if (!(o.lr_decay >= 0)) fail("Adagrad: lr_decay must be >= 0, got ", o.lr_decay);
+  if (!(o.initial_accumulator_value >= 0))
+    fail("Adagrad: initial_accumulator_value must be >= 0, got ", o.initial_accumulator_value);
+}
+
+template <class T>
+AdagradOptions Adagrad<T>::options(std::size_t group) const {
+  AdagradOptions o = o_;
+  const GroupOptions& g = this->groups_at(group).options;
+  o.weight_decay = g.weight_decay.value_or(o.weight_decay);
+  o.eps = g.eps.value_or(o.eps);
+  return o;
+}
+
+template <class T>
+void Adagrad<T>::update(Array<T>& p, const Array<T>& grad, ParamState<T>& s, std::size_t group,
+                        double lr) {
+  const AdagradOptions o = options(group);
+  const bool fresh = !s.buffers.count("sum");
+  T* sum = buffer(s, "sum", p).data();
+  if (fresh) std::fill(sum, sum + p.size(), static_cast<T>(o.initial_accumulator_value));
+  T* w = p.data();
+  const T* g = grad.data();
+  const T eps = static_cast<T>(o.eps), wd = static_cast<T>(o.weight_decay);
+  const T rate = static_cast<T>(lr / (1 + double(s.step - 1) * o.lr_decay));
+  for (std::size_t i = 0, n = p.size(); i < n; ++i) {
+    const T d = g[i] + wd * w[i];
+    sum[i] += d * d;
+    w[i] -= rate * d / (std::sqrt(sum[i]) + eps);
+  }
+}
+
 // ---- Clipping
 
 template <class T>
@@ -370,6 +412,7 @@ double clip_grad_norm(const std::vector<Variable<T>>& params, double max_norm) {
   template class Adam<T>;      \
   template class AdamW<T>;     \
   template class RMSProp<T>;   \
+  template class Adagrad<T>;   \
   template double clip_grad_norm(const std::vector<Variable<T>>&, double);
 
 AD_INSTANTIATE(float)

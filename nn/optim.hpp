@@ -1,4 +1,5 @@
-// Optimizers: SGD (momentum, Nesterov, weight decay), Adam, AdamW, RMSProp; gradient clipping.
+// Optimizers: SGD (momentum, Nesterov, weight decay), Adam, AdamW, RMSProp, Adagrad; gradient
+// clipping.
 // Each takes an options struct with documented defaults, skips parameters without a gradient,
 // and supports parameter groups with their own learning rate and options.
 #pragma once
@@ -25,7 +26,7 @@ struct GroupOptions {
   std::optional<double> dampening;     ///< SGD
   std::optional<double> beta1;         ///< Adam and AdamW
   std::optional<double> beta2;         ///< Adam and AdamW
-  std::optional<double> eps;           ///< Adam, AdamW and RMSProp
+  std::optional<double> eps;           ///< Adam, AdamW, RMSProp and Adagrad
   std::optional<double> alpha;         ///< RMSProp
   std::optional<bool> nesterov;        ///< SGD
 };
@@ -76,8 +77,8 @@ class Optimizer {
   std::vector<ParamState<T>>& state() { return state_; }
   /// Each parameter's state, in parameters() order.
   const std::vector<ParamState<T>>& state() const { return state_; }
-  /// "SGD", "Adam", "AdamW" or "RMSProp": saved with the state, so that a checkpoint of one
-  /// kind is never loaded into another.
+  /// "SGD", "Adam", "AdamW", "RMSProp" or "Adagrad": saved with the state, so that a checkpoint of
+  /// one kind is never loaded into another.
   const std::string& name() const { return name_; }
 
  protected:
@@ -210,6 +211,35 @@ class RMSProp : public Optimizer<T> {
  private:
   RMSPropOptions options(std::size_t group) const;
   RMSPropOptions o_;
+};
+
+/// Adagrad: g += weight_decay·p; s += g² (s starts at initial_accumulator_value);
+/// p −= lr_t·g / (√s + eps) with lr_t = lr / (1 + (t − 1)·lr_decay) at step t (as PyTorch's).
+struct AdagradOptions {
+  double lr = 0.01;                      ///< learning rate
+  double lr_decay = 0.0;                 ///< decay of the rate with the step count
+  double weight_decay = 0.0;             ///< L2 penalty
+  double initial_accumulator_value = 0;  ///< where the sum of squares starts
+  double eps = 1e-10;                    ///< added to its root
+};
+
+/// Adagrad (see AdagradOptions).
+template <class T = float>
+class Adagrad : public Optimizer<T> {
+ public:
+  /// Over `params`, one group.
+  Adagrad(std::vector<Variable<T>> params, const AdagradOptions& options = {});
+  /// Over parameter groups.
+  Adagrad(std::vector<ParamGroup<T>> groups, const AdagradOptions& options = {});
+
+ protected:
+  /// One parameter's update.
+  void update(Array<T>& p, const Array<T>& grad, ParamState<T>& state, std::size_t group,
+              double lr) override;
+
+ private:
+  AdagradOptions options(std::size_t group) const;
+  AdagradOptions o_;
 };
 
 /// Scales the gradients of `params` so that their global L2 norm is at most max_norm; returns

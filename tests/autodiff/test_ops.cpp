@@ -93,6 +93,13 @@ class Draw {
     for (auto& x : a) x = chance(0.5) ? -x : x;
     return a;
   }
+  /// Some axes of `s`, each with probability p, written negative half of the time.
+  std::vector<long> axes(const Shape& s, double p) {
+    std::vector<long> out;
+    for (std::size_t a = 0; a < s.size(); ++a)
+      if (chance(p)) out.push_back(chance(0.5) ? long(a) : long(a) - long(s.size()));
+    return out;
+  }
   std::mt19937_64& rng() { return rng_; }
 
  private:
@@ -150,48 +157,52 @@ bool has_empty(const std::vector<Array<double>>& inputs) {
   return false;
 }
 
-/// Elementwise cases: unary ops on random shapes, binary ops on broadcasting pairs.
-void elementwise_cases(std::vector<Case>& cases, Draw& d) {
-  struct Unary {
-    const char* op;
-    std::string args;
-    std::function<Fn()> make;
-    double lo, hi;
-    bool kink_at_zero;
-  };
-  const std::vector<Unary> unary = {
-      {"neg", "{}", [] { return fn([](const auto& x) { return ad::neg(x[0]); }); }, -2, 2, false},
-      {"affine", R"({"scale": -0.75, "shift": 0.5})",
-       [] { return fn([](const auto& x) { return ad::affine(x[0], -0.75, 0.5); }); }, -2, 2, false},
-      {"pow_scalar", R"({"p": 3.0})",
-       [] { return fn([](const auto& x) { return ad::pow(x[0], 3.0); }); }, -2, 2, false},
-      {"pow_scalar", R"({"p": -1.5})",
-       [] { return fn([](const auto& x) { return ad::pow(x[0], -1.5); }); }, 0.5, 2, false},
-      {"pow_scalar", R"({"p": 0.5})",
-       [] { return fn([](const auto& x) { return ad::pow(x[0], 0.5); }); }, 0.5, 2, false},
-      {"exp", "{}", [] { return fn([](const auto& x) { return ad::exp(x[0]); }); }, -3, 3, false},
-      {"log", "{}", [] { return fn([](const auto& x) { return ad::log(x[0]); }); }, 0.2, 3, false},
-      {"sqrt", "{}", [] { return fn([](const auto& x) { return ad::sqrt(x[0]); }); }, 0.2, 3,
-       false},
-      {"abs", "{}", [] { return fn([](const auto& x) { return ad::abs(x[0]); }); }, 0.2, 2, true},
-      {"tanh", "{}", [] { return fn([](const auto& x) { return ad::tanh(x[0]); }); }, -3, 3, false},
-      {"sigmoid", "{}", [] { return fn([](const auto& x) { return ad::sigmoid(x[0]); }); }, -6, 6,
-       false},
-      {"relu", "{}", [] { return fn([](const auto& x) { return ad::relu(x[0]); }); }, 0.2, 2, true},
-      {"leaky_relu", R"({"slope": 0.1})",
-       [] { return fn([](const auto& x) { return ad::leaky_relu(x[0], 0.1); }); }, 0.2, 2, true},
-      {"softplus", "{}", [] { return fn([](const auto& x) { return ad::softplus(x[0]); }); }, -5, 5,
-       false},
-      {"erf", "{}", [] { return fn([](const auto& x) { return ad::erf(x[0]); }); }, -2, 2, false},
-      {"square", "{}", [] { return fn([](const auto& x) { return ad::square(x[0]); }); }, -2, 2,
-       false},
-  };
+/// A unary op under test: its name and arguments for NumPy, the op, its input range, and whether
+/// the input is kept away from a kink at 0.
+struct Unary {
+  const char* op;
+  std::string args;
+  Fn f;
+  double lo, hi;
+  bool kink_at_zero;
+};
+
+/// Each unary op on a 0-d input and on three random shapes (empty ones among them).
+void unary_cases(std::vector<Case>& cases, Draw& d, const std::vector<Unary>& unary) {
   for (const auto& u : unary)
     for (int i = 0; i < 4; ++i) {
       Shape s = i == 0 ? Shape{} : d.shape(1, 4, true);
       Array<double> x = u.kink_at_zero ? d.away_from_zero(s, u.lo, u.hi) : d.values(s, u.lo, u.hi);
-      cases.push_back({std::string(u.op) + " " + ad::shape_str(s), u.op, u.args, {x}, u.make()});
+      cases.push_back({std::string(u.op) + " " + ad::shape_str(s), u.op, u.args, {x}, u.f});
     }
+}
+
+/// Elementwise cases: unary ops on random shapes, binary ops on broadcasting pairs.
+void elementwise_cases(std::vector<Case>& cases, Draw& d) {
+  const std::vector<Unary> unary = {
+      {"neg", "{}", fn([](const auto& x) { return ad::neg(x[0]); }), -2, 2, false},
+      {"affine", R"({"scale": -0.75, "shift": 0.5})",
+       fn([](const auto& x) { return ad::affine(x[0], -0.75, 0.5); }), -2, 2, false},
+      {"pow_scalar", R"({"p": 3.0})", fn([](const auto& x) { return ad::pow(x[0], 3.0); }), -2, 2,
+       false},
+      {"pow_scalar", R"({"p": -1.5})", fn([](const auto& x) { return ad::pow(x[0], -1.5); }), 0.5,
+       2, false},
+      {"pow_scalar", R"({"p": 0.5})", fn([](const auto& x) { return ad::pow(x[0], 0.5); }), 0.5, 2,
+       false},
+      {"exp", "{}", fn([](const auto& x) { return ad::exp(x[0]); }), -3, 3, false},
+      {"log", "{}", fn([](const auto& x) { return ad::log(x[0]); }), 0.2, 3, false},
+      {"sqrt", "{}", fn([](const auto& x) { return ad::sqrt(x[0]); }), 0.2, 3, false},
+      {"abs", "{}", fn([](const auto& x) { return ad::abs(x[0]); }), 0.2, 2, true},
+      {"tanh", "{}", fn([](const auto& x) { return ad::tanh(x[0]); }), -3, 3, false},
+      {"sigmoid", "{}", fn([](const auto& x) { return ad::sigmoid(x[0]); }), -6, 6, false},
+      {"relu", "{}", fn([](const auto& x) { return ad::relu(x[0]); }), 0.2, 2, true},
+      {"leaky_relu", R"({"slope": 0.1})",
+       fn([](const auto& x) { return ad::leaky_relu(x[0], 0.1); }), 0.2, 2, true},
+      {"softplus", "{}", fn([](const auto& x) { return ad::softplus(x[0]); }), -5, 5, false},
+      {"erf", "{}", fn([](const auto& x) { return ad::erf(x[0]); }), -2, 2, false},
+      {"square", "{}", fn([](const auto& x) { return ad::square(x[0]); }), -2, 2, false},
+  };
+  unary_cases(cases, d, unary);
   // clamp, away from its two kinks
   for (int i = 0; i < 3; ++i) {
     Array<double> x = d.values(d.shape(0, 3), -2, 2);
@@ -268,9 +279,7 @@ void reduction_cases(std::vector<Case>& cases, Draw& d) {
   for (const auto& [op, make] : ops)
     for (int i = 0; i < 6; ++i) {
       Shape s = i == 0 ? Shape{} : d.shape(1, 4);
-      std::vector<long> axes;
-      for (std::size_t a = 0; a < s.size(); ++a)
-        if (d.chance(0.4)) axes.push_back(d.chance(0.5) ? long(a) : long(a) - long(s.size()));
+      const std::vector<long> axes = d.axes(s, 0.4);
       const bool keep = d.chance(0.5);
       cases.push_back(
           {std::string(op) + " " + ad::shape_str(s) + " axes " + json_list(axes),
@@ -572,13 +581,6 @@ void shape_cases(std::vector<Case>& cases, Draw& d) {
 /// (gradcheck's create_graph pass against the central difference of the gradient).
 void second_round_cases(std::vector<Case>& cases, Draw& d) {
   const std::size_t first = cases.size();
-  struct Unary {
-    const char* op;
-    std::string args;
-    Fn f;
-    double lo, hi;
-    bool kink_at_zero;
-  };
   const std::vector<Unary> unary = {
       {"sin", "{}", fn([](const auto& x) { return ad::sin(x[0]); }), -3, 3, false},
       {"cos", "{}", fn([](const auto& x) { return ad::cos(x[0]); }), -3, 3, false},
@@ -588,12 +590,7 @@ void second_round_cases(std::vector<Case>& cases, Draw& d) {
       {"mish", "{}", fn([](const auto& x) { return ad::mish(x[0]); }), -5, 5, false},
       {"logsigmoid", "{}", fn([](const auto& x) { return ad::logsigmoid(x[0]); }), -8, 8, false},
   };
-  for (const auto& u : unary)
-    for (int i = 0; i < 4; ++i) {
-      Shape s = i == 0 ? Shape{} : d.shape(1, 4, true);
-      Array<double> x = u.kink_at_zero ? d.away_from_zero(s, u.lo, u.hi) : d.values(s, u.lo, u.hi);
-      cases.push_back({std::string(u.op) + " " + ad::shape_str(s), u.op, u.args, {x}, u.f});
-    }
+  unary_cases(cases, d, unary);
   for (int i = 0; i < 3; ++i) {  // hardtanh, away from its kinks at -1 and 1
     Array<double> x = d.values(d.shape(0, 3), -2, 2);
     for (auto& v : x)
@@ -603,9 +600,7 @@ void second_round_cases(std::vector<Case>& cases, Draw& d) {
   }
   for (int i = 0; i < 8; ++i) {
     Shape s = i == 0 ? Shape{} : d.shape(1, 4);
-    std::vector<long> axes;
-    for (std::size_t a = 0; a < s.size(); ++a)
-      if (d.chance(0.5)) axes.push_back(d.chance(0.5) ? long(a) : long(a) - long(s.size()));
+    const std::vector<long> axes = d.axes(s, 0.5);
     const bool keep = d.chance(0.5);
     Shape kept = ad::kernels::keepdims_shape(s, axes, "test");
     const double n = double(ad::shape_size(s)) / double(ad::shape_size(kept));

@@ -118,6 +118,34 @@ BOOST_AUTO_TEST_CASE(rmsprop) {
   BOOST_TEST(q.value()(0) == 1.0 - 0.01 * b1 - 0.01 * b2, tt::tolerance(1e-13));
 }
 
+BOOST_AUTO_TEST_CASE(adagrad) {
+  V p = param_with_grad();  // p = 1, grad 0.5
+  nn::AdagradOptions o;
+  o.lr = 0.1;
+  nn::Adagrad<double> opt({p}, o);
+  opt.step();  // s = 0.25; p −= 0.1·0.5/(0.5 + 1e-10)
+  const double p1 = 1.0 - 0.1 * 0.5 / (0.5 + 1e-10);
+  BOOST_TEST(p.value()(0) == p1, tt::tolerance(1e-14));
+  regrad(p);
+  opt.step();  // s = 0.5; p −= 0.1·0.5/(√0.5 + 1e-10)
+  BOOST_TEST(p.value()(0) == p1 - 0.1 * 0.5 / (std::sqrt(0.5) + 1e-10), tt::tolerance(1e-14));
+  // Rate decay, weight decay and a starting accumulator.
+  V q = param_with_grad();
+  o.lr_decay = 0.5, o.weight_decay = 0.2, o.initial_accumulator_value = 1.0;
+  nn::Adagrad<double> decayed({q}, o);
+  decayed.step();  // d = 0.5 + 0.2·1 = 0.7; s = 1 + 0.49; rate 0.1
+  const double q1 = 1.0 - 0.1 * 0.7 / (std::sqrt(1.49) + 1e-10);
+  BOOST_TEST(q.value()(0) == q1, tt::tolerance(1e-14));
+  regrad(q);
+  decayed.step();  // d = 0.5 + 0.2·q1; s += d²; rate 0.1/(1 + 0.5)
+  const double d2 = 0.5 + 0.2 * q1;
+  BOOST_TEST(q.value()(0) == q1 - 0.1 / 1.5 * d2 / (std::sqrt(1.49 + d2 * d2) + 1e-10),
+             tt::tolerance(1e-14));
+  BOOST_TEST(decayed.name() == "Adagrad");
+  o.lr_decay = -1;
+  BOOST_CHECK_THROW(nn::Adagrad<double>({param_with_grad()}, o), ad::Error);
+}
+
 BOOST_AUTO_TEST_CASE(parameters_without_grad_are_skipped) {
   V p = param_with_grad();
   V untouched = ad::test::leaf(Array<double>{3.0});
