@@ -21,17 +21,13 @@ typename nn::BatchNorm<T>::Statistics sync_statistics(const Variable<T>& x,
 }
 
 template <class T>
-typename nn::BatchNorm<T>::Statistics SyncBatchNorm1d<T>::statistics(
-    const Variable<T>& x, const std::vector<long>& axes) {
+typename nn::BatchNorm<T>::Statistics SyncBatchNorm<T>::statistics(const Variable<T>& x,
+                                                                   const std::vector<long>& axes) {
   return sync_statistics(x, axes, comm_);
 }
 
-template <class T>
-typename nn::BatchNorm<T>::Statistics SyncBatchNorm2d<T>::statistics(
-    const Variable<T>& x, const std::vector<long>& axes) {
-  return sync_statistics(x, axes, comm_);
-}
-
+template class SyncBatchNorm<float>;
+template class SyncBatchNorm<double>;
 template class SyncBatchNorm1d<float>;
 template class SyncBatchNorm1d<double>;
 template class SyncBatchNorm2d<float>;

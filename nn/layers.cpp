@@ -151,11 +151,12 @@ typename BatchNorm<T>::Statistics BatchNorm<T>::statistics(const Variable<T>& x,
 // ---- LayerNorm, GroupNorm
 
 namespace {
-/// (x − mean) / sqrt(var + eps) over `axes` (the biased variance).
+/// (x − mean) / sqrt(var + eps) over `axes` (the biased variance, from the centred values the
+/// result is made of: one mean and one subtraction, not two).
 template <class T>
 Variable<T> normalize(const Variable<T>& x, const std::vector<long>& axes, double eps) {
   Variable<T> centred = x - mean(x, axes, true);
-  return centred / sqrt(var(x, axes, 0.0, true) + eps);
+  return centred / sqrt(mean(square(centred), axes, true) + eps);
 }
 }  // namespace
 
