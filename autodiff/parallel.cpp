@@ -129,12 +129,45 @@ void set_pool_threads(int threads) {
   pool().set_threads(threads);
 }
 
+std::size_t elementwise_grain() {
+#ifdef AD_WITH_DNNL
+  return std::size_t{1} << 12;
+#else
+  return std::size_t{1} << 15;
+#endif
+}
+
 void run_tasks(std::size_t count, const std::function<void(std::size_t)>& task) {
   if (inside_task || pool().threads() <= 1 || count <= 1) {
     for (std::size_t i = 0; i < count; ++i) task(i);
     return;
   }
+#ifdef AD_WITH_DNNL
+  // With oneDNN the products run on OpenMP's threads, which spin a while after each product: a
+  // second set of threads would fight them for the cores, so the library's own work goes to the
+  // same OpenMP team (measured: BENCHMARKS.md, "Two threads").
+  const int threads = static_cast<int>(std::min<std::size_t>(count, pool().threads()));
+  std::atomic<std::size_t> next{0};
+  std::exception_ptr error;
+  std::mutex error_mutex;
+#pragma omp parallel num_threads(threads)
+  {
+    const bool was_inside = inside_task;
+    inside_task = true;
+    for (std::size_t i; (i = next.fetch_add(1)) < count;) {
+      try {
+        task(i);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        if (!error) error = std::current_exception();
+      }
+    }
+    inside_task = was_inside;
+  }
+  if (error) std::rethrow_exception(error);
+#else
   pool().run(count, task);
+#endif
 }
 
 }  // namespace ad::detail

@@ -18,6 +18,10 @@ void set_pool_threads(int threads);
 /// when all are done. Called from inside a task, it runs the tasks in turn on that thread.
 void run_tasks(std::size_t count, const std::function<void(std::size_t)>& task);
 
+/// Elementwise work below this many elements stays on one thread (waking a second costs more):
+/// 4,096 where the threads are OpenMP's (they spin between products), 32,768 for the library's own.
+std::size_t elementwise_grain();
+
 /// Calls body(begin, end) on consecutive chunks of [0, n), in parallel when there are at least
 /// two chunks of `grain` items.
 template <class F>

@@ -94,9 +94,6 @@ void for_each_run(const Shape& shape, const std::array<Strides, K>& strides, F&&
   }
 }
 
-/// Elementwise work below this many elements stays on one thread (waking a second costs more).
-inline constexpr std::size_t parallel_grain = std::size_t{1} << 15;
-
 /// out = op(a, b) elementwise with NumPy broadcasting. The result's element type is op's (T for
 /// arithmetic, bool for a comparison: masks are made here, never by evaluating an xtensor
 /// comparison into a bool array, which xtensor 0.24.3 with XSIMD gets wrong when an operand
@@ -108,9 +105,10 @@ Array<R> binary(const Array<T>& a, const Array<T>& b, Op op, const char* name) {
   if (a.shape() == b.shape()) {
     Array<R> out = Array<R>::from_shape(a.shape());
     R* po = out.data();
-    detail::parallel_for(a.size(), parallel_grain, [&](std::size_t begin, std::size_t end) {
-      for (std::size_t i = begin; i < end; ++i) po[i] = op(pa[i], pb[i]);
-    });
+    detail::parallel_for(a.size(), detail::elementwise_grain(),
+                         [&](std::size_t begin, std::size_t end) {
+                           for (std::size_t i = begin; i < end; ++i) po[i] = op(pa[i], pb[i]);
+                         });
     return out;
   }
   Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
@@ -168,9 +166,10 @@ Array<R> unary(const Array<T>& a, Op op) {
   Array<R> out = Array<R>::from_shape(a.shape());
   const T* pa = a.data();
   R* po = out.data();
-  detail::parallel_for(a.size(), parallel_grain, [&](std::size_t begin, std::size_t end) {
-    for (std::size_t i = begin; i < end; ++i) po[i] = op(pa[i]);
-  });
+  detail::parallel_for(a.size(), detail::elementwise_grain(),
+                       [&](std::size_t begin, std::size_t end) {
+                         for (std::size_t i = begin; i < end; ++i) po[i] = op(pa[i]);
+                       });
   return out;
 }
 
@@ -180,9 +179,11 @@ Array<T> map(Op op, const Array<T>& first, const A&... rest) {
   Array<T> out = Array<T>::from_shape(first.shape());
   T* po = out.data();
   const T* pf = first.data();
-  detail::parallel_for(first.size(), parallel_grain, [&](std::size_t begin, std::size_t end) {
-    for (std::size_t i = begin; i < end; ++i) po[i] = op(pf[i], rest.data()[i]...);
-  });
+  detail::parallel_for(first.size(), detail::elementwise_grain(),
+                       [&](std::size_t begin, std::size_t end) {
+                         for (std::size_t i = begin; i < end; ++i)
+                           po[i] = op(pf[i], rest.data()[i]...);
+                       });
   return out;
 }
 
@@ -190,9 +191,11 @@ Array<T> map(Op op, const Array<T>& first, const A&... rest) {
 template <class T, class Op, class... A>
 void map_into(Array<T>& dst, Op op, const A&... rest) {
   T* pd = dst.data();
-  detail::parallel_for(dst.size(), parallel_grain, [&](std::size_t begin, std::size_t end) {
-    for (std::size_t i = begin; i < end; ++i) pd[i] = op(pd[i], rest.data()[i]...);
-  });
+  detail::parallel_for(dst.size(), detail::elementwise_grain(),
+                       [&](std::size_t begin, std::size_t end) {
+                         for (std::size_t i = begin; i < end; ++i)
+                           pd[i] = op(pd[i], rest.data()[i]...);
+                       });
 }
 
 /// out = f(a) elementwise, with f taking and returning an xsimd batch (xsimd::exp, ...). Every
@@ -210,10 +213,11 @@ Array<T> simd_map(const Array<T>& a, F f) {
   const std::size_t n = a.size();
   // Whole batches split between threads; the tail, if any, after them: each element goes through
   // the same code whatever the thread count.
-  detail::parallel_for(n / width, parallel_grain / width, [&](std::size_t begin, std::size_t end) {
-    for (std::size_t b = begin; b < end; ++b)
-      f(B::load_unaligned(pa + b * width)).store_unaligned(po + b * width);
-  });
+  detail::parallel_for(n / width, detail::elementwise_grain() / width,
+                       [&](std::size_t begin, std::size_t end) {
+                         for (std::size_t b = begin; b < end; ++b)
+                           f(B::load_unaligned(pa + b * width)).store_unaligned(po + b * width);
+                       });
   const std::size_t i = n / width * width;
   if (i < n) {
     alignas(64) T buffer[width] = {};
