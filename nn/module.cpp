@@ -146,11 +146,23 @@ void Module<T>::train(bool on) {
 }
 
 template <class T>
+Array<T> Module<T>::predict(const Array<T>& x) {
+  struct Restore {
+    Module& m;
+    bool was_training;
+    ~Restore() { m.train(was_training); }
+  } restore{*this, training_};
+  NoGradGuard no_grad;
+  eval();
+  return (*this)(Variable<T>(x)).value();
+}
+
+template <class T>
 Variable<T> Sequential<T>::forward(const Variable<T>& x) {
   Variable<T> y = x;
   for (const auto& [name, module] : this->children()) {
     try {
-      y = module->forward(y);
+      y = (*module)(y);
     } catch (const Error& e) {
       fail("Sequential module ", name, ": ", e.what());
     }

@@ -12,6 +12,24 @@
 #include "autodiff/variable.hpp"
 
 namespace ad::nn {
+template <class T>
+class Module;
+}  // namespace ad::nn
+
+namespace ad::detail {
+/// One call of a module noted while nn::summary runs a model: the module and its output's shape.
+template <class T>
+struct ModuleCall {
+  const nn::Module<T>* module;
+  Shape input;
+  Shape output;
+};
+/// Where calls are noted on this thread (null: nowhere; only summary() sets it).
+template <class T>
+inline thread_local std::vector<ModuleCall<T>>* module_calls = nullptr;
+}  // namespace ad::detail
+
+namespace ad::nn {
 
 /// Integer state a module keeps besides its float buffers (a random stream's position).
 using StateArray = Array<std::uint64_t>;
@@ -34,8 +52,18 @@ class Module {
 
   /// The computation of the module.
   virtual Variable<T> forward(const Variable<T>& x) = 0;
-  /// forward(x).
-  Variable<T> operator()(const Variable<T>& x) { return forward(x); }
+  /// forward(x). (nn::summary sees the calls made this way.)
+  Variable<T> operator()(const Variable<T>& x) {
+    if (!detail::module_calls<T>) return forward(x);
+    const std::size_t at = detail::module_calls<T>->size();  // the caller's row before its parts'
+    detail::module_calls<T>->push_back({this, x.shape(), {}});
+    Variable<T> y = forward(x);
+    (*detail::module_calls<T>)[at].output = y.shape();
+    return y;
+  }
+  /// The output for `x` in evaluation mode (dropout off, BatchNorm's running statistics) without
+  /// recording a graph; the module's mode is put back afterwards, also when forward throws.
+  Array<T> predict(const Array<T>& x);
 
   /// Handles to every parameter of the tree, in registration order (they share data with it).
   /// A parameter registered in several places (tied weights: b.weight() = a.weight()) is listed

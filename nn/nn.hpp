@@ -11,4 +11,6 @@
 #include "nn/module.hpp"
 #include "nn/optim.hpp"
 #include "nn/schedule.hpp"
+#include "nn/sequence.hpp"
+#include "nn/summary.hpp"
 #include "nn/trainer.hpp"

@@ -4,7 +4,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <string>
 
 #include "nn/optim.hpp"
 
@@ -90,6 +92,45 @@ class Scheduler {
   Optimizer<T>& optimizer_;
   std::shared_ptr<const Schedule> schedule_;
   std::uint64_t step_ = 0;
+};
+
+/// Lowers the learning rate when a monitored figure (a validation loss) stops improving, as
+/// PyTorch's ReduceLROnPlateau in "min" mode with a relative threshold: after more than
+/// `patience` steps without a figure below best · (1 − threshold), the rates are multiplied by
+/// `factor` (not below min_factor of the base rates), then `cooldown` steps pass before counting
+/// again. A NaN figure is never an improvement. Not to be combined with a Scheduler on the same
+/// optimizer (both set the rates).
+template <class T = float>
+class ReduceLROnPlateau {
+ public:
+  /// How it lowers the rate.
+  struct Options {
+    double factor = 0.1;        ///< multiplies the rate at each reduction, in (0, 1)
+    std::size_t patience = 10;  ///< steps without improvement tolerated
+    double threshold = 1e-4;    ///< relative improvement that counts, in [0, 1)
+    std::size_t cooldown = 0;   ///< steps after a reduction before counting again
+    double min_factor = 0;      ///< the rate never goes below min_factor · base rate, in [0, 1]
+  };
+  /// Watches `optimizer`'s rates (at their base values to start with).
+  ReduceLROnPlateau(Optimizer<T>& optimizer, Options options);
+  /// Takes this step's figure; returns whether the rates were lowered.
+  bool step(double figure);
+  /// The current factor of the base rates.
+  double factor() const { return factor_; }
+  /// The best figure so far (+∞ before the first).
+  double best() const { return best_; }
+  /// Its state as named numbers (for a checkpoint's meta, under `prefix`).
+  void save(std::map<std::string, double>& meta, const std::string& prefix) const;
+  /// Restores what save() wrote (a key missing or out of range throws, naming it).
+  void load(const std::map<std::string, double>& meta, const std::string& prefix);
+
+ private:
+  Optimizer<T>& optimizer_;
+  Options options_;
+  double factor_ = 1;
+  double best_;
+  std::size_t bad_steps_ = 0;
+  std::size_t cooldown_left_ = 0;
 };
 
 }  // namespace ad::nn

@@ -133,6 +133,7 @@ std::vector<EpochMetrics> Trainer<T>::fit(const DataLoader<T>& train,
                     ? Progress::bar
                     : Progress::lines;
   std::vector<EpochMetrics> ran;
+  stopped_early_ = false;
   for (std::size_t epoch = epochs_done_; epoch < options_.epochs; ++epoch) {
     EpochMetrics m = train_epoch(train, epoch);
     if (validation) {
@@ -144,10 +145,61 @@ std::vector<EpochMetrics> Trainer<T>::fit(const DataLoader<T>& train,
     history_.push_back(m);
     ran.push_back(m);
     log_epoch(m, validation != nullptr);
+    monitor(m, validation != nullptr);
     write_outputs();
     if (on_epoch_end) on_epoch_end(m);
+    if (options_.patience > 0 && stale_epochs_ >= options_.patience) {
+      stopped_early_ = true;
+      if (progress_ != TrainerOptions::Progress::none && is_root())
+        log() << "early stop after epoch " << m.epoch << ": no improvement for " << stale_epochs_
+              << " epochs (best: epoch " << best_epoch_ << ", loss " << best_loss_ << ")\n";
+      break;
+    }
   }
+  if (options_.keep_best) restore_best();
   return ran;
+}
+
+template <class T>
+void Trainer<T>::monitor(const EpochMetrics& m, bool validation) {
+  const double loss = validation ? m.val_loss : m.train_loss;
+  if (loss < best_loss_ - options_.min_delta) {
+    best_loss_ = loss;
+    best_epoch_ = m.epoch;
+    stale_epochs_ = 0;
+    if (options_.keep_best) {
+      Best b;
+      for (const auto& p : model_.parameters()) b.parameters.push_back(p.value());
+      for (const auto& [name, buffer] : model_.named_buffers()) b.buffers.push_back(*buffer);
+      for (const auto& [name, state] : model_.named_states()) b.states.push_back(*state);
+      best_ = std::move(b);
+    }
+    if (!options_.best_checkpoint.empty() && is_root())
+      save_checkpoint(options_.best_checkpoint, model_);
+  } else {
+    ++stale_epochs_;
+  }
+  if (plateau_) plateau_->step(loss);
+}
+
+template <class T>
+void Trainer<T>::restore_best() {
+  if (best_) {
+    auto parameters = model_.parameters();
+    for (std::size_t i = 0; i < parameters.size(); ++i) {
+      Array<T>& live = parameters[i].mutable_value();
+      std::copy(best_->parameters[i].begin(), best_->parameters[i].end(), live.begin());
+    }
+    std::size_t i = 0;
+    for (const auto& [name, buffer] : model_.named_buffers()) *buffer = best_->buffers[i++];
+    i = 0;
+    for (const auto& [name, state] : model_.named_states()) *state = best_->states[i++];
+  } else if (best_epoch_ > 0 && !options_.best_checkpoint.empty()) {
+    load_checkpoint(options_.best_checkpoint, model_);  // the best epoch came before a resume
+  } else if (best_epoch_ > 0 && best_epoch_ < epochs_done_) {
+    fail("Trainer: keep_best: the best epoch (", best_epoch_,
+         ") came before the resume and no best_checkpoint was saved");
+  }
 }
 
 template <class T>
@@ -158,8 +210,14 @@ void Trainer<T>::check_before_training(const DataLoader<T>& train,
          train.options().batch_size, train.options().drop_last ? ", drop_last" : "", ")");
   if (validation && validation->samples() == 0)
     fail("Trainer::fit: the ", options_.validation_name, " set is empty");
+  if (!(options_.min_delta >= 0))
+    fail("Trainer::fit: min_delta is ", options_.min_delta, "; it must be >= 0");
+  if (plateau_ && scheduler_)
+    fail("Trainer::fit: a scheduler and a plateau both set the rates; use one");
   if (!is_root()) return;
   if (!options_.checkpoint.empty()) check_writable(options_.checkpoint, "Trainer: checkpoint");
+  if (!options_.best_checkpoint.empty())
+    check_writable(options_.best_checkpoint, "Trainer: best checkpoint");
   if (!options_.metrics_csv.empty()) check_writable(options_.metrics_csv, "Trainer: metrics CSV");
 }
 
@@ -383,6 +441,10 @@ template <class T>
 void Trainer<T>::save(const std::string& path) const {
   Meta meta{{"epochs_done", static_cast<double>(epochs_done_)}};
   if (scheduler_) meta["scheduler_step"] = static_cast<double>(scheduler_->steps());
+  meta["best_loss"] = best_loss_;
+  meta["best_epoch"] = static_cast<double>(best_epoch_);
+  meta["stale_epochs"] = static_cast<double>(stale_epochs_);
+  if (plateau_) plateau_->save(meta, "plateau_");
   save_checkpoint(path, model_, &optimizer_, meta);
 }
 
@@ -406,11 +468,31 @@ void Trainer<T>::resume(const std::string& path, bool reset_optimizer) {
       fail("Trainer::resume: '", path, "': meta/epochs_done is ", epochs, ", more than the ",
            options_.epochs, " epochs to train");
     if (meta.count("scheduler_step")) count(meta, "scheduler_step", most);
+    if (meta.count("best_epoch")) count(meta, "best_epoch", static_cast<double>(epochs));
+    if (meta.count("stale_epochs")) count(meta, "stale_epochs", static_cast<double>(epochs));
+    if (meta.count("best_loss") && std::isnan(meta.at("best_loss")))
+      fail("Trainer::resume: '", path, "': meta/best_loss is NaN");
+    if (plateau_ && meta.count("plateau_factor")) plateau_->load(meta, "plateau_");
   };
-  Meta meta = load_checkpoint(path, model_, &optimizer_, lo);
+  Meta plateau_before;  // put back if the checkpoint is refused after the plateau took its part
+  if (plateau_) plateau_->save(plateau_before, "");
+  Meta meta;
+  try {
+    meta = load_checkpoint(path, model_, &optimizer_, lo);
+  } catch (...) {
+    if (plateau_) plateau_->load(plateau_before, "");
+    throw;
+  }
   epochs_done_ = count(meta, "epochs_done", most);
   if (scheduler_ && meta.count("scheduler_step"))
     scheduler_->set_step(count(meta, "scheduler_step", most));
+  // Early stopping and keep_best go on from where they were (checkpoints without these keys
+  // start them afresh).
+  best_loss_ =
+      meta.count("best_loss") ? meta.at("best_loss") : std::numeric_limits<double>::infinity();
+  best_epoch_ = meta.count("best_epoch") ? count(meta, "best_epoch", most) : 0;
+  stale_epochs_ = meta.count("stale_epochs") ? count(meta, "stale_epochs", most) : 0;
+  best_.reset();
   // Keep the metrics of the epochs already done, so the CSV stays whole: rows up to the epochs
   // done, each cell under the column its header names.
   history_.clear();

@@ -4,6 +4,7 @@
 #include <functional>
 #include <iosfwd>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,18 @@ struct TrainerOptions {
   double clip_grad_norm = 0;
   /// Step the scheduler after every batch instead of every epoch.
   bool schedule_per_batch = false;
+  /// Early stopping: fit() ends after this many epochs in a row without an improvement of the
+  /// monitored loss (the validation loss, or the training loss without a validation set) by more
+  /// than min_delta. 0: it never stops early.
+  std::size_t patience = 0;
+  /// What counts as an improvement of the monitored loss (for patience and keep_best), >= 0.
+  double min_delta = 0;
+  /// When fit() ends (early or not), the model gets back the weights, buffers and states of the
+  /// epoch with the best monitored loss.
+  bool keep_best = false;
+  /// Where the best epoch's model is saved (atomically) whenever the monitored loss improves
+  /// ("": nowhere). With keep_best, fit() loads it when the best epoch came before a resume.
+  std::string best_checkpoint;
 };
 
 /// How the processes of a data-parallel run combine what each computed (distributed/ implements
@@ -100,6 +113,9 @@ class Trainer {
   /// Called before every backward pass with whether it is the last of its optimizer step (with
   /// accumulation, the earlier ones must not be averaged across processes yet).
   std::function<void(bool)> before_backward;
+  /// A ReduceLROnPlateau stepped after every epoch with the monitored loss (the validation loss,
+  /// or the training loss without a validation set); its state goes into the checkpoint.
+  void set_plateau(ReduceLROnPlateau<T>* plateau) { plateau_ = plateau; }
   /// Makes the trainer one process of a data-parallel run: every process trains on its shard of
   /// each global batch (LoaderOptions::shard) and runs forward and backward for every batch, even
   /// an empty shard; each loss is weighted by its share of the global batch, so that summing the
@@ -135,6 +151,12 @@ class Trainer {
 
   /// Epochs trained so far (with those of a resumed checkpoint).
   std::size_t epochs_done() const { return epochs_done_; }
+  /// The epoch (1-based) with the best monitored loss so far, 0 before the first.
+  std::size_t best_epoch() const { return best_epoch_; }
+  /// Its monitored loss (+∞ before the first epoch).
+  double best_loss() const { return best_loss_; }
+  /// Whether the last fit() ended early (options.patience).
+  bool stopped_early() const { return stopped_early_; }
   /// The metrics of every epoch done.
   const std::vector<EpochMetrics>& history() const { return history_; }
   /// Saves model, optimizer, epochs done and scheduler step.
@@ -165,8 +187,24 @@ class Trainer {
   Optimizer<T>& optimizer_;
   Loss loss_;
   TrainerOptions options_;
+  /// After an epoch: the best loss and the stale count, the best copy, the plateau.
+  void monitor(const EpochMetrics& m, bool validation);
+  /// At the end of fit() with keep_best: the best epoch's model back.
+  void restore_best();
+
   Scheduler<T>* scheduler_ = nullptr;
+  ReduceLROnPlateau<T>* plateau_ = nullptr;
   std::size_t epochs_done_ = 0;
+  double best_loss_ = std::numeric_limits<double>::infinity();
+  std::size_t best_epoch_ = 0;
+  std::size_t stale_epochs_ = 0;  ///< epochs since the best
+  bool stopped_early_ = false;
+  /// The best epoch's parameters, buffers and states (keep_best; empty until an epoch improves).
+  struct Best {
+    std::vector<Array<T>> parameters, buffers;
+    std::vector<StateArray> states;
+  };
+  std::optional<Best> best_;
   std::vector<EpochMetrics> history_;
   TrainerOptions::Progress progress_ = TrainerOptions::Progress::lines;  ///< resolved by fit()
   Collective* collective_ = nullptr;

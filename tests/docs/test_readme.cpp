@@ -192,5 +192,57 @@ BOOST_AUTO_TEST_CASE(models_and_training) {
   BOOST_TEST(trainer.epochs_done() == 10u);  // (metrics.csv and model.npz in the test's folder)
 }
 
+BOOST_AUTO_TEST_CASE(sequences) {
+  nn::Generator rng(7);
+  nn::LSTM<float> lstm(16, 32, rng, /*layers=*/2);
+  ad::Variable<float> x(ad::Array<float>(xt::zeros<float>({4, 10, 16})));
+  auto [out, state] = lstm.forward(x, {});                // out (4, 10, 32); state.h, state.c (2, 4, 32)
+  auto [next, after] = lstm.forward(x, state);            // the next chunk goes on from that state
+  nn::MultiheadAttention<float> attention(32, 4, rng, /*causal=*/true);
+  ad::Variable<float> y = attention(out);                 // (4, 10, 32); position i sees positions <= i
+  BOOST_TEST(y.shape() == ad::Shape({4, 10, 32}));
+  BOOST_TEST(after.c.shape() == ad::Shape({2, 4, 32}));
+  BOOST_TEST(next.shape() == out.shape());
+}
+
+BOOST_AUTO_TEST_CASE(looking_at_a_model) {
+  nn::Generator rng(42);
+  nn::Sequential<float> model(std::make_shared<nn::Linear<float>>(784, 256, rng),
+                              std::make_shared<nn::ReLU<float>>(),
+                              std::make_shared<nn::Linear<float>>(256, 10, rng));
+  ad::Array<float> inputs = xt::zeros<float>({3, 784});
+  std::cout << nn::summary(model, {1, 784});              // every layer, its output shape, parameters
+  ad::Array<float> scores = model.predict(inputs);        // eval mode, no graph, the mode put back
+  BOOST_TEST(scores.shape() == ad::Shape({3, 10}));
+  BOOST_TEST(nn::summary(model, {1, 784}).str().find("total parameters: 203530") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(early_stopping_and_the_best_model) {
+  nn::Generator rng(3);
+  nn::Sequential<float> model(std::make_shared<nn::Linear<float>>(4, 3, rng));
+  // Trained towards class 0, validated against class 1: the validation loss only rises.
+  ad::Array<float> inputs = xt::ones<float>({20, 4}), zeros = xt::zeros<float>({20}),
+                   ones = xt::ones<float>({20});
+  nn::DataLoader<float> loader(std::make_shared<nn::Dataset<float>>(inputs, zeros), nn::LoaderOptions{});
+  nn::DataLoader<float> val_loader(std::make_shared<nn::Dataset<float>>(inputs, ones), nn::LoaderOptions{});
+  nn::SGDOptions so;
+  so.lr = 0.1;
+  nn::SGD<float> opt(model.parameters(), so);
+  auto loss = [](const auto& out, const auto& y) { return nn::cross_entropy(out, y); };
+  nn::TrainerOptions to;
+  to.epochs = 100;
+  to.patience = 5;                              // stop after 5 epochs without a better validation loss
+  to.keep_best = true;                          // and end with the weights of the best epoch
+  to.best_checkpoint = "best.npz";              // saved atomically whenever the loss improves
+  nn::Trainer<float> trainer(model, opt, loss, to);
+  nn::ReduceLROnPlateau<float> plateau(opt, {});  // the rate × 0.1 after 10 epochs without improvement
+  trainer.set_plateau(&plateau);
+  trainer.fit(loader, &val_loader);
+  BOOST_TEST(trainer.stopped_early());
+  BOOST_TEST(trainer.epochs_done() == 6u);
+  BOOST_TEST(trainer.best_epoch() == 1u);
+  BOOST_TEST(trainer.history()[5].val_loss > trainer.history()[0].val_loss);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 // clang-format on

@@ -131,4 +131,66 @@ BOOST_AUTO_TEST_CASE(layers_without_bias_have_an_undefined_bias) {
   BOOST_TEST(with.bias().shape() == ad::Shape({2}));
 }
 
+BOOST_AUTO_TEST_CASE(predict_is_eval_mode_without_a_graph_and_puts_the_mode_back) {
+  nn::Generator rng(3);
+  nn::Sequential<float> m(std::make_shared<nn::Linear<float>>(4, 8, rng),
+                          std::make_shared<nn::Dropout<float>>(0.5, 7),
+                          std::make_shared<nn::BatchNorm1d<float>>(8));
+  Array<float> x = ad::test::uniform<float>({6, 4});
+  m.eval();
+  Array<float> expected = m(V(x)).value();
+  m.train();
+  Array<float> y = m.predict(x);
+  BOOST_TEST(m.is_training());  // the mode is put back
+  BOOST_TEST(y == expected);    // no dropout, running statistics
+  BOOST_TEST(m.predict(x) == y);
+  // The running statistics were not updated (eval mode) and no graph was recorded.
+  for (const auto& [name, buffer] : m.named_buffers())
+    if (name == "2.running_mean") BOOST_TEST(*buffer == Array<float>(xt::zeros<float>({8})));
+  for (const auto& p : m.parameters()) BOOST_TEST(!p.has_grad());
+  // A failing forward still puts the mode back.
+  BOOST_CHECK_THROW(m.predict(ad::test::uniform<float>({6, 5})), ad::Error);
+  BOOST_TEST(m.is_training());
+  m.eval();
+  BOOST_CHECK_THROW(m.predict(ad::test::uniform<float>({6, 5})), ad::Error);
+  BOOST_TEST(!m.is_training());
+}
+
+BOOST_AUTO_TEST_CASE(summary_lists_layers_shapes_and_parameters) {
+  nn::Generator rng(5);
+  auto head = std::make_shared<nn::Sequential<float>>(
+      std::make_shared<nn::Linear<float>>(4 * 5 * 5, 10, rng), std::make_shared<nn::ReLU<float>>());
+  nn::Sequential<float> m(
+      std::make_shared<nn::Conv2d<float>>(1, 4, 3, rng, 1, 1), std::make_shared<nn::ReLU<float>>(),
+      std::make_shared<nn::MaxPool2d<float>>(2), std::make_shared<nn::Flatten<float>>(), head);
+  nn::ModelSummary s = nn::summary(m, Shape{2, 1, 10, 10});
+  BOOST_REQUIRE(s.rows.size() == 8u);
+  const char* names[] = {"", "0", "1", "2", "3", "4", "4.0", "4.1"};
+  const char* types[] = {"Sequential", "Conv2d",     "ReLU",   "MaxPool2d",
+                         "Flatten",    "Sequential", "Linear", "ReLU"};
+  const std::size_t depths[] = {0, 1, 1, 1, 1, 1, 2, 2};
+  const Shape shapes[] = {{2, 10},  {2, 4, 10, 10}, {2, 4, 10, 10}, {2, 4, 5, 5},
+                          {2, 100}, {2, 10},        {2, 10},        {2, 10}};
+  const std::size_t params[] = {4 * 9 + 4 + 100 * 10 + 10, 4 * 9 + 4, 0, 0, 0, 1010, 1010, 0};
+  for (std::size_t i = 0; i < 8; ++i) {
+    BOOST_TEST_CONTEXT("row " << i) {
+      BOOST_TEST(s.rows[i].name == names[i]);
+      BOOST_TEST(s.rows[i].type == types[i]);
+      BOOST_TEST(s.rows[i].depth == depths[i]);
+      BOOST_TEST(s.rows[i].output == shapes[i]);
+      BOOST_TEST(s.rows[i].parameters == params[i]);
+    }
+  }
+  BOOST_TEST(s.total_parameters == m.parameter_count());
+  BOOST_TEST(s.parameter_bytes == 4 * m.parameter_count());
+  const std::string text = s.str();
+  BOOST_TEST(text.find("  4.0: Linear") != std::string::npos);
+  BOOST_TEST(text.find("(2,4,5,5)") != std::string::npos);
+  BOOST_TEST(text.find("total parameters: 1050") != std::string::npos);
+  BOOST_TEST(m.is_training());
+  // A wrong input shape is the forward pass's error; nothing is left noting calls.
+  BOOST_CHECK_THROW(nn::summary(m, Shape{2, 3, 10, 10}), ad::Error);
+  BOOST_TEST(nn::summary(m, Shape{1, 1, 10, 10}).rows.size() == 8u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

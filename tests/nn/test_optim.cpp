@@ -251,4 +251,47 @@ BOOST_AUTO_TEST_CASE(schedules) {
   BOOST_TEST(opt.groups()[0].lr == 0.0125, tt::tolerance(1e-15));
 }
 
+BOOST_AUTO_TEST_CASE(reduce_on_plateau_as_pytorch) {
+  V p = param_with_grad();
+  nn::SGDOptions so;
+  so.lr = 1.0;
+  nn::SGD<double> opt({p}, so);
+  nn::ReduceLROnPlateau<double>::Options o;
+  o.factor = 0.5, o.patience = 1, o.threshold = 0.1, o.cooldown = 1, o.min_factor = 0.2;
+  nn::ReduceLROnPlateau<double> plateau(opt, o);
+  // Figures, and whether each lowers the rate (worked by hand with PyTorch's rule: better means
+  // below best · 0.9; more than one bad step lowers; a cooldown step resets the count).
+  const double figures[] = {1.0, 0.95, 0.93, 0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6};
+  const bool lowered[] = {false, false, true, false, false, true,
+                          false, false, true, false, false, false};
+  const double lr[] = {1, 1, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25, 0.2, 0.2, 0.2, 0.2};
+  for (std::size_t i = 0; i < 12; ++i) {
+    BOOST_TEST_CONTEXT("step " << i) {
+      BOOST_TEST(plateau.step(figures[i]) == lowered[i]);
+      BOOST_TEST(opt.groups()[0].lr == lr[i], tt::tolerance(1e-15));
+    }
+  }
+  BOOST_TEST(plateau.best() == 0.5);
+  // NaN is never an improvement.
+  nn::ReduceLROnPlateau<double> other(opt, o);
+  BOOST_TEST(opt.groups()[0].lr == 1.0);
+  other.step(1.0);
+  other.step(std::nan(""));
+  BOOST_TEST(other.step(std::nan("")));
+  // Its state goes through a meta map and comes back.
+  std::map<std::string, double> meta;
+  plateau.save(meta, "p_");
+  nn::ReduceLROnPlateau<double> back(opt, o);
+  back.load(meta, "p_");
+  BOOST_TEST(back.factor() == plateau.factor());
+  BOOST_TEST(back.best() == 0.5);
+  BOOST_TEST(opt.groups()[0].lr == 0.2, tt::tolerance(1e-15));
+  meta["p_bad_steps"] = 1.5;
+  BOOST_CHECK_EXCEPTION(back.load(meta, "p_"), ad::Error, [](const ad::Error& e) {
+    return std::string(e.what()).find("p_bad_steps") != std::string::npos;
+  });
+  o.factor = 1.0;
+  BOOST_CHECK_THROW(nn::ReduceLROnPlateau<double>(opt, o), ad::Error);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

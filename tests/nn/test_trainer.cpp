@@ -471,4 +471,104 @@ BOOST_AUTO_TEST_CASE(accumulating_two_batches_equals_one_batch_twice_the_size) {
       BOOST_TEST(big[i].value().data()[j] == acc[i].value().data()[j], tt::tolerance(1e-12));
 }
 
+BOOST_AUTO_TEST_CASE(early_stopping_waits_patience_epochs) {
+  auto data = rings(1);
+  nn::DataLoader<float> train(data, nn::LoaderOptions{});
+  auto model = mlp(2);
+  nn::SGDOptions so;
+  so.lr = 1e-6;  // the loss moves by far less than min_delta: the first epoch stays the best
+  nn::SGD<float> opt(model->parameters(), so);
+  std::ostringstream log;
+  nn::TrainerOptions o = quiet(10, log);
+  o.patience = 2;
+  o.min_delta = 1e-3;
+  nn::Trainer<float> t(*model, opt, ce, o);
+  auto ran = t.fit(train, &train);
+  BOOST_TEST(ran.size() == 3u);
+  BOOST_TEST(t.stopped_early());
+  BOOST_TEST(t.best_epoch() == 1u);
+  BOOST_TEST(t.best_loss() == ran[0].val_loss);
+  BOOST_TEST(log.str().find("early stop after epoch 3") != std::string::npos);
+  o.min_delta = -1;
+  nn::Trainer<float> bad(*model, opt, ce, o);
+  BOOST_CHECK_THROW(bad.fit(train), ad::Error);
+}
+
+/// A run whose validation loss goes up and down (a rate far too high), with keep_best, a best
+/// checkpoint and a plateau; `stop_after` epochs, then a checkpoint (resume_from continues it).
+struct BumpyRun {
+  std::shared_ptr<nn::Sequential<float>> model = mlp(3);
+  std::unique_ptr<nn::SGD<float>> opt;
+  std::unique_ptr<nn::ReduceLROnPlateau<float>> plateau;
+  std::unique_ptr<nn::Trainer<float>> trainer;
+  std::vector<std::vector<Array<float>>> after_epoch;  // weights after each epoch this run
+  std::ostringstream log;
+  BumpyRun(std::size_t epochs, const std::string& best_path) {
+    nn::SGDOptions so;
+    so.lr = 8.0, so.momentum = 0.9;
+    opt = std::make_unique<nn::SGD<float>>(model->parameters(), so);
+    nn::ReduceLROnPlateau<float>::Options po;
+    po.patience = 1, po.factor = 0.5;
+    plateau = std::make_unique<nn::ReduceLROnPlateau<float>>(*opt, po);
+    nn::TrainerOptions o = quiet(epochs, log);
+    o.keep_best = true;
+    o.best_checkpoint = best_path;
+    trainer = std::make_unique<nn::Trainer<float>>(*model, *opt, ce, o);
+    trainer->set_plateau(plateau.get());
+    trainer->on_epoch_end = [this](const nn::EpochMetrics&) {
+      after_epoch.push_back(weights(*model));
+    };
+  }
+};
+
+BOOST_AUTO_TEST_CASE(keep_best_puts_back_the_best_epoch_also_across_a_resume) {
+  auto data = rings(1);
+  nn::LoaderOptions lo;
+  lo.batch_size = 50;
+  lo.seed = 3;
+  nn::DataLoader<float> train(data, lo), val(rings(2), nn::LoaderOptions{});
+  const std::string best1 = temp_path("trainer_best1.npz"), best2 = temp_path("trainer_best2.npz"),
+                    ckpt = temp_path("trainer_bumpy.npz");
+  BumpyRun straight(8, best1);
+  auto ran = straight.trainer->fit(train, &val);
+  BOOST_REQUIRE(ran.size() == 8u);
+  std::size_t best = 0;
+  for (std::size_t e = 1; e < 8; ++e)
+    if (ran[e].val_loss < ran[best].val_loss) best = e;
+  BOOST_TEST(straight.trainer->best_epoch() == best + 1);
+  BOOST_REQUIRE(best + 1 < 8);  // else the test would not show a restore
+  BOOST_TEST(weights(*straight.model) == straight.after_epoch[best]);
+  BOOST_TEST(straight.plateau->factor() < 1.0);  // the bumps lowered the rate
+  // The best checkpoint holds the same weights.
+  auto loaded = mlp(99);
+  nn::load_checkpoint(best1, *loaded);
+  BOOST_TEST(weights(*loaded) == straight.after_epoch[best]);
+  // Interrupted after the best epoch, resumed: the same end, the best loaded from its file.
+  const std::size_t cut = best + 2;
+  {
+    BumpyRun first(cut, best2);
+    first.trainer->fit(train, &val);
+    first.trainer->save(ckpt);
+  }
+  BumpyRun resumed(8, best2);
+  resumed.trainer->resume(ckpt);
+  resumed.trainer->fit(train, &val);
+  BOOST_TEST(resumed.trainer->best_epoch() == best + 1);
+  BOOST_TEST(weights(*resumed.model) == straight.after_epoch[best]);
+  BOOST_TEST(resumed.plateau->factor() == straight.plateau->factor());
+  BOOST_TEST(resumed.opt->groups()[0].lr == straight.opt->groups()[0].lr);
+  // Without a best checkpoint, a best epoch before the resume cannot be put back: an error.
+  {
+    BumpyRun first(cut, "");
+    first.trainer->fit(train, &val);
+    first.trainer->save(ckpt);
+  }
+  BumpyRun blind(8, "");
+  blind.trainer->resume(ckpt);
+  BOOST_CHECK_EXCEPTION(blind.trainer->fit(train, &val), ad::Error, [](const ad::Error& e) {
+    return std::string(e.what()).find("no best_checkpoint") != std::string::npos;
+  });
+  for (const auto& p : {best1, best2, ckpt}) std::remove(p.c_str());
+}
+
 BOOST_AUTO_TEST_SUITE_END()

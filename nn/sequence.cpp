@@ -1,0 +1,237 @@
+#include "nn/sequence.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "autodiff/ops.hpp"
+#include "nn/layers.hpp"
+
+namespace ad::nn {
+
+namespace {
+
+/// x must be (N, L, features); `what` names the layer.
+void check_sequence(const Shape& s, std::size_t features, const std::string& what) {
+  if (s.size() != 3 || s[2] != features)
+    fail(what, ": input ", shape_str(s), " is not (N, L, ", features, ")");
+}
+
+/// Steps `from` to `from + count` of a (N, L, F) sequence's axis 1, as (N, F) when count is 1.
+template <class T>
+Variable<T> at_step(const Variable<T>& x, std::size_t t) {
+  const Shape& s = x.shape();
+  return reshape(slice(x, 1, t, t + 1), Shape{s[0], s[2]});
+}
+
+/// Gate `k` of `gates` stacked along the last axis of (N, gates·H).
+template <class T>
+Variable<T> gate(const Variable<T>& g, std::size_t k, std::size_t hidden) {
+  return slice(g, 1, k * hidden, (k + 1) * hidden);
+}
+
+}  // namespace
+
+// ---- Recurrent layers
+
+template <class T>
+Recurrent<T>::Recurrent(const char* name, std::size_t gates, std::size_t input, std::size_t hidden,
+                        Generator& rng, std::size_t layers, bool bias)
+    : name_(name), input_(input), hidden_(hidden), layers_(layers), bias_(bias) {
+  if (input == 0 || hidden == 0 || layers == 0)
+    fail(name, ": input (", input, "), hidden (", hidden, ") and layers (", layers,
+         ") must be positive");
+  const double bound = 1.0 / std::sqrt(static_cast<double>(hidden));
+  auto draw = [&](Shape shape) {
+    Array<T> a = Array<T>::from_shape(shape);
+    init::uniform(a, -bound, bound, rng);
+    return a;
+  };
+  for (std::size_t l = 0; l < layers; ++l) {
+    const std::string suffix = "_l" + std::to_string(l);
+    w_ih_.push_back(this->register_parameter("weight_ih" + suffix,
+                                             draw({gates * hidden, l == 0 ? input : hidden})));
+    w_hh_.push_back(this->register_parameter("weight_hh" + suffix, draw({gates * hidden, hidden})));
+    if (bias) {
+      b_ih_.push_back(this->register_parameter("bias_ih" + suffix, draw({gates * hidden})));
+      b_hh_.push_back(this->register_parameter("bias_hh" + suffix, draw({gates * hidden})));
+    }
+  }
+}
+
+template <class T>
+Variable<T> Recurrent<T>::recurrent(std::size_t layer, const Variable<T>& h) {
+  return linear(h, this->parameter(w_hh_[layer]),
+                bias_ ? this->parameter(b_hh_[layer]) : Variable<T>());
+}
+
+template <class T>
+RecurrentOutput<T> Recurrent<T>::forward(const Variable<T>& x, const RecurrentState<T>& state) {
+  check_sequence(x.shape(), input_, name_);
+  const std::size_t n = x.shape()[0], length = x.shape()[1];
+  const Shape state_shape{layers_, n, hidden_};
+  auto initial = [&](const Variable<T>& given, const char* which) {
+    if (!given.defined()) return Variable<T>(Array<T>(xt::zeros<T>(state_shape)));
+    if (given.shape() != state_shape)
+      fail(name_, ": state ", which, " is ", shape_str(given.shape()), ", expected ",
+           shape_str(state_shape), " (layers, N, hidden)");
+    return given;
+  };
+  const Variable<T> h0 = initial(state.h, "h");
+  const Variable<T> c0 = has_cell() ? initial(state.c, "c") : Variable<T>();
+  if (!has_cell() && state.c.defined()) fail(name_, ": has no cell state, but c was given");
+  Variable<T> input = x;
+  std::vector<Variable<T>> last_h, last_c;
+  for (std::size_t l = 0; l < layers_; ++l) {
+    // The input projection of every step at once: (N, L, gates·H).
+    const Variable<T> xw =
+        linear(input, this->parameter(w_ih_[l]), bias_ ? this->parameter(b_ih_[l]) : Variable<T>());
+    Variable<T> h = reshape(slice(h0, 0, l, l + 1), Shape{n, hidden_});
+    Variable<T> c = has_cell() ? reshape(slice(c0, 0, l, l + 1), Shape{n, hidden_}) : Variable<T>();
+    std::vector<Variable<T>> outputs;
+    outputs.reserve(length);
+    for (std::size_t t = 0; t < length; ++t) {
+      step(l, at_step(xw, t), h, c);
+      outputs.push_back(h);
+    }
+    input =
+        length > 0 ? stack(outputs, 1) : Variable<T>(Array<T>(xt::zeros<T>({n, length, hidden_})));
+    last_h.push_back(h);
+    if (has_cell()) last_c.push_back(c);
+  }
+  RecurrentOutput<T> out;
+  out.output = input;
+  out.state.h = stack(last_h, 0);
+  if (has_cell()) out.state.c = stack(last_c, 0);
+  return out;
+}
+
+template <class T>
+void LSTM<T>::step(std::size_t layer, const Variable<T>& xw, Variable<T>& h, Variable<T>& c) {
+  const std::size_t H = this->hidden_size();
+  const Variable<T> g = xw + this->recurrent(layer, h);
+  const Variable<T> i = sigmoid(gate(g, 0, H)), f = sigmoid(gate(g, 1, H)),
+                    cand = tanh(gate(g, 2, H)), o = sigmoid(gate(g, 3, H));
+  c = f * c + i * cand;
+  h = o * tanh(c);
+}
+
+template <class T>
+void GRU<T>::step(std::size_t layer, const Variable<T>& xw, Variable<T>& h, Variable<T>& /*c*/) {
+  const std::size_t H = this->hidden_size();
+  const Variable<T> hw = this->recurrent(layer, h);
+  const Variable<T> r = sigmoid(gate(xw, 0, H) + gate(hw, 0, H));
+  const Variable<T> z = sigmoid(gate(xw, 1, H) + gate(hw, 1, H));
+  const Variable<T> cand = tanh(gate(xw, 2, H) + r * gate(hw, 2, H));
+  h = cand + z * (h - cand);  // (1 − z)·n + z·h
+}
+
+// ---- Attention
+
+template <class T>
+MultiheadAttention<T>::MultiheadAttention(std::size_t dim, std::size_t heads, Generator& rng,
+                                          bool causal)
+    : dim_(dim), heads_(heads), causal_(causal) {
+  if (dim == 0 || heads == 0 || dim % heads != 0)
+    fail("MultiheadAttention: heads (", heads, ") must be positive and divide dim (", dim, ")");
+  Array<T> in_w = Array<T>::from_shape({3 * dim, dim});
+  init::xavier_uniform(in_w, rng);
+  in_w_ = this->register_parameter("in_proj_weight", std::move(in_w));
+  in_b_ = this->register_parameter("in_proj_bias", Array<T>(xt::zeros<T>({3 * dim})));
+  out_proj_ = this->register_module("out_proj", std::make_shared<Linear<T>>(dim, dim, rng));
+  out_proj_->bias().mutable_value().fill(T(0));
+}
+
+template <class T>
+Variable<T> MultiheadAttention<T>::forward(const Variable<T>& x) {
+  check_sequence(x.shape(), dim_, "MultiheadAttention");
+  const std::size_t n = x.shape()[0], length = x.shape()[1], d = dim_ / heads_;
+  const Variable<T> qkv = linear(x, this->parameter(in_w_), this->parameter(in_b_));
+  // (N, L, dim) → (N·heads, L, d): the heads become batches of one batched product.
+  auto heads = [&](std::size_t k) {
+    Variable<T> part =
+        reshape(slice(qkv, 2, k * dim_, (k + 1) * dim_), Shape{n, length, heads_, d});
+    return reshape(permute(part, {0, 2, 1, 3}), Shape{n * heads_, length, d});
+  };
+  const Variable<T> q = heads(0), k = heads(1), v = heads(2);
+  Variable<T> scores = matmul(q, k, false, true) * (1.0 / std::sqrt(static_cast<double>(d)));
+  if (causal_) {
+    Array<T> mask = xt::zeros<T>({length, length});
+    for (std::size_t i = 0; i < length; ++i)
+      for (std::size_t j = i + 1; j < length; ++j) mask(i, j) = -std::numeric_limits<T>::infinity();
+    scores = scores + Variable<T>(std::move(mask));
+  }
+  const Variable<T> weights = softmax(scores, -1);
+  // The weights averaged over heads, for inspection.
+  weights_ = xt::zeros<T>({n, length, length});
+  const T* w = weights.value().data();
+  const std::size_t plane = length * length;
+  for (std::size_t b = 0; b < n; ++b)
+    for (std::size_t h = 0; h < heads_; ++h)
+      for (std::size_t e = 0; e < plane; ++e)
+        weights_.data()[b * plane + e] += w[(b * heads_ + h) * plane + e] / static_cast<T>(heads_);
+  Variable<T> context = matmul(weights, v);  // (N·heads, L, d)
+  context = reshape(permute(reshape(context, Shape{n, heads_, length, d}), {0, 2, 1, 3}),
+                    Shape{n, length, dim_});
+  return (*out_proj_)(context);
+}
+
+// ---- Positions
+
+template <class T>
+PositionalEmbedding<T>::PositionalEmbedding(std::size_t max_length, std::size_t dim,
+                                            Generator& rng) {
+  Array<T> table = Array<T>::from_shape({max_length, dim});
+  init::normal(table, 0.0, 1.0, rng);
+  table_ = this->register_parameter("weight", std::move(table));
+}
+
+template <class T>
+Variable<T> PositionalEmbedding<T>::forward(const Variable<T>& x) {
+  const Variable<T>& table = this->parameter(table_);
+  check_sequence(x.shape(), table.shape()[1], "PositionalEmbedding");
+  if (x.shape()[1] > table.shape()[0])
+    fail("PositionalEmbedding: input ", shape_str(x.shape()), " is longer than the ",
+         table.shape()[0], " positions of the table");
+  return x + slice(table, 0, 0, x.shape()[1]);
+}
+
+template <class T>
+SinusoidalPositionalEncoding<T>::SinusoidalPositionalEncoding(std::size_t max_length,
+                                                              std::size_t dim)
+    : table_(Array<T>::from_shape({max_length, dim})) {
+  for (std::size_t p = 0; p < max_length; ++p)
+    for (std::size_t j = 0; j < dim; ++j) {
+      const double rate =
+          std::pow(10000.0, -static_cast<double>(j - j % 2) / static_cast<double>(dim));
+      table_(p, j) = static_cast<T>(j % 2 ? std::cos(p * rate) : std::sin(p * rate));
+    }
+}
+
+template <class T>
+Variable<T> SinusoidalPositionalEncoding<T>::forward(const Variable<T>& x) {
+  check_sequence(x.shape(), table_.shape()[1], "SinusoidalPositionalEncoding");
+  if (x.shape()[1] > table_.shape()[0])
+    fail("SinusoidalPositionalEncoding: input ", shape_str(x.shape()), " is longer than its ",
+         table_.shape()[0], " positions");
+  const std::size_t length = x.shape()[1], dim = table_.shape()[1];
+  Array<T> rows = Array<T>::from_shape({length, dim});
+  std::copy(table_.data(), table_.data() + length * dim, rows.data());
+  return x + Variable<T>(std::move(rows));
+}
+
+template class Recurrent<float>;
+template class Recurrent<double>;
+template class LSTM<float>;
+template class LSTM<double>;
+template class GRU<float>;
+template class GRU<double>;
+template class MultiheadAttention<float>;
+template class MultiheadAttention<double>;
+template class PositionalEmbedding<float>;
+template class PositionalEmbedding<double>;
+template class SinusoidalPositionalEncoding<float>;
+template class SinusoidalPositionalEncoding<double>;
+
+}  // namespace ad::nn
