@@ -49,6 +49,49 @@ Variable<T> Conv2d<T>::forward(const Variable<T>& x) {
   return conv2d(x, weight(), bias(), stride_, padding_);
 }
 
+template <class T>
+ConvTranspose2d<T>::ConvTranspose2d(std::size_t in_channels, std::size_t out_channels,
+                                    std::size_t kernel, Generator& rng, std::size_t stride,
+                                    std::size_t padding, std::size_t output_padding, bool bias)
+    : stride_(stride), padding_(padding), output_padding_(output_padding) {
+  if (in_channels == 0 || out_channels == 0 || kernel == 0 || stride == 0)
+    fail("ConvTranspose2d: channels (", in_channels, ", ", out_channels, "), kernel (", kernel,
+         ") and stride (", stride, ") must be positive");
+  if (output_padding >= stride)
+    fail("ConvTranspose2d: output_padding (", output_padding, ") must be less than the stride (",
+         stride, ")");
+  const double bound = 1.0 / std::sqrt(static_cast<double>(out_channels * kernel * kernel));
+  Array<T> w = Array<T>::from_shape({in_channels, out_channels, kernel, kernel});
+  init::uniform(w, -bound, bound, rng);
+  weight_ = this->register_parameter("weight", std::move(w));
+  if (bias) {
+    Array<T> b = Array<T>::from_shape({out_channels});
+    init::uniform(b, -bound, bound, rng);
+    bias_ = this->register_parameter("bias", std::move(b));
+  }
+}
+
+template <class T>
+Variable<T> ConvTranspose2d<T>::forward(const Variable<T>& x) {
+  const Shape& w = weight().shape();
+  const Shape& s = x.shape();
+  if (s.size() != 4 || s[1] != w[0])
+    fail("ConvTranspose2d: input ", shape_str(s), " is not (N, ", w[0], ", H, W)");
+  // The output size; an input too small for it (a negative size) is refused.
+  auto out = [&](std::size_t in) -> std::size_t {
+    const std::size_t grown = (in - 1) * stride_ + w[2] + output_padding_;
+    if (in == 0 || grown <= 2 * padding_)
+      fail("ConvTranspose2d: input ", shape_str(s), " with kernel ", w[2], ", stride ", stride_,
+           ", padding ", padding_, " gives no output");
+    return grown - 2 * padding_;
+  };
+  // The adjoint of the convolution from the output's shape back to x's: conv2d's input gradient.
+  Variable<T> y =
+      conv2d_input_grad(x, weight(), Shape{s[0], w[1], out(s[2]), out(s[3])}, stride_, padding_);
+  if (has_bias()) y = y + reshape(this->parameter(bias_), Shape{1, w[1], 1, 1});
+  return y;
+}
+
 // ---- Pooling, Flatten
 
 template <class T>
@@ -271,24 +314,25 @@ Variable<T> Softmax<T>::forward(const Variable<T>& x) {
   return softmax(x, axis_);
 }
 
-#define AD_INSTANTIATE(T)        \
-  template class Linear<T>;      \
-  template class Conv2d<T>;      \
-  template class MaxPool2d<T>;   \
-  template class AvgPool2d<T>;   \
-  template class Flatten<T>;     \
-  template class Dropout<T>;     \
-  template class BatchNorm<T>;   \
-  template class BatchNorm1d<T>; \
-  template class BatchNorm2d<T>; \
-  template class LayerNorm<T>;   \
-  template class GroupNorm<T>;   \
-  template class Embedding<T>;   \
-  template class ReLU<T>;        \
-  template class LeakyReLU<T>;   \
-  template class Tanh<T>;        \
-  template class Sigmoid<T>;     \
-  template class GELU<T>;        \
+#define AD_INSTANTIATE(T)            \
+  template class Linear<T>;          \
+  template class Conv2d<T>;          \
+  template class ConvTranspose2d<T>; \
+  template class MaxPool2d<T>;       \
+  template class AvgPool2d<T>;       \
+  template class Flatten<T>;         \
+  template class Dropout<T>;         \
+  template class BatchNorm<T>;       \
+  template class BatchNorm1d<T>;     \
+  template class BatchNorm2d<T>;     \
+  template class LayerNorm<T>;       \
+  template class GroupNorm<T>;       \
+  template class Embedding<T>;       \
+  template class ReLU<T>;            \
+  template class LeakyReLU<T>;       \
+  template class Tanh<T>;            \
+  template class Sigmoid<T>;         \
+  template class GELU<T>;            \
   template class Softmax<T>;
 
 AD_INSTANTIATE(float)

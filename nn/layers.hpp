@@ -57,6 +57,30 @@ class Conv2d : public Module<T> {
   std::size_t stride_, padding_;
 };
 
+/// Transposed 2-D convolution of (N, in, H, W) with a (in, out, k, k) kernel (the adjoint of a
+/// Conv2d from out to in channels with the same stride and padding), as PyTorch's ConvTranspose2d:
+/// output (N, out, (H − 1)·stride − 2·padding + k + output_padding, likewise for W), with
+/// output_padding < stride. Initialised like PyTorch: U(±1/√(out·k·k)).
+template <class T = float>
+class ConvTranspose2d : public Module<T> {
+ public:
+  /// A layer from `in_channels` to `out_channels` with a kernel × kernel window.
+  ConvTranspose2d(std::size_t in_channels, std::size_t out_channels, std::size_t kernel,
+                  Generator& rng, std::size_t stride = 1, std::size_t padding = 0,
+                  std::size_t output_padding = 0, bool bias = true);
+  /// The layer applied to x.
+  Variable<T> forward(const Variable<T>& x) override;
+  /// The weight, (in, out, k, k).
+  Variable<T>& weight() { return this->parameter(weight_); }
+  /// Whether the layer has a bias (registered as "bias", (out)).
+  bool has_bias() const { return bias_ != none; }
+
+ private:
+  static constexpr std::size_t none = ~std::size_t{0};
+  std::size_t weight_, bias_ = none;  ///< positions in the registry
+  std::size_t stride_, padding_, output_padding_;
+};
+
 /// Maximum over k×k windows (stride defaults to the kernel).
 template <class T = float>
 class MaxPool2d : public Module<T> {

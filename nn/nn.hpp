@@ -7,6 +7,7 @@
 #include "nn/datasets.hpp"
 #include "nn/init.hpp"
 #include "nn/layers.hpp"
+#include "nn/lbfgs.hpp"
 #include "nn/loss.hpp"
 #include "nn/module.hpp"
 #include "nn/optim.hpp"

@@ -1,6 +1,7 @@
 // Every layer, gradchecked in double with respect to its input and parameters.
 #include <boost/test/unit_test.hpp>
 
+#include <array>
 #include <cmath>
 
 #include "helpers.hpp"
@@ -38,6 +39,61 @@ BOOST_AUTO_TEST_CASE(conv2d_with_stride_and_padding) {
   V x = leaf(uniform({2, 2, 5, 6}));
   BOOST_TEST(layer(x).shape() == Shape({2, 3, 3, 3}));
   BOOST_TEST(passed(nn::gradcheck_module(layer, x)));
+}
+
+BOOST_AUTO_TEST_CASE(conv_transpose2d_scatters_each_input_through_the_kernel) {
+  for (auto [stride, padding, extra] :
+       {std::array<std::size_t, 3>{1, 0, 0}, {2, 1, 1}, {3, 2, 0}}) {
+    BOOST_TEST_CONTEXT("stride " << stride << ", padding " << padding << ", output_padding "
+                                 << extra) {
+      nn::Generator rng(9);
+      nn::ConvTranspose2d<double> layer(2, 3, 3, rng, stride, padding, extra);
+      const Array<double> x = uniform({2, 2, 4, 3});
+      const Array<double> y = layer(V(x)).value();
+      const std::size_t ho = (4 - 1) * stride - 2 * padding + 3 + extra,
+                        wo = (3 - 1) * stride - 2 * padding + 3 + extra;
+      BOOST_REQUIRE(y.shape() == Shape({2, 3, ho, wo}));
+      // The definition: every input element adds x·w[c, o] at its window of the output.
+      const Array<double> w = layer.weight().value();
+      Array<double> expected = xt::zeros<double>(Shape{2, 3, ho, wo});
+      Array<double> bias;
+      for (const auto& [name, p] : layer.named_parameters())
+        if (name == "bias") bias = p.value();
+      for (std::size_t n = 0; n < 2; ++n)
+        for (std::size_t o = 0; o < 3; ++o) {
+          for (std::size_t i = 0; i < ho; ++i)
+            for (std::size_t j = 0; j < wo; ++j) expected(n, o, i, j) = bias(o);
+          for (std::size_t c = 0; c < 2; ++c)
+            for (std::size_t i = 0; i < 4; ++i)
+              for (std::size_t j = 0; j < 3; ++j)
+                for (std::size_t a = 0; a < 3; ++a)
+                  for (std::size_t b = 0; b < 3; ++b) {
+                    const long r = long(i * stride + a) - long(padding),
+                               q = long(j * stride + b) - long(padding);
+                    if (r >= 0 && q >= 0 && r < long(ho) && q < long(wo))
+                      expected(n, o, std::size_t(r), std::size_t(q)) +=
+                          x(n, c, i, j) * w(c, o, a, b);
+                  }
+        }
+      for (std::size_t k = 0; k < y.size(); ++k)
+        BOOST_TEST(y.data()[k] == expected.data()[k], tt::tolerance(1e-12));
+      BOOST_TEST(passed(nn::gradcheck_module(layer, leaf(x), ad::test::second_order())));
+    }
+  }
+  nn::Generator rng(10);
+  BOOST_CHECK_THROW(nn::ConvTranspose2d<double>(2, 3, 3, rng, 2, 0, 2), ad::Error);
+  nn::ConvTranspose2d<double> layer(2, 3, 3, rng, 1, 0, 0, false);
+  BOOST_TEST(layer.parameters().size() == 1u);
+  BOOST_CHECK_EXCEPTION(layer(V(uniform({2, 3, 4, 4}))), ad::Error, [](const ad::Error& e) {
+    return std::string(e.what()).find("ConvTranspose2d: input (2,3,4,4) is not (N, 2, H, W)") !=
+           std::string::npos;
+  });
+  nn::ConvTranspose2d<double> shrinking(2, 3, 3, rng, 1, 2);
+  BOOST_CHECK_EXCEPTION(shrinking(V(uniform({1, 2, 1, 1}))), ad::Error, [](const ad::Error& e) {
+    return std::string(e.what()).find("gives no output") != std::string::npos;
+  });
+  // Initialised from U(±1/√(out·k·k)).
+  for (double v : layer.weight().value()) BOOST_TEST(std::abs(v) <= 1 / std::sqrt(27.0));
 }
 
 BOOST_AUTO_TEST_CASE(pooling_away_from_ties) {
