@@ -1,11 +1,19 @@
 // Fits a function with the classic squared error E = ½ Σ (y − ŷ)²: by default a noisy 1-D curve
-// it generates, or the columns of a user's CSV file (--csv FILE --target COLUMN).
+// it generates, the diabetes data (--dataset diabetes, from Debian's python3-sklearn), or the
+// columns of a user's CSV file (--csv FILE --target COLUMN). With a held-out part
+// (--test-fraction), the ordinary least-squares fit of the training part is printed beside the
+// network's as the floor a linear model reaches.
 #include <boost/program_options.hpp>
 
+#include <xtensor-blas/xlinalg.hpp>
+
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <numeric>
+#include <random>
 
 #include "autodiff/autodiff.hpp"
 #include "cli.hpp"
@@ -19,10 +27,10 @@ using F = ad::Variable<float>;
 namespace {
 
 struct Options {
-  std::size_t epochs = 300, batch = 20, hidden = 32, points = 200;
-  double lr = 0.005, noise = 0.1;
+  std::size_t epochs = 300, batch = 20, hidden = 32, points = 200, patience = 0;
+  double lr = 0.005, noise = 0.1, test_fraction = -1;  // -1: 0.2 for diabetes, else 0
   std::uint64_t seed = 1;
-  std::string csv, target, plot;
+  std::string dataset = "curve", data_dir = nn::datasets::sklearn_data_dir, csv, target, plot;
   int threads = ad::default_num_threads();
 };
 
@@ -71,6 +79,46 @@ struct Standardizer {
   }
 };
 
+/// The rows at `picks` of a dataset.
+std::shared_ptr<nn::Dataset<float>> rows(const nn::Dataset<float>& d,
+                                         const std::vector<std::size_t>& picks) {
+  const std::size_t cols = d.inputs().shape()[1];
+  ad::Array<float> x = ad::Array<float>::from_shape({picks.size(), cols});
+  ad::Array<float> y = ad::Array<float>::from_shape({picks.size(), 1});
+  for (std::size_t i = 0; i < picks.size(); ++i) {
+    for (std::size_t c = 0; c < cols; ++c) x(i, c) = d.inputs()(picks[i], c);
+    y(i, 0) = d.targets()(picks[i], 0);
+  }
+  return std::make_shared<nn::Dataset<float>>(std::move(x), std::move(y));
+}
+
+/// The ordinary least-squares fit (with an intercept) of the targets on the inputs, in double:
+/// the normal equations (XᵀX) β = Xᵀy. Returns β, intercept last.
+ad::Array<double> least_squares(const nn::Dataset<float>& d) {
+  const std::size_t n = d.size(), cols = d.inputs().shape()[1];
+  ad::Array<double> x = xt::ones<double>({n, cols + 1});
+  ad::Array<double> y = ad::Array<double>::from_shape({n});
+  for (std::size_t i = 0; i < n; ++i) {
+    for (std::size_t c = 0; c < cols; ++c) x(i, c) = d.inputs()(i, c);
+    y(i) = d.targets()(i, 0);
+  }
+  ad::Array<double> xtx = xt::linalg::dot(xt::transpose(x), x);
+  ad::Array<double> xty = xt::linalg::dot(xt::transpose(x), y);
+  return xt::linalg::solve(xtx, xty);
+}
+
+/// E = ½ Σ (y − ŷ)² of the linear fit β over a dataset (standardised units).
+double least_squares_error(const ad::Array<double>& beta, const nn::Dataset<float>& d) {
+  const std::size_t cols = d.inputs().shape()[1];
+  double e = 0;
+  for (std::size_t i = 0; i < d.size(); ++i) {
+    double fit = beta(cols);
+    for (std::size_t c = 0; c < cols; ++c) fit += beta(c) * d.inputs()(i, c);
+    e += 0.5 * (d.targets()(i, 0) - fit) * (d.targets()(i, 0) - fit);
+  }
+  return e;
+}
+
 /// E = ½ Σ (y − ŷ)² over the whole dataset, in the target's own units.
 double classic_error(nn::Module<float>& model, const nn::Dataset<float>& data,
                      const Standardizer& s) {
@@ -82,15 +130,44 @@ double classic_error(nn::Module<float>& model, const nn::Dataset<float>& data,
 
 int run(const Options& o) {
   ad::set_num_threads(o.threads);
-  std::shared_ptr<nn::Dataset<float>> raw;
+  std::shared_ptr<nn::Dataset<float>> all;
+  std::string source;
   if (!o.csv.empty()) {
     if (o.target.empty()) throw ad::Error("--csv needs --target COLUMN");
-    raw = nn::datasets::csv_dataset(nn::datasets::read_csv(o.csv), o.target);
+    all = nn::datasets::csv_dataset(nn::datasets::read_csv(o.csv), o.target);
+    source = o.csv;
+  } else if (o.dataset == "diabetes") {
+    all = nn::datasets::csv_dataset(nn::datasets::load_diabetes(o.data_dir), "target");
+    source = "diabetes (Efron et al. 2004, 10 inputs)";
+  } else if (o.dataset == "curve") {
+    all = make_curve(o);
+    source = "noisy curve y = sin(3x) + 0.3x²";
   } else {
-    raw = make_curve(o);
+    throw ad::Error("--dataset: '" + o.dataset + "' is not curve or diabetes");
   }
+  // A held-out part, drawn with the seed.
+  const double fraction = o.test_fraction >= 0      ? o.test_fraction
+                          : o.dataset == "diabetes" ? 0.2
+                                                    : 0.0;
+  std::vector<std::size_t> order(all->size());
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  if (fraction > 0) std::shuffle(order.begin(), order.end(), nn::Generator(o.seed + 2000));
+  const auto held =
+      static_cast<std::size_t>(std::round(fraction * static_cast<double>(all->size())));
+  if (held >= all->size())
+    throw ad::Error("--test-fraction: " + std::to_string(fraction) + " leaves no training sample");
+  // With early stopping, a fifth of the training part validates (and never trains).
+  const std::size_t validating = o.patience ? (all->size() - held) / 5 : 0;
+  if (o.patience && validating == 0) throw ad::Error("--patience: too few samples to validate");
+  const auto from = [&](std::size_t a, std::size_t b) {
+    return std::vector<std::size_t>(order.begin() + static_cast<long>(a),
+                                    order.begin() + static_cast<long>(b));
+  };
+  auto raw = rows(*all, from(held + validating, all->size()));
   const Standardizer standardizer(*raw);
   auto data = standardizer.apply(*raw);
+  auto test = standardizer.apply(*rows(*all, from(0, held)));
+  auto validation = standardizer.apply(*rows(*all, from(held, held + validating)));
   const std::size_t inputs = data->inputs().shape()[1];
 
   nn::Generator rng(o.seed);
@@ -110,13 +187,17 @@ int run(const Options& o) {
   to.epochs = o.epochs;
   to.classification = false;
   to.progress = nn::TrainerOptions::Progress::none;
+  to.patience = o.patience;
+  to.keep_best = o.patience > 0;
   // The classic error of each batch, E = ½ Σ (y − ŷ)².
   nn::Trainer<float> trainer(
       model, opt,
       [](const F& out, const F& y) { return nn::mse_loss(out, y, nn::Reduction::half_sum); }, to);
-  std::cout << "regression: " << (o.csv.empty() ? "noisy curve y = sin(3x) + 0.3x²" : o.csv) << ", "
-            << data->size() << " samples, " << inputs << " input(s), MLP " << inputs << "-"
-            << o.hidden << "-" << o.hidden << "-1 (tanh), Adam lr " << o.lr << "\n";
+  std::cout << "regression: " << source << ", " << data->size() << " training samples"
+            << (validating ? ", " + std::to_string(validating) + " validating" : "")
+            << (held ? ", " + std::to_string(held) + " held out" : "") << ", " << inputs
+            << " input(s), MLP " << inputs << "-" << o.hidden << "-" << o.hidden
+            << "-1 (tanh), Adam lr " << o.lr << "\n";
   std::cout << "epoch 0: E = ½Σ(y − ŷ)² = " << classic_error(model, *data, standardizer) << "\n";
   const std::size_t every = std::max<std::size_t>(o.epochs / 10, 1);
   std::vector<nn::EpochMetrics> errors;
@@ -127,7 +208,12 @@ int run(const Options& o) {
     if (m.epoch % every == 0 || m.epoch == o.epochs)
       std::cout << "epoch " << m.epoch << ": E = ½Σ(y − ŷ)² = " << e.train_loss << "\n";
   };
-  trainer.fit(loader);
+  nn::DataLoader<float> val_loader(validation, nn::LoaderOptions{});
+  trainer.fit(loader, validating ? &val_loader : nullptr);
+  if (trainer.stopped_early())
+    std::cout << "stopped after epoch " << trainer.epochs_done() << " (" << o.patience
+              << " without a lower validation error); the weights of epoch " << trainer.best_epoch()
+              << " kept\n";
 
   // The final fit at a few points.
   ad::NoGradGuard no_grad;
@@ -146,6 +232,20 @@ int run(const Options& o) {
   const double e = errors.empty() ? 0 : errors.back().train_loss;
   std::cout << "E = " << e << ", root mean squared error " << std::sqrt(2 * e / data->size())
             << "\n";
+  // The floor of a linear model: ordinary least squares on the training part.
+  const ad::Array<double> beta = least_squares(*data);
+  const double units = double(standardizer.y_scale) * standardizer.y_scale;
+  auto rmse = [](double err, std::size_t n) { return std::sqrt(2 * err / static_cast<double>(n)); };
+  const double ols_train = least_squares_error(beta, *data) * units;
+  std::cout << "least squares (linear, the floor): training E = " << ols_train << ", RMSE "
+            << rmse(ols_train, data->size()) << "\n";
+  if (held) {
+    const double net_test = classic_error(model, *test, standardizer);
+    const double ols_test = least_squares_error(beta, *test) * units;
+    std::cout << "held out (" << held << " samples): network E = " << net_test << ", RMSE "
+              << rmse(net_test, held) << "; least squares E = " << ols_test << ", RMSE "
+              << rmse(ols_test, held) << "\n";
+  }
   if (!o.plot.empty()) {
     examples::Series points{"data", {}, "points pt 7 ps 0.5"}, curve{"fit", {}, "lines lw 2"};
     if (inputs == 1) {
@@ -177,7 +277,17 @@ int main(int argc, char** argv) {
   po::options_description desc(
       "regression: fit a function by minimising E = ½ Σ (y − ŷ)²\nOptions");
   desc.add_options()("help,h", "show this help")(
-      "csv", po::value(&o.csv), "a CSV file with a header row (default: a generated noisy curve)")(
+      "dataset", po::value(&o.dataset),
+      "curve (a generated noisy curve, the default) or diabetes (python3-sklearn's data)")(
+      "data-dir", po::value(&o.data_dir), "where the diabetes files are")(
+      "test-fraction", po::value<std::string>()->notifier([&](const std::string& text) {
+        o.test_fraction = examples::parse_number(text, 0.0, 0.9, "test-fraction");
+      }),
+      "part held out for testing (default 0.2 for diabetes, else 0)")(
+      "patience", examples::number(&o.patience, std::size_t{0}, std::size_t{1000000}, "patience"),
+      "stop after this many epochs without a lower error on a validation fifth of the training "
+      "part, keeping the best epoch's weights (0: off)")(
+      "csv", po::value(&o.csv), "a CSV file with a header row (instead of --dataset)")(
       "target", po::value(&o.target), "the CSV column to predict from the others")(
       "epochs", examples::number(&o.epochs, std::size_t{1}, std::size_t{1000000}, "epochs"),
       "epochs")("batch-size",

@@ -216,4 +216,79 @@ std::shared_ptr<Dataset<float>> csv_dataset(const CsvTable& table, const std::st
   return std::make_shared<Dataset<float>>(std::move(x), std::move(y));
 }
 
+namespace {
+
+/// The rows of a file of whitespace-separated numbers (gzip-compressed when it starts with the
+/// gzip magic), each of `columns` finite numbers.
+std::vector<double> read_number_rows(const std::string& path, std::size_t columns,
+                                     std::size_t& rows) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) fail("cannot read '", path, "': it is a directory");
+  std::ifstream file(path, std::ios::binary);
+  if (!file) fail("cannot open '", path, "': ", std::strerror(errno));
+  const int b0 = file.get(), b1 = file.get();
+  file.clear();
+  file.seekg(0);
+  io::filtering_istreambuf buffer;
+  if (b0 == 0x1f && b1 == 0x8b) buffer.push(io::gzip_decompressor());
+  buffer.push(file);
+  std::istream in(&buffer);
+  in.exceptions(std::ios::badbit);
+  std::vector<double> values;
+  rows = 0;
+  try {
+    std::string line;
+    for (std::size_t line_no = 1; std::getline(in, line); ++line_no) {
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      std::istringstream fields(line);
+      std::string field;
+      std::size_t count = 0;
+      while (fields >> field) {
+        if (++count > columns) break;
+        char* end = nullptr;
+        const double v = std::strtod(field.c_str(), &end);
+        if (*end != '\0' || !std::isfinite(v))
+          fail("'", path, "' line ", line_no, ", field ", count, ": '", field,
+               "' is not a finite number");
+        values.push_back(v);
+      }
+      if (count != columns)
+        fail("'", path, "' line ", line_no, ": ", count > columns ? "more than " : "",
+             count > columns ? columns : count, " numbers, expected ", columns);
+      ++rows;
+    }
+  } catch (const std::ios::failure& e) {
+    fail("'", path, "': corrupt or truncated gzip data (", e.what(), ")");
+  }
+  if (rows == 0) fail("'", path, "' has no rows");
+  return values;
+}
+
+}  // namespace
+
+CsvTable load_diabetes(const std::string& dir) {
+  namespace fs = std::filesystem;
+  auto path = [&](const char* name) {
+    const std::string p = (fs::path(dir) / name).string();
+    if (!fs::exists(p))
+      fail("'", p, "' not found",
+           dir == sklearn_data_dir ? " (sudo apt-get install python3-sklearn provides it)" : "");
+    return p;
+  };
+  const std::string data_path = path("diabetes_data_raw.csv.gz");
+  const std::string target_path = path("diabetes_target.csv.gz");
+  std::size_t rows = 0, targets = 0;
+  const std::vector<double> data = read_number_rows(data_path, 10, rows);
+  const std::vector<double> target = read_number_rows(target_path, 1, targets);
+  if (rows != targets) fail("'", data_path, "' has ", rows, " rows, '", target_path, "' ", targets);
+  CsvTable table;
+  table.columns = {"age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6", "target"};
+  table.values = Array<double>::from_shape({rows, 11});
+  for (std::size_t r = 0; r < rows; ++r) {
+    for (std::size_t c = 0; c < 10; ++c) table.values(r, c) = data[r * 10 + c];
+    table.values(r, 10) = target[r];
+  }
+  return table;
+}
+
 }  // namespace ad::nn::datasets

@@ -50,4 +50,15 @@ CsvTable read_csv(const std::string& path);
 /// A Dataset whose targets (N, 1) are the column `target` and whose inputs are the other columns.
 std::shared_ptr<Dataset<float>> csv_dataset(const CsvTable& table, const std::string& target);
 
+/// Where Debian's python3-sklearn package keeps scikit-learn's small data sets.
+inline const char* const sklearn_data_dir = "/usr/lib/python3/dist-packages/sklearn/datasets/data";
+
+/// The diabetes data of Efron, Hastie, Johnstone and Tibshirani, "Least Angle Regression" (2004),
+/// as scikit-learn ships it (<dir>/diabetes_data_raw.csv.gz and diabetes_target.csv.gz, the
+/// original, unscaled values): 442 patients, columns age, sex, bmi, bp, s1 ... s6 and "target"
+/// (disease progression one year later). Each line of both files is checked (10 numbers, then 1,
+/// and as many lines in both); errors name the file and the line; a missing file in the default
+/// folder comes with the apt-get hint.
+CsvTable load_diabetes(const std::string& dir = sklearn_data_dir);
+
 }  // namespace ad::nn::datasets

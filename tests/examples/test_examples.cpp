@@ -8,6 +8,8 @@
 #include <regex>
 #include <sstream>
 
+#include "nn/datasets.hpp"
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -193,6 +195,32 @@ BOOST_AUTO_TEST_CASE(regression_fits_the_curve_and_a_csv) {
   auto bad = run("regression", "--csv " + csv + " --target nope");
   BOOST_TEST(bad.status == 1);
   BOOST_TEST(bad.output.find("no column 'nope'") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(regression_on_the_diabetes_data_reaches_the_linear_floor) {
+  if (!std::filesystem::exists(std::string(ad::nn::datasets::sklearn_data_dir) +
+                               "/diabetes_target.csv.gz")) {
+    BOOST_TEST_MESSAGE("python3-sklearn is not installed: skipped");
+    return;
+  }
+  auto r = run("regression", "--dataset diabetes --patience 20 --hidden 16");
+  BOOST_TEST_MESSAGE(r.output);
+  BOOST_REQUIRE(r.status == 0);
+  BOOST_TEST(r.output.find("284 training samples, 70 validating, 88 held out") !=
+             std::string::npos);
+  BOOST_TEST(r.output.find("stopped after epoch") != std::string::npos);
+  // Held out: the network's error against the least-squares fit of the same training part.
+  auto rmse = numbers_after(r.output, "RMSE ");
+  BOOST_REQUIRE(rmse.size() ==
+                3u);  // least squares on training; network and least squares held out
+  BOOST_TEST(rmse[1] < 1.1 * rmse[2]);
+  BOOST_TEST(rmse[2] > 40.0);  // the floor is far above zero: the data is noisy
+  auto fraction = run("regression", "--dataset diabetes --test-fraction 0.95");
+  BOOST_TEST(fraction.status == 2);
+  BOOST_TEST(fraction.output.find("--test-fraction must be") != std::string::npos);
+  auto unknown = run("regression", "--dataset iris");
+  BOOST_TEST(unknown.status == 1);
+  BOOST_TEST(unknown.output.find("'iris' is not curve or diabetes") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(saddle_point_escapes) {

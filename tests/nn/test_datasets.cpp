@@ -234,4 +234,56 @@ BOOST_AUTO_TEST_CASE(csv_cells_must_be_finite_numbers) {
                         [&](const ad::Error& e) { return says(e, {"is a directory"}); });
 }
 
+BOOST_AUTO_TEST_CASE(diabetes) {
+  // The package's files when they are there (the test machine installs python3-sklearn).
+  if (fs::exists(std::string(ds::sklearn_data_dir) + "/diabetes_target.csv.gz")) {
+    auto t = ds::load_diabetes();
+    BOOST_TEST(t.values.shape() == ad::Shape({442, 11}));
+    BOOST_TEST(t.columns[2] == "bmi");
+    // The first patient as the raw file and the article list them.
+    const double first[] = {59, 2, 32.1, 101, 157, 93.2, 38, 4, 4.8598, 87, 151};
+    for (std::size_t c = 0; c < 11; ++c) BOOST_TEST(t.values(0, c) == first[c]);
+  } else {
+    BOOST_CHECK_EXCEPTION(ds::load_diabetes(), ad::Error, [](const ad::Error& e) {
+      return says(e, {"apt-get install python3-sklearn"});
+    });
+  }
+  // Files written here, compressed or not: good ones, then each kind of bad line.
+  const std::string d = dir() + "/diabetes";
+  fs::remove_all(d);
+  fs::create_directories(d);
+  auto files = [&](const std::string& data, const std::string& target, bool gzip) {
+    write(d + "/diabetes_data_raw.csv.gz", data, gzip);
+    write(d + "/diabetes_target.csv.gz", target, gzip);
+  };
+  const std::string row = "1 2 3 4 5 6 7 8 9 10\n";
+  files(row + "\n" + row, "1.5e+02\n7.5e+01\n", true);
+  auto t = ds::load_diabetes(d);
+  BOOST_TEST(t.values.shape() == ad::Shape({2, 11}));
+  BOOST_TEST(t.values(1, 10) == 75.0);
+  auto refused = [&](std::initializer_list<std::string> parts) {
+    BOOST_CHECK_EXCEPTION(ds::load_diabetes(d), ad::Error,
+                          [&](const ad::Error& e) { return says(e, parts); });
+  };
+  files(row + "1 2 3\n", "1\n2\n", false);
+  refused({"diabetes_data_raw.csv.gz' line 2: 3 numbers, expected 10"});
+  files(row + row + "11\n", "1\n2\n", false);
+  refused({"line 3: 1 numbers, expected 10"});
+  files(row + "1 2 3 4 5 6 7 8 9 10 11\n", "1\n2\n", false);
+  refused({"line 2: more than 10 numbers"});
+  files(row + "1 2 x 4 5 6 7 8 9 10\n", "1\n2\n", false);
+  refused({"line 2, field 3: 'x' is not a finite number"});
+  files(row + "1 2 nan 4 5 6 7 8 9 10\n", "1\n2\n", false);
+  refused({"'nan' is not a finite number"});
+  files(row, "1\n2\n", false);
+  refused({"has 1 rows", "diabetes_target.csv.gz' 2"});
+  files("", "", false);
+  refused({"has no rows"});
+  files(row, "1\n", true);
+  fs::resize_file(d + "/diabetes_target.csv.gz", fs::file_size(d + "/diabetes_target.csv.gz") / 2);
+  refused({"corrupt or truncated gzip"});
+  fs::remove(d + "/diabetes_target.csv.gz");
+  refused({"diabetes_target.csv.gz' not found"});
+}
+
 BOOST_AUTO_TEST_SUITE_END()
