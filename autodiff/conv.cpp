@@ -13,27 +13,47 @@ using kernels::ConvGeometry;
 
 namespace {
 
+/// The output extent along an axis, or an error when the (dilated) kernel does not fit.
+std::size_t output_extent(std::size_t in, std::size_t k, std::size_t stride, std::size_t pad,
+                          std::size_t dilation, const Shape& x, const char* op) {
+  const std::size_t span = dilation * (k - 1) + 1;
+  if (in + 2 * pad < span)
+    fail(op, ": kernel ", k, dilation > 1 ? " dilated by " + std::to_string(dilation) : "",
+         " is larger than the input ", shape_str(x), " padded by ", pad);
+  return (in + 2 * pad - span) / stride + 1;
+}
+
 ConvGeometry pool_geometry(const Shape& x, std::size_t k, std::size_t stride, std::size_t pad,
                            const char* op) {
   if (x.size() != 4) fail(op, ": input must be (N, C, H, W), got ", shape_str(x));
   if (k == 0 || stride == 0) fail(op, ": kernel and stride must be positive");
   ConvGeometry g;
-  g.n = x[0], g.c = x[1], g.h = x[2], g.w = x[3], g.k = k, g.stride = stride, g.pad = pad;
-  if (g.h + 2 * pad < k || g.w + 2 * pad < k)
-    fail(op, ": kernel ", k, " is larger than the input ", shape_str(x), " padded by ", pad);
-  g.ho = (g.h + 2 * pad - k) / stride + 1;
-  g.wo = (g.w + 2 * pad - k) / stride + 1;
+  g.n = x[0], g.c = x[1], g.h = x[2], g.w = x[3];
+  g.kh = g.kw = k, g.sh = g.sw = stride, g.ph = g.pw = pad;
+  g.ho = output_extent(g.h, k, stride, pad, 1, x, op);
+  g.wo = output_extent(g.w, k, stride, pad, 1, x, op);
   return g;
 }
 
-ConvGeometry conv_geometry(const Shape& x, const Shape& w, std::size_t stride, std::size_t pad,
-                           const char* op) {
-  if (w.size() != 4 || w[2] != w[3]) fail(op, ": weight must be (O, C, k, k), got ", shape_str(w));
-  ConvGeometry g = pool_geometry(x, w[2], stride, pad, op);
-  if (w[1] != x[1])
+ConvGeometry conv_geometry(const Shape& x, const Shape& w, const ConvOptions& o, const char* op) {
+  if (x.size() != 4) fail(op, ": input must be (N, C, H, W), got ", shape_str(x));
+  if (w.size() != 4 || w[2] == 0 || w[3] == 0)
+    fail(op, ": weight must be (O, C/groups, kh, kw) with kh, kw > 0, got ", shape_str(w));
+  if (o.stride_h == 0 || o.stride_w == 0 || o.dilation_h == 0 || o.dilation_w == 0 || o.groups == 0)
+    fail(op, ": strides, dilations and groups must be positive");
+  if (x[1] % o.groups != 0 || w[0] % o.groups != 0)
+    fail(op, ": ", o.groups, " groups do not divide the ", x[1], " input channels of ",
+         shape_str(x), " and the ", w[0], " output channels of weight ", shape_str(w));
+  if (w[1] * o.groups != x[1])
     fail(op, ": input ", shape_str(x), " has ", x[1], " channels but weight ", shape_str(w),
-         " expects ", w[1]);
-  g.o = w[0];
+         " expects ", w[1] * o.groups,
+         o.groups > 1 ? " (" + std::to_string(o.groups) + " groups)" : "");
+  ConvGeometry g;
+  g.n = x[0], g.c = x[1], g.h = x[2], g.w = x[3], g.o = w[0];
+  g.kh = w[2], g.kw = w[3], g.sh = o.stride_h, g.sw = o.stride_w, g.ph = o.padding_h,
+  g.pw = o.padding_w, g.dh = o.dilation_h, g.dw = o.dilation_w, g.groups = o.groups;
+  g.ho = output_extent(g.h, g.kh, g.sh, g.ph, g.dh, x, op);
+  g.wo = output_extent(g.w, g.kw, g.sw, g.pw, g.dw, x, op);
   return g;
 }
 
@@ -56,8 +76,8 @@ void check_output_grad(const Shape& g, const ConvGeometry& geo, const char* op) 
 
 template <class T>
 Variable<T> conv2d(const Variable<T>& x, const Variable<T>& w, const Variable<T>& b,
-                   std::size_t stride, std::size_t padding) {
-  const ConvGeometry g = conv_geometry(x.shape(), w.shape(), stride, padding, "conv2d");
+                   const ConvOptions& options) {
+  const ConvGeometry g = conv_geometry(x.shape(), w.shape(), options, "conv2d");
   if (b.defined() && b.shape() != Shape{g.o})
     fail("conv2d: bias ", shape_str(b.shape()), " does not match weight ", shape_str(w.shape()),
          " (bias is (O))");
@@ -69,7 +89,7 @@ Variable<T> conv2d(const Variable<T>& x, const Variable<T>& w, const Variable<T>
   Array<T> out =
       kernels::conv2d(x.value().data(), w.value().data(), b.defined() ? b.value().data() : nullptr,
                       g, kept ? kept->data() : nullptr);
-  auto backward = [stride, padding, kept, g](const BackwardContext<T>& c) -> Grads<T> {
+  auto backward = [options, kept, g](const BackwardContext<T>& c) -> Grads<T> {
     // d/dx = conv2d_input_grad(gy, w), d/dw = conv2d_weight_grad(x, gy), d/db = Σ_{n,h,w} gy.
     // Recorded, with those ops; otherwise the same products by one kernel in one pass over the
     // output gradient, with the patches kept by the forward pass.
@@ -78,8 +98,8 @@ Variable<T> conv2d(const Variable<T>& x, const Variable<T>& w, const Variable<T>
     const bool need_b = c.inputs.size() == 3 && c.needs(2);
     Grads<T> grads(c.inputs.size());
     if (c.create_graph) {
-      if (c.needs(0)) grads[0] = conv2d_input_grad(c.grad, w, x.shape(), stride, padding);
-      if (c.needs(1)) grads[1] = conv2d_weight_grad(x, c.grad, w.shape(), stride, padding);
+      if (c.needs(0)) grads[0] = conv2d_input_grad(c.grad, w, x.shape(), options);
+      if (c.needs(1)) grads[1] = conv2d_weight_grad(x, c.grad, w.shape(), options);
       if (need_b) grads[2] = sum(c.grad, {0, 2, 3});
       return grads;
     }
@@ -100,29 +120,61 @@ Variable<T> conv2d(const Variable<T>& x, const Variable<T>& w, const Variable<T>
 }
 
 template <class T>
+Variable<T> conv2d(const Variable<T>& x, const Variable<T>& w, const Variable<T>& b,
+                   std::size_t stride, std::size_t padding) {
+  return conv2d(x, w, b, ConvOptions::square(stride, padding));
+}
+
+template <class T>
 Variable<T> conv2d(const Variable<T>& x, const Variable<T>& w, std::size_t stride,
                    std::size_t padding) {
-  return conv2d(x, w, Variable<T>(), stride, padding);
+  return conv2d(x, w, Variable<T>(), ConvOptions::square(stride, padding));
 }
 
 template <class T>
 Variable<T> conv2d_input_grad(const Variable<T>& g, const Variable<T>& w, const Shape& x_shape,
-                              std::size_t stride, std::size_t padding) {
-  const ConvGeometry geo = conv_geometry(x_shape, w.shape(), stride, padding, "conv2d_input_grad");
+                              const ConvOptions& options) {
+  const ConvGeometry geo = conv_geometry(x_shape, w.shape(), options, "conv2d_input_grad");
   check_output_grad(g.shape(), geo, "conv2d_input_grad");
   Array<T> dx = Array<T>::from_shape(x_shape);
   kernels::conv2d_backward<T>(g.value().data(), w.value().data(), nullptr, nullptr, geo, dx.data(),
                               nullptr, nullptr);
   return make_op<T>("conv2d_input_grad", std::move(dx), {g, w},
-                    [stride, padding](const BackwardContext<T>& c) -> Grads<T> {
+                    [options](const BackwardContext<T>& c) -> Grads<T> {
                       // with h the incoming gradient (x's shape):
                       // d/dg = conv2d(h, w), d/dw = conv2d_weight_grad(h, g)
                       const auto& g = c.input(0);
                       const auto& w = c.input(1);
                       Grads<T> grads(2);
-                      if (c.needs(0)) grads[0] = conv2d(c.grad, w, stride, padding);
-                      if (c.needs(1))
-                        grads[1] = conv2d_weight_grad(c.grad, g, w.shape(), stride, padding);
+                      if (c.needs(0)) grads[0] = conv2d(c.grad, w, Variable<T>(), options);
+                      if (c.needs(1)) grads[1] = conv2d_weight_grad(c.grad, g, w.shape(), options);
+                      return grads;
+                    });
+}
+
+template <class T>
+Variable<T> conv2d_input_grad(const Variable<T>& g, const Variable<T>& w, const Shape& x_shape,
+                              std::size_t stride, std::size_t padding) {
+  return conv2d_input_grad(g, w, x_shape, ConvOptions::square(stride, padding));
+}
+
+template <class T>
+Variable<T> conv2d_weight_grad(const Variable<T>& x, const Variable<T>& g, const Shape& w_shape,
+                               const ConvOptions& options) {
+  const ConvGeometry geo = conv_geometry(x.shape(), w_shape, options, "conv2d_weight_grad");
+  check_output_grad(g.shape(), geo, "conv2d_weight_grad");
+  Array<T> dw = xt::zeros<T>(w_shape);
+  kernels::conv2d_backward<T>(g.value().data(), nullptr, x.value().data(), nullptr, geo, nullptr,
+                              dw.data(), nullptr);
+  return make_op<T>("conv2d_weight_grad", std::move(dw), {x, g},
+                    [options](const BackwardContext<T>& c) -> Grads<T> {
+                      // with h the incoming gradient (w's shape):
+                      // d/dx = conv2d_input_grad(g, h), d/dg = conv2d(x, h)
+                      const auto& x = c.input(0);
+                      const auto& g = c.input(1);
+                      Grads<T> grads(2);
+                      if (c.needs(0)) grads[0] = conv2d_input_grad(g, c.grad, x.shape(), options);
+                      if (c.needs(1)) grads[1] = conv2d(x, c.grad, Variable<T>(), options);
                       return grads;
                     });
 }
@@ -130,23 +182,7 @@ Variable<T> conv2d_input_grad(const Variable<T>& g, const Variable<T>& w, const 
 template <class T>
 Variable<T> conv2d_weight_grad(const Variable<T>& x, const Variable<T>& g, const Shape& w_shape,
                                std::size_t stride, std::size_t padding) {
-  const ConvGeometry geo = conv_geometry(x.shape(), w_shape, stride, padding, "conv2d_weight_grad");
-  check_output_grad(g.shape(), geo, "conv2d_weight_grad");
-  Array<T> dw = xt::zeros<T>(w_shape);
-  kernels::conv2d_backward<T>(g.value().data(), nullptr, x.value().data(), nullptr, geo, nullptr,
-                              dw.data(), nullptr);
-  return make_op<T>("conv2d_weight_grad", std::move(dw), {x, g},
-                    [stride, padding](const BackwardContext<T>& c) -> Grads<T> {
-                      // with h the incoming gradient (w's shape):
-                      // d/dx = conv2d_input_grad(g, h), d/dg = conv2d(x, h)
-                      const auto& x = c.input(0);
-                      const auto& g = c.input(1);
-                      Grads<T> grads(2);
-                      if (c.needs(0))
-                        grads[0] = conv2d_input_grad(g, c.grad, x.shape(), stride, padding);
-                      if (c.needs(1)) grads[1] = conv2d(x, c.grad, stride, padding);
-                      return grads;
-                    });
+  return conv2d_weight_grad(x, g, w_shape, ConvOptions::square(stride, padding));
 }
 
 namespace {
@@ -223,11 +259,18 @@ Variable<T> avg_pool2d_grad(const Variable<T>& g, const Shape& x_shape, std::siz
 template <class T>
 std::vector<const void*> conv_ops() {
   using V = Variable<T>;
+  using Square = std::size_t;
   return detail::addresses(
-      static_cast<V (*)(const V&, const V&, std::size_t, std::size_t)>(&conv2d<T>),
-      static_cast<V (*)(const V&, const V&, const V&, std::size_t, std::size_t)>(&conv2d<T>),
-      &conv2d_input_grad<T>, &conv2d_weight_grad<T>, &max_pool2d<T>, &avg_pool2d<T>,
-      &avg_pool2d_grad<T>);
+      static_cast<V (*)(const V&, const V&, const V&, const ConvOptions&)>(&conv2d<T>),
+      static_cast<V (*)(const V&, const V&, Square, Square)>(&conv2d<T>),
+      static_cast<V (*)(const V&, const V&, const V&, Square, Square)>(&conv2d<T>),
+      static_cast<V (*)(const V&, const V&, const Shape&, const ConvOptions&)>(
+          &conv2d_input_grad<T>),
+      static_cast<V (*)(const V&, const V&, const Shape&, Square, Square)>(&conv2d_input_grad<T>),
+      static_cast<V (*)(const V&, const V&, const Shape&, const ConvOptions&)>(
+          &conv2d_weight_grad<T>),
+      static_cast<V (*)(const V&, const V&, const Shape&, Square, Square)>(&conv2d_weight_grad<T>),
+      &max_pool2d<T>, &avg_pool2d<T>, &avg_pool2d_grad<T>);
 }
 template std::vector<const void*> conv_ops<float>();
 template std::vector<const void*> conv_ops<double>();

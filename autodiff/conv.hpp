@@ -1,18 +1,41 @@
-// 2-D convolution and pooling on (N, C, H, W) tensors. The square kernel, stride and padding apply
-// to both spatial axes.
+// 2-D convolution and pooling on (N, C, H, W) tensors. Convolutions take a kernel of any height
+// and width, a stride, zero padding and dilation per axis, and groups (ConvOptions); the short
+// forms take one stride and padding for both axes. Pooling windows are square.
 #pragma once
 
 #include "autodiff/variable.hpp"
 
 namespace ad {
 
-/// Cross-correlation of x (N, C, H, W) with w (O, C, k, k), zero padding on each side; the output
-/// is (N, O, (H + 2p - k)/s + 1, (W + 2p - k)/s + 1). im2col then one GEMM per sample.
+/// A convolution's stride, zero padding (on each side) and dilation along height and width, and
+/// its groups: the C input and O output channels split into `groups` groups, output group q
+/// computed from input group q only (C and O must be multiples of it).
+struct ConvOptions {
+  std::size_t stride_h = 1, stride_w = 1;      ///< steps between windows
+  std::size_t padding_h = 0, padding_w = 0;    ///< zeros added on each side
+  std::size_t dilation_h = 1, dilation_w = 1;  ///< steps between a window's taps
+  std::size_t groups = 1;                      ///< channel groups
+  /// The same stride and padding along both axes, no dilation, one group.
+  static ConvOptions square(std::size_t stride, std::size_t padding) {
+    ConvOptions o;
+    o.stride_h = o.stride_w = stride;
+    o.padding_h = o.padding_w = padding;
+    return o;
+  }
+};
+
+/// Cross-correlation of x (N, C, H, W) with w (O, C/groups, kh, kw), plus the bias b of shape (O)
+/// when defined (fused: one pass forward, one backward); the output is (N, O, Ho, Wo) with
+/// Ho = (H + 2·padding_h − dilation_h·(kh − 1) − 1)/stride_h + 1 (Wo alike). im2col, then one
+/// GEMM per group of channels for a group of samples.
+template <class T>
+Variable<T> conv2d(const Variable<T>& x, const Variable<T>& w, const Variable<T>& b,
+                   const ConvOptions& options);
+/// conv2d with a square stride and padding, without a bias.
 template <class T>
 Variable<T> conv2d(const Variable<T>& x, const Variable<T>& w, std::size_t stride = 1,
                    std::size_t padding = 0);
-/// conv2d plus a bias b of shape (O), added to every output position of its channel (fused: one
-/// pass forward, one backward).
+/// conv2d with a square stride and padding, plus a bias b of shape (O).
 template <class T>
 Variable<T> conv2d(const Variable<T>& x, const Variable<T>& w, const Variable<T>& b,
                    std::size_t stride = 1, std::size_t padding = 0);
@@ -21,8 +44,16 @@ Variable<T> conv2d(const Variable<T>& x, const Variable<T>& w, const Variable<T>
 /// second-order gradients flow through convolutions.
 template <class T>
 Variable<T> conv2d_input_grad(const Variable<T>& g, const Variable<T>& w, const Shape& x_shape,
+                              const ConvOptions& options);
+/// conv2d_input_grad with a square stride and padding.
+template <class T>
+Variable<T> conv2d_input_grad(const Variable<T>& g, const Variable<T>& w, const Shape& x_shape,
                               std::size_t stride, std::size_t padding);
 /// The gradient of conv2d with respect to its weight, for the output gradient g.
+template <class T>
+Variable<T> conv2d_weight_grad(const Variable<T>& x, const Variable<T>& g, const Shape& w_shape,
+                               const ConvOptions& options);
+/// conv2d_weight_grad with a square stride and padding.
 template <class T>
 Variable<T> conv2d_weight_grad(const Variable<T>& x, const Variable<T>& g, const Shape& w_shape,
                                std::size_t stride, std::size_t padding);

@@ -60,6 +60,7 @@ struct Options {
   int threads = ad::default_num_threads();
   std::string data_dir = nn::datasets::fashion_mnist_dir, checkpoint, metrics_csv, plot;
   bool resume = false, reset_optimizer = false, quiet = false, distributed = false;
+  std::size_t augment = 0;  // random crop padding (0: no augmentation)
 };
 
 /// The optimizer over the model's parameters, or over flat buffers when data-parallel (SGD then
@@ -146,6 +147,11 @@ int run(const Options& o, Parallel* comm) {
     lo.shards = static_cast<std::size_t>(comm->size());
   }
   nn::DataLoader<float> train(train_data, lo);
+  if (opt.augment) {
+    if (!cnn) throw ad::Error("--augment needs --model cnn (it moves and mirrors images)");
+    train.set_transform(nn::augment::compose<float>(
+        {nn::augment::random_crop<float>(opt.augment), nn::augment::horizontal_flip<float>()}));
+  }
   lo.shuffle = false;
   lo.batch_size = std::max<std::size_t>(opt.batch, 500);
   nn::DataLoader<float> test(test_data, lo);
@@ -161,6 +167,7 @@ int run(const Options& o, Parallel* comm) {
         << opt.optimizer << " lr " << opt.lr << " (" << opt.schedule << " schedule), batch "
         << opt.batch << ", " << train.samples() << " training and " << test.samples()
         << " test images, " << opt.threads << " thread(s)"
+        << (opt.augment ? ", augmented (crop ±" + std::to_string(opt.augment) + ", flip)" : "")
         << (comm ? ", " + std::to_string(comm->size()) + " processes (data-parallel)" : "") << "\n";
 
   nn::TrainerOptions to;
@@ -235,6 +242,9 @@ int main(int argc, char** argv) {
       "metrics-csv", po::value(&o.metrics_csv), "write the metrics per epoch to this CSV")(
       "plot", po::value(&o.plot), "plot loss and accuracy curves to this .png or .svg")(
       "quiet", po::bool_switch(&o.quiet), "one line per epoch, no progress bar")(
+      "augment", examples::number(&o.augment, std::size_t{0}, std::size_t{14}, "augment"),
+      "with --model cnn: move each training image by up to this many pixels (a random crop of "
+      "it padded with zeros) and mirror half of them (0: off)")(
       "distributed", po::bool_switch(&o.distributed),
       "data-parallel over the processes of an mpirun (the default when started by mpirun with "
       "more than one process)");

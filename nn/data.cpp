@@ -65,7 +65,8 @@ std::vector<std::size_t> DataLoader<T>::order(std::size_t epoch) const {
 }
 
 template <class T>
-Batch<T> DataLoader<T>::batch(const std::vector<std::size_t>& order, std::size_t i) const {
+Batch<T> DataLoader<T>::batch(const std::vector<std::size_t>& order, std::size_t i,
+                              std::uint64_t epoch) const {
   if (order.size() != n_) fail("DataLoader: an order of ", order.size(), " for ", n_, " samples");
   if (i >= batches()) fail("DataLoader: batch ", i, " of ", batches());
   // The global batch, then this loader's shard of it.
@@ -80,6 +81,23 @@ Batch<T> DataLoader<T>::batch(const std::vector<std::size_t>& order, std::size_t
   Array<T> x = Array<T>::from_shape(xs);
   Array<T> y = Array<T>::from_shape(ys);
   if (count) fill_(order.data() + begin, count, x.data(), y.data());
+  if (transform_ && count) {
+    const std::size_t in = x.size() / count;
+    detail::parallel_for(count, 1, [&](std::size_t lo, std::size_t hi) {
+      for (std::size_t b = lo; b < hi; ++b) {
+        const std::uint64_t sample = order[begin + b];
+        std::seed_seq seq{static_cast<std::uint32_t>(options_.seed),
+                          static_cast<std::uint32_t>(options_.seed >> 32),
+                          static_cast<std::uint32_t>(epoch),
+                          static_cast<std::uint32_t>(epoch >> 32),
+                          static_cast<std::uint32_t>(sample),
+                          static_cast<std::uint32_t>(sample >> 32),
+                          0x6175u /* "au" */};
+        Generator rng(seq);
+        transform_(x.data() + b * in, sample_shape_, rng);
+      }
+    });
+  }
   return Batch<T>{
       Variable<T>(std::move(x)), Variable<T>(std::move(y)),
       std::vector<std::size_t>(order.begin() + static_cast<std::ptrdiff_t>(begin),

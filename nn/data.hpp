@@ -8,6 +8,7 @@
 
 #include "autodiff/parallel.hpp"
 #include "autodiff/variable.hpp"
+#include "nn/init.hpp"
 
 namespace ad::nn {
 
@@ -92,8 +93,18 @@ class DataLoader {
   const LoaderOptions& options() const { return options_; }
   /// The order of the samples in epoch `epoch`.
   std::vector<std::size_t> order(std::size_t epoch) const;
-  /// Batch `i` of an epoch whose order is `order`.
-  Batch<T> batch(const std::vector<std::size_t>& order, std::size_t i) const;
+  /// Batch `i` of epoch `epoch` whose order is `order` (the epoch seeds the transform).
+  Batch<T> batch(const std::vector<std::size_t>& order, std::size_t i,
+                 std::uint64_t epoch = 0) const;
+
+  /// Changes one sample's input in place (augmentation: see nn/augment.hpp): the sample, its
+  /// shape (without the batch axis), and a generator seeded by (seed, epoch, the sample's index
+  /// in the dataset), so that a sample gets the same change whichever batch, shard or thread
+  /// makes it, and runs are reproducible.
+  using Transform = std::function<void(T* sample, const Shape& shape, Generator& rng)>;
+  /// Applies `transform` to every sample of every batch (null: none). Set it on the training
+  /// loader only.
+  void set_transform(Transform transform) { transform_ = std::move(transform); }
 
   /// The batches of one epoch, for a range-for loop.
   class Epoch {
@@ -104,7 +115,7 @@ class DataLoader {
       /// At batch i of epoch e.
       iterator(const Epoch* e, std::size_t i) : e_(e), i_(i) {}
       /// The batch (made on demand).
-      Batch<T> operator*() const { return e_->loader_->batch(e_->order_, i_); }
+      Batch<T> operator*() const { return e_->loader_->batch(e_->order_, i_, e_->epoch_); }
       /// To the next batch.
       iterator& operator++() {
         ++i_;
@@ -117,9 +128,9 @@ class DataLoader {
       const Epoch* e_;
       std::size_t i_;
     };
-    /// The batches of `loader` in sample order `order`.
-    Epoch(const DataLoader* loader, std::vector<std::size_t> order)
-        : loader_(loader), order_(std::move(order)) {}
+    /// The batches of epoch `epoch` of `loader` in sample order `order`.
+    Epoch(const DataLoader* loader, std::vector<std::size_t> order, std::uint64_t epoch)
+        : loader_(loader), order_(std::move(order)), epoch_(epoch) {}
     /// The first batch.
     iterator begin() const { return iterator(this, 0); }
     /// Past the last batch.
@@ -128,12 +139,14 @@ class DataLoader {
    private:
     const DataLoader* loader_;
     std::vector<std::size_t> order_;
+    std::uint64_t epoch_;
   };
   /// The batches of epoch `epoch`, for a range-for loop.
-  Epoch epoch(std::size_t epoch) const { return Epoch(this, order(epoch)); }
+  Epoch epoch(std::size_t epoch) const { return Epoch(this, order(epoch), epoch); }
 
  private:
   std::function<void(const std::size_t*, std::size_t, T*, T*)> fill_;
+  Transform transform_;
   Shape sample_shape_, target_shape_;
   std::size_t n_;
   LoaderOptions options_;

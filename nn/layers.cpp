@@ -29,24 +29,82 @@ Variable<T> Linear<T>::forward(const Variable<T>& x) {
 
 // ---- Conv2d
 
+namespace {
+
+/// Draws a convolution's weight and bias from U(±1/√fan_in) and registers them (PyTorch's default).
+template <class T>
+std::pair<std::size_t, std::size_t> conv_parameters(
+    Module<T>& m, Shape weight_shape, std::size_t bias_size, std::size_t fan_in, Generator& rng,
+    bool bias, std::size_t none, std::size_t (Module<T>::*add)(const std::string&, Array<T>)) {
+  const double bound = 1.0 / std::sqrt(static_cast<double>(std::max<std::size_t>(fan_in, 1)));
+  Array<T> w = Array<T>::from_shape(weight_shape);
+  init::uniform(w, -bound, bound, rng);
+  const std::size_t wi = (m.*add)("weight", std::move(w));
+  std::size_t bi = none;
+  if (bias) {
+    Array<T> b = Array<T>::from_shape({bias_size});
+    init::uniform(b, -bound, bound, rng);
+    bi = (m.*add)("bias", std::move(b));
+  }
+  return {wi, bi};
+}
+
+/// Groups must divide both channel counts; `layer` names the error.
+void check_groups(std::size_t in, std::size_t out, std::size_t groups, const char* layer) {
+  if (groups == 0 || in % groups != 0 || out % groups != 0)
+    fail(layer, ": ", groups, " groups must divide the ", in, " input and ", out,
+         " output channels");
+}
+
+}  // namespace
+
 template <class T>
 Conv2d<T>::Conv2d(std::size_t in_channels, std::size_t out_channels, std::size_t kernel,
                   Generator& rng, std::size_t stride, std::size_t padding, bool bias)
-    : stride_(stride), padding_(padding) {
-  const double bound = 1.0 / std::sqrt(static_cast<double>(in_channels * kernel * kernel));
-  Array<T> w = Array<T>::from_shape({out_channels, in_channels, kernel, kernel});
-  init::uniform(w, -bound, bound, rng);
-  weight_ = this->register_parameter("weight", std::move(w));
-  if (bias) {
-    Array<T> b = Array<T>::from_shape({out_channels});
-    init::uniform(b, -bound, bound, rng);
-    bias_ = this->register_parameter("bias", std::move(b));
-  }
+    : Conv2d(in_channels, out_channels, {kernel, kernel}, rng, ConvOptions::square(stride, padding),
+             bias) {}
+
+template <class T>
+Conv2d<T>::Conv2d(std::size_t in_channels, std::size_t out_channels,
+                  std::array<std::size_t, 2> kernel, Generator& rng, const ConvOptions& options,
+                  bool bias)
+    : options_(options) {
+  check_groups(in_channels, out_channels, options.groups, "Conv2d");
+  const std::size_t per_group = in_channels / options.groups;
+  std::tie(weight_, bias_) = conv_parameters<T>(
+      *this, {out_channels, per_group, kernel[0], kernel[1]}, out_channels,
+      per_group * kernel[0] * kernel[1], rng, bias, none, &Conv2d::register_parameter);
 }
 
 template <class T>
 Variable<T> Conv2d<T>::forward(const Variable<T>& x) {
-  return conv2d(x, weight(), bias(), stride_, padding_);
+  return conv2d(x, weight(), bias(), options_);
+}
+
+template <class T>
+Conv1d<T>::Conv1d(std::size_t in_channels, std::size_t out_channels, std::size_t kernel,
+                  Generator& rng, std::size_t stride, std::size_t padding, std::size_t dilation,
+                  std::size_t groups, bool bias) {
+  check_groups(in_channels, out_channels, groups, "Conv1d");
+  options_.stride_w = stride, options_.padding_w = padding, options_.dilation_w = dilation;
+  options_.groups = groups;
+  const std::size_t per_group = in_channels / groups;
+  std::tie(weight_, bias_) =
+      conv_parameters<T>(*this, {out_channels, per_group, kernel}, out_channels, per_group * kernel,
+                         rng, bias, none, &Conv1d::register_parameter);
+}
+
+template <class T>
+Variable<T> Conv1d<T>::forward(const Variable<T>& x) {
+  const Shape& s = x.shape();
+  const Shape& w = weight().shape();
+  if (s.size() != 3 || s[1] != w[1] * options_.groups)
+    fail("Conv1d: input ", shape_str(s), " is not (N, ", w[1] * options_.groups, ", L)");
+  // A height of 1: (N, C, 1, L) convolved with (O, C/groups, 1, k).
+  const Variable<T> y =
+      conv2d(reshape(x, Shape{s[0], s[1], 1, s[2]}), reshape(weight(), Shape{w[0], w[1], 1, w[2]}),
+             has_bias() ? this->parameter(bias_) : Variable<T>(), options_);
+  return reshape(y, Shape{s[0], w[0], y.shape()[3]});
 }
 
 template <class T>
@@ -60,15 +118,9 @@ ConvTranspose2d<T>::ConvTranspose2d(std::size_t in_channels, std::size_t out_cha
   if (output_padding >= stride)
     fail("ConvTranspose2d: output_padding (", output_padding, ") must be less than the stride (",
          stride, ")");
-  const double bound = 1.0 / std::sqrt(static_cast<double>(out_channels * kernel * kernel));
-  Array<T> w = Array<T>::from_shape({in_channels, out_channels, kernel, kernel});
-  init::uniform(w, -bound, bound, rng);
-  weight_ = this->register_parameter("weight", std::move(w));
-  if (bias) {
-    Array<T> b = Array<T>::from_shape({out_channels});
-    init::uniform(b, -bound, bound, rng);
-    bias_ = this->register_parameter("bias", std::move(b));
-  }
+  std::tie(weight_, bias_) = conv_parameters<T>(*this, {in_channels, out_channels, kernel, kernel},
+                                                out_channels, out_channels * kernel * kernel, rng,
+                                                bias, none, &ConvTranspose2d::register_parameter);
 }
 
 template <class T>
@@ -317,6 +369,7 @@ Variable<T> Softmax<T>::forward(const Variable<T>& x) {
 #define AD_INSTANTIATE(T)            \
   template class Linear<T>;          \
   template class Conv2d<T>;          \
+  template class Conv1d<T>;          \
   template class ConvTranspose2d<T>; \
   template class MaxPool2d<T>;       \
   template class AvgPool2d<T>;       \

@@ -2,9 +2,11 @@
 // here, with its forward in layers.cpp and its gradcheck in tests/nn/test_layers.cpp.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <vector>
 
+#include "autodiff/conv.hpp"
 #include "autodiff/index.hpp"
 #include "nn/init.hpp"
 #include "nn/module.hpp"
@@ -33,14 +35,19 @@ class Linear : public Module<T> {
   Variable<T> no_bias_;
 };
 
-/// 2-D convolution of (N, C, H, W) with a (out, in, k, k) kernel, stride and zero padding;
-/// initialised like PyTorch: U(±1/√(in·k·k)).
+/// 2-D convolution of (N, C, H, W) with a (out, in/groups, kh, kw) kernel, strides, zero padding
+/// and dilations per axis, and groups (ad::ConvOptions); initialised like PyTorch:
+/// U(±1/√(in/groups·kh·kw)).
 template <class T = float>
 class Conv2d : public Module<T> {
  public:
   /// A layer from `in_channels` to `out_channels` with a kernel × kernel window.
   Conv2d(std::size_t in_channels, std::size_t out_channels, std::size_t kernel, Generator& rng,
          std::size_t stride = 1, std::size_t padding = 0, bool bias = true);
+  /// A layer with a kernel[0] × kernel[1] window and the given options (groups must divide both
+  /// channel counts).
+  Conv2d(std::size_t in_channels, std::size_t out_channels, std::array<std::size_t, 2> kernel,
+         Generator& rng, const ConvOptions& options, bool bias = true);
   /// The layer applied to x.
   Variable<T> forward(const Variable<T>& x) override;
   /// The weight.
@@ -54,7 +61,29 @@ class Conv2d : public Module<T> {
   static constexpr std::size_t none = ~std::size_t{0};
   std::size_t weight_, bias_ = none;  ///< positions in the registry
   Variable<T> no_bias_;
-  std::size_t stride_, padding_;
+  ConvOptions options_;
+};
+
+/// 1-D convolution of (N, C, L) with a (out, in/groups, k) kernel, stride, zero padding, dilation
+/// and groups, as PyTorch's Conv1d (a Conv2d over a height of 1); initialised U(±1/√(in/groups·k)).
+template <class T = float>
+class Conv1d : public Module<T> {
+ public:
+  /// A layer from `in_channels` to `out_channels` with a window of `kernel`.
+  Conv1d(std::size_t in_channels, std::size_t out_channels, std::size_t kernel, Generator& rng,
+         std::size_t stride = 1, std::size_t padding = 0, std::size_t dilation = 1,
+         std::size_t groups = 1, bool bias = true);
+  /// The layer applied to x.
+  Variable<T> forward(const Variable<T>& x) override;
+  /// The weight, (out, in/groups, k).
+  Variable<T>& weight() { return this->parameter(weight_); }
+  /// Whether the layer has a bias (registered as "bias", (out)).
+  bool has_bias() const { return bias_ != none; }
+
+ private:
+  static constexpr std::size_t none = ~std::size_t{0};
+  std::size_t weight_, bias_ = none;  ///< positions in the registry
+  ConvOptions options_;
 };
 
 /// Transposed 2-D convolution of (N, in, H, W) with a (in, out, k, k) kernel (the adjoint of a

@@ -2,6 +2,7 @@
 // checkpoints.
 #pragma once
 
+#include "nn/augment.hpp"
 #include "nn/checkpoint.hpp"
 #include "nn/data.hpp"
 #include "nn/datasets.hpp"

@@ -27,18 +27,20 @@ std::pair<std::size_t, std::size_t> valid_range(std::size_t out, std::size_t in,
 /// the padding), first and end of the valid ow).
 template <class F>
 void for_each_segment(const ConvGeometry& g, std::size_t ld, F&& span) {
-  const auto pad = static_cast<std::ptrdiff_t>(g.pad);
+  const auto pw = static_cast<std::ptrdiff_t>(g.pw);
   for (std::size_t c = 0; c < g.c; ++c)
-    for (std::size_t i = 0; i < g.k; ++i) {
-      const auto [oh_lo, oh_hi] = valid_range(g.ho, g.h, g.stride, i, g.pad);
-      for (std::size_t j = 0; j < g.k; ++j) {
-        const auto [ow_lo, ow_hi] = valid_range(g.wo, g.w, g.stride, j, g.pad);
-        const std::size_t row = ((c * g.k + i) * g.k + j) * ld;
+    for (std::size_t i = 0; i < g.kh; ++i) {
+      const auto [oh_lo, oh_hi] = valid_range(g.ho, g.h, g.sh, i * g.dh, g.ph);
+      for (std::size_t j = 0; j < g.kw; ++j) {
+        const auto [ow_lo, ow_hi] = valid_range(g.wo, g.w, g.sw, j * g.dw, g.pw);
+        const std::size_t row = ((c * g.kh + i) * g.kw + j) * ld;
         for (std::size_t oh = 0; oh < g.ho; ++oh) {
           const bool inside = oh >= oh_lo && oh < oh_hi;
           std::ptrdiff_t in = 0;
           if (inside)
-            in = static_cast<std::ptrdiff_t>((c * g.h + oh * g.stride + i - g.pad) * g.w + j) - pad;
+            in = static_cast<std::ptrdiff_t>((c * g.h + oh * g.sh + i * g.dh - g.ph) * g.w +
+                                             j * g.dw) -
+                 pw;
           span(row + oh * g.wo, inside, in, ow_lo, ow_hi);
         }
       }
@@ -63,9 +65,9 @@ void im2col(const T* x, const ConvGeometry& g, T* cols, std::size_t ld) {
         }
         std::fill(out, out + lo, T(0));
         std::fill(out + hi, out + g.wo, T(0));
-        // column ow reads x[in + ow·stride]
+        // column ow reads x[in + ow·sw]
         for (std::size_t ow = lo; ow < hi; ++ow)
-          out[ow] = x[in + static_cast<std::ptrdiff_t>(ow * g.stride)];
+          out[ow] = x[in + static_cast<std::ptrdiff_t>(ow * g.sw)];
       });
 }
 
@@ -82,15 +84,17 @@ void col2im(T* cols, const ConvGeometry& g, T* dx, std::size_t ld) {
         if (!inside) return;
         const T* src = cols + at;
         for (std::size_t ow = lo; ow < hi; ++ow)
-          dx[in + static_cast<std::ptrdiff_t>(ow * g.stride)] += src[ow];
+          dx[in + static_cast<std::ptrdiff_t>(ow * g.sw)] += src[ow];
       });
 }
 
-/// For a "same" convolution (stride 1, output as large as the input), the patch row (c, i, j) is
+/// For a "same" convolution (square, stride and dilation 1, output as large as the input), the
+/// patch row (c, i, j) is
 /// the input plane shifted by whole rows and by j − pad columns: one contiguous copy (or add) per
 /// row of the patch matrix instead of one per output row, then the padded columns fixed up.
 bool is_same_conv(const ConvGeometry& g) {
-  return g.stride == 1 && g.ho == g.h && g.wo == g.w;
+  return g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.kh == g.kw && g.ph == g.pw &&
+         g.ho == g.h && g.wo == g.w;
 }
 
 /// Calls span(patch row offset, input plane offset, first output position, position count, column
@@ -99,14 +103,14 @@ template <class F>
 void for_each_shift(const ConvGeometry& g, std::size_t ld, F&& span) {
   const std::size_t plane = g.h * g.w;
   for (std::size_t c = 0; c < g.c; ++c)
-    for (std::size_t i = 0; i < g.k; ++i) {
-      const auto [oh_lo, oh_hi] = valid_range(g.ho, g.h, 1, i, g.pad);
-      for (std::size_t j = 0; j < g.k; ++j) {
+    for (std::size_t i = 0; i < g.kh; ++i) {
+      const auto [oh_lo, oh_hi] = valid_range(g.ho, g.h, 1, i, g.ph);
+      for (std::size_t j = 0; j < g.kh; ++j) {
         const std::ptrdiff_t shift =
-            static_cast<std::ptrdiff_t>(j) - static_cast<std::ptrdiff_t>(g.pad);
+            static_cast<std::ptrdiff_t>(j) - static_cast<std::ptrdiff_t>(g.ph);
         // output position p = oh·w + ow reads input position p + (i − pad)·w + shift
         const std::ptrdiff_t offset =
-            (static_cast<std::ptrdiff_t>(i) - static_cast<std::ptrdiff_t>(g.pad)) *
+            (static_cast<std::ptrdiff_t>(i) - static_cast<std::ptrdiff_t>(g.ph)) *
                 static_cast<std::ptrdiff_t>(g.w) +
             shift;
         std::size_t first = oh_lo * g.w, count = (oh_hi - std::min(oh_lo, oh_hi)) * g.w;
@@ -121,7 +125,8 @@ void for_each_shift(const ConvGeometry& g, std::size_t ld, F&& span) {
         const std::ptrdiff_t after = static_cast<std::ptrdiff_t>(first + count) + offset -
                                      static_cast<std::ptrdiff_t>(plane);
         if (after > 0) count -= std::min(count, static_cast<std::size_t>(after));
-        span(((c * g.k + i) * g.k + j) * ld, c * plane, first, count, offset, shift, oh_lo, oh_hi);
+        span(((c * g.kh + i) * g.kw + j) * ld, c * plane, first, count, offset, shift, oh_lo,
+             oh_hi);
       }
     }
 }
@@ -241,7 +246,8 @@ void im2col_group(const T* x, const ConvGeometry& g, std::size_t n0, std::size_t
 
 /// The products of conv2d's backward for the output gradient gy (N, O, Ho, Wo), in one pass over
 /// the groups of samples, each group's G (O × count·HoWo) gathered once:
-///   db += Σ of G's rows,  dW (O × CKK) += G · colsᵀ,  dx = col2im(Wᵀ · G),
+///   db += Σ of G's rows,  dW (O × CKK) += G · colsᵀ,  dx = col2im(Wᵀ · G)
+/// (with groups, block by block),
 /// each for which a pointer is given (dw and db zeroed by the caller, dx overwritten). The patch
 /// matrices for dW are those the forward pass kept (`kept`, group by group) or are made from x.
 template <class T>
@@ -259,14 +265,20 @@ void conv_backward(const T* gy, const T* w, const T* x, const T* kept, const Con
     const T* g = output_group(gy, geo, n0, count, gm);
     if (db)
       for (std::size_t o = 0; o < geo.o; ++o) db[o] += row_sum(g + o * width, width);
+    // Group q: the output rows [q·O/G, (q+1)·O/G), patch rows [q·CKK/G, (q+1)·CKK/G), weight
+    // rows [q·O/G, (q+1)·O/G) of CKK/G columns.
+    const std::size_t og = geo.group_o(), gk = geo.group_ckk();
     if (dw) {
       const T* patches = kept ? kept + n0 * geo.ckk() * geo.hw() : cols;
       if (!kept) im2col_group(x, geo, n0, count, cols);
-      gemm(false, true, geo.o, geo.ckk(), width, T(1), g, width, patches, width, T(1), dw,
-           geo.ckk());
+      for (std::size_t q = 0; q < geo.groups; ++q)
+        gemm(false, true, og, gk, width, T(1), g + q * og * width, width, patches + q * gk * width,
+             width, T(1), dw + q * og * gk, gk);
     }
     if (dx) {
-      gemm(true, false, geo.ckk(), width, geo.o, T(1), w, geo.ckk(), g, width, T(0), cols, width);
+      for (std::size_t q = 0; q < geo.groups; ++q)
+        gemm(true, false, gk, width, og, T(1), w + q * og * gk, gk, g + q * og * width, width, T(0),
+             cols + q * gk * width, width);
       detail::parallel_for(count, 1, [&](std::size_t begin, std::size_t end) {
         for (std::size_t s = begin; s < end; ++s) {
           T* sample = dx + (n0 + s) * geo.in_size();
@@ -284,7 +296,8 @@ template <class T>
 Array<T> conv2d(const T* x, const T* w, const T* bias, const ConvGeometry& g, T* patches) {
   Array<T> out = Array<T>::from_shape({g.n, g.o, g.ho, g.wo});
   if (out.size() == 0) return out;
-  // Per group of samples: Y (O × count·HoWo) = W (O × CKK) · cols (CKK × count·HoWo).
+  // Per group of samples: Y (O × count·HoWo) = W (O × CKK) · cols (CKK × count·HoWo) (with
+  // channel groups, one product per block).
   const std::size_t group = group_size(g);
   T* y = scratch<T>(g.o * group * g.hw(), 1);
   for (std::size_t n0 = 0; n0 < g.n; n0 += group) {
@@ -292,7 +305,10 @@ Array<T> conv2d(const T* x, const T* w, const T* bias, const ConvGeometry& g, T*
     T* cols = patches ? patches + n0 * g.ckk() * g.hw() : scratch<T>(g.ckk() * group * g.hw(), 0);
     im2col_group(x, g, n0, count, cols);
     T* target = count == 1 ? out.data() + n0 * g.o * g.hw() : y;
-    gemm(false, false, g.o, width, g.ckk(), T(1), w, g.ckk(), cols, width, T(0), target, width);
+    const std::size_t og = g.group_o(), gk = g.group_ckk();
+    for (std::size_t q = 0; q < g.groups; ++q)  // group q's outputs from its own channels
+      gemm(false, false, og, width, gk, T(1), w + q * og * gk, gk, cols + q * gk * width, width,
+           T(0), target + q * og * width, width);
     place_group(target, bias, g, n0, count, out.data());
   }
   return out;

@@ -8,18 +8,24 @@
 
 namespace ad::kernels {
 
-/// Sizes of a convolution or pooling: input (n, c, h, w), o output channels, square kernel k,
-/// stride, zero padding, and output (ho, wo).
+/// Sizes of a convolution or pooling: input (n, c, h, w), o output channels, a kh × kw kernel,
+/// strides sh, sw, zero padding ph, pw and dilations dh, dw per axis, `groups` (input and output
+/// channels split into that many groups, each convolved with its own), and output (ho, wo).
+/// Pooling windows are square and undilated (kh = kw, sh = sw, ph = pw, dh = dw = 1).
 struct ConvGeometry {
-  std::size_t n = 0, c = 0, h = 0, w = 0, o = 0, k = 0, stride = 1, pad = 0, ho = 0, wo = 0;
-  std::size_t ckk() const { return c * k * k; }
+  std::size_t n = 0, c = 0, h = 0, w = 0, o = 0;
+  std::size_t kh = 0, kw = 0, sh = 1, sw = 1, ph = 0, pw = 0, dh = 1, dw = 1, groups = 1;
+  std::size_t ho = 0, wo = 0;
+  std::size_t ckk() const { return c * kh * kw; }           ///< rows of a sample's patch matrix
+  std::size_t group_ckk() const { return ckk() / groups; }  ///< of them, one group's
+  std::size_t group_o() const { return o / groups; }        ///< output channels per group
   std::size_t hw() const { return ho * wo; }
   std::size_t in_size() const { return c * h * w; }
 };
 
-/// y (N, O, Ho, Wo) = the cross-correlation of x (N, C, H, W) with w (O, C, k, k), plus the bias
-/// (O) when given. When `patches` is given (C·k·k·N·Ho·Wo elements), the patch matrices are kept
-/// there for conv2d_backward, group after group.
+/// y (N, O, Ho, Wo) = the cross-correlation of x (N, C, H, W) with w (O, C/groups, kh, kw), plus
+/// the bias (O) when given. When `patches` is given (C·kh·kw·N·Ho·Wo elements), the patch matrices
+/// are kept there for conv2d_backward, group after group.
 template <class T>
 Array<T> conv2d(const T* x, const T* w, const T* bias, const ConvGeometry& g, T* patches);
 

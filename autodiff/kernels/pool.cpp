@@ -12,14 +12,15 @@ namespace {
 /// Calls f(input offset within the (n, c) plane, output offset) for each in-bounds window entry.
 template <class F>
 void for_each_window(const ConvGeometry& g, F&& f) {
-  const auto pad = static_cast<std::ptrdiff_t>(g.pad);
+  const auto pad = static_cast<std::ptrdiff_t>(g.ph);
   for (std::size_t oh = 0; oh < g.ho; ++oh)
     for (std::size_t ow = 0; ow < g.wo; ++ow)
-      for (std::size_t i = 0; i < g.k; ++i) {
-        const std::ptrdiff_t ih = static_cast<std::ptrdiff_t>(oh * g.stride + i) - pad;
+      for (std::size_t i = 0; i < g.kh; ++i) {
+        const std::ptrdiff_t ih = static_cast<std::ptrdiff_t>(oh * g.sh + i) - pad;
         if (ih < 0 || ih >= static_cast<std::ptrdiff_t>(g.h)) continue;
-        for (std::size_t j = 0; j < g.k; ++j) {
-          const std::ptrdiff_t iw = static_cast<std::ptrdiff_t>(ow * g.stride + j) - pad;
+        for (std::size_t j = 0; j < g.kw; ++j) {
+          const std::ptrdiff_t iw =
+              static_cast<std::ptrdiff_t>(ow * g.sw + j) - static_cast<std::ptrdiff_t>(g.pw);
           if (iw < 0 || iw >= static_cast<std::ptrdiff_t>(g.w)) continue;
           f(static_cast<std::size_t>(ih) * g.w + static_cast<std::size_t>(iw), oh * g.wo + ow);
         }
@@ -62,19 +63,18 @@ std::pair<Array<T>, PoolIndex> max_pool2d(const Array<T>& x, const ConvGeometry&
   // divisions cost more than the comparisons when done per window).
   std::vector<std::pair<std::size_t, std::size_t>> rows(g.ho), cols(g.wo);
   auto inside = [&](std::size_t o, std::size_t extent) {
-    const auto start =
-        static_cast<std::ptrdiff_t>(o * g.stride) - static_cast<std::ptrdiff_t>(g.pad);
+    const auto start = static_cast<std::ptrdiff_t>(o * g.sh) - static_cast<std::ptrdiff_t>(g.ph);
     const std::size_t lo = start < 0 ? static_cast<std::size_t>(-start) : 0;
     const std::size_t hi =
-        std::min<std::ptrdiff_t>(g.k, static_cast<std::ptrdiff_t>(extent) - start);
+        std::min<std::ptrdiff_t>(g.kh, static_cast<std::ptrdiff_t>(extent) - start);
     return std::pair<std::size_t, std::size_t>(lo, hi);
   };
   for (std::size_t oh = 0; oh < g.ho; ++oh) rows[oh] = inside(oh, g.h);
   for (std::size_t ow = 0; ow < g.wo; ++ow) cols[ow] = inside(ow, g.w);
   // (The sizes are copied to locals: the index stores could otherwise alias them, and the compiler
   // would reload them at every window.)
-  const std::size_t h = g.h, w = g.w, ho = g.ho, wo = g.wo, step = g.stride, pad = g.pad;
-  const bool two_by_two = g.k == 2 && step == 2 && pad == 0;
+  const std::size_t h = g.h, w = g.w, ho = g.ho, wo = g.wo, step = g.sh, pad = g.ph;
+  const bool two_by_two = g.kh == 2 && step == 2 && pad == 0;
   detail::parallel_for(g.n * g.c, 64, [&](std::size_t begin, std::size_t end) {
     for (std::size_t r = begin; r < end; ++r) {
       const T* plane = px + r * h * w;
@@ -149,7 +149,7 @@ Array<T> pool_scatter(const Array<T>& g, const PoolIndex& idx, const Shape& x_sh
 template <class T>
 Array<T> avg_pool2d(const Array<T>& x, const ConvGeometry& g) {
   Array<T> out = xt::zeros<T>({g.n, g.c, g.ho, g.wo});
-  const T scale = T(1) / static_cast<T>(g.k * g.k);
+  const T scale = T(1) / static_cast<T>(g.kh * g.kh);
   for (std::size_t r = 0; r < g.n * g.c; ++r) {
     const T* plane = x.data() + r * g.h * g.w;
     T* o = out.data() + r * g.hw();
@@ -161,7 +161,7 @@ Array<T> avg_pool2d(const Array<T>& x, const ConvGeometry& g) {
 template <class T>
 Array<T> avg_pool2d_grad(const Array<T>& g, const ConvGeometry& geo) {
   Array<T> dx = xt::zeros<T>({geo.n, geo.c, geo.h, geo.w});
-  const T scale = T(1) / static_cast<T>(geo.k * geo.k);
+  const T scale = T(1) / static_cast<T>(geo.kh * geo.kh);
   for (std::size_t r = 0; r < geo.n * geo.c; ++r) {
     const T* pg = g.data() + r * geo.hw();
     T* plane = dx.data() + r * geo.h * geo.w;

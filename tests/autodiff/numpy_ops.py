@@ -6,6 +6,7 @@ paths], "args": {keyword arguments}, "out": .npy path}; the reference of op `nam
 below, written with NumPy alone, independently of the library) is applied to the inputs and saved
 to `out` in float64. Errors name the line.
 """
+import builtins
 import json
 import math
 import sys
@@ -77,40 +78,65 @@ def _windows(n, k, stride, pad, h, w):
     return ho, wo
 
 
-def conv2d(x, w, b=None, stride=1, padding=0):
+def _pair(v):
+    return (int(v), int(v)) if np.isscalar(v) else (int(v[0]), int(v[1]))
+
+
+def _conv_taps(x_hw, k_hw, stride, padding, dilation):
+    """For each kernel tap (p, q): the slices of the padded input that it reads (builtins.slice:
+    this module's `slice` is the op)."""
+    (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
+    (h, w), (kh, kw) = x_hw, k_hw
+    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    for p in range(kh):
+        for q in range(kw):
+            yield p, q, (builtins.slice(p * dh, p * dh + sh * (ho - 1) + 1, sh),
+                         builtins.slice(q * dw, q * dw + sw * (wo - 1) + 1, sw))
+
+
+def _groups(c, o, groups):
+    """(input channel slice, output channel slice) of each group."""
+    cg, og = c // groups, o // groups
+    return [(builtins.slice(i * cg, (i + 1) * cg), builtins.slice(i * og, (i + 1) * og)) for i in range(groups)]
+
+
+def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     n, c, h, wd = x.shape
-    o, _, k, _ = w.shape
-    ho, wo = _windows(n, k, stride, padding, h, wd)
-    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    out = np.zeros((n, o, ho, wo))
-    for p in range(k):
-        for q in range(k):
-            patch = xp[:, :, p:p + stride * (ho - 1) + 1:stride, q:q + stride * (wo - 1) + 1:stride]
-            out += np.einsum('nchw,oc->nohw', patch, w[:, :, p, q])
+    o, _, kh, kw = w.shape
+    ph, pw = _pair(padding)
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    out = None
+    for p, q, (rows, cols) in _conv_taps((h, wd), (kh, kw), stride, padding, dilation):
+        patch = xp[:, :, rows, cols]
+        if out is None:
+            out = np.zeros((n, o) + patch.shape[2:])
+        for ci, oi in _groups(c, o, groups):
+            out[:, oi] += np.einsum('nchw,oc->nohw', patch[:, ci], w[oi, :, p, q])
     return out if b is None else out + b[None, :, None, None]
 
 
-def conv2d_input_grad(g, w, x_shape, stride=1, padding=0):
+def conv2d_input_grad(g, w, x_shape, stride=1, padding=0, dilation=1, groups=1):
     n, c, h, wd = x_shape
-    o, _, k, _ = w.shape
-    ho, wo = g.shape[2], g.shape[3]
-    dxp = np.zeros((n, c, h + 2 * padding, wd + 2 * padding))
-    for p in range(k):
-        for q in range(k):
-            dxp[:, :, p:p + stride * (ho - 1) + 1:stride, q:q + stride * (wo - 1) + 1:stride] += \
-                np.einsum('nohw,oc->nchw', g, w[:, :, p, q])
-    return dxp[:, :, padding:padding + h, padding:padding + wd]
+    o, _, kh, kw = w.shape
+    ph, pw = _pair(padding)
+    dxp = np.zeros((n, c, h + 2 * ph, wd + 2 * pw))
+    for p, q, (rows, cols) in _conv_taps((h, wd), (kh, kw), stride, padding, dilation):
+        for ci, oi in _groups(c, o, groups):
+            dxp[:, ci, rows, cols] += np.einsum('nohw,oc->nchw', g[:, oi], w[oi, :, p, q])
+    return dxp[:, :, ph:ph + h, pw:pw + wd]
 
 
-def conv2d_weight_grad(x, g, w_shape, stride=1, padding=0):
-    o, c, k, _ = w_shape
-    ho, wo = g.shape[2], g.shape[3]
-    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+def conv2d_weight_grad(x, g, w_shape, stride=1, padding=0, dilation=1, groups=1):
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w_shape
+    ph, pw = _pair(padding)
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     dw = np.zeros(w_shape)
-    for p in range(k):
-        for q in range(k):
-            patch = xp[:, :, p:p + stride * (ho - 1) + 1:stride, q:q + stride * (wo - 1) + 1:stride]
-            dw[:, :, p, q] = np.einsum('nchw,nohw->oc', patch, g)
+    for p, q, (rows, cols) in _conv_taps((h, wd), (kh, kw), stride, padding, dilation):
+        patch = xp[:, :, rows, cols]
+        for ci, oi in _groups(c, o, groups):
+            dw[oi, :, p, q] = np.einsum('nchw,nohw->oc', patch[:, ci], g[:, oi])
     return dw
 
 

@@ -125,8 +125,79 @@ BOOST_AUTO_TEST_CASE(conv2d_errors) {
                         });
   BOOST_CHECK_THROW(ad::conv2d(leaf(uniform({3, 5, 5})), leaf(uniform({4, 3, 3, 3}))), ad::Error);
   BOOST_CHECK_THROW(ad::conv2d(x, leaf(uniform({4, 3, 7, 7}))), ad::Error);
-  BOOST_CHECK_THROW(ad::conv2d(x, leaf(uniform({4, 3, 3, 2}))), ad::Error);
+  BOOST_CHECK_THROW(ad::conv2d(x, leaf(uniform({4, 3, 3, 0}))), ad::Error);
   BOOST_CHECK_THROW(ad::conv2d(x, leaf(uniform({4, 3, 3, 3})), 0), ad::Error);
+}
+
+BOOST_AUTO_TEST_CASE(conv2d_any_kernel_stride_padding_dilation_and_groups) {
+  // (x, w, options): non-square kernels, strides and paddings per axis, dilations, groups.
+  struct Case {
+    Shape x, w;
+    ad::ConvOptions o;
+  };
+  auto opts = [](std::size_t sh, std::size_t sw, std::size_t ph, std::size_t pw, std::size_t dh,
+                 std::size_t dw, std::size_t groups) {
+    ad::ConvOptions o;
+    o.stride_h = sh, o.stride_w = sw, o.padding_h = ph, o.padding_w = pw, o.dilation_h = dh,
+    o.dilation_w = dw, o.groups = groups;
+    return o;
+  };
+  const Case cases[] = {{{2, 2, 5, 7}, {3, 2, 1, 3}, opts(1, 1, 0, 1, 1, 1, 1)},
+                        {{1, 3, 8, 6}, {2, 3, 3, 2}, opts(2, 1, 1, 0, 2, 1, 1)},
+                        {{2, 4, 6, 6}, {6, 2, 3, 3}, opts(1, 2, 1, 1, 1, 2, 2)},
+                        {{1, 6, 5, 5}, {6, 1, 3, 3}, opts(1, 1, 2, 2, 2, 2, 6)},   // depthwise
+                        {{2, 1, 1, 9}, {2, 1, 1, 4}, opts(1, 2, 0, 1, 1, 2, 1)}};  // 1-D along W
+  for (const auto& c : cases) {
+    BOOST_TEST_CONTEXT("x " << ad::shape_str(c.x) << ", w " << ad::shape_str(c.w) << ", groups "
+                            << c.o.groups << ", dilation " << c.o.dilation_h << "×"
+                            << c.o.dilation_w) {
+      V x = leaf(uniform(c.x, -1, 1, 3)), w = leaf(uniform(c.w, -1, 1, 4)),
+        b = leaf(uniform({c.w[0]}, -1, 1, 5));
+      const Array<double> y = ad::conv2d(x, w, b, c.o).value();
+      // The definition, loop by loop.
+      const std::size_t n = c.x[0], ch = c.x[1], h = c.x[2], wd = c.x[3], o = c.w[0], kh = c.w[2],
+                        kw = c.w[3], cg = ch / c.o.groups, og = o / c.o.groups;
+      const std::size_t ho =
+          (h + 2 * c.o.padding_h - c.o.dilation_h * (kh - 1) - 1) / c.o.stride_h + 1;
+      const std::size_t wo =
+          (wd + 2 * c.o.padding_w - c.o.dilation_w * (kw - 1) - 1) / c.o.stride_w + 1;
+      BOOST_REQUIRE(y.shape() == Shape({n, o, ho, wo}));
+      for (std::size_t s = 0; s < n; ++s)
+        for (std::size_t f = 0; f < o; ++f)
+          for (std::size_t i = 0; i < ho; ++i)
+            for (std::size_t j = 0; j < wo; ++j) {
+              double want = b.value()(f);
+              const std::size_t group = f / og;
+              for (std::size_t k = 0; k < cg; ++k)
+                for (std::size_t a = 0; a < kh; ++a)
+                  for (std::size_t e = 0; e < kw; ++e) {
+                    const long r =
+                        long(i * c.o.stride_h + a * c.o.dilation_h) - long(c.o.padding_h);
+                    const long q =
+                        long(j * c.o.stride_w + e * c.o.dilation_w) - long(c.o.padding_w);
+                    if (r >= 0 && r < long(h) && q >= 0 && q < long(wd))
+                      want += x.value()(s, group * cg + k, r, q) * w.value()(f, k, a, e);
+                  }
+              BOOST_TEST(y(s, f, i, j) == want, tt::tolerance(1e-12));
+            }
+      auto f = [&](const std::vector<V>& in) { return ad::conv2d(in[0], in[1], in[2], c.o); };
+      BOOST_TEST(passed(ad::gradcheck(f, {x, w, b}, ad::test::second_order())));
+    }
+  }
+  V x = leaf(uniform({1, 4, 5, 5}));
+  auto says = [](const char* text) {
+    return [text](const ad::Error& e) {
+      return std::string(e.what()).find(text) != std::string::npos;
+    };
+  };
+  BOOST_CHECK_EXCEPTION(ad::conv2d(x, leaf(uniform({6, 2, 3, 3})), V(), opts(1, 1, 0, 0, 1, 1, 3)),
+                        ad::Error, says("3 groups do not divide the 4 input channels"));
+  BOOST_CHECK_EXCEPTION(ad::conv2d(x, leaf(uniform({6, 4, 3, 3})), V(), opts(1, 1, 0, 0, 1, 1, 2)),
+                        ad::Error, says("expects 8 (2 groups)"));
+  BOOST_CHECK_EXCEPTION(ad::conv2d(x, leaf(uniform({2, 4, 3, 3})), V(), opts(1, 1, 0, 0, 3, 1, 1)),
+                        ad::Error, says("kernel 3 dilated by 3 is larger than the input"));
+  BOOST_CHECK_THROW(ad::conv2d(x, leaf(uniform({2, 4, 3, 3})), V(), opts(1, 0, 0, 0, 1, 1, 1)),
+                    ad::Error);
 }
 
 BOOST_AUTO_TEST_CASE(max_pool_values_and_gradients) {

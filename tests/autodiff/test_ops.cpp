@@ -370,6 +370,8 @@ void product_cases(std::vector<Case>& cases, Draw& d) {
 }
 
 void conv_cases(std::vector<Case>& cases, Draw& d) {
+  // Square convolutions through the short forms, then kernels of any height and width with
+  // strides, paddings and dilations per axis and groups through ConvOptions.
   for (int i = 0; i < 8; ++i) {
     const std::size_t k = 1 + d.index(3), stride = 1 + d.index(2), pad = d.index(k);
     const std::size_t n = 1 + d.index(2), c = 1 + d.index(2), o = 1 + d.index(3);
@@ -403,6 +405,49 @@ void conv_cases(std::vector<Case>& cases, Draw& d) {
                      fn([sw, stride, pad](const auto& v) {
                        return ad::conv2d_weight_grad(v[0], v[1], sw, stride, pad);
                      })});
+  }
+  for (int i = 0; i < 10; ++i) {
+    ad::ConvOptions co;
+    const std::size_t kh = 1 + d.index(3), kw = 1 + d.index(3);
+    co.stride_h = 1 + d.index(2), co.stride_w = 1 + d.index(2);
+    co.dilation_h = 1 + d.index(2), co.dilation_w = 1 + d.index(2);
+    co.padding_h = d.index(kh), co.padding_w = d.index(kw);
+    co.groups = 1 + d.index(3);
+    const std::size_t n = 1 + d.index(2), c = co.groups * (1 + d.index(2)),
+                      o = co.groups * (1 + d.index(2));
+    const std::size_t span_h = co.dilation_h * (kh - 1) + 1, span_w = co.dilation_w * (kw - 1) + 1;
+    const std::size_t h = span_h + d.index(4), w = span_w + d.index(4);
+    Shape sx{n, c, h, w}, sw{o, c / co.groups, kh, kw};
+    const std::size_t ho = (h + 2 * co.padding_h - span_h) / co.stride_h + 1,
+                      wo = (w + 2 * co.padding_w - span_w) / co.stride_w + 1;
+    auto pair = [](std::size_t a, std::size_t b) {
+      return "[" + std::to_string(a) + ", " + std::to_string(b) + "]";
+    };
+    const std::string args = R"({"stride": )" + pair(co.stride_h, co.stride_w) +
+                             R"(, "padding": )" + pair(co.padding_h, co.padding_w) +
+                             R"(, "dilation": )" + pair(co.dilation_h, co.dilation_w) +
+                             R"(, "groups": )" + std::to_string(co.groups) + "}";
+    const std::string geo = ad::shape_str(sx) + " w" + ad::shape_str(sw) + " " + args;
+    Array<double> x = d.values(sx), wt = d.values(sw), b = d.values({o});
+    cases.push_back({"conv2d " + geo, "conv2d", args, {x, wt}, fn([co](const auto& v) {
+                       return ad::conv2d(v[0], v[1], std::decay_t<decltype(v[0])>(), co);
+                     })});
+    cases.push_back({"conv2d+bias " + geo, "conv2d", args, {x, wt, b}, fn([co](const auto& v) {
+                       return ad::conv2d(v[0], v[1], v[2], co);
+                     })});
+    Array<double> g = d.values({n, o, ho, wo});
+    cases.push_back(
+        {"conv2d_input_grad " + geo,
+         "conv2d_input_grad",
+         R"({"x_shape": )" + json(sx) + ", " + args.substr(1),
+         {g, wt},
+         fn([sx, co](const auto& v) { return ad::conv2d_input_grad(v[0], v[1], sx, co); })});
+    cases.push_back(
+        {"conv2d_weight_grad " + geo,
+         "conv2d_weight_grad",
+         R"({"w_shape": )" + json(sw) + ", " + args.substr(1),
+         {x, g},
+         fn([sw, co](const auto& v) { return ad::conv2d_weight_grad(v[0], v[1], sw, co); })});
   }
   for (int i = 0; i < 8; ++i) {
     const std::size_t k = 1 + d.index(3), stride = 1 + d.index(2), pad = d.index(k / 2 + 1);

@@ -96,6 +96,61 @@ BOOST_AUTO_TEST_CASE(conv_transpose2d_scatters_each_input_through_the_kernel) {
   for (double v : layer.weight().value()) BOOST_TEST(std::abs(v) <= 1 / std::sqrt(27.0));
 }
 
+BOOST_AUTO_TEST_CASE(conv2d_with_a_rectangular_dilated_grouped_kernel) {
+  nn::Generator rng(11);
+  ad::ConvOptions o;
+  o.stride_h = 2, o.padding_w = 1, o.dilation_h = 2, o.groups = 2;
+  nn::Conv2d<double> layer(4, 6, {3, 2}, rng, o);
+  BOOST_TEST(layer.weight().shape() == Shape({6, 2, 3, 2}));
+  V x = leaf(uniform({2, 4, 7, 5}));
+  BOOST_TEST(layer(x).shape() == Shape({2, 6, 2, 6}));
+  BOOST_TEST(passed(nn::gradcheck_module(layer, x, ad::test::second_order())));
+  for (double w : layer.weight().value()) BOOST_TEST(std::abs(w) <= 1 / std::sqrt(12.0));
+  BOOST_CHECK_EXCEPTION(nn::Conv2d<double>(4, 6, {3, 3}, rng,
+                                           [] {
+                                             ad::ConvOptions bad;
+                                             bad.groups = 4;
+                                             return bad;
+                                           }()),
+                        ad::Error, [](const ad::Error& e) {
+                          return std::string(e.what()).find(
+                                     "Conv2d: 4 groups must divide the 4 "
+                                     "input and 6 output channels") != std::string::npos;
+                        });
+}
+
+BOOST_AUTO_TEST_CASE(conv1d_matches_its_definition) {
+  nn::Generator rng(12);
+  nn::Conv1d<double> layer(4, 2, 3, rng, /*stride=*/2, /*padding=*/1, /*dilation=*/2,
+                           /*groups=*/2);
+  const Array<double> x = uniform({3, 4, 9});
+  const Array<double> y = layer(V(x)).value();
+  const std::size_t lo = (9 + 2 - 2 * 2 - 1) / 2 + 1;
+  BOOST_REQUIRE(y.shape() == Shape({3, 2, lo}));
+  const Array<double> w = layer.weight().value();
+  Array<double> b;
+  for (const auto& [name, p] : layer.named_parameters())
+    if (name == "bias") b = p.value();
+  for (std::size_t n = 0; n < 3; ++n)
+    for (std::size_t f = 0; f < 2; ++f)
+      for (std::size_t t = 0; t < lo; ++t) {
+        double want = b(f);
+        for (std::size_t c = 0; c < 2; ++c)  // input channels of f's group
+          for (std::size_t k = 0; k < 3; ++k) {
+            const long at = long(t * 2 + k * 2) - 1;
+            if (at >= 0 && at < 9) want += x(n, f * 2 + c, std::size_t(at)) * w(f, c, k);
+          }
+        BOOST_TEST(y(n, f, t) == want, tt::tolerance(1e-12));
+      }
+  BOOST_TEST(passed(nn::gradcheck_module(layer, leaf(x), ad::test::second_order())));
+  BOOST_CHECK_EXCEPTION(layer(V(uniform({3, 3, 9}))), ad::Error, [](const ad::Error& e) {
+    return std::string(e.what()).find("Conv1d: input (3,3,9) is not (N, 4, L)") !=
+           std::string::npos;
+  });
+  nn::Conv1d<double> no_bias(2, 3, 2, rng, 1, 0, 1, 1, false);
+  BOOST_TEST(no_bias.parameters().size() == 1u);
+}
+
 BOOST_AUTO_TEST_CASE(pooling_away_from_ties) {
   Array<double> a = xt::arange<double>(2 * 3 * 4 * 4);
   std::shuffle(a.begin(), a.end(), std::mt19937(5));
