@@ -223,6 +223,43 @@ BOOST_AUTO_TEST_CASE(regression_on_the_diabetes_data_reaches_the_linear_floor) {
   BOOST_TEST(unknown.output.find("'iris' is not curve or diabetes") != std::string::npos);
 }
 
+BOOST_AUTO_TEST_CASE(char_lm_learns_a_text) {
+  // A text with structure to learn: words of a small vocabulary in a fixed cycle.
+  const std::string dir = temp("char_text");
+  std::filesystem::create_directories(dir);
+  {
+    std::ofstream out(dir + "/words");
+    const char* words[] = {"the ", "cat ", "sat ", "on ", "a ", "mat\n"};
+    for (int i = 0; i < 1500; ++i) out << words[i % 6];
+    std::ofstream(dir + "/index.dat") << "not text";  // skipped, as the fortunes' .dat files
+  }
+  for (const std::string model : {"lstm", "transformer"}) {
+    BOOST_TEST_CONTEXT(model) {
+      auto r = run("char_lm", "--data-dir " + dir + " --model " + model +
+                                  " --epochs 4 --seq-len 16 --batch-size 16 --embed 8 --hidden 16 "
+                                  "--lr 0.01 --sample 40 --prompt 'the ' --threads 1 --plot " +
+                                  temp("char_" + model + ".png"));
+      BOOST_TEST_MESSAGE(r.output);
+      BOOST_REQUIRE(r.status == 0);
+      BOOST_TEST(r.output.find("(11 distinct)") != std::string::npos);
+      auto ppl = numbers_after(r.output, "validation perplexity ");
+      BOOST_REQUIRE(ppl.size() == 4u);
+      BOOST_TEST(ppl.back() < 0.5 * ppl.front());
+      BOOST_TEST(ppl.back() < 3.0);  // 11 symbols: uniform guessing is 11
+      BOOST_TEST(r.output.find("sampled at temperature 0.8:\nthe ") != std::string::npos);
+    }
+  }
+  auto missing = run("char_lm", "--data-dir " + temp("no_such_dir"));
+  BOOST_TEST(missing.status == 1);
+  BOOST_TEST(missing.output.find("is not a folder") != std::string::npos);
+  auto heads = run("char_lm", "--data-dir " + dir + " --model transformer --hidden 10 --heads 4");
+  BOOST_TEST(heads.status == 1);
+  BOOST_TEST(heads.output.find("--heads (4) must divide --hidden (10)") != std::string::npos);
+  auto len = run("char_lm", "--seq-len 1");
+  BOOST_TEST(len.status == 2);
+  BOOST_TEST(len.output.find("--seq-len must be") != std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(saddle_point_escapes) {
   const std::string csv = temp("saddle.csv"), plot = temp("saddle.png");
   auto r = run("saddle_point", "--csv " + csv + " --plot " + plot);
