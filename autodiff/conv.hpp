@@ -11,10 +11,13 @@ namespace ad {
 /// its groups: the C input and O output channels split into `groups` groups, output group q
 /// computed from input group q only (C and O must be multiples of it).
 struct ConvOptions {
-  std::size_t stride_h = 1, stride_w = 1;      ///< steps between windows
-  std::size_t padding_h = 0, padding_w = 0;    ///< zeros added on each side
-  std::size_t dilation_h = 1, dilation_w = 1;  ///< steps between a window's taps
-  std::size_t groups = 1;                      ///< channel groups
+  std::size_t stride_h = 1;    ///< step between windows along the height
+  std::size_t stride_w = 1;    ///< step between windows along the width
+  std::size_t padding_h = 0;   ///< zeros added above and below
+  std::size_t padding_w = 0;   ///< zeros added left and right
+  std::size_t dilation_h = 1;  ///< step between a window's taps along the height
+  std::size_t dilation_w = 1;  ///< step between a window's taps along the width
+  std::size_t groups = 1;      ///< channel groups
   /// The same stride and padding along both axes, no dilation, one group.
   static ConvOptions square(std::size_t stride, std::size_t padding) {
     ConvOptions o;

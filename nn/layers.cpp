@@ -27,27 +27,23 @@ Variable<T> Linear<T>::forward(const Variable<T>& x) {
   return linear(x, weight(), bias());
 }
 
-// ---- Conv2d
+// ---- Convolutions
 
-namespace {
-
-/// Draws a convolution's weight and bias from U(±1/√fan_in) and registers them (PyTorch's default).
 template <class T>
-std::pair<std::size_t, std::size_t> conv_parameters(
-    Module<T>& m, Shape weight_shape, std::size_t bias_size, std::size_t fan_in, Generator& rng,
-    bool bias, std::size_t none, std::size_t (Module<T>::*add)(const std::string&, Array<T>)) {
+void ConvBase<T>::add_parameters(Shape weight_shape, std::size_t bias_size, std::size_t fan_in,
+                                 Generator& rng, bool with_bias) {
   const double bound = 1.0 / std::sqrt(static_cast<double>(std::max<std::size_t>(fan_in, 1)));
   Array<T> w = Array<T>::from_shape(weight_shape);
   init::uniform(w, -bound, bound, rng);
-  const std::size_t wi = (m.*add)("weight", std::move(w));
-  std::size_t bi = none;
-  if (bias) {
+  weight_ = this->register_parameter("weight", std::move(w));
+  if (with_bias) {
     Array<T> b = Array<T>::from_shape({bias_size});
     init::uniform(b, -bound, bound, rng);
-    bi = (m.*add)("bias", std::move(b));
+    bias_ = this->register_parameter("bias", std::move(b));
   }
-  return {wi, bi};
 }
+
+namespace {
 
 /// Groups must divide both channel counts; `layer` names the error.
 void check_groups(std::size_t in, std::size_t out, std::size_t groups, const char* layer) {
@@ -71,14 +67,13 @@ Conv2d<T>::Conv2d(std::size_t in_channels, std::size_t out_channels,
     : options_(options) {
   check_groups(in_channels, out_channels, options.groups, "Conv2d");
   const std::size_t per_group = in_channels / options.groups;
-  std::tie(weight_, bias_) = conv_parameters<T>(
-      *this, {out_channels, per_group, kernel[0], kernel[1]}, out_channels,
-      per_group * kernel[0] * kernel[1], rng, bias, none, &Conv2d::register_parameter);
+  this->add_parameters({out_channels, per_group, kernel[0], kernel[1]}, out_channels,
+                       per_group * kernel[0] * kernel[1], rng, bias);
 }
 
 template <class T>
 Variable<T> Conv2d<T>::forward(const Variable<T>& x) {
-  return conv2d(x, weight(), bias(), options_);
+  return conv2d(x, this->weight(), this->bias(), options_);
 }
 
 template <class T>
@@ -89,21 +84,20 @@ Conv1d<T>::Conv1d(std::size_t in_channels, std::size_t out_channels, std::size_t
   options_.stride_w = stride, options_.padding_w = padding, options_.dilation_w = dilation;
   options_.groups = groups;
   const std::size_t per_group = in_channels / groups;
-  std::tie(weight_, bias_) =
-      conv_parameters<T>(*this, {out_channels, per_group, kernel}, out_channels, per_group * kernel,
-                         rng, bias, none, &Conv1d::register_parameter);
+  this->add_parameters({out_channels, per_group, kernel}, out_channels, per_group * kernel, rng,
+                       bias);
 }
 
 template <class T>
 Variable<T> Conv1d<T>::forward(const Variable<T>& x) {
   const Shape& s = x.shape();
-  const Shape& w = weight().shape();
+  const Shape& w = this->weight().shape();
   if (s.size() != 3 || s[1] != w[1] * options_.groups)
     fail("Conv1d: input ", shape_str(s), " is not (N, ", w[1] * options_.groups, ", L)");
   // A height of 1: (N, C, 1, L) convolved with (O, C/groups, 1, k).
   const Variable<T> y =
-      conv2d(reshape(x, Shape{s[0], s[1], 1, s[2]}), reshape(weight(), Shape{w[0], w[1], 1, w[2]}),
-             has_bias() ? this->parameter(bias_) : Variable<T>(), options_);
+      conv2d(reshape(x, Shape{s[0], s[1], 1, s[2]}),
+             reshape(this->weight(), Shape{w[0], w[1], 1, w[2]}), this->bias(), options_);
   return reshape(y, Shape{s[0], w[0], y.shape()[3]});
 }
 
@@ -118,14 +112,13 @@ ConvTranspose2d<T>::ConvTranspose2d(std::size_t in_channels, std::size_t out_cha
   if (output_padding >= stride)
     fail("ConvTranspose2d: output_padding (", output_padding, ") must be less than the stride (",
          stride, ")");
-  std::tie(weight_, bias_) = conv_parameters<T>(*this, {in_channels, out_channels, kernel, kernel},
-                                                out_channels, out_channels * kernel * kernel, rng,
-                                                bias, none, &ConvTranspose2d::register_parameter);
+  this->add_parameters({in_channels, out_channels, kernel, kernel}, out_channels,
+                       out_channels * kernel * kernel, rng, bias);
 }
 
 template <class T>
 Variable<T> ConvTranspose2d<T>::forward(const Variable<T>& x) {
-  const Shape& w = weight().shape();
+  const Shape& w = this->weight().shape();
   const Shape& s = x.shape();
   if (s.size() != 4 || s[1] != w[0])
     fail("ConvTranspose2d: input ", shape_str(s), " is not (N, ", w[0], ", H, W)");
@@ -138,9 +131,9 @@ Variable<T> ConvTranspose2d<T>::forward(const Variable<T>& x) {
     return grown - 2 * padding_;
   };
   // The adjoint of the convolution from the output's shape back to x's: conv2d's input gradient.
-  Variable<T> y =
-      conv2d_input_grad(x, weight(), Shape{s[0], w[1], out(s[2]), out(s[3])}, stride_, padding_);
-  if (has_bias()) y = y + reshape(this->parameter(bias_), Shape{1, w[1], 1, 1});
+  Variable<T> y = conv2d_input_grad(x, this->weight(), Shape{s[0], w[1], out(s[2]), out(s[3])},
+                                    stride_, padding_);
+  if (this->has_bias()) y = y + reshape(this->bias(), Shape{1, w[1], 1, 1});
   return y;
 }
 
@@ -368,6 +361,7 @@ Variable<T> Softmax<T>::forward(const Variable<T>& x) {
 
 #define AD_INSTANTIATE(T)            \
   template class Linear<T>;          \
+  template class ConvBase<T>;        \
   template class Conv2d<T>;          \
   template class Conv1d<T>;          \
   template class ConvTranspose2d<T>; \

@@ -35,11 +35,34 @@ class Linear : public Module<T> {
   Variable<T> no_bias_;
 };
 
+/// What the convolution layers share: a weight and an optional bias (registered as "weight" and
+/// "bias"), drawn like PyTorch's from U(±1/√fan_in).
+template <class T = float>
+class ConvBase : public Module<T> {
+ public:
+  /// The weight.
+  Variable<T>& weight() { return this->parameter(weight_); }
+  /// The bias; an undefined Variable (defined() is false) when built without one.
+  Variable<T>& bias() { return has_bias() ? this->parameter(bias_) : no_bias_; }
+  /// Whether the layer has a bias.
+  bool has_bias() const { return bias_ != none; }
+
+ protected:
+  /// Registers the weight of `weight_shape` and, with `with_bias`, a bias of (bias_size).
+  void add_parameters(Shape weight_shape, std::size_t bias_size, std::size_t fan_in, Generator& rng,
+                      bool with_bias);
+
+ private:
+  static constexpr std::size_t none = ~std::size_t{0};
+  std::size_t weight_ = none, bias_ = none;  ///< positions in the registry
+  Variable<T> no_bias_;
+};
+
 /// 2-D convolution of (N, C, H, W) with a (out, in/groups, kh, kw) kernel, strides, zero padding
 /// and dilations per axis, and groups (ad::ConvOptions); initialised like PyTorch:
 /// U(±1/√(in/groups·kh·kw)).
 template <class T = float>
-class Conv2d : public Module<T> {
+class Conv2d : public ConvBase<T> {
  public:
   /// A layer from `in_channels` to `out_channels` with a kernel × kernel window.
   Conv2d(std::size_t in_channels, std::size_t out_channels, std::size_t kernel, Generator& rng,
@@ -50,39 +73,24 @@ class Conv2d : public Module<T> {
          Generator& rng, const ConvOptions& options, bool bias = true);
   /// The layer applied to x.
   Variable<T> forward(const Variable<T>& x) override;
-  /// The weight.
-  Variable<T>& weight() { return this->parameter(weight_); }
-  /// The bias; an undefined Variable (defined() is false) when built without one.
-  Variable<T>& bias() { return has_bias() ? this->parameter(bias_) : no_bias_; }
-  /// Whether the layer has a bias.
-  bool has_bias() const { return bias_ != none; }
 
  private:
-  static constexpr std::size_t none = ~std::size_t{0};
-  std::size_t weight_, bias_ = none;  ///< positions in the registry
-  Variable<T> no_bias_;
   ConvOptions options_;
 };
 
 /// 1-D convolution of (N, C, L) with a (out, in/groups, k) kernel, stride, zero padding, dilation
 /// and groups, as PyTorch's Conv1d (a Conv2d over a height of 1); initialised U(±1/√(in/groups·k)).
 template <class T = float>
-class Conv1d : public Module<T> {
+class Conv1d : public ConvBase<T> {
  public:
   /// A layer from `in_channels` to `out_channels` with a window of `kernel`.
   Conv1d(std::size_t in_channels, std::size_t out_channels, std::size_t kernel, Generator& rng,
          std::size_t stride = 1, std::size_t padding = 0, std::size_t dilation = 1,
          std::size_t groups = 1, bool bias = true);
-  /// The layer applied to x.
+  /// The layer applied to x. (The weight is (out, in/groups, k).)
   Variable<T> forward(const Variable<T>& x) override;
-  /// The weight, (out, in/groups, k).
-  Variable<T>& weight() { return this->parameter(weight_); }
-  /// Whether the layer has a bias (registered as "bias", (out)).
-  bool has_bias() const { return bias_ != none; }
 
  private:
-  static constexpr std::size_t none = ~std::size_t{0};
-  std::size_t weight_, bias_ = none;  ///< positions in the registry
   ConvOptions options_;
 };
 
@@ -91,22 +99,16 @@ class Conv1d : public Module<T> {
 /// output (N, out, (H − 1)·stride − 2·padding + k + output_padding, likewise for W), with
 /// output_padding < stride. Initialised like PyTorch: U(±1/√(out·k·k)).
 template <class T = float>
-class ConvTranspose2d : public Module<T> {
+class ConvTranspose2d : public ConvBase<T> {
  public:
   /// A layer from `in_channels` to `out_channels` with a kernel × kernel window.
   ConvTranspose2d(std::size_t in_channels, std::size_t out_channels, std::size_t kernel,
                   Generator& rng, std::size_t stride = 1, std::size_t padding = 0,
                   std::size_t output_padding = 0, bool bias = true);
-  /// The layer applied to x.
+  /// The layer applied to x. (The weight is (in, out, k, k).)
   Variable<T> forward(const Variable<T>& x) override;
-  /// The weight, (in, out, k, k).
-  Variable<T>& weight() { return this->parameter(weight_); }
-  /// Whether the layer has a bias (registered as "bias", (out)).
-  bool has_bias() const { return bias_ != none; }
 
  private:
-  static constexpr std::size_t none = ~std::size_t{0};
-  std::size_t weight_, bias_ = none;  ///< positions in the registry
   std::size_t stride_, padding_, output_padding_;
 };
 

@@ -78,7 +78,9 @@ class LSTM : public Recurrent<T> {
   using Recurrent<T>::forward;
 
  protected:
+  /// One LSTM step of `layer` (see Recurrent::step).
   void step(std::size_t layer, const Variable<T>& xw, Variable<T>& h, Variable<T>& c) override;
+  /// An LSTM keeps a cell state.
   bool has_cell() const override { return true; }
 };
 
@@ -94,7 +96,9 @@ class GRU : public Recurrent<T> {
   using Recurrent<T>::forward;
 
  protected:
+  /// One GRU step of `layer` (c unused; see Recurrent::step).
   void step(std::size_t layer, const Variable<T>& xw, Variable<T>& h, Variable<T>& c) override;
+  /// A GRU keeps no cell state.
   bool has_cell() const override { return false; }
 };
 
