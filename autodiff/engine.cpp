@@ -9,6 +9,7 @@
 
 #include <xtensor/xio.hpp>
 
+#include "autodiff/kernels/indexing.hpp"
 #include "autodiff/ops.hpp"
 #include "autodiff/variable.hpp"
 
@@ -69,12 +70,38 @@ Variable<T> record(const char* op, Array<T>&& value, std::vector<Variable<T>>&& 
   return Variable<T>(std::move(impl));
 }
 
+template <class T>
+Variable<T> placed_gradient(Array<T> part, Placement where) {
+  Variable<T> g(std::move(part));
+  g.impl().placed = std::make_unique<Placement>(std::move(where));
+  return g;
+}
+
 namespace {
 
+/// The whole gradient a placed one stands for (see Placement); others as they are.
+template <class T>
+Variable<T> whole(Variable<T>&& g) {
+  const Placement* p = g.impl().placed.get();
+  if (!p) return std::move(g);
+  return Variable<T>(kernels::unslice(g.value(), p->shape, p->axis, p->start, p->step));
+}
+
 /// Adds `g` into the slot `acc`. Without create_graph, a gradient that nobody else holds is taken
-/// over as is, and later contributions are added in place into an array the slot owns.
+/// over as is, and later contributions are added in place into an array the slot owns; a placed
+/// gradient (part of a larger one) is added in place at its part only.
 template <class T>
 void accumulate(Variable<T>& acc, bool& owned, Variable<T>&& g, bool create_graph) {
+  if (const Placement* p = g.impl().placed.get(); p && acc.defined() && !create_graph) {
+    if (!owned) {
+      acc = Variable<T>(Array<T>(acc.value()));
+      owned = true;
+    }
+    kernels::add_slice(acc.impl().value, g.value(), p->axis, p->start, p->step);
+    ++acc.impl().version;
+    return;
+  }
+  g = whole(std::move(g));
   if (!acc.defined()) {
     owned = !create_graph && g.impl_ptr().use_count() == 1;
     acc = std::move(g);
@@ -122,8 +149,9 @@ struct Entry {
 template <class T>
 void check_grad_shape(const Variable<T>& g, const Variable<T>& target, const char* what,
                       const char* op, std::size_t index) {
-  if (g.shape() != target.shape())
-    fail(op, " backward: ", what, " ", index, " got a gradient of shape ", shape_str(g.shape()),
+  const Shape& shape = g.impl().placed ? g.impl().placed->shape : g.shape();
+  if (shape != target.shape())
+    fail(op, " backward: ", what, " ", index, " got a gradient of shape ", shape_str(shape),
          " but its shape is ", shape_str(target.shape()),
          " (a broadcast input's gradient must be summed back with sum_to)");
 }
@@ -264,6 +292,7 @@ class BackwardPass {
 
   /// g through the Variable's register_hook hooks, in order.
   static Variable<T> apply_grad_hooks(const Variable<T>& v, Variable<T> g) {
+    g = whole(std::move(g));  // a hook sees the whole gradient
     for (const auto& [id, hook] : v.impl().hooks->grad) {
       Variable<T> replaced = hook(g);
       if (!replaced.defined()) continue;
@@ -465,6 +494,7 @@ std::ostream& operator<<(std::ostream& os, const Variable<T>& v) {
                                         const std::vector<Variable<T>>&);                        \
   template Variable<T> detail::record<T>(const char*, Array<T>&&, std::vector<Variable<T>>&&,    \
                                          BackwardFn<T>&&);                                       \
+  template Variable<T> detail::placed_gradient<T>(Array<T>, detail::Placement);                  \
   template std::vector<Variable<T>> detail::grad_until<T>(                                       \
       const Variable<T>&, const std::vector<Variable<T>>&, const Variable<T>&,                   \
       const BackwardOptions&);                                                                   \

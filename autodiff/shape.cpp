@@ -99,7 +99,11 @@ Variable<T> slice(const Variable<T>& a, long axis, std::size_t start, std::size_
   const std::size_t len = slice_length(start, stop, step);
   return make_op<T>("slice", kernels::slice(a.value(), ax, start, len, step), {a},
                     [ax, start, step](const BackwardContext<T>& c) -> Grads<T> {
-                      // d/da = g placed back at the sliced positions, zero elsewhere
+                      // d/da = g placed back at the sliced positions, zero elsewhere (first
+                      // order: added there in place by the backward pass, see Placement)
+                      if (!c.create_graph)
+                        return {detail::placed_gradient<T>(Array<T>(c.grad.value()),
+                                                           {c.input(0).shape(), ax, start, step})};
                       return {unslice(c.grad, c.input(0).shape(), long(ax), start, step)};
                     });
 }

@@ -198,6 +198,15 @@ class Variable {
 };
 
 namespace detail {
+/// Where a first-order gradient that is part of a larger one belongs: its value is the part at
+/// start, start + step, ... along `axis` of a zero tensor of `shape` (slice's gradient). The
+/// backward pass adds it there in place instead of making the zero tensor each time (a step of
+/// a recurrence slices one position of a sequence: without this, each step's gradient would
+/// cost the whole sequence).
+struct Placement {
+  Shape shape;
+  std::size_t axis, start, step;
+};
 /// How many leaves have hooks: backward counts a graph's edges only when some do.
 std::atomic<int>& hooked_leaves();
 /// The next hook id.
@@ -233,6 +242,9 @@ struct VariableImpl {
   bool retains_grad = false;
   bool grad_view = false;  ///< .grad is a view of a flat gradient buffer: zero_grad() zeroes it
   std::unique_ptr<VariableHooks<T>> hooks;
+  /// Set on a gradient that is part of a larger one (detail::placed_gradient); only the backward
+  /// pass sees such a Variable.
+  std::unique_ptr<detail::Placement> placed;
 };
 
 /// A leaf that requires grad (a parameter or an input to differentiate with respect to).
@@ -321,6 +333,11 @@ template <class T>
 std::vector<Variable<T>> grad_until(const Variable<T>& output,
                                     const std::vector<Variable<T>>& inputs, const Variable<T>& seed,
                                     const BackwardOptions& options);
+
+/// A first-order gradient that is `part` placed in a zero tensor (see Placement): what a rule
+/// returns for an input it read only part of, without making the whole zero tensor.
+template <class T>
+Variable<T> placed_gradient(Array<T> part, Placement where);
 
 template <class T>
 bool any_requires_grad(std::initializer_list<Variable<T>> inputs) {

@@ -43,6 +43,21 @@ Array<T> unslice(const Array<T>& a, const Shape& shape, std::size_t axis, std::s
 }
 
 template <class T>
+void add_slice(Array<T>& dst, const Array<T>& part, std::size_t axis, std::size_t start,
+               std::size_t step) {
+  AxisView v(dst.shape(), axis);
+  const std::size_t len = part.shape()[axis];
+  const T* pa = part.data();
+  T* po = dst.data();
+  for (std::size_t o = 0; o < v.outer; ++o)
+    for (std::size_t j = 0; j < len; ++j) {
+      const T* from = pa + (o * len + j) * v.inner;
+      T* to = po + (o * v.extent + start + j * step) * v.inner;
+      for (std::size_t i = 0; i < v.inner; ++i) to[i] += from[i];
+    }
+}
+
+template <class T>
 Array<T> index_select(const Array<T>& a, std::size_t axis, const Index& indices) {
   AxisView v(a.shape(), axis);
   Shape shape(a.shape().begin(), a.shape().end());
@@ -135,6 +150,7 @@ Array<T> concatenate(const std::vector<const Array<T>*>& parts, std::size_t axis
   template Array<T> permute(const Array<T>&, const std::vector<std::size_t>&);                     \
   template Array<T> slice(const Array<T>&, std::size_t, std::size_t, std::size_t, std::size_t);    \
   template Array<T> unslice(const Array<T>&, const Shape&, std::size_t, std::size_t, std::size_t); \
+  template void add_slice(Array<T>&, const Array<T>&, std::size_t, std::size_t, std::size_t);      \
   template Array<T> index_select(const Array<T>&, std::size_t, const Index&);                      \
   template Array<T> index_add(const Array<T>&, const Shape&, std::size_t, const Index&);           \
   template Array<T> gather(const Array<T>&, std::size_t, const Index&);                            \

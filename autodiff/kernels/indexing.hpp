@@ -24,6 +24,11 @@ template <class T>
 Array<T> unslice(const Array<T>& a, const Shape& shape, std::size_t axis, std::size_t start,
                  std::size_t step);
 
+/// dst[start:...:step along axis] += part (the in-place form of adding unslice's result).
+template <class T>
+void add_slice(Array<T>& dst, const Array<T>& part, std::size_t axis, std::size_t start,
+               std::size_t step);
+
 /// The entries at `indices` along `axis`.
 template <class T>
 Array<T> index_select(const Array<T>& a, std::size_t axis, const Index& indices);

@@ -1,6 +1,8 @@
 // reshape, flatten, permute, slicing, indexing, concatenation, broadcasting.
 #include <boost/test/unit_test.hpp>
 
+#include <xtensor/xview.hpp>
+
 #include "helpers.hpp"
 
 namespace tt = boost::test_tools;
@@ -74,6 +76,51 @@ BOOST_AUTO_TEST_CASE(slice_along_an_axis) {
   });
   BOOST_CHECK_THROW(ad::slice(a, 2, 0, 1), ad::Error);
   BOOST_CHECK_THROW(ad::slice(a, 0, 0, 1, 0), ad::Error);
+}
+
+BOOST_AUTO_TEST_CASE(slice_gradients_are_added_at_their_part) {
+  // The first-order gradient of a slice is added in place at its part (no whole zero tensor per
+  // slice); every way a gradient is collected must see the same numbers as the dense sum.
+  const Array<double> a = uniform({3, 5, 4}, -1, 1, 7);
+  auto loss = [](const V& x) {
+    V total = ad::sum(ad::square(x)) * 0.5;  // a dense contribution besides the slices
+    for (std::size_t t = 0; t < 5; ++t)
+      total = total + ad::sum(ad::slice(x, 1, t, t + 1) * double(t + 1));
+    return total + ad::sum(ad::slice(x, 2, 1, 4, 2));  // a strided slice along another axis
+  };
+  Array<double> want = a;  // d/dx: x + (t + 1) at position t + 1 at columns 1 and 3
+  for (std::size_t i = 0; i < 3; ++i)
+    for (std::size_t t = 0; t < 5; ++t)
+      for (std::size_t k = 0; k < 4; ++k) want(i, t, k) += double(t + 1) + (k % 2 ? 1.0 : 0.0);
+  // Into a leaf's .grad, twice (accumulating).
+  V x = leaf(a);
+  loss(x).backward();
+  BOOST_TEST(x.grad().value() == want, tt::tolerance(1e-14) << tt::per_element());
+  loss(x).backward();
+  BOOST_TEST(x.grad().value() == Array<double>(2.0 * want), tt::tolerance(1e-14)
+                                                                << tt::per_element());
+  // Through grad(), and through an intermediate (the pending gradient of a node).
+  V y = leaf(a);
+  BOOST_TEST(ad::grad(loss(y * 1.0), {y})[0].value() == want, tt::tolerance(1e-14)
+                                                                  << tt::per_element());
+  // Only slices reaching a leaf (no dense part), one of them alone.
+  V z = leaf(a);
+  ad::sum(ad::slice(z, 0, 1, 2)).backward();
+  Array<double> one = xt::zeros<double>({3, 5, 4});
+  xt::view(one, 1) = 1.0;
+  BOOST_TEST(z.grad().value() == one, tt::per_element());
+  // A hook sees the whole gradient, of the Variable's shape.
+  V h = leaf(a);
+  Shape seen;
+  h.register_hook([&](const V& g) {
+    seen = g.shape();
+    return V();
+  });
+  ad::sum(ad::slice(h, 1, 2, 3)).backward();
+  BOOST_TEST(seen == Shape({3, 5, 4}));
+  // Second order records unslice as before.
+  BOOST_TEST(passed(ad::gradcheck([&](const std::vector<V>& in) { return loss(in[0]); }, {leaf(a)},
+                                  ad::test::second_order())));
 }
 
 BOOST_AUTO_TEST_CASE(unslice_is_the_adjoint) {
