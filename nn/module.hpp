@@ -21,7 +21,6 @@ namespace ad::detail {
 template <class T>
 struct ModuleCall {
   const nn::Module<T>* module;
-  Shape input;
   Shape output;
 };
 /// Where calls are noted on this thread (null: nowhere; only summary() sets it).
@@ -56,7 +55,7 @@ class Module {
   Variable<T> operator()(const Variable<T>& x) {
     if (!detail::module_calls<T>) return forward(x);
     const std::size_t at = detail::module_calls<T>->size();  // the caller's row before its parts'
-    detail::module_calls<T>->push_back({this, x.shape(), {}});
+    detail::module_calls<T>->push_back({this, {}});
     Variable<T> y = forward(x);
     (*detail::module_calls<T>)[at].output = y.shape();
     return y;
