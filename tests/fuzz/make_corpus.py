@@ -50,6 +50,16 @@ put("csv", "plain", b"x1,x2,y\n1,2,3\n4.5,-6e-1,7\n")
 put("csv", "spaces", b" a , b\r\n1 , 2\r\n\r\n3,4\r\n")
 put("csv", "bom", b"\xef\xbb\xbfy,a\n1,2\n")
 
+def diabetes(data, target):
+    return struct.pack(">H", len(data)) + data + target
+
+
+gz = lambda b: __import__("gzip").compress(b, mtime=0)
+rows = b"59 2 32.1 101.0 157 93.2 38.0 4.0 4.8598 87\n48 1 21.6 87.0 183 103.2 70.0 3.0 3.8918 69\n"
+put("diabetes", "plain", diabetes(rows, b"1.5e+02\n7.5e+01\n"))
+put("diabetes", "gzip", diabetes(gz(rows), gz(b"1.5e+02\n7.5e+01\n")))
+put("diabetes", "short_row", diabetes(b"1 2 3\n", b"1\n"))
+
 put("npy", "f4", npy(np.arange(6, dtype=np.float32).reshape(2, 3)))
 put("npy", "f8_scalar", npy(np.array(2.5)))
 put("npy", "u1", npy(np.arange(4, dtype=np.uint8)))
