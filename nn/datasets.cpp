@@ -28,26 +28,40 @@ std::size_t read_some(std::istream& in, char* to, std::size_t n) {
   return static_cast<std::size_t>(in.gcount());
 }
 
+/// A file opened for reading, decompressed on the fly when it starts with the gzip magic
+/// (1f 8b). A folder or a file that cannot be opened throws, naming the path. Reads throw
+/// std::ios::failure on corrupt gzip data.
+struct Input {
+  std::ifstream file;
+  io::filtering_istreambuf buffer;
+  std::istream in{nullptr};
+  bool gzip = false;
+  explicit Input(const std::string& path) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec))
+      fail("cannot read '", path, "': it is a directory");
+    file.open(path, std::ios::binary);
+    if (!file) fail("cannot open '", path, "': ", std::strerror(errno));
+    const int b0 = file.get(), b1 = file.get();
+    file.clear();
+    file.seekg(0);
+    gzip = b0 == 0x1f && b1 == 0x8b;
+    if (gzip) buffer.push(io::gzip_decompressor());
+    buffer.push(file);
+    in.rdbuf(&buffer);
+    in.exceptions(std::ios::badbit);
+  }
+};
+
 }  // namespace
 
 Array<std::uint8_t> read_idx(const std::string& path) {
-  namespace fs = std::filesystem;
+  Input input(path);
+  std::istream& in = input.in;
+  const bool gzip = input.gzip;
   std::error_code ec;
-  if (fs::is_directory(path, ec)) fail("cannot read '", path, "': it is a directory");
-  std::ifstream file(path, std::ios::binary);
-  if (!file) fail("cannot open '", path, "': ", std::strerror(errno));
-  const std::uintmax_t file_size = fs::file_size(path, ec);
+  const std::uintmax_t file_size = std::filesystem::file_size(path, ec);
   if (ec) fail("cannot read '", path, "': ", ec.message());
-  const int b0 = file.get(), b1 = file.get();
-  file.clear();
-  file.seekg(0);
-  // Decompressed on the fly when the file starts with the gzip magic (1f 8b).
-  const bool gzip = b0 == 0x1f && b1 == 0x8b;
-  io::filtering_istreambuf buffer;
-  if (gzip) buffer.push(io::gzip_decompressor());
-  buffer.push(file);
-  std::istream in(&buffer);
-  in.exceptions(std::ios::badbit);
   try {
     char head[4];
     if (read_some(in, head, 4) < 4 || head[0] != 0 || head[1] != 0)
@@ -222,18 +236,8 @@ namespace {
 /// gzip magic), each of `columns` finite numbers.
 std::vector<double> read_number_rows(const std::string& path, std::size_t columns,
                                      std::size_t& rows) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) fail("cannot read '", path, "': it is a directory");
-  std::ifstream file(path, std::ios::binary);
-  if (!file) fail("cannot open '", path, "': ", std::strerror(errno));
-  const int b0 = file.get(), b1 = file.get();
-  file.clear();
-  file.seekg(0);
-  io::filtering_istreambuf buffer;
-  if (b0 == 0x1f && b1 == 0x8b) buffer.push(io::gzip_decompressor());
-  buffer.push(file);
-  std::istream in(&buffer);
-  in.exceptions(std::ios::badbit);
+  Input input(path);
+  std::istream& in = input.in;
   std::vector<double> values;
   rows = 0;
   try {

@@ -18,7 +18,7 @@ void check_sequence(const Shape& s, std::size_t features, const std::string& wha
     fail(what, ": input ", shape_str(s), " is not (N, L, ", features, ")");
 }
 
-/// Steps `from` to `from + count` of a (N, L, F) sequence's axis 1, as (N, F) when count is 1.
+/// Step t of a (N, L, F) sequence, as (N, F).
 template <class T>
 Variable<T> at_step(const Variable<T>& x, std::size_t t) {
   const Shape& s = x.shape();
@@ -38,7 +38,7 @@ Variable<T> gate(const Variable<T>& g, std::size_t k, std::size_t hidden) {
 template <class T>
 Recurrent<T>::Recurrent(const char* name, std::size_t gates, std::size_t input, std::size_t hidden,
                         Generator& rng, std::size_t layers, bool bias)
-    : name_(name), input_(input), hidden_(hidden), layers_(layers), bias_(bias) {
+    : name_(name), input_(input), hidden_(hidden), layers_(layers) {
   if (input == 0 || hidden == 0 || layers == 0)
     fail(name, ": input (", input, "), hidden (", hidden, ") and layers (", layers,
          ") must be positive");
@@ -63,7 +63,7 @@ Recurrent<T>::Recurrent(const char* name, std::size_t gates, std::size_t input, 
 template <class T>
 Variable<T> Recurrent<T>::recurrent(std::size_t layer, const Variable<T>& h) {
   return linear(h, this->parameter(w_hh_[layer]),
-                bias_ ? this->parameter(b_hh_[layer]) : Variable<T>());
+                b_hh_.empty() ? Variable<T>() : this->parameter(b_hh_[layer]));
 }
 
 template <class T>
@@ -85,8 +85,8 @@ RecurrentOutput<T> Recurrent<T>::forward(const Variable<T>& x, const RecurrentSt
   std::vector<Variable<T>> last_h, last_c;
   for (std::size_t l = 0; l < layers_; ++l) {
     // The input projection of every step at once: (N, L, gates·H).
-    const Variable<T> xw =
-        linear(input, this->parameter(w_ih_[l]), bias_ ? this->parameter(b_ih_[l]) : Variable<T>());
+    const Variable<T> xw = linear(input, this->parameter(w_ih_[l]),
+                                  b_ih_.empty() ? Variable<T>() : this->parameter(b_ih_[l]));
     Variable<T> h = reshape(slice(h0, 0, l, l + 1), Shape{n, hidden_});
     Variable<T> c = has_cell() ? reshape(slice(c0, 0, l, l + 1), Shape{n, hidden_}) : Variable<T>();
     std::vector<Variable<T>> outputs;

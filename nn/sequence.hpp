@@ -62,8 +62,8 @@ class Recurrent : public Module<T> {
  private:
   const char* name_;
   std::size_t input_, hidden_, layers_;
-  bool bias_;
-  std::vector<std::size_t> w_ih_, w_hh_, b_ih_, b_hh_;  ///< positions in the registry
+  /// Positions in the registry, per layer (the bias lists empty without biases).
+  std::vector<std::size_t> w_ih_, w_hh_, b_ih_, b_hh_;
 };
 
 /// Long short-term memory, as PyTorch's nn.LSTM(batch_first=True): gates i, f, g, o;
