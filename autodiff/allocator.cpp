@@ -12,10 +12,16 @@ namespace ad::memory {
 
 namespace {
 
+// Blocks freed while a thread exits, after its caches are gone, go straight back to the system.
+thread_local bool caches_gone = false;
+
 struct Cache {
   std::unordered_map<std::size_t, std::vector<void*>> free;  // by exact size
   std::size_t bytes = 0;
-  ~Cache();
+  ~Cache() {
+    caches_gone = true;
+    clear();
+  }
   void clear() {
     for (auto& [size, blocks] : free)
       for (void* p : blocks) std::free(p);
@@ -24,18 +30,88 @@ struct Cache {
   }
 };
 
-// Blocks freed while a thread exits, after its cache is gone, go straight back to the system.
-thread_local bool cache_alive = false;
-
 Cache& cache() {
   thread_local Cache c;
-  cache_alive = true;
   return c;
 }
 
-Cache::~Cache() {
-  cache_alive = false;
-  clear();
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool cache_small = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+    __has_feature(memory_sanitizer)
+constexpr bool cache_small = false;
+#else
+constexpr bool cache_small = true;
+#endif
+#else
+constexpr bool cache_small = true;
+#endif
+
+// Small blocks by size class: class i holds blocks of (i + 1) * 64 bytes, each free block's first
+// bytes pointing to the next.
+constexpr std::size_t small_grain = 64;
+constexpr std::size_t small_classes = cached_block_min / small_grain;
+
+struct SmallCache {
+  void* head[small_classes] = {};
+  std::size_t bytes = 0;
+  ~SmallCache() {
+    caches_gone = true;
+    clear();
+  }
+  void clear() {
+    for (void*& h : head)
+      while (h) {
+        void* next = *static_cast<void**>(h);
+        std::free(h);
+        h = next;
+      }
+    bytes = 0;
+  }
+};
+
+SmallCache& small_cache() {
+  thread_local SmallCache c;
+  return c;
+}
+
+std::size_t small_class(std::size_t bytes) {
+  return bytes ? (bytes - 1) / small_grain : 0;
+}
+
+void* allocate_small(std::size_t bytes) {
+  if (!cache_small) {  // the exact size, for the sanitizer's bounds
+    void* p = std::malloc(bytes ? bytes : 1);
+    if (!p) throw std::bad_alloc();
+    return p;
+  }
+  const std::size_t cls = small_class(bytes);
+  if (!caches_gone) {
+    SmallCache& c = small_cache();
+    if (void* p = c.head[cls]) {
+      c.head[cls] = *static_cast<void**>(p);
+      c.bytes -= (cls + 1) * small_grain;
+      return p;
+    }
+  }
+  void* p = std::malloc((cls + 1) * small_grain);
+  if (!p) throw std::bad_alloc();
+  return p;
+}
+
+void free_small(void* p, std::size_t bytes) noexcept {
+  const std::size_t cls = small_class(bytes), size = (cls + 1) * small_grain;
+  if (cache_small && !caches_gone) {
+    SmallCache& c = small_cache();
+    if (c.bytes + size <= small_cache_capacity) {
+      *static_cast<void**>(p) = c.head[cls];
+      c.head[cls] = p;
+      c.bytes += size;
+      return;
+    }
+  }
+  std::free(p);
 }
 
 // Bytes of arrays allocated and freed on this thread (see MemoryStats).
@@ -113,9 +189,15 @@ void* allocate_block(std::size_t bytes) {
       if (static_cast<char*>(p) >= a.begin && static_cast<char*>(p) < a.end) ++a.views;
     return p;
   }
+  if (bytes < cached_block_min) {
+    void* p = allocate_small(bytes);
+    in_use += static_cast<long long>(bytes);
+    peak = std::max(peak, in_use);
+    return p;
+  }
   in_use += static_cast<long long>(bytes);
   peak = std::max(peak, in_use);
-  if (bytes >= cached_block_min) {
+  if (!caches_gone) {
     Cache& c = cache();
     auto it = c.free.find(bytes);
     if (it != c.free.end() && !it->second.empty()) {
@@ -125,27 +207,43 @@ void* allocate_block(std::size_t bytes) {
       return p;
     }
   }
-  void* p = std::malloc(bytes ? bytes : 1);
-  if (!p) throw std::bad_alloc();
+  void* p = std::malloc(bytes);
+  if (!p) {
+    in_use -= static_cast<long long>(bytes);
+    throw std::bad_alloc();
+  }
   return p;
 }
 
 void free_block(void* p, std::size_t bytes) noexcept {
   if (!p || release_if_placed(p)) return;
   in_use -= static_cast<long long>(bytes);
-  if (bytes >= cached_block_min && bytes <= cache_capacity) {
+  if (bytes < cached_block_min) return free_small(p, bytes);
+  if (bytes <= cache_capacity && !caches_gone) {
     Cache& c = cache();
-    if (cache_alive) {
-      if (c.bytes + bytes > cache_capacity) c.clear();
-      try {
-        c.free[bytes].push_back(p);
-        c.bytes += bytes;
-        return;
-      } catch (...) {
-      }
+    if (c.bytes + bytes > cache_capacity) c.clear();
+    try {
+      c.free[bytes].push_back(p);
+      c.bytes += bytes;
+      return;
+    } catch (...) {
     }
   }
   std::free(p);
+}
+
+void* allocate_record(std::size_t bytes) {
+  if (bytes >= cached_block_min) {
+    void* p = std::malloc(bytes);
+    if (!p) throw std::bad_alloc();
+    return p;
+  }
+  return allocate_small(bytes);
+}
+
+void free_record(void* p, std::size_t bytes) noexcept {
+  if (bytes >= cached_block_min) return std::free(p);
+  free_small(p, bytes);
 }
 
 namespace {
@@ -207,7 +305,9 @@ void reset_peak_memory() {
 
 void release_cached_memory() {
   for (auto release : detail::releases()) release();
+  if (caches_gone) return;
   cache().clear();
+  small_cache().clear();
 }
 
 }  // namespace ad::memory

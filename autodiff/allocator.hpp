@@ -1,7 +1,9 @@
-// The allocator of the library's arrays: plain malloc for small blocks, and a per-thread cache of
-// large ones. Training allocates the same large arrays (batches, activations, gradients) at every
-// step; handing them back to the system and faulting fresh pages in each time cost the CNN about
-// a tenth of its step, and a fresh 10 MB block needs 2,500 page faults.
+// The allocator of the library's arrays and of the tape's records: per-thread caches of freed
+// blocks. Training allocates the same arrays (batches, activations, gradients) and records the
+// same ops at every step. For large blocks, handing them back to the system and faulting fresh
+// pages in each time cost the CNN about a tenth of its step (a fresh 10 MB block needs 2,500
+// page faults); for small ones, glibc keeps only 7 freed blocks of a size per thread, so most of
+// a small model's few dozen arrays and records per step went through its slower paths.
 #pragma once
 
 #include <cstddef>
@@ -16,14 +18,22 @@ namespace detail {
 void* allocate_block(std::size_t bytes);
 /// Returns a block (of the size it was asked with) to the cache, or to the system.
 void free_block(void* p, std::size_t bytes) noexcept;
+/// A block of at least `bytes` for the tape's own records (Variables and nodes): from the
+/// calling thread's cache of small blocks when it has one, not counted in memory_stats().
+void* allocate_record(std::size_t bytes);
+/// Returns a block from allocate_record (of the size it was asked with).
+void free_record(void* p, std::size_t bytes) noexcept;
 /// Registers a function that frees another per-thread cache (the kernels' scratch memory) when
 /// release_cached_memory() is called.
 void on_release(void (*release)());
 }  // namespace detail
 
-/// Blocks of at least this size are cached; smaller ones go straight to malloc, which is fast for
-/// them.
+/// Blocks of at least this size are cached by exact size; smaller ones by size class (multiples
+/// of 64 bytes), at most small_cache_capacity bytes of them per thread. Builds with a sanitizer
+/// cache no small blocks, so that it sees every small block's use after free.
 inline constexpr std::size_t cached_block_min = 16 * 1024;
+/// At most this much memory is kept in a thread's cache of small blocks.
+inline constexpr std::size_t small_cache_capacity = 4u * 1024 * 1024;
 /// At most this much memory is kept in a thread's cache.
 inline constexpr std::size_t cache_capacity = 256u * 1024 * 1024;
 
@@ -42,6 +52,26 @@ struct Allocator {
   }
   template <class U>
   bool operator!=(const Allocator<U>&) const noexcept {
+    return false;
+  }
+};
+
+/// The standard allocator interface over allocate_record: what the tape's shared records
+/// (std::allocate_shared of a Variable's data) are allocated with.
+template <class T>
+struct RecordAllocator {
+  using value_type = T;
+  RecordAllocator() = default;
+  template <class U>
+  RecordAllocator(const RecordAllocator<U>&) noexcept {}
+  T* allocate(std::size_t n) { return static_cast<T*>(detail::allocate_record(n * sizeof(T))); }
+  void deallocate(T* p, std::size_t n) noexcept { detail::free_record(p, n * sizeof(T)); }
+  template <class U>
+  bool operator==(const RecordAllocator<U>&) const noexcept {
+    return true;
+  }
+  template <class U>
+  bool operator!=(const RecordAllocator<U>&) const noexcept {
     return false;
   }
 };
@@ -89,8 +119,8 @@ MemoryStats memory_stats();
 /// Starts a new peak from what is in use now.
 void reset_peak_memory();
 
-/// Frees every block the calling thread's caches hold: the allocator's cache of large blocks and
-/// the kernels' scratch buffers.
+/// Frees every block the calling thread's caches hold: the allocator's caches of large and small
+/// blocks and the kernels' scratch buffers.
 void release_cached_memory();
 
 }  // namespace ad::memory

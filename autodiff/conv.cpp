@@ -103,16 +103,12 @@ Variable<T> conv2d(const Variable<T>& x, const Variable<T>& w, const Variable<T>
       if (need_b) grads[2] = sum(c.grad, {0, 2, 3});
       return grads;
     }
-    Array<T> dx, dw, db;
-    if (c.needs(0)) dx = Array<T>::from_shape(x.shape());
-    if (c.needs(1)) dw = xt::zeros<T>(w.shape());
-    if (need_b) db = xt::zeros<T>({g.o});
+    T* dx = c.needs(0) ? detail::new_gradient(grads, 0, Array<T>::from_shape(x.shape())) : nullptr;
+    T* dw =
+        c.needs(1) ? detail::new_gradient(grads, 1, Array<T>(xt::zeros<T>(w.shape()))) : nullptr;
+    T* db = need_b ? detail::new_gradient(grads, 2, Array<T>(xt::zeros<T>({g.o}))) : nullptr;
     kernels::conv2d_backward(c.grad.value().data(), w.value().data(), x.value().data(),
-                             kept ? kept->data() : nullptr, g, c.needs(0) ? dx.data() : nullptr,
-                             c.needs(1) ? dw.data() : nullptr, need_b ? db.data() : nullptr);
-    if (c.needs(0)) grads[0] = Variable<T>(std::move(dx));
-    if (c.needs(1)) grads[1] = Variable<T>(std::move(dw));
-    if (need_b) grads[2] = Variable<T>(std::move(db));
+                             kept ? kept->data() : nullptr, g, dx, dw, db);
     return grads;
   };
   if (b.defined()) return make_op<T>("conv2d", std::move(out), {x, w, b}, backward);

@@ -4,6 +4,8 @@
 // recorded rule under create_graph, differentiable again).
 #include "autodiff/elementwise.hpp"
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 
 #include "autodiff/kernels/elementwise.hpp"
@@ -137,7 +139,12 @@ Variable<T> tanh(const Variable<T>& a) {
 
 template <class T>
 Variable<T> sigmoid(const Variable<T>& a) {
-  return unary("sigmoid", kernels::unary(a.value(), [](T x) { return logistic(x); }), a,
+  // 1/(1 + e^-x) is exact enough everywhere: e^-x overflows to inf only where the result is 0.
+  auto f = [](auto x) {
+    using B = decltype(x);
+    return B(1) / (B(1) + xsimd::exp(-x));
+  };
+  return unary("sigmoid", kernels::simd_map(a.value(), f), a,
                // d/da = g*s*(1 - s), s = y
                [](const auto& g, const auto&, const auto& y) { return g * y * (1 - y); });
 }
@@ -244,11 +251,129 @@ Variable<T> logsigmoid(const Variable<T>& a) {
   return -softplus(-a);
 }
 
+namespace {
+
+/// The LSTM cell's derivative, written once for numbers, SIMD batches and Variables: from the
+/// gate activations i, f, n (the candidate), o, the previous cell c, tc = tanh(c') of the new
+/// cell and the gradients dh, dc of the two outputs, the gradients of the four gates'
+/// pre-activations and of c. (x − x·x is σ'(a) for x = σ(a); no constants, so that one
+/// definition serves all three.)
+template <class V>
+std::array<V, 5> lstm_cell_grads(const V& i, const V& f, const V& n, const V& o, const V& c,
+                                 const V& tc, const V& dh, const V& dc) {
+  const V dct = dc + dh * (o - o * tc * tc);  // the whole gradient of c'
+  return {dct * n * (i - i * i), dct * c * (f - f * f), dct * (i - i * n * n),
+          dh * tc * (o - o * o), dct * f};
+}
+
+/// Runs `body(row, j, count)` over the (N, H) positions of an LSTM cell, rows split between
+/// threads, j in steps of a SIMD batch (count < the batch width only at a row's end).
+template <class T, class F>
+void lstm_cell_positions(std::size_t rows, std::size_t hidden, F&& body) {
+  constexpr std::size_t width = xsimd::batch<T>::size;
+  const std::size_t grain = std::max<std::size_t>(1, detail::elementwise_grain() / (6 * hidden));
+  detail::parallel_for(rows, grain, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t r = begin; r < end; ++r)
+      for (std::size_t j = 0; j < hidden; j += width) body(r, j, std::min(width, hidden - j));
+  });
+}
+
+/// `count` values from p as a batch (zeros after them), and back.
+template <class T>
+xsimd::batch<T> load_part(const T* p, std::size_t count) {
+  using B = xsimd::batch<T>;
+  if (count == B::size) return B::load_unaligned(p);
+  alignas(64) T buffer[B::size] = {};
+  std::copy(p, p + count, buffer);
+  return B::load_aligned(buffer);
+}
+template <class T>
+void store_part(const xsimd::batch<T>& v, T* p, std::size_t count) {
+  using B = xsimd::batch<T>;
+  if (count == B::size) return v.store_unaligned(p);
+  alignas(64) T buffer[B::size];
+  v.store_aligned(buffer);
+  std::copy(buffer, buffer + count, p);
+}
+
+template <class B>
+B logistic_of(const B& x) {
+  return B(1) / (B(1) + xsimd::exp(-x));
+}
+
+/// The four gate activations at row r, positions j … j + count of an (N, 4H) gates array.
+template <class T>
+std::array<xsimd::batch<T>, 4> lstm_gates(const T* gates, std::size_t hidden, std::size_t r,
+                                          std::size_t j, std::size_t count) {
+  const T* row = gates + r * 4 * hidden + j;
+  return {logistic_of(load_part(row, count)), logistic_of(load_part(row + hidden, count)),
+          xsimd::tanh(load_part(row + 2 * hidden, count)),
+          logistic_of(load_part(row + 3 * hidden, count))};
+}
+
+}  // namespace
+
+template <class T>
+Variable<T> lstm_cell(const Variable<T>& gates, const Variable<T>& c) {
+  const Shape& sg = gates.shape();
+  const Shape& sc = c.shape();
+  if (sg.size() != 2 || sc.size() != 2 || sg[0] != sc[0] || sg[1] != 4 * sc[1])
+    fail("lstm_cell: gates ", shape_str(sg), " and cell ", shape_str(sc),
+         " do not match (gates are (N, 4H), the cell (N, H))");
+  const std::size_t rows = sc[0], hidden = sc[1];
+  Array<T> out = Array<T>::from_shape({rows, 2 * hidden});
+  {
+    const T* pg = gates.value().data();
+    const T* pc = c.value().data();
+    T* po = out.data();
+    lstm_cell_positions<T>(rows, hidden, [&](std::size_t r, std::size_t j, std::size_t count) {
+      const auto [i, f, n, o] = lstm_gates(pg, hidden, r, j, count);
+      const auto c2 = f * load_part(pc + r * hidden + j, count) + i * n;
+      store_part(o * xsimd::tanh(c2), po + r * 2 * hidden + j, count);
+      store_part(c2, po + r * 2 * hidden + hidden + j, count);
+    });
+  }
+  return make_op<T>("lstm_cell", std::move(out), {gates, c}, [](const BackwardContext<T>& ctx) {
+    const std::size_t rows = ctx.input(1).shape()[0], hidden = ctx.input(1).shape()[1];
+    const std::size_t H = hidden;
+    if (ctx.create_graph) {  // the same derivative on Variables, recorded
+      const Variable<T>& g = ctx.input(0);
+      const Variable<T>& c = ctx.input(1);
+      const Variable<T> i = sigmoid(slice(g, 1, 0, H)), f = sigmoid(slice(g, 1, H, 2 * H)),
+                        n = tanh(slice(g, 1, 2 * H, 3 * H)), o = sigmoid(slice(g, 1, 3 * H, 4 * H));
+      const auto d = lstm_cell_grads(i, f, n, o, c, tanh(f * c + i * n), slice(ctx.grad, 1, 0, H),
+                                     slice(ctx.grad, 1, H, 2 * H));
+      return Grads<T>{concatenate<T>({d[0], d[1], d[2], d[3]}, 1), d[4]};
+    }
+    Grads<T> grads(2);
+    T* dg = ctx.needs(0) ? detail::new_gradient(grads, 0, Array<T>::from_shape({rows, 4 * H}))
+                         : nullptr;
+    T* dc =
+        ctx.needs(1) ? detail::new_gradient(grads, 1, Array<T>::from_shape({rows, H})) : nullptr;
+    const T* pg = ctx.input(0).value().data();
+    const T* pc = ctx.input(1).value().data();
+    const T* po = ctx.output.value().data();
+    const T* pd = ctx.grad.value().data();
+    lstm_cell_positions<T>(rows, H, [&](std::size_t r, std::size_t j, std::size_t count) {
+      const auto [i, f, n, o] = lstm_gates(pg, H, r, j, count);
+      const std::size_t at = r * 2 * H + j;
+      const auto d = lstm_cell_grads(i, f, n, o, load_part(pc + r * H + j, count),
+                                     xsimd::tanh(load_part(po + at + H, count)),
+                                     load_part(pd + at, count), load_part(pd + at + H, count));
+      if (dg)
+        for (std::size_t k = 0; k < 4; ++k) store_part(d[k], dg + r * 4 * H + k * H + j, count);
+      if (dc) store_part(d[4], dc + r * H + j, count);
+    });
+    return grads;
+  });
+}
+
 template <class T>
 std::vector<const void*> elementwise_ops() {
   return detail::addresses(&exp<T>, &log<T>, &sqrt<T>, &abs<T>, &tanh<T>, &sigmoid<T>, &relu<T>,
                            &leaky_relu<T>, &softplus<T>, &clamp<T>, &erf<T>, &square<T>, &sin<T>,
-                           &cos<T>, &elu<T>, &hardtanh<T>, &silu<T>, &mish<T>, &logsigmoid<T>);
+                           &cos<T>, &elu<T>, &hardtanh<T>, &silu<T>, &mish<T>, &logsigmoid<T>,
+                           &lstm_cell<T>);
 }
 template std::vector<const void*> elementwise_ops<float>();
 template std::vector<const void*> elementwise_ops<double>();

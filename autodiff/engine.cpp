@@ -60,7 +60,8 @@ void check_finite(const Array<T>& value, const char* op, const char* phase,
 template <class T>
 Variable<T> record(const char* op, Array<T>&& value, std::vector<Variable<T>>&& inputs,
                    BackwardFn<T>&& backward) {
-  auto impl = std::make_shared<VariableImpl<T>>(std::move(value), true);
+  auto impl = std::allocate_shared<VariableImpl<T>>(memory::RecordAllocator<VariableImpl<T>>(),
+                                                    std::move(value), true);
   Node<T>& node = impl->node.emplace();
   node.op = op;
   node.seq = next_seq();

@@ -69,18 +69,16 @@ Variable<T> linear(const Variable<T>& x, const Variable<T>& w, const Variable<T>
     const bool need_b = c.inputs.size() == 3 && c.needs(2);
     const std::size_t out_features = w.shape()[0], in_features = w.shape()[1];
     if (!c.create_graph) {  // first order: the three products in one kernel
-      Array<T> dx, dw, db;
-      if (c.needs(0)) dx = Array<T>::from_shape(x.shape());
-      if (c.needs(1)) dw = Array<T>::from_shape(w.shape());
-      if (need_b) db = Array<T>::from_shape({out_features});
+      Grads<T> grads(c.inputs.size());
+      T* dx =
+          c.needs(0) ? detail::new_gradient(grads, 0, Array<T>::from_shape(x.shape())) : nullptr;
+      T* dw =
+          c.needs(1) ? detail::new_gradient(grads, 1, Array<T>::from_shape(w.shape())) : nullptr;
+      T* db =
+          need_b ? detail::new_gradient(grads, 2, Array<T>::from_shape({out_features})) : nullptr;
       kernels::linear_backward(c.grad.value().data(), x.value().data(), w.value().data(),
                                x.size() / std::max<std::size_t>(in_features, 1), in_features,
-                               out_features, c.needs(0) ? dx.data() : nullptr,
-                               c.needs(1) ? dw.data() : nullptr, need_b ? db.data() : nullptr);
-      Grads<T> grads(c.inputs.size());
-      if (c.needs(0)) grads[0] = Variable<T>(std::move(dx));
-      if (c.needs(1)) grads[1] = Variable<T>(std::move(dw));
-      if (need_b) grads[2] = Variable<T>(std::move(db));
+                               out_features, dx, dw, db);
       return grads;
     }
     const bool flat = x.dim() == 2;

@@ -339,6 +339,14 @@ std::vector<Variable<T>> grad_until(const Variable<T>& output,
 template <class T>
 Variable<T> placed_gradient(Array<T> part, Placement where);
 
+/// Puts `value` into grads[i] as a new gradient and returns its data: where a fused rule's kernel
+/// writes that gradient.
+template <class T>
+T* new_gradient(std::vector<Variable<T>>& grads, std::size_t i, Array<T>&& value) {
+  grads[i] = Variable<T>(std::move(value));
+  return grads[i].impl().value.data();
+}
+
 template <class T>
 bool any_requires_grad(std::initializer_list<Variable<T>> inputs) {
   for (const auto& v : inputs)
@@ -403,7 +411,8 @@ std::ostream& operator<<(std::ostream& os, const Variable<T>& v);
 /// \cond INTERNAL
 template <class T>
 Variable<T>::Variable(Array<T> value, bool requires_grad)
-    : impl_(std::make_shared<VariableImpl<T>>(std::move(value), requires_grad)) {}
+    : impl_(std::allocate_shared<VariableImpl<T>>(memory::RecordAllocator<VariableImpl<T>>(),
+                                                  std::move(value), requires_grad)) {}
 
 namespace detail {
 /// Throws the error of a use of an undefined Variable (out of line, so that impl() inlines).

@@ -110,11 +110,9 @@ RecurrentOutput<T> Recurrent<T>::forward(const Variable<T>& x, const RecurrentSt
 template <class T>
 void LSTM<T>::step(std::size_t layer, const Variable<T>& xw, Variable<T>& h, Variable<T>& c) {
   const std::size_t H = this->hidden_size();
-  const Variable<T> g = xw + this->recurrent(layer, h);
-  const Variable<T> i = sigmoid(gate(g, 0, H)), f = sigmoid(gate(g, 1, H)),
-                    cand = tanh(gate(g, 2, H)), o = sigmoid(gate(g, 3, H));
-  c = f * c + i * cand;
-  h = o * tanh(c);
+  const Variable<T> hc = lstm_cell(xw + this->recurrent(layer, h), c);  // [h', c']
+  h = gate(hc, 0, H);
+  c = gate(hc, 1, H);
 }
 
 template <class T>

@@ -282,6 +282,13 @@ def argmax(a, axis, keepdims=False): return np.argmax(a, axis=axis, keepdims=kee
 def argmin(a, axis, keepdims=False): return np.argmin(a, axis=axis, keepdims=keepdims)
 
 
+def lstm_cell(gates, c):
+    h = c.shape[1]
+    i, f, g, o = (gates[:, k * h:(k + 1) * h] for k in range(4))
+    c2 = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+    return np.concatenate([sigmoid(o) * np.tanh(c2), c2], axis=1)
+
+
 def softmax_cross_entropy(z, labels, label_smoothing=0.0):
     n, k = z.shape
     t = np.full((n, k), label_smoothing / k)

@@ -636,6 +636,14 @@ void second_round_cases(std::vector<Case>& cases, Draw& d) {
       {"logsigmoid", "{}", fn([](const auto& x) { return ad::logsigmoid(x[0]); }), -8, 8, false},
   };
   unary_cases(cases, d, unary);
+  for (int i = 0; i < 4; ++i) {  // hidden sizes across the SIMD width, for the rows' ends
+    const std::size_t n = 1 + d.index(3), h = 1 + d.index(10);
+    cases.push_back({"lstm_cell N=" + std::to_string(n) + " H=" + std::to_string(h),
+                     "lstm_cell",
+                     "{}",
+                     {d.values({n, 4 * h}, -3, 3), d.values({n, h}, -2, 2)},
+                     fn([](const auto& x) { return ad::lstm_cell(x[0], x[1]); })});
+  }
   for (int i = 0; i < 3; ++i) {  // hardtanh, away from its kinks at -1 and 1
     Array<double> x = d.values(d.shape(0, 3), -2, 2);
     for (auto& v : x)
