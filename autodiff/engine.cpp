@@ -72,10 +72,9 @@ Variable<T> record(const char* op, Array<T>&& value, std::vector<Variable<T>>&& 
 }
 
 template <class T>
-Variable<T> placed_gradient(Array<T> part, Placement where) {
-  Variable<T> g(std::move(part));
-  g.impl().placed = std::make_unique<Placement>(std::move(where));
-  return g;
+Variable<T> placed_gradient(Variable<T> part, Placement where) {
+  part.impl().placed = std::make_unique<Placement>(std::move(where));
+  return part;
 }
 
 namespace {
@@ -495,7 +494,7 @@ std::ostream& operator<<(std::ostream& os, const Variable<T>& v) {
                                         const std::vector<Variable<T>>&);                        \
   template Variable<T> detail::record<T>(const char*, Array<T>&&, std::vector<Variable<T>>&&,    \
                                          BackwardFn<T>&&);                                       \
-  template Variable<T> detail::placed_gradient<T>(Array<T>, detail::Placement);                  \
+  template Variable<T> detail::placed_gradient<T>(Variable<T>, detail::Placement);               \
   template std::vector<Variable<T>> detail::grad_until<T>(                                       \
       const Variable<T>&, const std::vector<Variable<T>>&, const Variable<T>&,                   \
       const BackwardOptions&);                                                                   \

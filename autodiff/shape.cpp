@@ -102,8 +102,9 @@ Variable<T> slice(const Variable<T>& a, long axis, std::size_t start, std::size_
                       // d/da = g placed back at the sliced positions, zero elsewhere (first
                       // order: added there in place by the backward pass, see Placement)
                       if (!c.create_graph)
-                        return {detail::placed_gradient<T>(Array<T>(c.grad.value()),
-                                                           {c.input(0).shape(), ax, start, step})};
+                        return {detail::placed_gradient<T>(
+                            c.grad_exclusive ? c.grad : Variable<T>(Array<T>(c.grad.value())),
+                            {c.input(0).shape(), ax, start, step})};
                       return {unslice(c.grad, c.input(0).shape(), long(ax), start, step)};
                     });
 }

@@ -335,9 +335,10 @@ std::vector<Variable<T>> grad_until(const Variable<T>& output,
                                     const BackwardOptions& options);
 
 /// A first-order gradient that is `part` placed in a zero tensor (see Placement): what a rule
-/// returns for an input it read only part of, without making the whole zero tensor.
+/// returns for an input it read only part of, without making the whole zero tensor. `part` must
+/// be a Variable nobody else holds (a new one, or the rule's exclusive gradient).
 template <class T>
-Variable<T> placed_gradient(Array<T> part, Placement where);
+Variable<T> placed_gradient(Variable<T> part, Placement where);
 
 /// Puts `value` into grads[i] as a new gradient and returns its data: where a fused rule's kernel
 /// writes that gradient.

@@ -6,6 +6,19 @@
 
 namespace ad::kernels {
 
+namespace {
+
+/// The contiguous runs of a strided part of an axis (len entries from some start, `step` apart)
+/// within one outer index: one run of len·inner values when step is 1, else len runs of inner.
+struct Runs {
+  std::size_t count, length;
+  Runs(const AxisView& v, std::size_t len, std::size_t step)
+      : count(step == 1 ? std::min<std::size_t>(len, 1) : len),
+        length(step == 1 ? len * v.inner : v.inner) {}
+};
+
+}  // namespace
+
 template <class T>
 Array<T> permute(const Array<T>& a, const std::vector<std::size_t>& axes) {
   return xt::transpose(a, axes);
@@ -20,9 +33,10 @@ Array<T> slice(const Array<T>& a, std::size_t axis, std::size_t start, std::size
   Array<T> out = Array<T>::from_shape(shape);
   const T* pa = a.data();
   T* po = out.data();
+  const Runs r(v, len, step);
   for (std::size_t o = 0; o < v.outer; ++o)
-    for (std::size_t j = 0; j < len; ++j)
-      std::copy_n(pa + (o * v.extent + start + j * step) * v.inner, v.inner,
+    for (std::size_t j = 0; j < r.count; ++j)
+      std::copy_n(pa + (o * v.extent + start + j * step) * v.inner, r.length,
                   po + (o * len + j) * v.inner);
   return out;
 }
@@ -35,9 +49,10 @@ Array<T> unslice(const Array<T>& a, const Shape& shape, std::size_t axis, std::s
   Array<T> out = xt::zeros<T>(shape);
   const T* pa = a.data();
   T* po = out.data();
+  const Runs r(v, len, step);
   for (std::size_t o = 0; o < v.outer; ++o)
-    for (std::size_t j = 0; j < len; ++j)
-      std::copy_n(pa + (o * len + j) * v.inner, v.inner,
+    for (std::size_t j = 0; j < r.count; ++j)
+      std::copy_n(pa + (o * len + j) * v.inner, r.length,
                   po + (o * v.extent + start + j * step) * v.inner);
   return out;
 }
@@ -49,11 +64,12 @@ void add_slice(Array<T>& dst, const Array<T>& part, std::size_t axis, std::size_
   const std::size_t len = part.shape()[axis];
   const T* pa = part.data();
   T* po = dst.data();
+  const Runs r(v, len, step);
   for (std::size_t o = 0; o < v.outer; ++o)
-    for (std::size_t j = 0; j < len; ++j) {
+    for (std::size_t j = 0; j < r.count; ++j) {
       const T* from = pa + (o * len + j) * v.inner;
       T* to = po + (o * v.extent + start + j * step) * v.inner;
-      for (std::size_t i = 0; i < v.inner; ++i) to[i] += from[i];
+      for (std::size_t i = 0; i < r.length; ++i) to[i] += from[i];
     }
 }
 
