@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "autodiff/kernels/elementwise.hpp"
+#include "autodiff/parallel.hpp"
 
 namespace ad::kernels {
 
@@ -135,6 +136,31 @@ std::pair<T, T> target_values(std::size_t classes, double smoothing) {
   return {static_cast<T>(1 - smoothing + smoothing / classes), static_cast<T>(smoothing / classes)};
 }
 
+/// log_sum_exp of a contiguous row, its exponentials on SIMD batches.
+template <class T>
+T row_log_sum_exp(const T* x, std::size_t n) {
+  using B = xsimd::batch<T>;
+  T m = -std::numeric_limits<T>::infinity();
+  for (std::size_t j = 0; j < n; ++j) m = std::max(m, x[j]);
+  if (!std::isfinite(m)) m = 0;
+  B sums(T(0));
+  std::size_t j = 0;
+  for (; j + B::size <= n; j += B::size) sums += xsimd::exp(B::load_unaligned(x + j) - B(m));
+  T s = xsimd::hadd(sums);
+  for (; j < n; ++j) s += std::exp(x[j] - m);
+  return m + std::log(s);
+}
+
+/// Runs body(i) for each of n rows of k values, rows split between threads.
+template <class F>
+void for_rows(std::size_t n, std::size_t k, F&& body) {
+  detail::parallel_for(
+      n, std::max<std::size_t>(1, detail::elementwise_grain() / std::max<std::size_t>(k, 1)),
+      [&](std::size_t begin, std::size_t end) {
+        for (std::size_t i = begin; i < end; ++i) body(i);
+      });
+}
+
 }  // namespace
 
 template <class T>
@@ -142,12 +168,12 @@ Array<T> softmax_cross_entropy(const Array<T>& z, const Index& labels, double sm
   const std::size_t n = z.shape()[0], k = z.shape()[1];
   const auto [on, off] = target_values<T>(k, smoothing);
   Array<T> loss = Array<T>::from_shape({n});
-  for (std::size_t i = 0; i < n; ++i) {
+  for_rows(n, k, [&, on = on, off = off](std::size_t i) {
     const T* row = z.data() + i * k;
     T dot = 0;
     for (std::size_t j = 0; j < k; ++j) dot += (j == labels[i] ? on : off) * row[j];
-    loss(i) = log_sum_exp(row, k, 1) - dot;
-  }
+    loss.data()[i] = row_log_sum_exp(row, k) - dot;
+  });
   return loss;
 }
 
@@ -166,13 +192,17 @@ Array<T> softmax_cross_entropy_grad(const Array<T>& z, const Array<T>& g, const 
   const std::size_t n = z.shape()[0], k = z.shape()[1];
   const auto [on, off] = target_values<T>(k, smoothing);
   Array<T> d = Array<T>::from_shape({n, k});
-  for (std::size_t i = 0; i < n; ++i) {
+  using B = xsimd::batch<T>;
+  for_rows(n, k, [&, on = on, off = off](std::size_t i) {
     const T* row = z.data() + i * k;
     T* out = d.data() + i * k;
-    const T lse = log_sum_exp(row, k, 1);
-    for (std::size_t j = 0; j < k; ++j)
-      out[j] = g.data()[i] * (std::exp(row[j] - lse) - (j == labels[i] ? on : off));
-  }
+    const T lse = row_log_sum_exp(row, k), gi = g.data()[i];
+    std::size_t j = 0;
+    for (; j + B::size <= k; j += B::size)
+      ((xsimd::exp(B::load_unaligned(row + j) - B(lse)) - B(off)) * B(gi)).store_unaligned(out + j);
+    for (; j < k; ++j) out[j] = gi * (std::exp(row[j] - lse) - off);
+    out[labels[i]] = gi * (std::exp(row[labels[i]] - lse) - on);
+  });
   return d;
 }
 
