@@ -36,7 +36,12 @@ Variable<T> reshape(const Variable<T>& a, const Shape& shape) {
   Array<T> out = a.value();
   out.reshape(shape);
   return make_op<T>("reshape", std::move(out), {a}, [](const BackwardContext<T>& c) -> Grads<T> {
-    // d/da = g reshaped back
+    // d/da = g reshaped back (in place when the rule holds g alone)
+    if (c.grad_exclusive) {
+      Variable<T> g = c.grad;
+      g.mutable_value().reshape(c.input(0).shape());
+      return {g};
+    }
     return {reshape(c.grad, c.input(0).shape())};
   });
 }

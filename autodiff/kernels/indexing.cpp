@@ -1,8 +1,11 @@
 #include "autodiff/kernels/indexing.hpp"
 
 #include <algorithm>
+#include <vector>
 
 #include <xtensor/xmanipulation.hpp>
+
+#include "autodiff/parallel.hpp"
 
 namespace ad::kernels {
 
@@ -16,6 +19,17 @@ struct Runs {
       : count(step == 1 ? std::min<std::size_t>(len, 1) : len),
         length(step == 1 ? len * v.inner : v.inner) {}
 };
+
+/// Runs body(o) for each outer index o of a copy that moves `per` elements for each, split
+/// between threads when the whole copy is large enough.
+template <class F>
+void for_outer(std::size_t outer, std::size_t per, F&& body) {
+  const std::size_t grain =
+      std::max<std::size_t>(1, detail::elementwise_grain() / std::max<std::size_t>(per, 1));
+  detail::parallel_for(outer, grain, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t o = begin; o < end; ++o) body(o);
+  });
+}
 
 }  // namespace
 
@@ -34,10 +48,11 @@ Array<T> slice(const Array<T>& a, std::size_t axis, std::size_t start, std::size
   const T* pa = a.data();
   T* po = out.data();
   const Runs r(v, len, step);
-  for (std::size_t o = 0; o < v.outer; ++o)
+  for_outer(v.outer, len * v.inner, [&](std::size_t o) {
     for (std::size_t j = 0; j < r.count; ++j)
       std::copy_n(pa + (o * v.extent + start + j * step) * v.inner, r.length,
                   po + (o * len + j) * v.inner);
+  });
   return out;
 }
 
@@ -50,10 +65,11 @@ Array<T> unslice(const Array<T>& a, const Shape& shape, std::size_t axis, std::s
   const T* pa = a.data();
   T* po = out.data();
   const Runs r(v, len, step);
-  for (std::size_t o = 0; o < v.outer; ++o)
+  for_outer(v.outer, v.extent * v.inner, [&](std::size_t o) {
     for (std::size_t j = 0; j < r.count; ++j)
       std::copy_n(pa + (o * len + j) * v.inner, r.length,
                   po + (o * v.extent + start + j * step) * v.inner);
+  });
   return out;
 }
 
@@ -65,12 +81,13 @@ void add_slice(Array<T>& dst, const Array<T>& part, std::size_t axis, std::size_
   const T* pa = part.data();
   T* po = dst.data();
   const Runs r(v, len, step);
-  for (std::size_t o = 0; o < v.outer; ++o)
+  for_outer(v.outer, len * v.inner, [&](std::size_t o) {
     for (std::size_t j = 0; j < r.count; ++j) {
       const T* from = pa + (o * len + j) * v.inner;
       T* to = po + (o * v.extent + start + j * step) * v.inner;
       for (std::size_t i = 0; i < r.length; ++i) to[i] += from[i];
     }
+  });
 }
 
 template <class T>
@@ -152,13 +169,18 @@ Array<T> concatenate(const std::vector<const Array<T>*>& parts, std::size_t axis
   Array<T> out = Array<T>::from_shape(shape);
   T* po = out.data();
   std::size_t offset = 0;
+  std::vector<std::size_t> offsets;  // of each part along the axis
   for (const auto* part : parts) {
-    const std::size_t chunk = part->shape()[axis] * v.inner;
-    const T* pp = part->data();
-    for (std::size_t o = 0; o < v.outer; ++o)
-      std::copy_n(pp + o * chunk, chunk, po + o * v.extent * v.inner + offset * v.inner);
+    offsets.push_back(offset);
     offset += part->shape()[axis];
   }
+  for_outer(v.outer, v.extent * v.inner, [&](std::size_t o) {
+    for (std::size_t p = 0; p < parts.size(); ++p) {
+      const std::size_t chunk = parts[p]->shape()[axis] * v.inner;
+      std::copy_n(parts[p]->data() + o * chunk, chunk,
+                  po + o * v.extent * v.inner + offsets[p] * v.inner);
+    }
+  });
   return out;
 }
 
