@@ -301,61 +301,68 @@ B logistic_of(const B& x) {
   return B(1) / (B(1) + xsimd::exp(-x));
 }
 
-/// The four gate activations at row r, positions j … j + count of an (N, 4H) gates array.
+/// The four gate activations at row r, positions j … j + count, of the sum of two (N, 4H) gate
+/// arrays.
 template <class T>
-std::array<xsimd::batch<T>, 4> lstm_gates(const T* gates, std::size_t hidden, std::size_t r,
+std::array<xsimd::batch<T>, 4> lstm_gates(const T* x, const T* h, std::size_t hidden, std::size_t r,
                                           std::size_t j, std::size_t count) {
-  const T* row = gates + r * 4 * hidden + j;
-  return {logistic_of(load_part(row, count)), logistic_of(load_part(row + hidden, count)),
-          xsimd::tanh(load_part(row + 2 * hidden, count)),
-          logistic_of(load_part(row + 3 * hidden, count))};
+  const std::size_t at = r * 4 * hidden + j;
+  auto gate = [&](std::size_t k) {
+    return load_part(x + at + k * hidden, count) + load_part(h + at + k * hidden, count);
+  };
+  return {logistic_of(gate(0)), logistic_of(gate(1)), xsimd::tanh(gate(2)), logistic_of(gate(3))};
 }
 
 }  // namespace
 
 template <class T>
-Variable<T> lstm_cell(const Variable<T>& gates, const Variable<T>& c) {
-  const Shape& sg = gates.shape();
+Variable<T> lstm_cell(const Variable<T>& input_gates, const Variable<T>& hidden_gates,
+                      const Variable<T>& c) {
+  const Shape& sx = input_gates.shape();
   const Shape& sc = c.shape();
-  if (sg.size() != 2 || sc.size() != 2 || sg[0] != sc[0] || sg[1] != 4 * sc[1])
-    fail("lstm_cell: gates ", shape_str(sg), " and cell ", shape_str(sc),
-         " do not match (gates are (N, 4H), the cell (N, H))");
+  if (sx.size() != 2 || sc.size() != 2 || sx[0] != sc[0] || sx[1] != 4 * sc[1] ||
+      hidden_gates.shape() != sx)
+    fail("lstm_cell: gates ", shape_str(sx), " and ", shape_str(hidden_gates.shape()), " and cell ",
+         shape_str(sc), " do not match (gates are (N, 4H), the cell (N, H))");
   const std::size_t rows = sc[0], hidden = sc[1];
   Array<T> out = Array<T>::from_shape({rows, 2 * hidden});
   {
-    const T* pg = gates.value().data();
+    const T* px = input_gates.value().data();
+    const T* ph = hidden_gates.value().data();
     const T* pc = c.value().data();
     T* po = out.data();
     lstm_cell_positions<T>(rows, hidden, [&](std::size_t r, std::size_t j, std::size_t count) {
-      const auto [i, f, n, o] = lstm_gates(pg, hidden, r, j, count);
+      const auto [i, f, n, o] = lstm_gates(px, ph, hidden, r, j, count);
       const auto c2 = f * load_part(pc + r * hidden + j, count) + i * n;
       store_part(o * xsimd::tanh(c2), po + r * 2 * hidden + j, count);
       store_part(c2, po + r * 2 * hidden + hidden + j, count);
     });
   }
-  return make_op<T>("lstm_cell", std::move(out), {gates, c}, [](const BackwardContext<T>& ctx) {
-    const std::size_t rows = ctx.input(1).shape()[0], hidden = ctx.input(1).shape()[1];
-    const std::size_t H = hidden;
+  auto backward = [](const BackwardContext<T>& ctx) {
+    const std::size_t rows = ctx.input(2).shape()[0], H = ctx.input(2).shape()[1];
     if (ctx.create_graph) {  // the same derivative on Variables, recorded
-      const Variable<T>& g = ctx.input(0);
-      const Variable<T>& c = ctx.input(1);
+      const Variable<T> g = ctx.input(0) + ctx.input(1);
+      const Variable<T>& c = ctx.input(2);
       const Variable<T> i = sigmoid(slice(g, 1, 0, H)), f = sigmoid(slice(g, 1, H, 2 * H)),
                         n = tanh(slice(g, 1, 2 * H, 3 * H)), o = sigmoid(slice(g, 1, 3 * H, 4 * H));
       const auto d = lstm_cell_grads(i, f, n, o, c, tanh(f * c + i * n), slice(ctx.grad, 1, 0, H),
                                      slice(ctx.grad, 1, H, 2 * H));
-      return Grads<T>{concatenate<T>({d[0], d[1], d[2], d[3]}, 1), d[4]};
+      const Variable<T> dg = concatenate<T>({d[0], d[1], d[2], d[3]}, 1);
+      return Grads<T>{dg, dg, d[4]};
     }
-    Grads<T> grads(2);
-    T* dg = ctx.needs(0) ? detail::new_gradient(grads, 0, Array<T>::from_shape({rows, 4 * H}))
-                         : nullptr;
+    // Both gate inputs get the same gradient, made once.
+    Grads<T> grads(3);
+    const bool gates = ctx.needs(0) || ctx.needs(1);
+    T* dg = gates ? detail::new_gradient(grads, 0, Array<T>::from_shape({rows, 4 * H})) : nullptr;
     T* dc =
-        ctx.needs(1) ? detail::new_gradient(grads, 1, Array<T>::from_shape({rows, H})) : nullptr;
-    const T* pg = ctx.input(0).value().data();
-    const T* pc = ctx.input(1).value().data();
+        ctx.needs(2) ? detail::new_gradient(grads, 2, Array<T>::from_shape({rows, H})) : nullptr;
+    const T* px = ctx.input(0).value().data();
+    const T* ph = ctx.input(1).value().data();
+    const T* pc = ctx.input(2).value().data();
     const T* po = ctx.output.value().data();
     const T* pd = ctx.grad.value().data();
     lstm_cell_positions<T>(rows, H, [&](std::size_t r, std::size_t j, std::size_t count) {
-      const auto [i, f, n, o] = lstm_gates(pg, H, r, j, count);
+      const auto [i, f, n, o] = lstm_gates(px, ph, H, r, j, count);
       const std::size_t at = r * 2 * H + j;
       const auto d = lstm_cell_grads(i, f, n, o, load_part(pc + r * H + j, count),
                                      xsimd::tanh(load_part(po + at + H, count)),
@@ -364,8 +371,10 @@ Variable<T> lstm_cell(const Variable<T>& gates, const Variable<T>& c) {
         for (std::size_t k = 0; k < 4; ++k) store_part(d[k], dg + r * 4 * H + k * H + j, count);
       if (dc) store_part(d[4], dc + r * H + j, count);
     });
+    if (gates) grads[1] = grads[0];
     return grads;
-  });
+  };
+  return make_op<T>("lstm_cell", std::move(out), {input_gates, hidden_gates, c}, backward);
 }
 
 template <class T>

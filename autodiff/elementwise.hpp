@@ -64,13 +64,15 @@ Variable<T> mish(const Variable<T>& a);
 template <class T>
 Variable<T> logsigmoid(const Variable<T>& a);
 
-/// One step of an LSTM cell, fused: from the gates' pre-activations (N, 4H), in PyTorch's order
-/// input, forget, cell, output (i, f, g, o), and the previous cell state c (N, H), the new hidden
-/// and cell states side by side, (N, 2H) = [h', c'] with
+/// One step of an LSTM cell, fused: from the gates' pre-activations as the sum of two parts
+/// (N, 4H), the input's and the hidden state's projections (PyTorch's fused cell takes the same),
+/// in PyTorch's order input, forget, cell, output (i, f, g, o), and the previous cell state c
+/// (N, H), the new hidden and cell states side by side, (N, 2H) = [h', c'] with
 ///   c' = σ(f)·c + σ(i)·tanh(g),  h' = σ(o)·tanh(c').
 /// One pass over the arrays forward and one backward, where the same step written with slices and
 /// elementwise ops makes about fifteen arrays.
 template <class T>
-Variable<T> lstm_cell(const Variable<T>& gates, const Variable<T>& c);
+Variable<T> lstm_cell(const Variable<T>& input_gates, const Variable<T>& hidden_gates,
+                      const Variable<T>& c);
 
 }  // namespace ad

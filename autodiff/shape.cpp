@@ -115,6 +115,28 @@ Variable<T> slice(const Variable<T>& a, long axis, std::size_t start, std::size_
 }
 
 template <class T>
+Variable<T> select(const Variable<T>& a, long axis, std::size_t index) {
+  const std::size_t ax = normalize_axis(axis, a.shape(), "select");
+  if (index >= a.shape()[ax])
+    fail("select: index ", index, " is beyond axis ", ax, " of shape ", shape_str(a.shape()));
+  Array<T> part = kernels::slice(a.value(), ax, index, 1, 1);
+  Shape shape = a.shape();
+  shape.erase(shape.begin() + static_cast<std::ptrdiff_t>(ax));
+  part.reshape(shape);
+  return make_op<T>("select", std::move(part), {a}, [ax, index](const BackwardContext<T>& c) {
+    // d/da = g placed back at the index, with the axis of length 1 (first order: added there in
+    // place by the backward pass, see Placement)
+    Shape kept = c.input(0).shape();
+    kept[ax] = 1;
+    if (c.create_graph)
+      return Grads<T>{unslice(reshape(c.grad, kept), c.input(0).shape(), long(ax), index)};
+    Variable<T> g = c.grad_exclusive ? c.grad : Variable<T>(Array<T>(c.grad.value()));
+    g.mutable_value().reshape(kept);
+    return Grads<T>{detail::placed_gradient<T>(std::move(g), {c.input(0).shape(), ax, index, 1})};
+  });
+}
+
+template <class T>
 Variable<T> unslice(const Variable<T>& a, const Shape& shape, long axis, std::size_t start,
                     std::size_t step) {
   const std::size_t ax = normalize_axis(axis, shape, "unslice");
@@ -259,7 +281,7 @@ Variable<T> sum_to(const Variable<T>& a, const Shape& shape) {
 template <class T>
 std::vector<const void*> shape_ops() {
   return detail::addresses(&reshape<T>, &flatten<T>, &permute<T>, &transpose<T>, &slice<T>,
-                           &unslice<T>, &index_select<T>, &index_add<T>, &gather<T>,
+                           &select<T>, &unslice<T>, &index_select<T>, &index_add<T>, &gather<T>,
                            &scatter_add<T>, &concatenate<T>, &stack<T>, &broadcast_to<T>,
                            &sum_to<T>);
 }

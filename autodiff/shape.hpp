@@ -25,6 +25,10 @@ Variable<T> transpose(const Variable<T>& a, long axis0 = -2, long axis1 = -1);
 template <class T>
 Variable<T> slice(const Variable<T>& a, long axis, std::size_t start, std::size_t stop,
                   std::size_t step = 1);
+/// The entries at `index` along `axis`, without that axis (NumPy's a[:, index] for axis 1): one
+/// step of a sequence, for instance.
+template <class T>
+Variable<T> select(const Variable<T>& a, long axis, std::size_t index);
 /// Places `a` at start:stop:step along `axis` of a zero tensor of `shape` (slice's adjoint).
 template <class T>
 Variable<T> unslice(const Variable<T>& a, const Shape& shape, long axis, std::size_t start,

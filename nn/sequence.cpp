@@ -18,13 +18,6 @@ void check_sequence(const Shape& s, std::size_t features, const std::string& wha
     fail(what, ": input ", shape_str(s), " is not (N, L, ", features, ")");
 }
 
-/// Step t of a (N, L, F) sequence, as (N, F).
-template <class T>
-Variable<T> at_step(const Variable<T>& x, std::size_t t) {
-  const Shape& s = x.shape();
-  return reshape(slice(x, 1, t, t + 1), Shape{s[0], s[2]});
-}
-
 /// Gate `k` of `gates` stacked along the last axis of (N, gates·H).
 template <class T>
 Variable<T> gate(const Variable<T>& g, std::size_t k, std::size_t hidden) {
@@ -92,7 +85,7 @@ RecurrentOutput<T> Recurrent<T>::forward(const Variable<T>& x, const RecurrentSt
     std::vector<Variable<T>> outputs;
     outputs.reserve(length);
     for (std::size_t t = 0; t < length; ++t) {
-      step(l, at_step(xw, t), h, c);
+      step(l, select(xw, 1, t), h, c);  // step t of (N, L, gates·H)
       outputs.push_back(h);
     }
     input =
@@ -110,7 +103,7 @@ RecurrentOutput<T> Recurrent<T>::forward(const Variable<T>& x, const RecurrentSt
 template <class T>
 void LSTM<T>::step(std::size_t layer, const Variable<T>& xw, Variable<T>& h, Variable<T>& c) {
   const std::size_t H = this->hidden_size();
-  const Variable<T> hc = lstm_cell(xw + this->recurrent(layer, h), c);  // [h', c']
+  const Variable<T> hc = lstm_cell(xw, this->recurrent(layer, h), c);  // [h', c']
   h = gate(hc, 0, H);
   c = gate(hc, 1, H);
 }

@@ -198,6 +198,10 @@ def unslice(a, shape, axis, start, step=1):
     return out
 
 
+def select(a, axis, index):
+    return np.take(a, index, axis=axis)
+
+
 def index_select(a, axis, indices):
     return np.take(a, np.asarray(indices, dtype=np.int64), axis=axis)
 
@@ -282,7 +286,8 @@ def argmax(a, axis, keepdims=False): return np.argmax(a, axis=axis, keepdims=kee
 def argmin(a, axis, keepdims=False): return np.argmin(a, axis=axis, keepdims=keepdims)
 
 
-def lstm_cell(gates, c):
+def lstm_cell(input_gates, hidden_gates, c):
+    gates = input_gates + hidden_gates
     h = c.shape[1]
     i, f, g, o = (gates[:, k * h:(k + 1) * h] for k in range(4))
     c2 = sigmoid(f) * c + sigmoid(i) * np.tanh(g)

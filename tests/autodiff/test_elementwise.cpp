@@ -159,23 +159,28 @@ BOOST_AUTO_TEST_CASE(float_values_match_double) {
 }
 
 BOOST_AUTO_TEST_CASE(lstm_cell_equations_and_shapes) {
-  // One position by hand: c' = σ(f)·c + σ(i)·tanh(g), h' = σ(o)·tanh(c').
-  Array<double> g{0.3, -0.7, 1.1, 0.4}, c0{-0.6};
-  g.reshape({1, 4});
+  // One position by hand: gates = x + h, c' = σ(f)·c + σ(i)·tanh(g), h' = σ(o)·tanh(c').
+  Array<double> x{0.3, -0.7, 1.1, 0.4}, h{0.1, 0.2, -0.3, 0.5}, c0{-0.6};
+  x.reshape({1, 4});
+  h.reshape({1, 4});
   c0.reshape({1, 1});
-  V gates(g), c(c0);
-  const Array<double> out = ad::lstm_cell(gates, c).value();
-  auto s = [](double x) { return 1 / (1 + std::exp(-x)); };
-  const double c2 = s(-0.7) * -0.6 + s(0.3) * std::tanh(1.1);
+  const Array<double> out = ad::lstm_cell(V(x), V(h), V(c0)).value();
+  auto s = [](double v) { return 1 / (1 + std::exp(-v)); };
+  const double c2 = s(-0.5) * -0.6 + s(0.4) * std::tanh(0.8);
   BOOST_TEST(out(0, 1) == c2, tt::tolerance(1e-15));
-  BOOST_TEST(out(0, 0) == s(0.4) * std::tanh(c2), tt::tolerance(1e-15));
-  // Gates must be (N, 4H) for a cell (N, H).
-  auto names_shapes = [](const ad::Error& e) {
-    return std::string(e.what()).find("lstm_cell: gates (2,7) and cell (2,2) do not match") == 0;
+  BOOST_TEST(out(0, 0) == s(0.9) * std::tanh(c2), tt::tolerance(1e-15));
+  // Gates must be (N, 4H), both alike, for a cell (N, H).
+  auto zeros = [](std::size_t n, std::size_t k) {
+    return V(Array<double>(xt::zeros<double>({n, k})));
   };
-  BOOST_CHECK_EXCEPTION(ad::lstm_cell(V(Array<double>(xt::zeros<double>({2, 7}))),
-                                      V(Array<double>(xt::zeros<double>({2, 2})))),
-                        ad::Error, names_shapes);
+  auto names_shapes = [](const ad::Error& e) {
+    return std::string(e.what()).find(
+               "lstm_cell: gates (2,7) and (2,7) and cell (2,2) do not "
+               "match") == 0;
+  };
+  BOOST_CHECK_EXCEPTION(ad::lstm_cell(zeros(2, 7), zeros(2, 7), zeros(2, 2)), ad::Error,
+                        names_shapes);
+  BOOST_CHECK_THROW(ad::lstm_cell(zeros(2, 8), zeros(1, 8), zeros(2, 2)), ad::Error);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

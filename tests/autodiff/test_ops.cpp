@@ -530,6 +530,15 @@ void shape_cases(std::vector<Case>& cases, Draw& d) {
                      {d.values(s)},
                      fn([=](const auto& x) { return ad::slice(x[0], axis, start, stop, step); }),
                      start < extent});
+    const std::size_t index = d.index(extent);
+    cases.push_back(
+        {"select " + ad::shape_str(s),
+         "select",
+         R"({"axis": )" + std::to_string(axis) + R"(, "index": )" + std::to_string(index) + "}",
+         {d.values(s)},
+         fn([=](const auto& x) { return ad::select(x[0], axis, index); }),
+         true,
+         true});  // and to second order
     // unslice: a part of length len placed at start:..:step of an axis of the target
     Shape target = s;
     const std::size_t len = start < extent ? (std::min(stop, extent) - start + step - 1) / step : 0;
@@ -638,11 +647,12 @@ void second_round_cases(std::vector<Case>& cases, Draw& d) {
   unary_cases(cases, d, unary);
   for (int i = 0; i < 4; ++i) {  // hidden sizes across the SIMD width, for the rows' ends
     const std::size_t n = 1 + d.index(3), h = 1 + d.index(10);
-    cases.push_back({"lstm_cell N=" + std::to_string(n) + " H=" + std::to_string(h),
-                     "lstm_cell",
-                     "{}",
-                     {d.values({n, 4 * h}, -3, 3), d.values({n, h}, -2, 2)},
-                     fn([](const auto& x) { return ad::lstm_cell(x[0], x[1]); })});
+    cases.push_back(
+        {"lstm_cell N=" + std::to_string(n) + " H=" + std::to_string(h),
+         "lstm_cell",
+         "{}",
+         {d.values({n, 4 * h}, -2, 2), d.values({n, 4 * h}, -2, 2), d.values({n, h}, -2, 2)},
+         fn([](const auto& x) { return ad::lstm_cell(x[0], x[1], x[2]); })});
   }
   for (int i = 0; i < 3; ++i) {  // hardtanh, away from its kinks at -1 and 1
     Array<double> x = d.values(d.shape(0, 3), -2, 2);
