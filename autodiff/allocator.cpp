@@ -219,9 +219,11 @@ void free_block(void* p, std::size_t bytes) noexcept {
   if (!p || release_if_placed(p)) return;
   in_use -= static_cast<long long>(bytes);
   if (bytes < cached_block_min) return free_small(p, bytes);
-  if (bytes <= cache_capacity && !caches_gone) {
+  // A block that would overfill the cache goes back to the system, and the cache keeps what it
+  // has: emptying it instead made a step that frees more than the capacity fault all of its
+  // memory in again at the next step.
+  if (!caches_gone && cache().bytes + bytes <= cache_capacity) {
     Cache& c = cache();
-    if (c.bytes + bytes > cache_capacity) c.clear();
     try {
       c.free[bytes].push_back(p);
       c.bytes += bytes;

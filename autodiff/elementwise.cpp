@@ -187,7 +187,7 @@ Variable<T> clamp(const Variable<T>& a, double lo, double hi) {
 template <class T>
 Variable<T> erf(const Variable<T>& a) {
   const T k = static_cast<T>(1.1283791670955126);  // 2/√π
-  return unary("erf", kernels::unary(a.value(), [](T x) { return std::erf(x); }), a,
+  return unary("erf", kernels::simd_map(a.value(), [](auto x) { return xsimd::erf(x); }), a,
                // d/da = g*2/√π*exp(-a²)
                [k](const auto& g, const auto& x, const auto&) {
                  using std::exp;

@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <vector>
 
-#include <xtensor/xmanipulation.hpp>
-
 #include "autodiff/parallel.hpp"
 
 namespace ad::kernels {
@@ -35,7 +33,42 @@ void for_outer(std::size_t outer, std::size_t per, F&& body) {
 
 template <class T>
 Array<T> permute(const Array<T>& a, const std::vector<std::size_t>& axes) {
-  return xt::transpose(a, axes);
+  const Shape& in = a.shape();
+  const std::size_t rank = in.size();
+  if (rank < 2) return a;
+  Shape shape(rank);
+  std::vector<std::size_t> from(rank);  // the input stride of each output axis
+  {
+    std::vector<std::size_t> stride(rank);
+    for (std::size_t d = rank, s = 1; d-- > 0; s *= in[d]) stride[d] = s;
+    for (std::size_t d = 0; d < rank; ++d) {
+      shape[d] = in[axes[d]];
+      from[d] = stride[axes[d]];
+    }
+  }
+  Array<T> out = Array<T>::from_shape(shape);
+  if (out.size() == 0) return out;
+  // The output's trailing axes that keep their place are contiguous runs in both arrays; with
+  // none, the last output axis is read with its stride.
+  std::size_t tail = rank;
+  while (tail > 0 && axes[tail - 1] == tail - 1) --tail;
+  const std::size_t outer_axes = tail < rank ? tail : rank - 1;
+  std::size_t inner = 1;
+  for (std::size_t d = outer_axes; d < rank; ++d) inner *= shape[d];
+  const std::size_t step = tail < rank ? 1 : from[rank - 1];
+  const T* pa = a.data();
+  T* po = out.data();
+  for_outer(out.size() / inner, inner, [&](std::size_t o) {
+    std::size_t offset = 0;
+    for (std::size_t d = outer_axes, rest = o; d-- > 0; rest /= shape[d])
+      offset += rest % shape[d] * from[d];
+    T* to = po + o * inner;
+    if (step == 1)
+      std::copy_n(pa + offset, inner, to);
+    else
+      for (std::size_t j = 0; j < inner; ++j) to[j] = pa[offset + j * step];
+  });
+  return out;
 }
 
 template <class T>
