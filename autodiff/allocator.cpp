@@ -114,6 +114,40 @@ void free_small(void* p, std::size_t bytes) noexcept {
   std::free(p);
 }
 
+void* allocate_large(std::size_t bytes) {
+  if (!caches_gone) {
+    Cache& c = cache();
+    auto it = c.free.find(bytes);
+    if (it != c.free.end() && !it->second.empty()) {
+      void* p = it->second.back();
+      it->second.pop_back();
+      c.bytes -= bytes;
+      return p;
+    }
+  }
+  void* p = std::malloc(bytes);
+  if (!p) throw std::bad_alloc();
+  return p;
+}
+
+void free_large(void* p, std::size_t bytes) noexcept {
+  // A block that would overfill the cache goes back to the system, and the cache keeps what it
+  // has: emptying it instead made a step that frees more than the capacity fault all of its
+  // memory in again at the next step.
+  if (!caches_gone) {
+    Cache& c = cache();
+    if (c.bytes + bytes <= cache_capacity) {
+      try {
+        c.free[bytes].push_back(p);
+        c.bytes += bytes;
+        return;
+      } catch (...) {
+      }
+    }
+  }
+  std::free(p);
+}
+
 // Bytes of arrays allocated and freed on this thread (see MemoryStats).
 thread_local long long in_use = 0, peak = 0;
 
@@ -189,63 +223,27 @@ void* allocate_block(std::size_t bytes) {
       if (static_cast<char*>(p) >= a.begin && static_cast<char*>(p) < a.end) ++a.views;
     return p;
   }
-  if (bytes < cached_block_min) {
-    void* p = allocate_small(bytes);
-    in_use += static_cast<long long>(bytes);
-    peak = std::max(peak, in_use);
-    return p;
-  }
+  void* p = allocate_record(bytes);
   in_use += static_cast<long long>(bytes);
   peak = std::max(peak, in_use);
-  if (!caches_gone) {
-    Cache& c = cache();
-    auto it = c.free.find(bytes);
-    if (it != c.free.end() && !it->second.empty()) {
-      void* p = it->second.back();
-      it->second.pop_back();
-      c.bytes -= bytes;
-      return p;
-    }
-  }
-  void* p = std::malloc(bytes);
-  if (!p) {
-    in_use -= static_cast<long long>(bytes);
-    throw std::bad_alloc();
-  }
   return p;
 }
 
 void free_block(void* p, std::size_t bytes) noexcept {
   if (!p || release_if_placed(p)) return;
   in_use -= static_cast<long long>(bytes);
-  if (bytes < cached_block_min) return free_small(p, bytes);
-  // A block that would overfill the cache goes back to the system, and the cache keeps what it
-  // has: emptying it instead made a step that frees more than the capacity fault all of its
-  // memory in again at the next step.
-  if (!caches_gone && cache().bytes + bytes <= cache_capacity) {
-    Cache& c = cache();
-    try {
-      c.free[bytes].push_back(p);
-      c.bytes += bytes;
-      return;
-    } catch (...) {
-    }
-  }
-  std::free(p);
+  free_record(p, bytes);
 }
 
 void* allocate_record(std::size_t bytes) {
-  if (bytes >= cached_block_min) {
-    void* p = std::malloc(bytes);
-    if (!p) throw std::bad_alloc();
-    return p;
-  }
-  return allocate_small(bytes);
+  return bytes < cached_block_min ? allocate_small(bytes) : allocate_large(bytes);
 }
 
 void free_record(void* p, std::size_t bytes) noexcept {
-  if (bytes >= cached_block_min) return std::free(p);
-  free_small(p, bytes);
+  if (bytes < cached_block_min)
+    free_small(p, bytes);
+  else
+    free_large(p, bytes);
 }
 
 namespace {

@@ -18,8 +18,8 @@ namespace detail {
 void* allocate_block(std::size_t bytes);
 /// Returns a block (of the size it was asked with) to the cache, or to the system.
 void free_block(void* p, std::size_t bytes) noexcept;
-/// A block of at least `bytes` for the tape's own records (Variables and nodes): from the
-/// calling thread's cache of small blocks when it has one, not counted in memory_stats().
+/// A block of at least `bytes` from the calling thread's caches, not counted in memory_stats():
+/// what the tape's own records (Variables and nodes) take; allocate_block is this and the count.
 void* allocate_record(std::size_t bytes);
 /// Returns a block from allocate_record (of the size it was asked with).
 void free_record(void* p, std::size_t bytes) noexcept;

@@ -88,6 +88,13 @@ Variable<T> if_positive(const Variable<T>& x, const Variable<T>& a, const Variab
   return ad::where(m, a, b);
 }
 
+/// 1/(1 + e^-x) of a SIMD batch: exact enough everywhere (e^-x overflows to inf only where the
+/// result is 0).
+template <class B>
+B logistic_of(const B& x) {
+  return B(1) / (B(1) + xsimd::exp(-x));
+}
+
 /// 1/(1+e^-x) for x >= 0 and e^x/(1+e^x) otherwise: no overflow either way.
 template <class T>
 T logistic(T x) {
@@ -139,12 +146,7 @@ Variable<T> tanh(const Variable<T>& a) {
 
 template <class T>
 Variable<T> sigmoid(const Variable<T>& a) {
-  // 1/(1 + e^-x) is exact enough everywhere: e^-x overflows to inf only where the result is 0.
-  auto f = [](auto x) {
-    using B = decltype(x);
-    return B(1) / (B(1) + xsimd::exp(-x));
-  };
-  return unary("sigmoid", kernels::simd_map(a.value(), f), a,
+  return unary("sigmoid", kernels::simd_map(a.value(), [](auto x) { return logistic_of(x); }), a,
                // d/da = g*s*(1 - s), s = y
                [](const auto& g, const auto&, const auto& y) { return g * y * (1 - y); });
 }
@@ -271,10 +273,8 @@ std::array<V, 5> lstm_cell_grads(const V& i, const V& f, const V& n, const V& o,
 template <class T, class F>
 void lstm_cell_positions(std::size_t rows, std::size_t hidden, F&& body) {
   constexpr std::size_t width = xsimd::batch<T>::size;
-  const std::size_t grain = std::max<std::size_t>(1, detail::elementwise_grain() / (6 * hidden));
-  detail::parallel_for(rows, grain, [&](std::size_t begin, std::size_t end) {
-    for (std::size_t r = begin; r < end; ++r)
-      for (std::size_t j = 0; j < hidden; j += width) body(r, j, std::min(width, hidden - j));
+  detail::parallel_rows(rows, 6 * hidden, [&](std::size_t r) {
+    for (std::size_t j = 0; j < hidden; j += width) body(r, j, std::min(width, hidden - j));
   });
 }
 
@@ -294,11 +294,6 @@ void store_part(const xsimd::batch<T>& v, T* p, std::size_t count) {
   alignas(64) T buffer[B::size];
   v.store_aligned(buffer);
   std::copy(buffer, buffer + count, p);
-}
-
-template <class B>
-B logistic_of(const B& x) {
-  return B(1) / (B(1) + xsimd::exp(-x));
 }
 
 /// The four gate activations at row r, positions j … j + count, of the sum of two (N, 4H) gate

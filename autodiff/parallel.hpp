@@ -35,4 +35,14 @@ void parallel_for(std::size_t n, std::size_t grain, F&& body) {
   run_tasks(chunks, [&](std::size_t c) { body(c * n / chunks, (c + 1) * n / chunks); });
 }
 
+/// Calls body(i) for each of n rows of `per` elements, rows split between threads when the whole
+/// is large enough (elementwise_grain()): row-wise copies and kernels.
+template <class F>
+void parallel_rows(std::size_t n, std::size_t per, F&& body) {
+  parallel_for(n, std::max<std::size_t>(1, elementwise_grain() / std::max<std::size_t>(per, 1)),
+               [&](std::size_t begin, std::size_t end) {
+                 for (std::size_t i = begin; i < end; ++i) body(i);
+               });
+}
+
 }  // namespace ad::detail

@@ -18,17 +18,6 @@ struct Runs {
         length(step == 1 ? len * v.inner : v.inner) {}
 };
 
-/// Runs body(o) for each outer index o of a copy that moves `per` elements for each, split
-/// between threads when the whole copy is large enough.
-template <class F>
-void for_outer(std::size_t outer, std::size_t per, F&& body) {
-  const std::size_t grain =
-      std::max<std::size_t>(1, detail::elementwise_grain() / std::max<std::size_t>(per, 1));
-  detail::parallel_for(outer, grain, [&](std::size_t begin, std::size_t end) {
-    for (std::size_t o = begin; o < end; ++o) body(o);
-  });
-}
-
 }  // namespace
 
 template <class T>
@@ -58,7 +47,7 @@ Array<T> permute(const Array<T>& a, const std::vector<std::size_t>& axes) {
   const std::size_t step = tail < rank ? 1 : from[rank - 1];
   const T* pa = a.data();
   T* po = out.data();
-  for_outer(out.size() / inner, inner, [&](std::size_t o) {
+  detail::parallel_rows(out.size() / inner, inner, [&](std::size_t o) {
     std::size_t offset = 0;
     for (std::size_t d = outer_axes, rest = o; d-- > 0; rest /= shape[d])
       offset += rest % shape[d] * from[d];
@@ -81,7 +70,7 @@ Array<T> slice(const Array<T>& a, std::size_t axis, std::size_t start, std::size
   const T* pa = a.data();
   T* po = out.data();
   const Runs r(v, len, step);
-  for_outer(v.outer, len * v.inner, [&](std::size_t o) {
+  detail::parallel_rows(v.outer, len * v.inner, [&](std::size_t o) {
     for (std::size_t j = 0; j < r.count; ++j)
       std::copy_n(pa + (o * v.extent + start + j * step) * v.inner, r.length,
                   po + (o * len + j) * v.inner);
@@ -98,7 +87,7 @@ Array<T> unslice(const Array<T>& a, const Shape& shape, std::size_t axis, std::s
   const T* pa = a.data();
   T* po = out.data();
   const Runs r(v, len, step);
-  for_outer(v.outer, v.extent * v.inner, [&](std::size_t o) {
+  detail::parallel_rows(v.outer, v.extent * v.inner, [&](std::size_t o) {
     for (std::size_t j = 0; j < r.count; ++j)
       std::copy_n(pa + (o * len + j) * v.inner, r.length,
                   po + (o * v.extent + start + j * step) * v.inner);
@@ -114,7 +103,7 @@ void add_slice(Array<T>& dst, const Array<T>& part, std::size_t axis, std::size_
   const T* pa = part.data();
   T* po = dst.data();
   const Runs r(v, len, step);
-  for_outer(v.outer, len * v.inner, [&](std::size_t o) {
+  detail::parallel_rows(v.outer, len * v.inner, [&](std::size_t o) {
     for (std::size_t j = 0; j < r.count; ++j) {
       const T* from = pa + (o * len + j) * v.inner;
       T* to = po + (o * v.extent + start + j * step) * v.inner;
@@ -207,7 +196,7 @@ Array<T> concatenate(const std::vector<const Array<T>*>& parts, std::size_t axis
     offsets.push_back(offset);
     offset += part->shape()[axis];
   }
-  for_outer(v.outer, v.extent * v.inner, [&](std::size_t o) {
+  detail::parallel_rows(v.outer, v.extent * v.inner, [&](std::size_t o) {
     for (std::size_t p = 0; p < parts.size(); ++p) {
       const std::size_t chunk = parts[p]->shape()[axis] * v.inner;
       std::copy_n(parts[p]->data() + o * chunk, chunk,

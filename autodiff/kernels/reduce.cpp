@@ -151,16 +151,6 @@ T row_log_sum_exp(const T* x, std::size_t n) {
   return m + std::log(s);
 }
 
-/// Runs body(i) for each of n rows of k values, rows split between threads.
-template <class F>
-void for_rows(std::size_t n, std::size_t k, F&& body) {
-  detail::parallel_for(
-      n, std::max<std::size_t>(1, detail::elementwise_grain() / std::max<std::size_t>(k, 1)),
-      [&](std::size_t begin, std::size_t end) {
-        for (std::size_t i = begin; i < end; ++i) body(i);
-      });
-}
-
 }  // namespace
 
 template <class T>
@@ -168,7 +158,7 @@ Array<T> softmax_cross_entropy(const Array<T>& z, const Index& labels, double sm
   const std::size_t n = z.shape()[0], k = z.shape()[1];
   const auto [on, off] = target_values<T>(k, smoothing);
   Array<T> loss = Array<T>::from_shape({n});
-  for_rows(n, k, [&, on = on, off = off](std::size_t i) {
+  detail::parallel_rows(n, k, [&, on = on, off = off](std::size_t i) {
     const T* row = z.data() + i * k;
     T dot = 0;
     for (std::size_t j = 0; j < k; ++j) dot += (j == labels[i] ? on : off) * row[j];
@@ -193,7 +183,7 @@ Array<T> softmax_cross_entropy_grad(const Array<T>& z, const Array<T>& g, const 
   const auto [on, off] = target_values<T>(k, smoothing);
   Array<T> d = Array<T>::from_shape({n, k});
   using B = xsimd::batch<T>;
-  for_rows(n, k, [&, on = on, off = off](std::size_t i) {
+  detail::parallel_rows(n, k, [&, on = on, off = off](std::size_t i) {
     const T* row = z.data() + i * k;
     T* out = d.data() + i * k;
     const T lse = row_log_sum_exp(row, k), gi = g.data()[i];

@@ -181,6 +181,13 @@ BOOST_AUTO_TEST_CASE(lstm_cell_equations_and_shapes) {
   BOOST_CHECK_EXCEPTION(ad::lstm_cell(zeros(2, 7), zeros(2, 7), zeros(2, 2)), ad::Error,
                         names_shapes);
   BOOST_CHECK_THROW(ad::lstm_cell(zeros(2, 8), zeros(1, 8), zeros(2, 2)), ad::Error);
+  // A cell of no units: (N, 0) out, and gradients of the inputs' shapes.
+  V none = zeros(2, 0);
+  none.set_requires_grad();
+  const V empty = ad::lstm_cell(none, zeros(2, 0), zeros(2, 0));
+  BOOST_TEST(empty.shape() == ad::Shape({2, 0}));
+  ad::sum(empty).backward();
+  BOOST_TEST(none.grad().shape() == ad::Shape({2, 0}));
 }
 
 BOOST_AUTO_TEST_SUITE_END()
