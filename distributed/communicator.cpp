@@ -4,6 +4,7 @@
 
 #include <iostream>
 #include <limits>
+#include <string>
 
 #include "autodiff/error.hpp"
 
@@ -74,7 +75,12 @@ void Communicator::barrier() {
 }
 
 void Communicator::abort(const std::string& message) {
-  std::cerr << "rank " << rank_ << " of " << size_ << ": " << message << std::endl;
+  // One write of the whole line: written piece by piece, other ranks' output (and mpirun's own
+  // note on the abort) could land inside it.
+  const std::string line =
+      "rank " + std::to_string(rank_) + " of " + std::to_string(size_) + ": " + message + "\n";
+  std::cerr.write(line.data(), static_cast<std::streamsize>(line.size()));
+  std::cerr.flush();
   MPI_Abort(MPI_COMM_WORLD, 1);
   std::abort();  // (MPI_Abort does not return)
 }
