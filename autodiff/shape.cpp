@@ -25,6 +25,13 @@ std::size_t slice_length(std::size_t start, std::size_t stop, std::size_t step) 
   return start < stop ? (stop - start + step - 1) / step : 0;
 }
 
+/// A first-order rule's output gradient as a Variable it may change (reshape, place): the
+/// gradient itself when the rule holds it alone, else a copy.
+template <class T>
+Variable<T> own_gradient(const BackwardContext<T>& c) {
+  return c.grad_exclusive ? c.grad : Variable<T>(Array<T>(c.grad.value()));
+}
+
 }  // namespace
 
 template <class T>
@@ -36,13 +43,11 @@ Variable<T> reshape(const Variable<T>& a, const Shape& shape) {
   Array<T> out = a.value();
   out.reshape(shape);
   return make_op<T>("reshape", std::move(out), {a}, [](const BackwardContext<T>& c) -> Grads<T> {
-    // d/da = g reshaped back (in place when the rule holds g alone)
-    if (c.grad_exclusive) {
-      Variable<T> g = c.grad;
-      g.mutable_value().reshape(c.input(0).shape());
-      return {g};
-    }
-    return {reshape(c.grad, c.input(0).shape())};
+    // d/da = g reshaped back
+    if (c.create_graph) return {reshape(c.grad, c.input(0).shape())};
+    Variable<T> g = own_gradient(c);
+    g.mutable_value().reshape(c.input(0).shape());
+    return {g};
   });
 }
 
@@ -107,9 +112,8 @@ Variable<T> slice(const Variable<T>& a, long axis, std::size_t start, std::size_
                       // d/da = g placed back at the sliced positions, zero elsewhere (first
                       // order: added there in place by the backward pass, see Placement)
                       if (!c.create_graph)
-                        return {detail::placed_gradient<T>(
-                            c.grad_exclusive ? c.grad : Variable<T>(Array<T>(c.grad.value())),
-                            {c.input(0).shape(), ax, start, step})};
+                        return {detail::placed_gradient<T>(own_gradient(c),
+                                                           {c.input(0).shape(), ax, start, step})};
                       return {unslice(c.grad, c.input(0).shape(), long(ax), start, step)};
                     });
 }
@@ -130,7 +134,7 @@ Variable<T> select(const Variable<T>& a, long axis, std::size_t index) {
     kept[ax] = 1;
     if (c.create_graph)
       return Grads<T>{unslice(reshape(c.grad, kept), c.input(0).shape(), long(ax), index)};
-    Variable<T> g = c.grad_exclusive ? c.grad : Variable<T>(Array<T>(c.grad.value()));
+    Variable<T> g = own_gradient(c);
     g.mutable_value().reshape(kept);
     return Grads<T>{detail::placed_gradient<T>(std::move(g), {c.input(0).shape(), ax, index, 1})};
   });
