@@ -21,8 +21,8 @@ Variable<T> grad_for(const BackwardContext<T>& c, std::size_t i, F&& make) {
 
 template <class T>
 Variable<T> add(const Variable<T>& a, const Variable<T>& b) {
-  return make_op<T>(
-      "add", kernels::binary(a.value(), b.value(), std::plus<T>(), "add"), {a, b},
+  return make_op_in_place<T>(
+      "add", [&] { return kernels::binary(a.value(), b.value(), std::plus<T>(), "add"); }, {a, b},
       [](const BackwardContext<T>& c) -> Grads<T> {
         // d/da = g, d/db = g
         return {grad_for(c, 0, [&] { return c.grad; }), grad_for(c, 1, [&] { return c.grad; })};
@@ -31,28 +31,32 @@ Variable<T> add(const Variable<T>& a, const Variable<T>& b) {
 
 template <class T>
 Variable<T> sub(const Variable<T>& a, const Variable<T>& b) {
-  return make_op<T>("sub", kernels::binary(a.value(), b.value(), std::minus<T>(), "sub"), {a, b},
-                    [](const BackwardContext<T>& c) -> Grads<T> {
-                      // d/da = g, d/db = -g
-                      return {grad_for(c, 0, [&] { return c.grad; }),
-                              grad_for(c, 1, [&] { return neg(c.grad); })};
-                    });
+  return make_op_in_place<T>(
+      "sub", [&] { return kernels::binary(a.value(), b.value(), std::minus<T>(), "sub"); }, {a, b},
+      [](const BackwardContext<T>& c) -> Grads<T> {
+        // d/da = g, d/db = -g
+        return {grad_for(c, 0, [&] { return c.grad; }),
+                grad_for(c, 1, [&] { return neg(c.grad); })};
+      });
 }
 
 template <class T>
 Variable<T> mul(const Variable<T>& a, const Variable<T>& b) {
-  return make_op<T>("mul", kernels::binary(a.value(), b.value(), std::multiplies<T>(), "mul"),
-                    {a, b}, [](const BackwardContext<T>& c) -> Grads<T> {
-                      // d/da = g*b, d/db = g*a
-                      return {grad_for(c, 0, [&] { return c.grad * c.input(1); }),
-                              grad_for(c, 1, [&] { return c.grad * c.input(0); })};
-                    });
+  return make_op_in_place<T>(
+      "mul", [&] { return kernels::binary(a.value(), b.value(), std::multiplies<T>(), "mul"); },
+      {a, b},
+      [](const BackwardContext<T>& c) -> Grads<T> {
+        // d/da = g*b, d/db = g*a
+        return {grad_for(c, 0, [&] { return c.grad * c.input(1); }),
+                grad_for(c, 1, [&] { return c.grad * c.input(0); })};
+      });
 }
 
 template <class T>
 Variable<T> div(const Variable<T>& a, const Variable<T>& b) {
-  return make_op<T>(
-      "div", kernels::binary(a.value(), b.value(), std::divides<T>(), "div"), {a, b},
+  return make_op_in_place<T>(
+      "div", [&] { return kernels::binary(a.value(), b.value(), std::divides<T>(), "div"); },
+      {a, b},
       [](const BackwardContext<T>& c) -> Grads<T> {
         // d/da = g/b, d/db = -g*a/b² = -g*y/b, written once over numbers and Variables: one
         // fused pass when nothing broadcasts and the backward is not recorded
@@ -70,24 +74,26 @@ Variable<T> div(const Variable<T>& a, const Variable<T>& b) {
 
 template <class T>
 Variable<T> neg(const Variable<T>& a) {
-  return make_op<T>("neg", kernels::unary(a.value(), std::negate<T>()), {a},
-                    [](const BackwardContext<T>& c) -> Grads<T> {
-                      // d/da = -g
-                      return {neg(c.grad)};
-                    });
+  return make_op_in_place<T>(
+      "neg", [&] { return kernels::unary(a.value(), std::negate<T>()); }, {a},
+      [](const BackwardContext<T>& c) -> Grads<T> {
+        // d/da = -g
+        return {neg(c.grad)};
+      });
 }
 
 template <class T>
 Variable<T> affine(const Variable<T>& a, double scale, double shift) {
   const T s = static_cast<T>(scale), t = static_cast<T>(shift);
-  Array<T> out = shift == 0.0   ? kernels::unary(a.value(), [s](T x) { return x * s; })
-                 : scale == 1.0 ? kernels::unary(a.value(), [t](T x) { return x + t; })
-                                : kernels::unary(a.value(), [s, t](T x) { return x * s + t; });
-  return make_op<T>("affine", std::move(out), {a},
-                    [scale](const BackwardContext<T>& c) -> Grads<T> {
-                      // d/da = g*scale
-                      return {scale == 1.0 ? c.grad : affine(c.grad, scale, 0.0)};
-                    });
+  auto make = [&] {
+    return shift == 0.0   ? kernels::unary(a.value(), [s](T x) { return x * s; })
+           : scale == 1.0 ? kernels::unary(a.value(), [t](T x) { return x + t; })
+                          : kernels::unary(a.value(), [s, t](T x) { return x * s + t; });
+  };
+  return make_op_in_place<T>("affine", make, {a}, [scale](const BackwardContext<T>& c) -> Grads<T> {
+    // d/da = g*scale
+    return {scale == 1.0 ? c.grad : affine(c.grad, scale, 0.0)};
+  });
 }
 
 namespace {

@@ -103,10 +103,9 @@ Variable<T> conv2d(const Variable<T>& x, const Variable<T>& w, const Variable<T>
       if (need_b) grads[2] = sum(c.grad, {0, 2, 3});
       return grads;
     }
-    T* dx = c.needs(0) ? detail::new_gradient(grads, 0, Array<T>::from_shape(x.shape())) : nullptr;
-    T* dw =
-        c.needs(1) ? detail::new_gradient(grads, 1, Array<T>(xt::zeros<T>(w.shape()))) : nullptr;
-    T* db = need_b ? detail::new_gradient(grads, 2, Array<T>(xt::zeros<T>({g.o}))) : nullptr;
+    T* dx = c.needs(0) ? detail::new_gradient(grads, 0, x.shape()) : nullptr;
+    T* dw = c.needs(1) ? detail::new_gradient(grads, 1, w.shape(), true) : nullptr;
+    T* db = need_b ? detail::new_gradient(grads, 2, Shape{g.o}, true) : nullptr;
     kernels::conv2d_backward(c.grad.value().data(), w.value().data(), x.value().data(),
                              kept ? kept->data() : nullptr, g, dx, dw, db);
     return grads;

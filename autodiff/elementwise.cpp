@@ -15,10 +15,11 @@ namespace ad {
 
 namespace {
 
-/// The op whose forward value is `value`, with the backward rule g·f'(x) given by `df(g, x, y)`.
-template <class T, class DF>
-Variable<T> unary(const char* name, Array<T>&& value, const Variable<T>& a, DF df) {
-  return make_op<T>(name, std::move(value), {a}, [df](const BackwardContext<T>& c) -> Grads<T> {
+/// The op whose forward value `make()` returns, with the backward rule g·f'(x) given by
+/// `df(g, x, y)`.
+template <class T, class Make, class DF>
+Variable<T> unary(const char* name, Make&& make, const Variable<T>& a, DF df) {
+  return make_op_in_place<T>(name, make, {a}, [df](const BackwardContext<T>& c) -> Grads<T> {
     if (c.create_graph) return {df(c.grad, c.input(0), c.output)};
     // One pass over (g, x, y), in place into g when nothing else holds it.
     auto scalar = [&df](T g, T x, T y) { return df(g, x, y); };
@@ -111,90 +112,108 @@ Variable<T> logistic(const Variable<T>& x) {
 
 template <class T>
 Variable<T> exp(const Variable<T>& a) {
-  return unary("exp", kernels::simd_map(a.value(), [](auto x) { return xsimd::exp(x); }), a,
-               // d/da = g*exp(a) = g*y
-               [](const auto& g, const auto&, const auto& y) { return g * y; });
+  return unary(
+      "exp", [&] { return kernels::simd_map(a.value(), [](auto x) { return xsimd::exp(x); }); }, a,
+      // d/da = g*exp(a) = g*y
+      [](const auto& g, const auto&, const auto& y) { return g * y; });
 }
 
 template <class T>
 Variable<T> log(const Variable<T>& a) {
-  return unary("log", kernels::simd_map(a.value(), [](auto x) { return xsimd::log(x); }), a,
-               // d/da = g/a
-               [](const auto& g, const auto& x, const auto&) { return g / x; });
+  return unary(
+      "log", [&] { return kernels::simd_map(a.value(), [](auto x) { return xsimd::log(x); }); }, a,
+      // d/da = g/a
+      [](const auto& g, const auto& x, const auto&) { return g / x; });
 }
 
 template <class T>
 Variable<T> sqrt(const Variable<T>& a) {
-  return unary("sqrt", kernels::simd_map(a.value(), [](auto x) { return xsimd::sqrt(x); }), a,
-               // d/da = g/(2*sqrt(a)) = g/(2*y)
-               [](const auto& g, const auto&, const auto& y) { return g / (y * 2); });
+  return unary(
+      "sqrt", [&] { return kernels::simd_map(a.value(), [](auto x) { return xsimd::sqrt(x); }); },
+      a,
+      // d/da = g/(2*sqrt(a)) = g/(2*y)
+      [](const auto& g, const auto&, const auto& y) { return g / (y * 2); });
 }
 
 template <class T>
 Variable<T> abs(const Variable<T>& a) {
-  return unary("abs", kernels::unary(a.value(), [](T x) { return std::abs(x); }), a,
-               // d/da = g*sign(a)
-               [](const auto& g, const auto& x, const auto&) { return g * sign(x); });
+  return unary(
+      "abs", [&] { return kernels::unary(a.value(), [](T x) { return std::abs(x); }); }, a,
+      // d/da = g*sign(a)
+      [](const auto& g, const auto& x, const auto&) { return g * sign(x); });
 }
 
 template <class T>
 Variable<T> tanh(const Variable<T>& a) {
-  return unary("tanh", kernels::simd_map(a.value(), [](auto x) { return xsimd::tanh(x); }), a,
-               // d/da = g*(1 - tanh(a)²) = g*(1 - y²)
-               [](const auto& g, const auto&, const auto& y) { return g * (1 - y * y); });
+  return unary(
+      "tanh", [&] { return kernels::simd_map(a.value(), [](auto x) { return xsimd::tanh(x); }); },
+      a,
+      // d/da = g*(1 - tanh(a)²) = g*(1 - y²)
+      [](const auto& g, const auto&, const auto& y) { return g * (1 - y * y); });
 }
 
 template <class T>
 Variable<T> sigmoid(const Variable<T>& a) {
-  return unary("sigmoid", kernels::simd_map(a.value(), [](auto x) { return logistic_of(x); }), a,
-               // d/da = g*s*(1 - s), s = y
-               [](const auto& g, const auto&, const auto& y) { return g * y * (1 - y); });
+  return unary(
+      "sigmoid",
+      [&] { return kernels::simd_map(a.value(), [](auto x) { return logistic_of(x); }); }, a,
+      // d/da = g*s*(1 - s), s = y
+      [](const auto& g, const auto&, const auto& y) { return g * y * (1 - y); });
 }
 
 template <class T>
 Variable<T> relu(const Variable<T>& a) {
   // Written with x <= 0 rather than x > 0, so that NaN goes through (as in IEEE max and PyTorch).
-  return unary("relu", kernels::unary(a.value(), [](T x) { return x <= 0 ? T(0) : x; }), a,
-               // d/da = g*[a > 0] (g passes where a is NaN, as in PyTorch)
-               [](const auto& g, const auto& x, const auto&) { return g * positive(x); });
+  return unary(
+      "relu", [&] { return kernels::unary(a.value(), [](T x) { return x <= 0 ? T(0) : x; }); }, a,
+      // d/da = g*[a > 0] (g passes where a is NaN, as in PyTorch)
+      [](const auto& g, const auto& x, const auto&) { return g * positive(x); });
 }
 
 template <class T>
 Variable<T> leaky_relu(const Variable<T>& a, double slope) {
   const T s = static_cast<T>(slope);
-  return unary("leaky_relu", kernels::unary(a.value(), [s](T x) { return x > 0 ? x : s * x; }), a,
-               // d/da = g*(a > 0 ? 1 : slope)
-               [s](const auto& g, const auto& x, const auto&) { return g * slope_of(x, s); });
+  return unary(
+      "leaky_relu",
+      [&] { return kernels::unary(a.value(), [s](T x) { return x > 0 ? x : s * x; }); }, a,
+      // d/da = g*(a > 0 ? 1 : slope)
+      [s](const auto& g, const auto& x, const auto&) { return g * slope_of(x, s); });
 }
 
 template <class T>
 Variable<T> softplus(const Variable<T>& a) {
   // log(1 + e^x) = max(x, 0) + log1p(e^-|x|)
   auto f = [](T x) { return std::max(x, T(0)) + std::log1p(std::exp(-std::abs(x))); };
-  return unary("softplus", kernels::unary(a.value(), f), a,
-               // d/da = g*sigmoid(a)
-               [](const auto& g, const auto& x, const auto&) { return g * logistic(x); });
+  return unary(
+      "softplus", [&] { return kernels::unary(a.value(), f); }, a,
+      // d/da = g*sigmoid(a)
+      [](const auto& g, const auto& x, const auto&) { return g * logistic(x); });
 }
 
 template <class T>
 Variable<T> clamp(const Variable<T>& a, double lo, double hi) {
   if (!(lo <= hi)) fail("clamp: lower bound ", lo, " is above upper bound ", hi);
   const T l = static_cast<T>(lo), h = static_cast<T>(hi);
-  return unary("clamp",
-               kernels::unary(a.value(), [l, h](T x) { return x < l ? l : (x > h ? h : x); }), a,
-               // d/da = g*[lo <= a <= hi]
-               [l, h](const auto& g, const auto& x, const auto&) { return g * inside(x, l, h); });
+  return unary(
+      "clamp",
+      [&] {
+        return kernels::unary(a.value(), [l, h](T x) { return x < l ? l : (x > h ? h : x); });
+      },
+      a,
+      // d/da = g*[lo <= a <= hi]
+      [l, h](const auto& g, const auto& x, const auto&) { return g * inside(x, l, h); });
 }
 
 template <class T>
 Variable<T> erf(const Variable<T>& a) {
   const T k = static_cast<T>(1.1283791670955126);  // 2/√π
-  return unary("erf", kernels::simd_map(a.value(), [](auto x) { return xsimd::erf(x); }), a,
-               // d/da = g*2/√π*exp(-a²)
-               [k](const auto& g, const auto& x, const auto&) {
-                 using std::exp;
-                 return g * exp(-(x * x)) * k;
-               });
+  return unary(
+      "erf", [&] { return kernels::simd_map(a.value(), [](auto x) { return xsimd::erf(x); }); }, a,
+      // d/da = g*2/√π*exp(-a²)
+      [k](const auto& g, const auto& x, const auto&) {
+        using std::exp;
+        return g * exp(-(x * x)) * k;
+      });
 }
 
 template <class T>
@@ -204,33 +223,39 @@ Variable<T> square(const Variable<T>& a) {
 
 template <class T>
 Variable<T> sin(const Variable<T>& a) {
-  return unary("sin", kernels::simd_map(a.value(), [](auto x) { return xsimd::sin(x); }), a,
-               // d/da = g*cos(a)
-               [](const auto& g, const auto& x, const auto&) {
-                 using std::cos;
-                 return g * cos(x);
-               });
+  return unary(
+      "sin", [&] { return kernels::simd_map(a.value(), [](auto x) { return xsimd::sin(x); }); }, a,
+      // d/da = g*cos(a)
+      [](const auto& g, const auto& x, const auto&) {
+        using std::cos;
+        return g * cos(x);
+      });
 }
 
 template <class T>
 Variable<T> cos(const Variable<T>& a) {
-  return unary("cos", kernels::simd_map(a.value(), [](auto x) { return xsimd::cos(x); }), a,
-               // d/da = -g*sin(a)
-               [](const auto& g, const auto& x, const auto&) {
-                 using std::sin;
-                 return -(g * sin(x));
-               });
+  return unary(
+      "cos", [&] { return kernels::simd_map(a.value(), [](auto x) { return xsimd::cos(x); }); }, a,
+      // d/da = -g*sin(a)
+      [](const auto& g, const auto& x, const auto&) {
+        using std::sin;
+        return -(g * sin(x));
+      });
 }
 
 template <class T>
 Variable<T> elu(const Variable<T>& a, double alpha) {
   const T al = static_cast<T>(alpha);
-  return unary("elu",
-               kernels::unary(a.value(), [al](T x) { return x > 0 ? x : al * std::expm1(x); }), a,
-               // d/da = g for a > 0, g*alpha*e^a = g*(y + alpha) otherwise
-               [al](const auto& g, const auto& x, const auto& y) {
-                 return if_positive(x, g, g * (y + al));
-               });
+  return unary(
+      "elu",
+      [&] {
+        return kernels::unary(a.value(), [al](T x) { return x > 0 ? x : al * std::expm1(x); });
+      },
+      a,
+      // d/da = g for a > 0, g*alpha*e^a = g*(y + alpha) otherwise
+      [al](const auto& g, const auto& x, const auto& y) {
+        return if_positive(x, g, g * (y + al));
+      });
 }
 
 template <class T>
@@ -348,9 +373,8 @@ Variable<T> lstm_cell(const Variable<T>& input_gates, const Variable<T>& hidden_
     // Both gate inputs get the same gradient, made once.
     Grads<T> grads(3);
     const bool gates = ctx.needs(0) || ctx.needs(1);
-    T* dg = gates ? detail::new_gradient(grads, 0, Array<T>::from_shape({rows, 4 * H})) : nullptr;
-    T* dc =
-        ctx.needs(2) ? detail::new_gradient(grads, 2, Array<T>::from_shape({rows, H})) : nullptr;
+    T* dg = gates ? detail::new_gradient(grads, 0, Shape{rows, 4 * H}) : nullptr;
+    T* dc = ctx.needs(2) ? detail::new_gradient(grads, 2, Shape{rows, H}) : nullptr;
     const T* px = ctx.input(0).value().data();
     const T* ph = ctx.input(1).value().data();
     const T* pc = ctx.input(2).value().data();

@@ -58,10 +58,9 @@ void check_finite(const Array<T>& value, const char* op, const char* phase,
 }
 
 template <class T>
-Variable<T> record(const char* op, Array<T>&& value, std::vector<Variable<T>>&& inputs,
-                   BackwardFn<T>&& backward) {
-  auto impl = std::allocate_shared<VariableImpl<T>>(memory::RecordAllocator<VariableImpl<T>>(),
-                                                    std::move(value), true);
+Variable<T> record(const char* op, std::shared_ptr<VariableImpl<T>>&& impl,
+                   std::vector<Variable<T>>&& inputs, BackwardFn<T>&& backward) {
+  impl->requires_grad = true;
   Node<T>& node = impl->node.emplace();
   node.op = op;
   node.seq = next_seq();
@@ -492,8 +491,8 @@ std::ostream& operator<<(std::ostream& os, const Variable<T>& v) {
 #define AD_INSTANTIATE(T)                                                                        \
   template void detail::check_finite<T>(const Array<T>&, const char*, const char*,               \
                                         const std::vector<Variable<T>>&);                        \
-  template Variable<T> detail::record<T>(const char*, Array<T>&&, std::vector<Variable<T>>&&,    \
-                                         BackwardFn<T>&&);                                       \
+  template Variable<T> detail::record<T>(const char*, std::shared_ptr<VariableImpl<T>>&&,        \
+                                         std::vector<Variable<T>>&&, BackwardFn<T>&&);           \
   template Variable<T> detail::placed_gradient<T>(Variable<T>, detail::Placement);               \
   template std::vector<Variable<T>> detail::grad_until<T>(                                       \
       const Variable<T>&, const std::vector<Variable<T>>&, const Variable<T>&,                   \

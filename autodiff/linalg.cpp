@@ -59,8 +59,9 @@ Variable<T> linear(const Variable<T>& x, const Variable<T>& w, const Variable<T>
          " (bias is (out))");
   Shape shape = sx;
   shape.back() = outf;
-  Array<T> out =
-      kernels::linear(x.value(), w.value(), b.defined() ? b.value().data() : nullptr, shape);
+  auto make = [&] {
+    return kernels::linear(x.value(), w.value(), b.defined() ? b.value().data() : nullptr, shape);
+  };
 
   auto backward = [](const BackwardContext<T>& c) -> Grads<T> {
     // y = x·wᵀ + b: d/dx = g·w, d/dw = gᵀ·x (over all rows), d/db = Σ_rows g
@@ -70,12 +71,9 @@ Variable<T> linear(const Variable<T>& x, const Variable<T>& w, const Variable<T>
     const std::size_t out_features = w.shape()[0], in_features = w.shape()[1];
     if (!c.create_graph) {  // first order: the three products in one kernel
       Grads<T> grads(c.inputs.size());
-      T* dx =
-          c.needs(0) ? detail::new_gradient(grads, 0, Array<T>::from_shape(x.shape())) : nullptr;
-      T* dw =
-          c.needs(1) ? detail::new_gradient(grads, 1, Array<T>::from_shape(w.shape())) : nullptr;
-      T* db =
-          need_b ? detail::new_gradient(grads, 2, Array<T>::from_shape({out_features})) : nullptr;
+      T* dx = c.needs(0) ? detail::new_gradient(grads, 0, x.shape()) : nullptr;
+      T* dw = c.needs(1) ? detail::new_gradient(grads, 1, w.shape()) : nullptr;
+      T* db = need_b ? detail::new_gradient(grads, 2, Shape{out_features}) : nullptr;
       kernels::linear_backward(c.grad.value().data(), x.value().data(), w.value().data(),
                                x.size() / std::max<std::size_t>(in_features, 1), in_features,
                                out_features, dx, dw, db);
@@ -94,8 +92,8 @@ Variable<T> linear(const Variable<T>& x, const Variable<T>& w, const Variable<T>
     if (need_b) grads[2] = sum_to(c.grad, c.input(2).shape());
     return grads;
   };
-  if (b.defined()) return make_op<T>("linear", std::move(out), {x, w, b}, backward);
-  return make_op<T>("linear", std::move(out), {x, w}, backward);
+  if (b.defined()) return make_op_in_place<T>("linear", make, {x, w, b}, backward);
+  return make_op_in_place<T>("linear", make, {x, w}, backward);
 }
 
 template <class T>

@@ -111,23 +111,23 @@ Variable<T> squared_distance(const Variable<T>& a, const Variable<T>& b) {
   if (a.shape() != b.shape())
     fail("squared_distance: shapes ", shape_str(a.shape()), " and ", shape_str(b.shape()),
          " differ");
-  return make_op<T>("squared_distance", Array<T>(kernels::squared_distance(a.value(), b.value())),
-                    {a, b}, [](const BackwardContext<T>& c) -> Grads<T> {
-                      // d/da = 2g(a − b), d/db = −2g(a − b): one definition over numbers and
-                      // Variables
-                      auto d = [](const auto& g, const auto& a, const auto& b) {
-                        return (a - b) * (g * 2);
-                      };
-                      Variable<T> da;
-                      if (c.create_graph) {
-                        da = d(c.grad, c.input(0), c.input(1));
-                      } else {
-                        const T g = c.grad.item();
-                        da = Variable<T>(kernels::map([&](T x, T y) { return d(g, x, y); },
-                                                      c.input(0).value(), c.input(1).value()));
-                      }
-                      return {c.needs(0) ? da : Variable<T>(), c.needs(1) ? -da : Variable<T>()};
-                    });
+  return make_op_in_place<T>(
+      "squared_distance", [&] { return Array<T>(kernels::squared_distance(a.value(), b.value())); },
+      {a, b},
+      [](const BackwardContext<T>& c) -> Grads<T> {
+        // d/da = 2g(a − b), d/db = −2g(a − b): one definition over numbers and
+        // Variables
+        auto d = [](const auto& g, const auto& a, const auto& b) { return (a - b) * (g * 2); };
+        Variable<T> da;
+        if (c.create_graph) {
+          da = d(c.grad, c.input(0), c.input(1));
+        } else {
+          const T g = c.grad.item();
+          da = Variable<T>(kernels::map([&](T x, T y) { return d(g, x, y); }, c.input(0).value(),
+                                        c.input(1).value()));
+        }
+        return {c.needs(0) ? da : Variable<T>(), c.needs(1) ? -da : Variable<T>()};
+      });
 }
 
 template <class T>

@@ -113,8 +113,10 @@ class Variable {
   /// An undefined Variable (no data); defined() is false.
   Variable() = default;
 
-  /// A leaf holding `value` (moved in when passed as an rvalue: no second copy).
-  explicit Variable(Array<T> value, bool requires_grad = false);
+  /// A leaf holding a copy of `value`.
+  explicit Variable(const Array<T>& value, bool requires_grad = false);
+  /// A leaf holding `value`, moved in (no copy).
+  explicit Variable(Array<T>&& value, bool requires_grad = false);
 
   /// Whether it holds data (false for a default-constructed Variable).
   bool defined() const { return impl_ != nullptr; }
@@ -227,7 +229,14 @@ struct VariableHooks {
 template <class T>
 struct VariableImpl {
   // Built from its value: a default-constructed xarray allocates one element.
+  VariableImpl(const Array<T>& v, bool requires) : value(v), requires_grad(requires) {}
   VariableImpl(Array<T>&& v, bool requires) : value(std::move(v)), requires_grad(requires) {}
+  /// A value of `shape`, made in place (moving an xarray costs more than its small data): its
+  /// elements uninitialised.
+  explicit VariableImpl(const Shape& shape) : value(Array<T>::from_shape(shape)) {}
+  /// The value `make()` returns, made in place.
+  template <class Make>
+  VariableImpl(std::in_place_t, Make&& make) : value(make()) {}
   ~VariableImpl() {
     if (hooks && !hooks->empty() && !node) --detail::hooked_leaves();
   }
@@ -322,9 +331,17 @@ template <class T>
 void check_finite(const Array<T>& value, const char* op, const char* phase,
                   const std::vector<Variable<T>>& inputs);
 
+/// Records the op that made `output` (whose value is set): it then requires grad.
 template <class T>
-Variable<T> record(const char* op, Array<T>&& value, std::vector<Variable<T>>&& inputs,
-                   BackwardFn<T>&& backward);
+Variable<T> record(const char* op, std::shared_ptr<VariableImpl<T>>&& output,
+                   std::vector<Variable<T>>&& inputs, BackwardFn<T>&& backward);
+
+/// A new VariableImpl from the arguments of one of its constructors.
+template <class T, class... Args>
+std::shared_ptr<VariableImpl<T>> new_impl(Args&&... args) {
+  return std::allocate_shared<VariableImpl<T>>(memory::RecordAllocator<VariableImpl<T>>(),
+                                               std::forward<Args>(args)...);
+}
 
 /// grad() that stops at the given Variables: the gradients reaching them are returned, and the
 /// graph above them is not visited (checkpoint's recomputation inside a backward pass). `output`
@@ -340,12 +357,16 @@ std::vector<Variable<T>> grad_until(const Variable<T>& output,
 template <class T>
 Variable<T> placed_gradient(Variable<T> part, Placement where);
 
-/// Puts `value` into grads[i] as a new gradient and returns its data: where a fused rule's kernel
-/// writes that gradient.
+/// Puts a new gradient of `shape` into grads[i] and returns its data, where a fused rule's kernel
+/// writes it: zeros when `zeroed` (a kernel that adds into it), else uninitialised (a kernel that
+/// writes every element).
 template <class T>
-T* new_gradient(std::vector<Variable<T>>& grads, std::size_t i, Array<T>&& value) {
-  grads[i] = Variable<T>(std::move(value));
-  return grads[i].impl().value.data();
+T* new_gradient(std::vector<Variable<T>>& grads, std::size_t i, const Shape& shape,
+                bool zeroed = false) {
+  grads[i] = Variable<T>(new_impl<T>(shape));
+  Array<T>& value = grads[i].impl().value;
+  if (zeroed) std::fill(value.begin(), value.end(), T(0));
+  return value.data();
 }
 
 template <class T>
@@ -374,7 +395,23 @@ Variable<T> make_op(const char* op, Array<T>&& value, std::initializer_list<Vari
   if (detail::anomaly_enabled) detail::check_finite(value, op, "forward", std::vector(inputs));
   if (!detail::grad_enabled || !detail::any_requires_grad(inputs))
     return Variable<T>(std::move(value));
-  return detail::record<T>(op, std::move(value), std::vector<Variable<T>>(inputs),
+  return detail::record<T>(op, detail::new_impl<T>(std::move(value), true),
+                           std::vector<Variable<T>>(inputs),
+                           BackwardFn<T>(std::forward<F>(backward)));
+}
+
+/// make_op with the forward result made by `make()` (a function returning Array<T>) straight
+/// into the output Variable: an xarray costs more to move than a small array's data, so the
+/// library's own ops on small arrays use this form.
+template <class T, class Make, class F>
+Variable<T> make_op_in_place(const char* op, Make&& make, std::initializer_list<Variable<T>> inputs,
+                             F&& backward) {
+  auto output = detail::new_impl<T>(std::in_place, std::forward<Make>(make));
+  if (detail::anomaly_enabled)
+    detail::check_finite(output->value, op, "forward", std::vector(inputs));
+  if (!detail::grad_enabled || !detail::any_requires_grad(inputs))
+    return Variable<T>(std::move(output));
+  return detail::record<T>(op, std::move(output), std::vector<Variable<T>>(inputs),
                            BackwardFn<T>(std::forward<F>(backward)));
 }
 
@@ -386,7 +423,8 @@ Variable<T> make_op(const char* op, Array<T>&& value, const std::vector<Variable
   bool any = false;
   for (const auto& v : inputs) any = any || v.requires_grad();
   if (!detail::grad_enabled || !any) return Variable<T>(std::move(value));
-  return detail::record<T>(op, std::move(value), std::vector<Variable<T>>(inputs),
+  return detail::record<T>(op, detail::new_impl<T>(std::move(value), true),
+                           std::vector<Variable<T>>(inputs),
                            BackwardFn<T>(std::forward<F>(backward)));
 }
 
@@ -411,7 +449,12 @@ std::ostream& operator<<(std::ostream& os, const Variable<T>& v);
 
 /// \cond INTERNAL
 template <class T>
-Variable<T>::Variable(Array<T> value, bool requires_grad)
+Variable<T>::Variable(const Array<T>& value, bool requires_grad)
+    : impl_(std::allocate_shared<VariableImpl<T>>(memory::RecordAllocator<VariableImpl<T>>(), value,
+                                                  requires_grad)) {}
+
+template <class T>
+Variable<T>::Variable(Array<T>&& value, bool requires_grad)
     : impl_(std::allocate_shared<VariableImpl<T>>(memory::RecordAllocator<VariableImpl<T>>(),
                                                   std::move(value), requires_grad)) {}
 

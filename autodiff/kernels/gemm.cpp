@@ -1,12 +1,16 @@
 #include "autodiff/kernels/gemm.hpp"
 
 #include <cblas.h>
+#ifdef __AVX__
+#include <immintrin.h>
+#endif
 #ifdef AD_WITH_DNNL
 #include <dnnl.h>
 #endif
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "autodiff/error.hpp"
 
@@ -41,26 +45,49 @@ Vec<T> load(const T* p) {
   return v;
 }
 
-/// Rows i0 … i0+R−1 of C = alpha·op(A)·B + beta·C, op(A)[i, p] at a[i·ars + p·acs] and B's rows
-/// contiguous: each block of columns as R registers summed over p (R independent chains), the
-/// last columns one by one.
+template <class T>
+void store(T* p, Vec<T> v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
+/// Rows i0 … i0+R−1, columns j0 … j0+V·w−1 of C = alpha·op(A)·B + beta·C, op(A)[i, p] at
+/// a[i·ars + p·acs] and B's rows contiguous: R × V registers summed over p, each entry of op(A)
+/// read once and broadcast against V registers of B's row.
+template <int R, int V, class T>
+void small_tile(std::size_t i0, std::size_t j0, std::size_t k, T alpha, const T* a, std::size_t ars,
+                std::size_t acs, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
+  constexpr std::size_t w = sizeof(Vec<T>) / sizeof(T);
+  Vec<T> acc[R][V] = {};
+  const T* ap = a + i0 * ars;
+  const T* bp = b + j0;
+  for (std::size_t p = 0; p < k; ++p, ap += acs, bp += ldb) {
+    Vec<T> bv[V];
+    for (int v = 0; v < V; ++v) bv[v] = load(bp + v * w);
+    for (int r = 0; r < R; ++r) {
+      const T x = ap[r * ars];
+      for (int v = 0; v < V; ++v) acc[r][v] += x * bv[v];
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < V; ++v) {
+      T* cr = c + (i0 + r) * ldc + j0 + v * w;
+      Vec<T> out = alpha * acc[r][v];
+      if (beta != T(0)) out += beta * load(cr);
+      store(cr, out);
+    }
+}
+
+/// Rows i0 … i0+R−1 of C: columns two registers at a time, then one, then the last one by one.
 template <int R, class T>
 void small_rows(std::size_t i0, std::size_t n, std::size_t k, T alpha, const T* a, std::size_t ars,
                 std::size_t acs, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
   constexpr std::size_t w = sizeof(Vec<T>) / sizeof(T);
   std::size_t j0 = 0;
-  for (; j0 + w <= n; j0 += w) {
-    Vec<T> acc[R] = {};
-    for (std::size_t p = 0; p < k; ++p) {
-      const Vec<T> bv = load(b + p * ldb + j0);
-      for (int r = 0; r < R; ++r) acc[r] += a[(i0 + r) * ars + p * acs] * bv;
-    }
-    for (int r = 0; r < R; ++r) {
-      T* cr = c + (i0 + r) * ldc + j0;
-      Vec<T> out = alpha * acc[r];
-      if (beta != T(0)) out += beta * load(cr);
-      std::memcpy(cr, &out, sizeof out);
-    }
+  for (; j0 + 2 * w <= n; j0 += 2 * w)
+    small_tile<R, 2>(i0, j0, k, alpha, a, ars, acs, b, ldb, beta, c, ldc);
+  if (j0 + w <= n) {
+    small_tile<R, 1>(i0, j0, k, alpha, a, ars, acs, b, ldb, beta, c, ldc);
+    j0 += w;
   }
   for (; j0 < n; ++j0) {
     T acc[R] = {};
@@ -73,23 +100,107 @@ void small_rows(std::size_t i0, std::size_t n, std::size_t k, T alpha, const T* 
   }
 }
 
-/// C = alpha·op(A)·op(B) + beta·C for small products: op(B) is first copied transposed when it is
-/// Bᵀ, so that its rows are contiguous (op(A) is read in place, one entry at a time), then four
-/// rows of C at a time go through small_rows. beta = 0 never reads C.
+/// C = alpha·op(A)·B + beta·C with B's rows contiguous: four rows of C at a time.
 template <class T>
-void small_gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a,
-                std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
-  T packed[small_product];
-  if (tb) {  // op(B) = Bᵀ: packed (k × n)
-    for (std::size_t j = 0; j < n; ++j)
-      for (std::size_t p = 0; p < k; ++p) packed[p * n + j] = b[j * ldb + p];
-    b = packed;
-    ldb = n;
-  }
-  const std::size_t ars = ta ? 1 : lda, acs = ta ? lda : 1;
+void small_blocks(std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a, std::size_t ars,
+                  std::size_t acs, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
   std::size_t i = 0;
   for (; i + 4 <= m; i += 4) small_rows<4>(i, n, k, alpha, a, ars, acs, b, ldb, beta, c, ldc);
   for (; i < m; ++i) small_rows<1>(i, n, k, alpha, a, ars, acs, b, ldb, beta, c, ldc);
+}
+
+/// C = alpha·A·v + beta·C for a C of one column, A's rows and v contiguous: a dot product a row.
+template <class T>
+void small_matvec(std::size_t m, std::size_t k, T alpha, const T* a, std::size_t lda, const T* v,
+                  T beta, T* c, std::size_t ldc) {
+  constexpr std::size_t w = sizeof(Vec<T>) / sizeof(T);
+  for (std::size_t i = 0; i < m; ++i) {
+    const T* ai = a + i * lda;
+    Vec<T> acc = {};
+    std::size_t p = 0;
+    for (; p + w <= k; p += w) acc += load(ai + p) * load(v + p);
+    T sum = 0;
+    for (std::size_t e = 0; e < w; ++e) sum += acc[e];
+    for (; p < k; ++p) sum += ai[p] * v[p];
+    T& ci = c[i * ldc];
+    ci = beta == T(0) ? alpha * sum : alpha * sum + beta * ci;
+  }
+}
+
+/// out (cols × rows, row-major) = the transpose of in (rows × cols, rows ld apart): 8 × 8 blocks
+/// of floats in AVX registers where there are such, the rest one by one.
+template <class T>
+void transpose(const T* in, std::size_t ld, std::size_t rows, std::size_t cols, T* out) {
+  std::size_t r0 = 0;
+#ifdef __AVX__
+  if constexpr (std::is_same_v<T, float>) {
+    for (; r0 + 8 <= rows; r0 += 8) {
+      std::size_t c0 = 0;
+      for (; c0 + 8 <= cols; c0 += 8) {
+        __m256 x[8], y[8];
+        for (int q = 0; q < 8; ++q) x[q] = _mm256_loadu_ps(in + (r0 + q) * ld + c0);
+        for (int q = 0; q < 8; q += 2) {
+          y[q] = _mm256_unpacklo_ps(x[q], x[q + 1]);
+          y[q + 1] = _mm256_unpackhi_ps(x[q], x[q + 1]);
+        }
+        for (int q = 0; q < 8; q += 4) {
+          x[q] = _mm256_shuffle_ps(y[q], y[q + 2], 0x44);
+          x[q + 1] = _mm256_shuffle_ps(y[q], y[q + 2], 0xEE);
+          x[q + 2] = _mm256_shuffle_ps(y[q + 1], y[q + 3], 0x44);
+          x[q + 3] = _mm256_shuffle_ps(y[q + 1], y[q + 3], 0xEE);
+        }
+        for (int q = 0; q < 4; ++q) {
+          _mm256_storeu_ps(out + (c0 + q) * rows + r0,
+                           _mm256_permute2f128_ps(x[q], x[q + 4], 0x20));
+          _mm256_storeu_ps(out + (c0 + q + 4) * rows + r0,
+                           _mm256_permute2f128_ps(x[q], x[q + 4], 0x31));
+        }
+      }
+      for (; c0 < cols; ++c0)
+        for (std::size_t r = r0; r < r0 + 8; ++r) out[c0 * rows + r] = in[r * ld + c0];
+    }
+  }
+#endif
+  if (rows - r0 >= cols) {  // the longer side in the inner loop
+    for (std::size_t c = 0; c < cols; ++c)
+      for (std::size_t r = r0; r < rows; ++r) out[c * rows + r] = in[r * ld + c];
+  } else {
+    for (std::size_t r = r0; r < rows; ++r)
+      for (std::size_t c = 0; c < cols; ++c) out[c * rows + r] = in[r * ld + c];
+  }
+}
+
+/// C = alpha·op(A)·op(B) + beta·C for small products, in registers of B's rows broadcast against
+/// entries of op(A) (op(A) is read in place, one entry at a time). op(B) = Bᵀ is first copied
+/// transposed, so that its rows are contiguous. When C has fewer columns than a register holds and
+/// op(A) = Aᵀ, Cᵀ = op(B)ᵀ·A is made instead (A's rows are contiguous and fill the registers) and
+/// written transposed; a C of one column with A's rows and op(B) contiguous is a dot product a
+/// row. beta = 0 never reads C.
+template <class T>
+void small_gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a,
+                std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
+  constexpr std::size_t w = sizeof(Vec<T>) / sizeof(T);
+  T packed[small_product];
+  if (ta && n < w && m >= w && k > 0) {
+    // Cᵀ (n × m) = op(B)ᵀ · A: op(B)ᵀ[j, p] at b[j·ldb + p] when op(B) = Bᵀ, else b[p·ldb + j].
+    small_blocks(n, m, k, T(1), b, tb ? ldb : 1, tb ? 1 : ldb, a, lda, T(0), packed, m);
+    for (std::size_t j = 0; j < n; ++j) {
+      const T* ct = packed + j * m;
+      T* cj = c + j;
+      if (beta == T(0))
+        for (std::size_t i = 0; i < m; ++i) cj[i * ldc] = alpha * ct[i];
+      else
+        for (std::size_t i = 0; i < m; ++i) cj[i * ldc] = alpha * ct[i] + beta * cj[i * ldc];
+    }
+    return;
+  }
+  if (n == 1 && !ta && (tb || ldb == 1)) return small_matvec(m, k, alpha, a, lda, b, beta, c, ldc);
+  if (tb) {  // op(B) = Bᵀ: packed (k × n)
+    transpose(b, ldb, n, k, packed);
+    b = packed;
+    ldb = n;
+  }
+  small_blocks(m, n, k, alpha, a, ta ? 1 : lda, ta ? lda : 1, b, ldb, beta, c, ldc);
 }
 
 }  // namespace

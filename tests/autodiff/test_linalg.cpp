@@ -110,14 +110,16 @@ BOOST_AUTO_TEST_CASE(linear_layer) {
 
 BOOST_AUTO_TEST_CASE(gemm_kernel_matches_a_plain_loop) {
   // The products below a few thousand multiply-adds run in the library's own loops (blocks of 4
-  // rows by one register of columns, then the last columns one by one), the others in the BLAS:
-  // every transpose, alpha and beta, padded leading dimensions, sizes on both sides of each
-  // block edge and of the switch, in float and double, against a plain triple loop in double.
+  // rows by two registers of columns, then one, then the last columns one by one; Bᵀ transposed
+  // in 8 × 8 blocks first; a C narrower than a register made transposed when A is; one column as
+  // dot products), the others in the BLAS: every transpose, alpha and beta, padded leading
+  // dimensions, sizes on both sides of each block edge and of the switch, in float and double,
+  // against a plain triple loop in double.
   auto check = [](auto zero) {
     using T = decltype(zero);
-    for (std::size_t m : {1, 3, 4, 5, 9, 40})
-      for (std::size_t n : {1, 2, 7, 8, 9, 17, 40})
-        for (std::size_t k : {1, 3, 8, 16, 40})
+    for (std::size_t m : {1, 3, 4, 5, 9, 16, 40})
+      for (std::size_t n : {1, 2, 7, 8, 9, 16, 17, 40})
+        for (std::size_t k : {1, 3, 8, 16, 17, 40})
           for (int t = 0; t < 4; ++t)
             for (double beta : {0.0, 1.0, -0.5}) {
               const bool ta = t & 1, tb = t & 2;
