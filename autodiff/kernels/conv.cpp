@@ -244,24 +244,20 @@ void im2col_group(const T* x, const ConvGeometry& g, std::size_t n0, std::size_t
   });
 }
 
-/// The products of conv2d's backward for the output gradient gy (N, O, Ho, Wo), in one pass over
-/// the groups of samples, each group's G (O × count·HoWo) gathered once:
+/// The products of conv2d's backward for samples [first, last) of the output gradient gy (N, O,
+/// Ho, Wo), in one pass over their groups of `group` samples, each group's G (O × count·HoWo)
+/// gathered once:
 ///   db += Σ of G's rows,  dW (O × CKK) += G · colsᵀ,  dx = col2im(Wᵀ · G)
 /// (with groups, block by block),
-/// each for which a pointer is given (dw and db zeroed by the caller, dx overwritten). The patch
-/// matrices for dW are those the forward pass kept (`kept`, group by group) or are made from x.
+/// each for which a pointer is given (dx overwritten). The patch matrices for dW are those the
+/// forward pass kept (`kept`, group by group) or are made from x.
 template <class T>
-void conv_backward(const T* gy, const T* w, const T* x, const T* kept, const ConvGeometry& geo,
-                   T* dx, T* dw, T* db) {
-  if (geo.n * geo.o * geo.hw() == 0) {  // no products to form: the gradients are zeros
-    if (dx) std::fill_n(dx, geo.n * geo.in_size(), T(0));
-    return;
-  }
-  const std::size_t group = group_size(geo);
+void backward_samples(const T* gy, const T* w, const T* x, const T* kept, const ConvGeometry& geo,
+                      std::size_t first, std::size_t last, std::size_t group, T* dx, T* dw, T* db) {
   T* gm = scratch<T>(geo.o * group * geo.hw(), 1);
   T* cols = scratch<T>(geo.ckk() * group * geo.hw(), 0);
-  for (std::size_t n0 = 0; n0 < geo.n; n0 += group) {
-    const std::size_t count = std::min(group, geo.n - n0), width = count * geo.hw();
+  for (std::size_t n0 = first; n0 < last; n0 += group) {
+    const std::size_t count = std::min(group, last - n0), width = count * geo.hw();
     const T* g = output_group(gy, geo, n0, count, gm);
     if (db)
       for (std::size_t o = 0; o < geo.o; ++o) db[o] += row_sum(g + o * width, width);
@@ -290,6 +286,37 @@ void conv_backward(const T* gy, const T* w, const T* x, const T* kept, const Con
   }
 }
 
+/// conv2d's backward (see conv2d_backward; dw and db zeroed by the caller). Samples of one product
+/// each (1024 columns or more) are split between the threads, each product on one thread: a
+/// product of one sample is too small to share well between threads. Each thread's share of dW
+/// and db is then summed apart and added in thread order (the same bits for a thread count).
+template <class T>
+void conv_backward(const T* gy, const T* w, const T* x, const T* kept, const ConvGeometry& geo,
+                   T* dx, T* dw, T* db) {
+  if (geo.n * geo.o * geo.hw() == 0) {  // no products to form: the gradients are zeros
+    if (dx) std::fill_n(dx, geo.n * geo.in_size(), T(0));
+    return;
+  }
+  const std::size_t group = group_size(geo);
+  const auto threads = static_cast<std::size_t>(detail::pool_threads());
+  if (group > 1 || threads < 2 || geo.n < 2)
+    return backward_samples(gy, w, x, kept, geo, 0, geo.n, group, dx, dw, db);
+  const std::size_t chunks = std::min(threads, geo.n);
+  const std::size_t dw_size = dw ? geo.o * geo.group_ckk() : 0, db_size = db ? geo.o : 0;
+  const std::size_t share = dw_size + db_size;
+  std::vector<T> shares(chunks * share, T(0));
+  detail::run_tasks(chunks, [&](std::size_t c) {
+    T* part = shares.data() + c * share;
+    backward_samples(gy, w, x, kept, geo, c * geo.n / chunks, (c + 1) * geo.n / chunks, 1, dx,
+                     dw ? part : nullptr, db ? part + dw_size : nullptr);
+  });
+  for (std::size_t c = 0; c < chunks; ++c) {
+    const T* part = shares.data() + c * share;
+    for (std::size_t i = 0; i < dw_size; ++i) dw[i] += part[i];
+    for (std::size_t i = 0; i < db_size; ++i) db[i] += part[dw_size + i];
+  }
+}
+
 }  // namespace
 
 template <class T>
@@ -299,18 +326,24 @@ Array<T> conv2d(const T* x, const T* w, const T* bias, const ConvGeometry& g, T*
   // Per group of samples: Y (O × count·HoWo) = W (O × CKK) · cols (CKK × count·HoWo) (with
   // channel groups, one product per block).
   const std::size_t group = group_size(g);
-  T* y = scratch<T>(g.o * group * g.hw(), 1);
-  for (std::size_t n0 = 0; n0 < g.n; n0 += group) {
+  auto samples = [&](std::size_t n0) {
     const std::size_t count = std::min(group, g.n - n0), width = count * g.hw();
     T* cols = patches ? patches + n0 * g.ckk() * g.hw() : scratch<T>(g.ckk() * group * g.hw(), 0);
     im2col_group(x, g, n0, count, cols);
-    T* target = count == 1 ? out.data() + n0 * g.o * g.hw() : y;
+    T* target = count == 1 ? out.data() + n0 * g.o * g.hw() : scratch<T>(g.o * group * g.hw(), 1);
     const std::size_t og = g.group_o(), gk = g.group_ckk();
     for (std::size_t q = 0; q < g.groups; ++q)  // group q's outputs from its own channels
       gemm(false, false, og, width, gk, T(1), w + q * og * gk, gk, cols + q * gk * width, width,
            T(0), target + q * og * width, width);
     place_group(target, bias, g, n0, count, out.data());
+  };
+  if (group == 1) {  // one sample a product: samples split between threads (see conv_backward)
+    detail::parallel_for(g.n, 1, [&](std::size_t begin, std::size_t end) {
+      for (std::size_t n0 = begin; n0 < end; ++n0) samples(n0);
+    });
+    return out;
   }
+  for (std::size_t n0 = 0; n0 < g.n; n0 += group) samples(n0);
   return out;
 }
 

@@ -227,31 +227,47 @@ BOOST_AUTO_TEST_CASE(max_pool_values_and_gradients) {
 
 BOOST_AUTO_TEST_CASE(max_pool_ties_nan_and_odd_sizes) {
   // Against a plain loop over the windows, for the 2×2 path (odd sizes leave a row and a column
-  // out) and the general one: the values, and the gradient of the sum going to the first maximum
-  // in reading order. Values from a few levels, so that ties are common.
-  for (auto [k, s, p] : std::vector<std::array<std::size_t, 3>>{{2, 2, 0}, {3, 2, 1}}) {
-    Array<double> a = xt::floor(uniform({2, 3, 7, 5}, 0.0, 3.0, 4));
-    V x = leaf(a);
-    V y = ad::max_pool2d(x, k, s, p);
+  // out; in float, rows of 2, 7 and 18 windows: eight at a time in AVX2 registers, and the rest)
+  // and the general one: the values, and the gradient of the sum going to the first maximum in
+  // reading order, or to the last NaN (as in PyTorch). Values from a few levels, so that ties are
+  // common; NaNs in some windows, two in one of them.
+  auto check = [](auto zero, std::size_t w, std::size_t k, std::size_t s, std::size_t p) {
+    using T = decltype(zero);
+    const std::size_t h = 7;
+    Array<T> a = xt::floor(xt::cast<T>(uniform({2, 3, h, w}, 0.0, 3.0, 4)));
+    for (std::size_t at = 5; at < a.size(); at += 37)
+      a.data()[at] = std::numeric_limits<T>::quiet_NaN();
+    ad::Variable<T> x(a, true);
+    ad::Variable<T> y = ad::max_pool2d(x, k, s, p);
     ad::sum(y).backward();
-    Array<double> want_grad = xt::zeros<double>(a.shape());
-    const long h = 7, w = 5, ho = static_cast<long>(y.shape()[2]),
-               wo = static_cast<long>(y.shape()[3]);
+    Array<T> want_grad = xt::zeros<T>(a.shape());
+    const long ho = static_cast<long>(y.shape()[2]), wo = static_cast<long>(y.shape()[3]);
+    const long hl = static_cast<long>(h), wl = static_cast<long>(w);
     for (std::size_t n = 0; n < 2; ++n)
       for (std::size_t c = 0; c < 3; ++c)
         for (long oh = 0; oh < ho; ++oh)
           for (long ow = 0; ow < wo; ++ow) {
-            double best = -std::numeric_limits<double>::infinity();
+            T best = -std::numeric_limits<T>::infinity();
             long bi = -1, bj = -1;
             for (long i = oh * long(s) - long(p); i < oh * long(s) - long(p) + long(k); ++i)
               for (long j = ow * long(s) - long(p); j < ow * long(s) - long(p) + long(k); ++j)
-                if (i >= 0 && i < h && j >= 0 && j < w && a(n, c, i, j) > best)
+                if (i >= 0 && i < hl && j >= 0 && j < wl &&
+                    (a(n, c, i, j) > best || std::isnan(a(n, c, i, j))))
                   best = a(n, c, i, j), bi = i, bj = j;
-            BOOST_TEST(y.value()(n, c, oh, ow) == best);
+            const T got = y.value()(n, c, oh, ow);
+            BOOST_TEST((got == best || (std::isnan(got) && std::isnan(best))),
+                       "window (" << n << ", " << c << ", " << oh << ", " << ow << ") of width "
+                                  << w << ": " << got << " for " << best);
             want_grad(n, c, bi, bj) += 1;
           }
     BOOST_TEST(x.grad().value() == want_grad);
+  };
+  for (std::size_t w : {5, 15, 37}) {
+    check(0.0, w, 2, 2, 0);
+    check(0.0f, w, 2, 2, 0);
   }
+  check(0.0, 5, 3, 2, 1);
+  check(0.0f, 15, 3, 2, 1);
   // A NaN anywhere in a window makes its maximum NaN, before or after larger values.
   for (std::size_t at = 0; at < 4; ++at) {
     Array<double> window = {{{{1, 5}, {3, 4}}}};
