@@ -58,13 +58,24 @@ void max_pool_rows_2x2(const T* r0, const T* r1, std::uint32_t w, std::size_t wo
 #ifdef __AVX2__
 /// max_pool_rows_2x2 on floats, eight windows at a time in AVX2 registers: the same tournament
 /// (so the same maxima and indices), the columns of each row pair split into even and odd ones.
-/// The last windows of a row go through a padded copy.
+/// The last windows of a row are read and written through masks.
 inline void max_pool_rows_2x2(const float* r0, const float* r1, std::uint32_t w, std::size_t wo,
                               std::uint32_t at, float* out, std::uint32_t* index) {
-  // Even and odd entries of p[0 … 15]: shuffled within each 128-bit half, then the halves' pairs
-  // put in order.
-  auto split = [](const float* p, __m256& even, __m256& odd) {
-    const __m256 lo = _mm256_loadu_ps(p), hi = _mm256_loadu_ps(p + 8);
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  auto first_lanes = [&](std::size_t n) {  // lanes 0 … n−1 set
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), iota);
+  };
+  // Even and odd entries of p[0 … 15] (the first `n` of them there, when n < 16): shuffled within
+  // each 128-bit half, then the halves' pairs put in order.
+  auto split = [&](const float* p, std::size_t n, __m256& even, __m256& odd) {
+    __m256 lo, hi;
+    if (n == 16) {
+      lo = _mm256_loadu_ps(p);
+      hi = _mm256_loadu_ps(p + 8);
+    } else {
+      lo = _mm256_maskload_ps(p, first_lanes(n));
+      hi = _mm256_maskload_ps(p + 8, first_lanes(n > 8 ? n - 8 : 0));
+    }
     even = _mm256_castpd_ps(
         _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0x88)), 0xD8));
     odd = _mm256_castpd_ps(
@@ -73,37 +84,35 @@ inline void max_pool_rows_2x2(const float* r0, const float* r1, std::uint32_t w,
   auto takes_over = [](__m256 v, __m256 best) {
     return _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
   };
-  const __m256i lanes = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+  const __m256i lanes = _mm256_add_epi32(iota, iota);
   const __m256i below = _mm256_set1_epi32(static_cast<int>(w));
-  // Windows ow0 … ow0+7 from the 16 columns at p0 and p1 (rows r0 and r1 from column 2·ow0).
-  auto eight = [&](const float* p0, const float* p1, std::size_t ow0, float* o, std::uint32_t* i) {
+  // Windows ow0 … ow0+count−1 (count <= 8), from columns 2·ow0 … of rows r0 and r1.
+  auto windows = [&](std::size_t ow0, std::size_t count) {
     __m256 a, b, c, d;
-    split(p0, a, b);
-    split(p1, c, d);
+    split(r0 + 2 * ow0, 2 * count, a, b);
+    split(r1 + 2 * ow0, 2 * count, c, d);
     const __m256 tb = takes_over(b, a), td = takes_over(d, c);
     const __m256 ab = _mm256_blendv_ps(a, b, tb), cd = _mm256_blendv_ps(c, d, td);
     const __m256 tc = takes_over(cd, ab);
-    _mm256_storeu_ps(o, _mm256_blendv_ps(ab, cd, tc));
+    const __m256 best = _mm256_blendv_ps(ab, cd, tc);
     // at + 2·ow + (tc ? td : tb) + (tc ? w : 0); a true mask is −1 as an integer
     const __m256i first = _mm256_add_epi32(
         _mm256_set1_epi32(static_cast<int>(at + 2 * static_cast<std::uint32_t>(ow0))), lanes);
     const __m256i second = _mm256_castps_si256(_mm256_blendv_ps(tb, td, tc));
     const __m256i row = _mm256_and_si256(_mm256_castps_si256(tc), below);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(i),
-                        _mm256_add_epi32(_mm256_sub_epi32(first, second), row));
+    const __m256i where = _mm256_add_epi32(_mm256_sub_epi32(first, second), row);
+    if (count == 8) {
+      _mm256_storeu_ps(out + ow0, best);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(index + ow0), where);
+    } else {
+      const __m256i m = first_lanes(count);
+      _mm256_maskstore_ps(out + ow0, m, best);
+      _mm256_maskstore_epi32(reinterpret_cast<int*>(index + ow0), m, where);
+    }
   };
   std::size_t ow = 0;
-  for (; ow + 8 <= wo; ow += 8) eight(r0 + 2 * ow, r1 + 2 * ow, ow, out + ow, index + ow);
-  if (ow < wo) {
-    const std::size_t rest = wo - ow;
-    float p0[16] = {}, p1[16] = {}, o[8];
-    std::uint32_t i[8];
-    std::copy_n(r0 + 2 * ow, 2 * rest, p0);
-    std::copy_n(r1 + 2 * ow, 2 * rest, p1);
-    eight(p0, p1, ow, o, i);
-    std::copy_n(o, rest, out + ow);
-    std::copy_n(i, rest, index + ow);
-  }
+  for (; ow + 8 <= wo; ow += 8) windows(ow, 8);
+  if (ow < wo) windows(ow, wo - ow);
 }
 #endif
 
