@@ -450,13 +450,11 @@ std::ostream& operator<<(std::ostream& os, const Variable<T>& v);
 /// \cond INTERNAL
 template <class T>
 Variable<T>::Variable(const Array<T>& value, bool requires_grad)
-    : impl_(std::allocate_shared<VariableImpl<T>>(memory::RecordAllocator<VariableImpl<T>>(), value,
-                                                  requires_grad)) {}
+    : impl_(detail::new_impl<T>(value, requires_grad)) {}
 
 template <class T>
 Variable<T>::Variable(Array<T>&& value, bool requires_grad)
-    : impl_(std::allocate_shared<VariableImpl<T>>(memory::RecordAllocator<VariableImpl<T>>(),
-                                                  std::move(value), requires_grad)) {}
+    : impl_(detail::new_impl<T>(std::move(value), requires_grad)) {}
 
 namespace detail {
 /// Throws the error of a use of an undefined Variable (out of line, so that impl() inlines).
