@@ -286,10 +286,11 @@ void backward_samples(const T* gy, const T* w, const T* x, const T* kept, const 
   }
 }
 
-/// conv2d's backward (see conv2d_backward; dw and db zeroed by the caller). Samples of one product
-/// each (1024 columns or more) are split between the threads, each product on one thread: a
-/// product of one sample is too small to share well between threads. Each thread's share of dW
-/// and db is then summed apart and added in thread order (the same bits for a thread count).
+/// conv2d's backward (see conv2d_backward; dw and db zeroed by the caller). The groups of samples
+/// are split between the threads, each group's products on one thread: a group's product is too
+/// small to share well between threads (their hand-overs, several per group, cost more). Each
+/// thread's share of dW and db is summed apart, then added in thread order (the same bits for a
+/// thread count).
 template <class T>
 void conv_backward(const T* gy, const T* w, const T* x, const T* kept, const ConvGeometry& geo,
                    T* dx, T* dw, T* db) {
@@ -297,18 +298,21 @@ void conv_backward(const T* gy, const T* w, const T* x, const T* kept, const Con
     if (dx) std::fill_n(dx, geo.n * geo.in_size(), T(0));
     return;
   }
-  const std::size_t group = group_size(geo);
+  const std::size_t group = group_size(geo), blocks = (geo.n + group - 1) / group;
   const auto threads = static_cast<std::size_t>(detail::pool_threads());
-  if (group > 1 || threads < 2 || geo.n < 2)
+  if (threads < 2 || blocks < 2)
     return backward_samples(gy, w, x, kept, geo, 0, geo.n, group, dx, dw, db);
-  const std::size_t chunks = std::min(threads, geo.n);
+  const std::size_t chunks = std::min(threads, blocks);
   const std::size_t dw_size = dw ? geo.o * geo.group_ckk() : 0, db_size = db ? geo.o : 0;
   const std::size_t share = dw_size + db_size;
   std::vector<T> shares(chunks * share, T(0));
   detail::run_tasks(chunks, [&](std::size_t c) {
+    // whole groups, as the forward pass kept their patches
+    const std::size_t first = c * blocks / chunks * group;
+    const std::size_t last = std::min(geo.n, (c + 1) * blocks / chunks * group);
     T* part = shares.data() + c * share;
-    backward_samples(gy, w, x, kept, geo, c * geo.n / chunks, (c + 1) * geo.n / chunks, 1, dx,
-                     dw ? part : nullptr, db ? part + dw_size : nullptr);
+    backward_samples(gy, w, x, kept, geo, first, last, group, dx, dw ? part : nullptr,
+                     db ? part + dw_size : nullptr);
   });
   for (std::size_t c = 0; c < chunks; ++c) {
     const T* part = shares.data() + c * share;
@@ -337,13 +341,10 @@ Array<T> conv2d(const T* x, const T* w, const T* bias, const ConvGeometry& g, T*
            T(0), target + q * og * width, width);
     place_group(target, bias, g, n0, count, out.data());
   };
-  if (group == 1) {  // one sample a product: samples split between threads (see conv_backward)
-    detail::parallel_for(g.n, 1, [&](std::size_t begin, std::size_t end) {
-      for (std::size_t n0 = begin; n0 < end; ++n0) samples(n0);
-    });
-    return out;
-  }
-  for (std::size_t n0 = 0; n0 < g.n; n0 += group) samples(n0);
+  // The groups split between threads, each group's product on one thread (see conv_backward).
+  detail::parallel_for((g.n + group - 1) / group, 1, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t k = begin; k < end; ++k) samples(k * group);
+  });
   return out;
 }
 
