@@ -50,6 +50,12 @@ void store(T* p, Vec<T> v) {
   std::memcpy(p, &v, sizeof v);
 }
 
+/// An entry of C: alpha·sum + beta·c, with c not read when beta is 0 (C may then hold anything).
+template <class T>
+T scaled(T sum, T alpha, T beta, const T& c) {
+  return beta == T(0) ? alpha * sum : alpha * sum + beta * c;
+}
+
 /// Rows i0 … i0+R−1, columns j0 … j0+V·w−1 of C = alpha·op(A)·B + beta·C, op(A)[i, p] at
 /// a[i·ars + p·acs] and B's rows contiguous: R × V registers summed over p, each entry of op(A)
 /// read once and broadcast against V registers of B's row.
@@ -95,7 +101,7 @@ void small_rows(std::size_t i0, std::size_t n, std::size_t k, T alpha, const T* 
       for (int r = 0; r < R; ++r) acc[r] += a[(i0 + r) * ars + p * acs] * b[p * ldb + j0];
     for (int r = 0; r < R; ++r) {
       T& cr = c[(i0 + r) * ldc + j0];
-      cr = beta == T(0) ? alpha * acc[r] : alpha * acc[r] + beta * cr;
+      cr = scaled(acc[r], alpha, beta, cr);
     }
   }
 }
@@ -122,8 +128,7 @@ void small_matvec(std::size_t m, std::size_t k, T alpha, const T* a, std::size_t
     T sum = 0;
     for (std::size_t e = 0; e < w; ++e) sum += acc[e];
     for (; p < k; ++p) sum += ai[p] * v[p];
-    T& ci = c[i * ldc];
-    ci = beta == T(0) ? alpha * sum : alpha * sum + beta * ci;
+    c[i * ldc] = scaled(sum, alpha, beta, c[i * ldc]);
   }
 }
 
@@ -184,14 +189,9 @@ void small_gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, T
   if (ta && n < w && m >= w && k > 0) {
     // Cᵀ (n × m) = op(B)ᵀ · A: op(B)ᵀ[j, p] at b[j·ldb + p] when op(B) = Bᵀ, else b[p·ldb + j].
     small_blocks(n, m, k, T(1), b, tb ? ldb : 1, tb ? 1 : ldb, a, lda, T(0), packed, m);
-    for (std::size_t j = 0; j < n; ++j) {
-      const T* ct = packed + j * m;
-      T* cj = c + j;
-      if (beta == T(0))
-        for (std::size_t i = 0; i < m; ++i) cj[i * ldc] = alpha * ct[i];
-      else
-        for (std::size_t i = 0; i < m; ++i) cj[i * ldc] = alpha * ct[i] + beta * cj[i * ldc];
-    }
+    for (std::size_t j = 0; j < n; ++j)
+      for (std::size_t i = 0; i < m; ++i)
+        c[i * ldc + j] = scaled(packed[j * m + i], alpha, beta, c[i * ldc + j]);
     return;
   }
   if (n == 1 && !ta && (tb || ldb == 1)) return small_matvec(m, k, alpha, a, lda, b, beta, c, ldc);
