@@ -365,7 +365,7 @@ T* new_gradient(std::vector<Variable<T>>& grads, std::size_t i, const Shape& sha
                 bool zeroed = false) {
   grads[i] = Variable<T>(new_impl<T>(shape));
   Array<T>& value = grads[i].impl().value;
-  if (zeroed) std::fill(value.begin(), value.end(), T(0));
+  if (zeroed) std::fill_n(value.data(), value.size(), T(0));
   return value.data();
 }
 
@@ -385,21 +385,6 @@ bool records(std::initializer_list<Variable<T>> inputs) {
   return detail::grad_enabled && detail::any_requires_grad(inputs);
 }
 
-/// Records an op: `value` is its forward result, `inputs` its Variable inputs, and `backward`
-/// maps a BackwardContext to one gradient per input (each of that input's shape; undefined for
-/// "none"). Nothing is recorded when grad mode is off or no input requires grad. This is also the
-/// way to write a custom op: see README.md ("Custom ops").
-template <class T, class F>
-Variable<T> make_op(const char* op, Array<T>&& value, std::initializer_list<Variable<T>> inputs,
-                    F&& backward) {
-  if (detail::anomaly_enabled) detail::check_finite(value, op, "forward", std::vector(inputs));
-  if (!detail::grad_enabled || !detail::any_requires_grad(inputs))
-    return Variable<T>(std::move(value));
-  return detail::record<T>(op, detail::new_impl<T>(std::move(value), true),
-                           std::vector<Variable<T>>(inputs),
-                           BackwardFn<T>(std::forward<F>(backward)));
-}
-
 /// make_op with the forward result made by `make()` (a function returning Array<T>) straight
 /// into the output Variable: an xarray costs more to move than a small array's data, so the
 /// library's own ops on small arrays use this form.
@@ -413,6 +398,18 @@ Variable<T> make_op_in_place(const char* op, Make&& make, std::initializer_list<
     return Variable<T>(std::move(output));
   return detail::record<T>(op, std::move(output), std::vector<Variable<T>>(inputs),
                            BackwardFn<T>(std::forward<F>(backward)));
+}
+
+/// Records an op: `value` is its forward result, `inputs` its Variable inputs, and `backward`
+/// maps a BackwardContext to one gradient per input (each of that input's shape; undefined for
+/// "none"). Nothing is recorded when grad mode is off or no input requires grad. This is also the
+/// way to write a custom op: see README.md ("Custom ops").
+template <class T, class F>
+Variable<T> make_op(const char* op, Array<T>&& value, std::initializer_list<Variable<T>> inputs,
+                    F&& backward) {
+  // (the value moved once into the output, as make_op_in_place's make returns it)
+  return make_op_in_place<T>(
+      op, [&value]() -> Array<T> { return std::move(value); }, inputs, std::forward<F>(backward));
 }
 
 /// make_op for a list of inputs only known at run time (concatenate, custom ops).
