@@ -107,17 +107,17 @@ Variable<T> softmax(const Variable<T>& a, long axis) {
 }
 
 template <class T>
-Variable<T> squared_distance(const Variable<T>& a, const Variable<T>& b) {
+Variable<T> squared_distance(const Variable<T>& a, const Variable<T>& b, double scale) {
   if (a.shape() != b.shape())
     fail("squared_distance: shapes ", shape_str(a.shape()), " and ", shape_str(b.shape()),
          " differ");
+  const T s = static_cast<T>(scale);
   return make_op_in_place<T>(
-      "squared_distance", [&] { return Array<T>(kernels::squared_distance(a.value(), b.value())); },
-      {a, b},
-      [](const BackwardContext<T>& c) -> Grads<T> {
-        // d/da = 2g(a − b), d/db = −2g(a − b): one definition over numbers and
-        // Variables
-        auto d = [](const auto& g, const auto& a, const auto& b) { return (a - b) * (g * 2); };
+      "squared_distance",
+      [&] { return Array<T>(kernels::squared_distance(a.value(), b.value()) * s); }, {a, b},
+      [s](const BackwardContext<T>& c) -> Grads<T> {
+        // d/da = 2·scale·g(a − b), d/db = −d/da: one definition over numbers and Variables
+        auto d = [s](const auto& g, const auto& a, const auto& b) { return (a - b) * (g * s * 2); };
         Variable<T> da;
         if (c.create_graph) {
           da = d(c.grad, c.input(0), c.input(1));

@@ -42,9 +42,10 @@ Variable<T> log_softmax(const Variable<T>& a, long axis = -1);
 /// exp(log_softmax(a)) along `axis`.
 template <class T>
 Variable<T> softmax(const Variable<T>& a, long axis = -1);
-/// Σ (a − b)² over all elements (a 0-d result), fused; a and b must have the same shape.
+/// scale · Σ (a − b)² over all elements (a 0-d result), fused into one op (mse_loss's means are
+/// this with scale 1/N); a and b must have the same shape.
 template <class T>
-Variable<T> squared_distance(const Variable<T>& a, const Variable<T>& b);
+Variable<T> squared_distance(const Variable<T>& a, const Variable<T>& b, double scale = 1.0);
 /// Variance over `axes` (all when empty): Σ (a − mean)² / (N − correction), N the number of
 /// elements reduced (correction 1: the unbiased estimate; 0: the population variance). N ≤
 /// correction divides by zero (Inf or NaN, as NumPy).

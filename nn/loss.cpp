@@ -73,10 +73,11 @@ Variable<T> mse_loss(const Variable<T>& prediction, const Variable<T>& target,
                      Reduction reduction) {
   check_same_shape(prediction, target, "mse_loss");
   if (reduction == Reduction::none) return square(prediction - target);
-  // One fused op for the sum, scaled for the other reductions.
-  Variable<T> total = squared_distance(prediction, target);
-  if (reduction == Reduction::sum) return total;
-  return affine(total, reduction == Reduction::half_sum ? 0.5 : 1.0 / prediction.size(), 0.0);
+  // One fused op, scaled for the reductions other than the sum.
+  const double scale = reduction == Reduction::sum        ? 1.0
+                       : reduction == Reduction::half_sum ? 0.5
+                                                          : 1.0 / prediction.size();
+  return squared_distance(prediction, target, scale);
 }
 
 template <class T>

@@ -260,7 +260,7 @@ def log_sum_exp(a, axes=(), keepdims=False):
 
 def log_softmax(a, axis=-1): return a - _lse(a, axis, True)
 def softmax(a, axis=-1): return np.exp(log_softmax(a, axis))
-def squared_distance(a, b): return np.sum((a - b) ** 2)
+def squared_distance(a, b, scale=1.0): return scale * np.sum((a - b) ** 2)
 
 
 def var(a, axes=(), correction=1.0, keepdims=False):

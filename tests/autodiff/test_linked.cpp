@@ -81,7 +81,7 @@ std::vector<Fn> ops() {
       address<Axes>(&ad::log_sum_exp<T>),
       address<V (*)(const V&, long)>(&ad::log_softmax<T>),
       address<V (*)(const V&, long)>(&ad::softmax<T>),
-      address<Binary>(&ad::squared_distance<T>),
+      address<V (*)(const V&, const V&, double)>(&ad::squared_distance<T>),
       address<V (*)(const V&, const ad::Index&, double)>(&ad::softmax_cross_entropy<T>),
   };
 }

@@ -321,6 +321,13 @@ void reduction_cases(std::vector<Case>& cases, Draw& d) {
                      "{}",
                      {d.values(s), d.values(s)},
                      fn([](const auto& x) { return ad::squared_distance(x[0], x[1]); })});
+    const double scale = i == 0 ? 0.5 : std::round(d.uniform(-2, 2) * 100) / 100;  // as printed
+    cases.push_back(
+        {"squared_distance scaled " + ad::shape_str(s),
+         "squared_distance",
+         R"({"scale": )" + std::to_string(scale) + "}",
+         {d.values(s), d.values(s)},
+         fn([scale](const auto& x) { return ad::squared_distance(x[0], x[1], scale); })});
   }
   for (double smoothing : {0.0, 0.1}) {
     const std::size_t n = 2 + d.index(4), k = 2 + d.index(5);

@@ -180,6 +180,11 @@ BOOST_AUTO_TEST_CASE(fused_squared_distance) {
              tt::tolerance(1e-12));
   BOOST_TEST(passed(ad::gradcheck(f, {leaf(Array<double>(0.5)), leaf(Array<double>(-1.0))})));
   BOOST_CHECK_THROW(ad::squared_distance(a, leaf(uniform({4}))), ad::Error);
+  // scaled (mse_loss's mean): the value and both orders of derivatives carry the scale
+  auto scaled = [](const auto& a, const auto& b) { return ad::squared_distance(a, b, -0.3); };
+  BOOST_TEST(passed(ad::gradcheck(scaled, {a, b}, ad::test::second_order())));
+  BOOST_TEST(ad::squared_distance(a, b, -0.3).item() == -0.3 * ad::squared_distance(a, b).item(),
+             tt::tolerance(1e-12));
 }
 
 BOOST_AUTO_TEST_CASE(fused_softmax_cross_entropy) {
