@@ -49,17 +49,16 @@ constexpr bool cache_small = true;
 #endif
 
 // Small blocks by size class: class i holds blocks of (i + 1) * 64 bytes, each free block's first
-// bytes pointing to the next.
+// bytes pointing to the next. The lists are plain data (constant-initialised, no destructor), so
+// that taking a block costs no check of a thread-local object's construction; an owner object,
+// made the first time the thread fills the cache, empties it when the thread exits.
 constexpr std::size_t small_grain = 64;
 constexpr std::size_t small_classes = cached_block_min / small_grain;
 
 struct SmallCache {
-  void* head[small_classes] = {};
-  std::size_t bytes = 0;
-  ~SmallCache() {
-    caches_gone = true;
-    clear();
-  }
+  void* head[small_classes];
+  std::size_t bytes;
+  bool owned;  ///< the thread's SmallCacheOwner exists
   void clear() {
     for (void*& h : head)
       while (h) {
@@ -71,50 +70,70 @@ struct SmallCache {
   }
 };
 
-SmallCache& small_cache() {
-  thread_local SmallCache c;
-  return c;
+thread_local SmallCache small_cache{};
+
+struct SmallCacheOwner {
+  SmallCacheOwner() { small_cache.owned = true; }
+  ~SmallCacheOwner() {
+    caches_gone = true;
+    small_cache.clear();
+  }
+};
+
+/// Makes sure that the calling thread's small blocks are freed when it exits.
+void own_small_cache() {
+  thread_local SmallCacheOwner owner;
 }
 
 std::size_t small_class(std::size_t bytes) {
   return bytes ? (bytes - 1) / small_grain : 0;
 }
 
-void* allocate_small(std::size_t bytes) {
-  if (!cache_small) {  // the exact size, for the sanitizer's bounds
-    void* p = std::malloc(bytes ? bytes : 1);
-    if (!p) throw std::bad_alloc();
-    return p;
-  }
+/// The block at the head of its class's list, or null (then allocate_small).
+void* take_small(std::size_t bytes) {
+  if (!cache_small || caches_gone) return nullptr;
   const std::size_t cls = small_class(bytes);
-  if (!caches_gone) {
-    SmallCache& c = small_cache();
-    if (void* p = c.head[cls]) {
-      c.head[cls] = *static_cast<void**>(p);
-      c.bytes -= (cls + 1) * small_grain;
-      return p;
-    }
+  void* p = small_cache.head[cls];
+  if (p) {
+    small_cache.head[cls] = *static_cast<void**>(p);
+    small_cache.bytes -= (cls + 1) * small_grain;
   }
-  void* p = std::malloc((cls + 1) * small_grain);
+  return p;
+}
+
+/// Puts a block at the head of its class's list; false when the lists are full or not kept (then
+/// free_small).
+bool give_small(void* p, std::size_t bytes) {
+  const std::size_t cls = small_class(bytes), size = (cls + 1) * small_grain;
+  if (!cache_small || caches_gone || !small_cache.owned ||
+      small_cache.bytes + size > small_cache_capacity)
+    return false;
+  *static_cast<void**>(p) = small_cache.head[cls];
+  small_cache.head[cls] = p;
+  small_cache.bytes += size;
+  return true;
+}
+
+/// A small block from the system: of its class's size, or of the exact size in sanitizer builds
+/// (for their bounds).
+[[gnu::noinline]] void* allocate_small(std::size_t bytes) {
+  const std::size_t size = cache_small ? (small_class(bytes) + 1) * small_grain : bytes ? bytes : 1;
+  void* p = std::malloc(size);
   if (!p) throw std::bad_alloc();
   return p;
 }
 
-void free_small(void* p, std::size_t bytes) noexcept {
-  const std::size_t cls = small_class(bytes), size = (cls + 1) * small_grain;
-  if (cache_small && !caches_gone) {
-    SmallCache& c = small_cache();
-    if (c.bytes + size <= small_cache_capacity) {
-      *static_cast<void**>(p) = c.head[cls];
-      c.head[cls] = p;
-      c.bytes += size;
-      return;
-    }
+/// A small block that give_small did not keep: kept after all once the thread owns its lists,
+/// else back to the system.
+[[gnu::noinline]] void free_small(void* p, std::size_t bytes) noexcept {
+  if (cache_small && !caches_gone && !small_cache.owned) {
+    own_small_cache();
+    if (give_small(p, bytes)) return;
   }
   std::free(p);
 }
 
-void* allocate_large(std::size_t bytes) {
+[[gnu::noinline]] void* allocate_large(std::size_t bytes) {
   if (!caches_gone) {
     Cache& c = cache();
     auto it = c.free.find(bytes);
@@ -130,7 +149,7 @@ void* allocate_large(std::size_t bytes) {
   return p;
 }
 
-void free_large(void* p, std::size_t bytes) noexcept {
+[[gnu::noinline]] void free_large(void* p, std::size_t bytes) noexcept {
   // A block that would overfill the cache goes back to the system, and the cache keeps what it
   // has: emptying it instead made a step that frees more than the capacity fault all of its
   // memory in again at the next step.
@@ -235,15 +254,19 @@ void free_block(void* p, std::size_t bytes) noexcept {
   free_record(p, bytes);
 }
 
+// A small block's usual way, the head of its list, costs no call (and no registers to save): the
+// other ways are kept out of line.
 void* allocate_record(std::size_t bytes) {
-  return bytes < cached_block_min ? allocate_small(bytes) : allocate_large(bytes);
+  if (bytes >= cached_block_min) return allocate_large(bytes);
+  void* p = take_small(bytes);
+  return p ? p : allocate_small(bytes);
 }
 
 void free_record(void* p, std::size_t bytes) noexcept {
-  if (bytes < cached_block_min)
-    free_small(p, bytes);
-  else
+  if (bytes >= cached_block_min)
     free_large(p, bytes);
+  else if (!give_small(p, bytes))
+    free_small(p, bytes);
 }
 
 namespace {
@@ -307,7 +330,7 @@ void release_cached_memory() {
   for (auto release : detail::releases()) release();
   if (caches_gone) return;
   cache().clear();
-  small_cache().clear();
+  small_cache.clear();
 }
 
 }  // namespace ad::memory

@@ -44,7 +44,7 @@ std::uint64_t next_pass() {
 
 template <class T>
 void check_finite(const Array<T>& value, const char* op, const char* phase,
-                  const std::vector<Variable<T>>& inputs) {
+                  const VariableList<T>& inputs) {
   const T* p = value.data();
   for (std::size_t i = 0, n = value.size(); i < n; ++i) {
     if (!std::isfinite(p[i])) {
@@ -59,12 +59,12 @@ void check_finite(const Array<T>& value, const char* op, const char* phase,
 
 template <class T>
 Variable<T> record(const char* op, std::shared_ptr<VariableImpl<T>>&& impl,
-                   std::vector<Variable<T>>&& inputs, BackwardFn<T>&& backward) {
+                   const Variable<T>* inputs, std::size_t count, BackwardFn<T>&& backward) {
   impl->requires_grad = true;
   Node<T>& node = impl->node.emplace();
   node.op = op;
   node.seq = next_seq();
-  node.inputs = std::move(inputs);
+  node.inputs.assign(inputs, inputs + count);
   for (const auto& in : node.inputs) node.versions.push_back(in.impl().version);
   node.backward = std::move(backward);
   return Variable<T>(std::move(impl));
@@ -172,7 +172,7 @@ void check_versions(const Node<T>& node) {
 
 }  // namespace
 
-/// One backward pass from some roots: each node's gradient is summed from what its consumers
+/// One backward pass from a root: each node's gradient is summed from what its consumers
 /// routed to it, then its rule runs, in reverse creation order (a max-heap on the sequence number;
 /// no recursion). With `wanted`, the gradients reaching those Variables are returned and no .grad
 /// is touched; otherwise they accumulate into the .grad of the leaves that require grad, and each
@@ -204,12 +204,10 @@ class BackwardPass {
   BackwardPass(const BackwardPass&) = delete;
   BackwardPass& operator=(const BackwardPass&) = delete;
 
-  std::vector<Variable<T>> run(const std::vector<Variable<T>>& roots,
-                               const std::vector<Variable<T>>& seeds) {
+  std::vector<Variable<T>> run(const Variable<T>& root, const Variable<T>& seed) {
     GradModeGuard mode(create_graph_);
-    if (!wanted_ && hooked_leaves() > 0) count_hooked_edges(roots);
-    for (std::size_t r = 0; r < roots.size(); ++r)
-      route(roots[r], checked_seed(roots[r], seeds[r]));
+    if (!wanted_ && hooked_leaves() > 0) count_hooked_edges(root);
+    route(root, checked_seed(root, seed));
     while (!heap_.empty()) {
       std::pop_heap(heap_.begin(), heap_.end());
       Variable<T> out = std::move(heap_.back().var);
@@ -316,14 +314,13 @@ class BackwardPass {
     if (impl.hooks) g = apply_grad_hooks(out, std::move(g));
     keep_intermediate(impl, g);
     check_versions(node);
-    Grads<T> grads;
-    {
+    const bool exclusive = !create_graph_ && g.impl_ptr().use_count() == 1;
+    Grads<T> grads = [&] {  // (made in place: a list of Variables costs more to move than build)
       // The ops inside a rule are not checked one by one: the gradients it returns are, below,
       // under the name of the op whose rule made them.
       AnomalyGuard inner(false);
-      const bool exclusive = !create_graph_ && g.impl_ptr().use_count() == 1;
-      grads = node.backward(BackwardContext<T>{g, out, node.inputs, create_graph_, exclusive});
-    }
+      return node.backward(BackwardContext<T>{g, out, node.inputs, create_graph_, exclusive});
+    }();
     g = Variable<T>();
     if (grads.size() != node.inputs.size())
       fail(node.op, " backward: returned ", grads.size(), " gradients for ", node.inputs.size(),
@@ -367,10 +364,9 @@ class BackwardPass {
     bool pending_owned = false;
   };
 
-  void count_hooked_edges(const std::vector<Variable<T>>& roots) {
-    std::vector<const Variable<T>*> stack;
+  void count_hooked_edges(const Variable<T>& root) {
+    std::vector<const Variable<T>*> stack{&root};
     std::unordered_set<const VariableImpl<T>*> seen;
-    for (const auto& r : roots) stack.push_back(&r);
     while (!stack.empty()) {
       const Variable<T>* v = stack.back();
       stack.pop_back();
@@ -437,30 +433,22 @@ class BackwardPass {
 };
 
 template <class T>
-std::vector<Variable<T>> run_backward(const std::vector<Variable<T>>& roots,
-                                      const std::vector<Variable<T>>& seeds,
-                                      const BackwardOptions& options,
-                                      const std::vector<Variable<T>>* wanted) {
-  return BackwardPass<T>(options, wanted).run(roots, seeds);
-}
-
-template <class T>
 std::vector<Variable<T>> grad_until(const Variable<T>& output,
                                     const std::vector<Variable<T>>& inputs, const Variable<T>& seed,
                                     const BackwardOptions& options) {
-  return BackwardPass<T>(options, &inputs, true).run({output}, {seed});
+  return BackwardPass<T>(options, &inputs, true).run(output, seed);
 }
 
 }  // namespace detail
 
 template <class T>
 void Variable<T>::backward(const BackwardOptions& options) const {
-  detail::run_backward<T>({*this}, {Variable<T>()}, options, nullptr);
+  detail::BackwardPass<T>(options, nullptr).run(*this, Variable<T>());
 }
 
 template <class T>
 void Variable<T>::backward(const Variable<T>& seed, const BackwardOptions& options) const {
-  detail::run_backward<T>({*this}, {seed}, options, nullptr);
+  detail::BackwardPass<T>(options, nullptr).run(*this, seed);
 }
 
 template <class T>
@@ -476,7 +464,7 @@ std::vector<Variable<T>> grad(const Variable<T>& output, const std::vector<Varia
     for (const auto& x : inputs) zeros.emplace_back(Array<T>(xt::zeros<T>(x.shape())));
     return zeros;
   }
-  return detail::run_backward<T>({output}, {seed}, options, &inputs);
+  return detail::BackwardPass<T>(options, &inputs).run(output, seed);
 }
 
 template <class T>
@@ -490,9 +478,9 @@ std::ostream& operator<<(std::ostream& os, const Variable<T>& v) {
 
 #define AD_INSTANTIATE(T)                                                                        \
   template void detail::check_finite<T>(const Array<T>&, const char*, const char*,               \
-                                        const std::vector<Variable<T>>&);                        \
+                                        const VariableList<T>&);                                 \
   template Variable<T> detail::record<T>(const char*, std::shared_ptr<VariableImpl<T>>&&,        \
-                                         std::vector<Variable<T>>&&, BackwardFn<T>&&);           \
+                                         const Variable<T>*, std::size_t, BackwardFn<T>&&);      \
   template Variable<T> detail::placed_gradient<T>(Variable<T>, detail::Placement);               \
   template std::vector<Variable<T>> detail::grad_until<T>(                                       \
       const Variable<T>&, const std::vector<Variable<T>>&, const Variable<T>&,                   \

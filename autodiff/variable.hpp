@@ -19,6 +19,8 @@
 #include <utility>
 #include <vector>
 
+#include <boost/container/small_vector.hpp>
+
 #include "autodiff/array.hpp"
 
 namespace ad {
@@ -28,9 +30,14 @@ class Variable;
 template <class T>
 struct Node;
 
+/// A short list of Variables, held inline up to three (no allocation): an op's inputs and its
+/// rule's gradients, one list of each per recorded op.
+template <class T>
+using VariableList = boost::container::small_vector<Variable<T>, 3>;
+
 /// One gradient per input of an op; an undefined Variable means "no gradient" (zero).
 template <class T>
-using Grads = std::vector<Variable<T>>;
+using Grads = VariableList<T>;
 
 /// Options of backward() and grad().
 struct BackwardOptions {
@@ -278,7 +285,7 @@ struct BackwardContext {
   /// The op's output.
   const Variable<T>& output;
   /// The op's inputs.
-  const std::vector<Variable<T>>& inputs;
+  const VariableList<T>& inputs;
   /// Whether the backward pass is recorded (create_graph): a rule must then compute its result
   /// with Variable ops (recorded, so differentiable again); otherwise it may compute the same
   /// values with a fused kernel. The two forms come from one definition of the derivative.
@@ -303,7 +310,7 @@ template <class T>
 struct Node {
   const char* op = "";
   std::uint64_t seq = 0;
-  std::vector<Variable<T>> inputs;
+  VariableList<T> inputs;
   /// The inputs' versions when the op was recorded: backward checks that they are unchanged.
   xt::svector<std::uint32_t, 4> versions;
   BackwardFn<T> backward;
@@ -329,12 +336,13 @@ std::uint64_t next_seq();
 /// Throws when anomaly mode is on and `value` holds NaN or Inf.
 template <class T>
 void check_finite(const Array<T>& value, const char* op, const char* phase,
-                  const std::vector<Variable<T>>& inputs);
+                  const VariableList<T>& inputs);
 
-/// Records the op that made `output` (whose value is set): it then requires grad.
+/// Records the op that made `output` (whose value is set): it then requires grad. Its inputs are
+/// the `count` Variables from `inputs` on.
 template <class T>
 Variable<T> record(const char* op, std::shared_ptr<VariableImpl<T>>&& output,
-                   std::vector<Variable<T>>&& inputs, BackwardFn<T>&& backward);
+                   const Variable<T>* inputs, std::size_t count, BackwardFn<T>&& backward);
 
 /// A new VariableImpl from the arguments of one of its constructors.
 template <class T, class... Args>
@@ -361,8 +369,7 @@ Variable<T> placed_gradient(Variable<T> part, Placement where);
 /// writes it: zeros when `zeroed` (a kernel that adds into it), else uninitialised (a kernel that
 /// writes every element).
 template <class T>
-T* new_gradient(std::vector<Variable<T>>& grads, std::size_t i, const Shape& shape,
-                bool zeroed = false) {
+T* new_gradient(Grads<T>& grads, std::size_t i, const Shape& shape, bool zeroed = false) {
   grads[i] = Variable<T>(new_impl<T>(shape));
   Array<T>& value = grads[i].impl().value;
   if (zeroed) std::fill_n(value.data(), value.size(), T(0));
@@ -393,10 +400,10 @@ Variable<T> make_op_in_place(const char* op, Make&& make, std::initializer_list<
                              F&& backward) {
   auto output = detail::new_impl<T>(std::in_place, std::forward<Make>(make));
   if (detail::anomaly_enabled)
-    detail::check_finite(output->value, op, "forward", std::vector(inputs));
+    detail::check_finite(output->value, op, "forward", VariableList<T>(inputs));
   if (!detail::grad_enabled || !detail::any_requires_grad(inputs))
     return Variable<T>(std::move(output));
-  return detail::record<T>(op, std::move(output), std::vector<Variable<T>>(inputs),
+  return detail::record<T>(op, std::move(output), inputs.begin(), inputs.size(),
                            BackwardFn<T>(std::forward<F>(backward)));
 }
 
@@ -416,13 +423,13 @@ Variable<T> make_op(const char* op, Array<T>&& value, std::initializer_list<Vari
 template <class T, class F>
 Variable<T> make_op(const char* op, Array<T>&& value, const std::vector<Variable<T>>& inputs,
                     F&& backward) {
-  if (detail::anomaly_enabled) detail::check_finite(value, op, "forward", inputs);
+  if (detail::anomaly_enabled)
+    detail::check_finite(value, op, "forward", VariableList<T>(inputs.begin(), inputs.end()));
   bool any = false;
   for (const auto& v : inputs) any = any || v.requires_grad();
   if (!detail::grad_enabled || !any) return Variable<T>(std::move(value));
-  return detail::record<T>(op, detail::new_impl<T>(std::move(value), true),
-                           std::vector<Variable<T>>(inputs),
-                           BackwardFn<T>(std::forward<F>(backward)));
+  return detail::record<T>(op, detail::new_impl<T>(std::move(value), true), inputs.data(),
+                           inputs.size(), BackwardFn<T>(std::forward<F>(backward)));
 }
 
 /// Gradients of `output` with respect to `inputs`, without touching any leaf's .grad. An input
@@ -561,7 +568,7 @@ template <class T>
 Node<T>::~Node() {
   // Tear long chains down iteratively: a recursive chain of destructors would overflow the stack
   // for a graph of a million ops. Inputs whose only owner is this chain are unhooked one by one.
-  std::vector<Variable<T>> stack = std::move(inputs);
+  VariableList<T> stack = std::move(inputs);
   while (!stack.empty()) {
     Variable<T> v = std::move(stack.back());
     stack.pop_back();
