@@ -57,9 +57,11 @@ void check_finite(const Array<T>& value, const char* op, const char* phase,
   }
 }
 
-template <class T>
-Variable<T> record(const char* op, std::shared_ptr<VariableImpl<T>>&& impl,
-                   const Variable<T>* inputs, std::size_t count, BackwardFn<T>&& backward) {
+namespace {
+
+template <class T, class Input>
+Variable<T> record_node(const char* op, std::shared_ptr<VariableImpl<T>>&& impl,
+                        const Input* inputs, std::size_t count, BackwardFn<T>&& backward) {
   impl->requires_grad = true;
   Node<T>& node = impl->node.emplace();
   node.op = op;
@@ -68,6 +70,21 @@ Variable<T> record(const char* op, std::shared_ptr<VariableImpl<T>>&& impl,
   for (const auto& in : node.inputs) node.versions.push_back(in.impl().version);
   node.backward = std::move(backward);
   return Variable<T>(std::move(impl));
+}
+
+}  // namespace
+
+template <class T>
+Variable<T> record(const char* op, std::shared_ptr<VariableImpl<T>>&& impl,
+                   const Variable<T>* inputs, std::size_t count, BackwardFn<T>&& backward) {
+  return record_node(op, std::move(impl), inputs, count, std::move(backward));
+}
+
+template <class T>
+Variable<T> record(const char* op, std::shared_ptr<VariableImpl<T>>&& impl,
+                   const std::reference_wrapper<const Variable<T>>* inputs, std::size_t count,
+                   BackwardFn<T>&& backward) {
+  return record_node(op, std::move(impl), inputs, count, std::move(backward));
 }
 
 template <class T>
@@ -481,6 +498,9 @@ std::ostream& operator<<(std::ostream& os, const Variable<T>& v) {
                                         const VariableList<T>&);                                 \
   template Variable<T> detail::record<T>(const char*, std::shared_ptr<VariableImpl<T>>&&,        \
                                          const Variable<T>*, std::size_t, BackwardFn<T>&&);      \
+  template Variable<T> detail::record<T>(const char*, std::shared_ptr<VariableImpl<T>>&&,        \
+                                         const std::reference_wrapper<const Variable<T>>*,       \
+                                         std::size_t, BackwardFn<T>&&);                          \
   template Variable<T> detail::placed_gradient<T>(Variable<T>, detail::Placement);               \
   template std::vector<Variable<T>> detail::grad_until<T>(                                       \
       const Variable<T>&, const std::vector<Variable<T>>&, const Variable<T>&,                   \

@@ -240,7 +240,7 @@ struct VariableImpl {
   VariableImpl(Array<T>&& v, bool requires) : value(std::move(v)), requires_grad(requires) {}
   /// A value of `shape`, made in place (moving an xarray costs more than its small data): its
   /// elements uninitialised.
-  explicit VariableImpl(const Shape& shape) : value(Array<T>::from_shape(shape)) {}
+  explicit VariableImpl(const Shape& shape) : value(shape) {}
   /// The value `make()` returns, made in place.
   template <class Make>
   VariableImpl(std::in_place_t, Make&& make) : value(make()) {}
@@ -339,10 +339,14 @@ void check_finite(const Array<T>& value, const char* op, const char* phase,
                   const VariableList<T>& inputs);
 
 /// Records the op that made `output` (whose value is set): it then requires grad. Its inputs are
-/// the `count` Variables from `inputs` on.
+/// the `count` Variables from `inputs` on (or that many references to them).
 template <class T>
 Variable<T> record(const char* op, std::shared_ptr<VariableImpl<T>>&& output,
                    const Variable<T>* inputs, std::size_t count, BackwardFn<T>&& backward);
+template <class T>
+Variable<T> record(const char* op, std::shared_ptr<VariableImpl<T>>&& output,
+                   const std::reference_wrapper<const Variable<T>>* inputs, std::size_t count,
+                   BackwardFn<T>&& backward);
 
 /// A new VariableImpl from the arguments of one of its constructors.
 template <class T, class... Args>
@@ -376,11 +380,23 @@ T* new_gradient(Grads<T>& grads, std::size_t i, const Shape& shape, bool zeroed 
   return value.data();
 }
 
-template <class T>
-bool any_requires_grad(std::initializer_list<Variable<T>> inputs) {
-  for (const auto& v : inputs)
+template <class T, class List>
+bool any_requires_grad(const List& inputs) {
+  for (const Variable<T>& v : inputs)
     if (v.requires_grad()) return true;
   return false;
+}
+
+/// The one body of make_op and make_op_in_place, over a list of inputs (Variables, or references
+/// to them).
+template <class T, class Make, class List, class F>
+Variable<T> make_recorded(const char* op, Make&& make, const List& inputs, F&& backward) {
+  auto output = new_impl<T>(std::in_place, std::forward<Make>(make));
+  if (anomaly_enabled)
+    check_finite(output->value, op, "forward", VariableList<T>(inputs.begin(), inputs.end()));
+  if (!grad_enabled || !any_requires_grad<T>(inputs)) return Variable<T>(std::move(output));
+  return record<T>(op, std::move(output), std::data(inputs), inputs.size(),
+                   BackwardFn<T>(std::forward<F>(backward)));
 }
 
 }  // namespace detail
@@ -389,22 +405,18 @@ bool any_requires_grad(std::initializer_list<Variable<T>> inputs) {
 /// a forward pass may keep what its backward will want only then.
 template <class T>
 bool records(std::initializer_list<Variable<T>> inputs) {
-  return detail::grad_enabled && detail::any_requires_grad(inputs);
+  return detail::grad_enabled && detail::any_requires_grad<T>(inputs);
 }
 
 /// make_op with the forward result made by `make()` (a function returning Array<T>) straight
-/// into the output Variable: an xarray costs more to move than a small array's data, so the
-/// library's own ops on small arrays use this form.
+/// into the output Variable, and the inputs taken by reference (each is copied once, into the
+/// record; a Variable's copy costs an atomic count): the library's own ops on small arrays use
+/// this form, where an xarray costs more to move than its data.
 template <class T, class Make, class F>
-Variable<T> make_op_in_place(const char* op, Make&& make, std::initializer_list<Variable<T>> inputs,
-                             F&& backward) {
-  auto output = detail::new_impl<T>(std::in_place, std::forward<Make>(make));
-  if (detail::anomaly_enabled)
-    detail::check_finite(output->value, op, "forward", VariableList<T>(inputs));
-  if (!detail::grad_enabled || !detail::any_requires_grad(inputs))
-    return Variable<T>(std::move(output));
-  return detail::record<T>(op, std::move(output), inputs.begin(), inputs.size(),
-                           BackwardFn<T>(std::forward<F>(backward)));
+Variable<T> make_op_in_place(
+    const char* op, Make&& make,
+    std::initializer_list<std::reference_wrapper<const Variable<T>>> inputs, F&& backward) {
+  return detail::make_recorded<T>(op, std::forward<Make>(make), inputs, std::forward<F>(backward));
 }
 
 /// Records an op: `value` is its forward result, `inputs` its Variable inputs, and `backward`
@@ -414,8 +426,7 @@ Variable<T> make_op_in_place(const char* op, Make&& make, std::initializer_list<
 template <class T, class F>
 Variable<T> make_op(const char* op, Array<T>&& value, std::initializer_list<Variable<T>> inputs,
                     F&& backward) {
-  // (the value moved once into the output, as make_op_in_place's make returns it)
-  return make_op_in_place<T>(
+  return detail::make_recorded<T>(
       op, [&value]() -> Array<T> { return std::move(value); }, inputs, std::forward<F>(backward));
 }
 
@@ -423,13 +434,8 @@ Variable<T> make_op(const char* op, Array<T>&& value, std::initializer_list<Vari
 template <class T, class F>
 Variable<T> make_op(const char* op, Array<T>&& value, const std::vector<Variable<T>>& inputs,
                     F&& backward) {
-  if (detail::anomaly_enabled)
-    detail::check_finite(value, op, "forward", VariableList<T>(inputs.begin(), inputs.end()));
-  bool any = false;
-  for (const auto& v : inputs) any = any || v.requires_grad();
-  if (!detail::grad_enabled || !any) return Variable<T>(std::move(value));
-  return detail::record<T>(op, detail::new_impl<T>(std::move(value), true), inputs.data(),
-                           inputs.size(), BackwardFn<T>(std::forward<F>(backward)));
+  return detail::make_recorded<T>(
+      op, [&value]() -> Array<T> { return std::move(value); }, inputs, std::forward<F>(backward));
 }
 
 /// Gradients of `output` with respect to `inputs`, without touching any leaf's .grad. An input

@@ -159,14 +159,15 @@ Array<T> Module<T>::predict(const Array<T>& x) {
 
 template <class T>
 Variable<T> Sequential<T>::forward(const Variable<T>& x) {
-  Variable<T> y = x;
+  Variable<T> y;  // (x itself goes to the first module: a Variable's copy costs an atomic count)
   for (const auto& [name, module] : this->children()) {
     try {
-      y = (*module)(y);
+      y = (*module)(y.defined() ? y : x);
     } catch (const Error& e) {
       fail("Sequential module ", name, ": ", e.what());
     }
   }
+  if (!y.defined()) return x;
   return y;
 }
 

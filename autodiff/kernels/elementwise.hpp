@@ -103,7 +103,7 @@ Array<R> binary(const Array<T>& a, const Array<T>& b, Op op, const char* name) {
   const T* pa = a.data();
   const T* pb = b.data();
   if (a.shape() == b.shape()) {
-    Array<R> out = Array<R>::from_shape(a.shape());
+    Array<R> out(a.shape());
     R* po = out.data();
     detail::parallel_for(a.size(), detail::elementwise_grain(),
                          [&](std::size_t begin, std::size_t end) {
@@ -112,7 +112,7 @@ Array<R> binary(const Array<T>& a, const Array<T>& b, Op op, const char* name) {
     return out;
   }
   Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
-  Array<R> out = Array<R>::from_shape(shape);
+  Array<R> out(shape);
   R* po = out.data();
   std::array<Strides, 3> st{contiguous_strides(shape), broadcast_strides(a.shape(), shape),
                             broadcast_strides(b.shape(), shape)};
@@ -142,7 +142,7 @@ Array<T> select(const Array<bool>& mask, const Array<T>& a, const Array<T>& b, c
   const Shape shape =
       broadcast_shapes(broadcast_shapes(sm, Shape(a.shape().begin(), a.shape().end()), name),
                        Shape(b.shape().begin(), b.shape().end()), name);
-  Array<T> out = Array<T>::from_shape(shape);
+  Array<T> out(shape);
   const bool* pm = mask.data();
   const T* pa = a.data();
   const T* pb = b.data();
@@ -163,7 +163,7 @@ Array<T> select(const Array<bool>& mask, const Array<T>& a, const Array<T>& b, c
 /// out = op(a) elementwise; the result's element type is op's, as for binary.
 template <class T, class Op, class R = std::decay_t<decltype(std::declval<Op&>()(T()))>>
 Array<R> unary(const Array<T>& a, Op op) {
-  Array<R> out = Array<R>::from_shape(a.shape());
+  Array<R> out(a.shape());
   const T* pa = a.data();
   R* po = out.data();
   detail::parallel_for(a.size(), detail::elementwise_grain(),
@@ -176,7 +176,7 @@ Array<R> unary(const Array<T>& a, Op op) {
 /// out[i] = op(a[i], b[i], ...) over arrays of one shape (the first one's).
 template <class T, class Op, class... A>
 Array<T> map(Op op, const Array<T>& first, const A&... rest) {
-  Array<T> out = Array<T>::from_shape(first.shape());
+  Array<T> out(first.shape());
   T* po = out.data();
   const T* pf = first.data();
   detail::parallel_for(first.size(), detail::elementwise_grain(),
@@ -207,7 +207,7 @@ template <class T, class F>
 Array<T> simd_map(const Array<T>& a, F f) {
   using B = xsimd::batch<T>;
   constexpr std::size_t width = B::size;
-  Array<T> out = Array<T>::from_shape(a.shape());
+  Array<T> out(a.shape());
   const T* pa = a.data();
   T* po = out.data();
   const std::size_t n = a.size();

@@ -254,7 +254,7 @@ Array<T> matmul(const Array<T>& a, const Array<T>& b, bool ta, bool tb) {
       batched ? std::max(sa.size() == 3 ? sa[0] : 1, sb.size() == 3 ? sb[0] : 1) : 1;
   const Shape shape = batched ? Shape{batch, n, m} : Shape{n, m};
   // GEMM with beta = 0 writes every element; only an empty inner dimension needs zeros.
-  Array<T> out = k ? Array<T>::from_shape(shape) : Array<T>(xt::zeros<T>(shape));
+  Array<T> out = k ? Array<T>(shape) : Array<T>(xt::zeros<T>(shape));
   const T* pa = a.data();
   const T* pb = b.data();
   T* pc = out.data();
@@ -275,7 +275,7 @@ template <class T>
 Array<T> linear(const Array<T>& x, const Array<T>& w, const T* bias, const Shape& shape) {
   const std::size_t outf = w.shape()[0], in = w.shape()[1];
   const std::size_t rows = outf ? shape_size(shape) / outf : 0;
-  Array<T> out = Array<T>::from_shape(shape);
+  Array<T> out(shape);
   T* po = out.data();
   if (bias) {
     for (std::size_t r = 0; r < rows; ++r) std::copy(bias, bias + outf, po + r * outf);

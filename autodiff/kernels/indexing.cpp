@@ -35,7 +35,7 @@ Array<T> permute(const Array<T>& a, const std::vector<std::size_t>& axes) {
       from[d] = stride[axes[d]];
     }
   }
-  Array<T> out = Array<T>::from_shape(shape);
+  Array<T> out(shape);
   if (out.size() == 0) return out;
   // The output's trailing axes that keep their place are contiguous runs in both arrays; with
   // none, the last output axis is read with its stride.
@@ -66,7 +66,7 @@ Array<T> slice(const Array<T>& a, std::size_t axis, std::size_t start, std::size
   AxisView v(a.shape(), axis);
   Shape shape(a.shape().begin(), a.shape().end());
   shape[axis] = len;
-  Array<T> out = Array<T>::from_shape(shape);
+  Array<T> out(shape);
   const T* pa = a.data();
   T* po = out.data();
   const Runs r(v, len, step);
@@ -118,7 +118,7 @@ Array<T> index_select(const Array<T>& a, std::size_t axis, const Index& indices)
   Shape shape(a.shape().begin(), a.shape().end());
   const std::size_t len = indices.size();
   shape[axis] = len;
-  Array<T> out = Array<T>::from_shape(shape);
+  Array<T> out(shape);
   const T* pa = a.data();
   T* po = out.data();
   for (std::size_t o = 0; o < v.outer; ++o)
@@ -164,7 +164,7 @@ void for_each_gathered(const Index& index, std::size_t axis, const Shape& target
 
 template <class T>
 Array<T> gather(const Array<T>& a, std::size_t axis, const Index& index) {
-  Array<T> out = Array<T>::from_shape(index.shape());
+  Array<T> out(index.shape());
   const T* pa = a.data();
   T* po = out.data();
   for_each_gathered(index, axis, Shape(a.shape().begin(), a.shape().end()),
@@ -188,7 +188,7 @@ Array<T> concatenate(const std::vector<const Array<T>*>& parts, std::size_t axis
   shape[axis] = 0;
   for (const auto* p : parts) shape[axis] += p->shape()[axis];
   AxisView v(shape, axis);
-  Array<T> out = Array<T>::from_shape(shape);
+  Array<T> out(shape);
   T* po = out.data();
   std::size_t offset = 0;
   std::vector<std::size_t> offsets;  // of each part along the axis

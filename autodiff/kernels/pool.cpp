@@ -182,7 +182,7 @@ template <class T>
 Array<T> pool_select(const Array<T>& x, const PoolIndex& idx, const Shape& out_shape) {
   const std::size_t planes = idx.shape()[0], per = idx.shape()[1];
   const std::size_t plane = planes ? x.size() / planes : 0;
-  Array<T> out = Array<T>::from_shape(out_shape);
+  Array<T> out(out_shape);
   const T* px = x.data();
   const std::uint32_t* pi = idx.data();
   T* po = out.data();
@@ -197,7 +197,7 @@ template <class T>
 Array<T> pool_scatter(const Array<T>& g, const PoolIndex& idx, const Shape& x_shape) {
   const std::size_t planes = idx.shape()[0], per = idx.shape()[1];
   const std::size_t plane = planes ? shape_size(x_shape) / planes : 0;
-  Array<T> dx = Array<T>::from_shape(x_shape);
+  Array<T> dx(x_shape);
   const T* pg = g.data();
   const std::uint32_t* pi = idx.data();
   detail::parallel_for(planes, 64, [&](std::size_t begin, std::size_t end) {

@@ -50,7 +50,7 @@ template <class T>
 Array<T> broadcast_to(const Array<T>& a, const Shape& shape) {
   check_reducible(shape, a.shape(), "broadcast_to");
   if (a.shape() == shape) return a;
-  Array<T> out = Array<T>::from_shape(shape);
+  Array<T> out(shape);
   T* po = out.data();
   const T* pa = a.data();
   std::array<Strides, 2> st{contiguous_strides(shape), broadcast_strides(a.shape(), shape)};
@@ -69,7 +69,7 @@ Array<T> broadcast_to(const Array<T>& a, const Shape& shape) {
 template <class T>
 Array<T> max_to(const Array<T>& a, const Shape& shape) {
   check_reducible(a.shape(), shape, "max");
-  Array<T> out = Array<T>::from_shape(shape);
+  Array<T> out(shape);
   std::fill(out.begin(), out.end(), -std::numeric_limits<T>::infinity());
   T* po = out.data();
   const T* pa = a.data();
@@ -115,7 +115,7 @@ Shape dropdims_shape(const Shape& shape, const std::vector<long>& axes, const ch
 template <class T>
 Array<T> log_softmax(const Array<T>& a, std::size_t axis) {
   AxisView v(a.shape(), axis);
-  Array<T> out = Array<T>::from_shape(a.shape());
+  Array<T> out(a.shape());
   const T* pa = a.data();
   T* po = out.data();
   for (std::size_t o = 0; o < v.outer; ++o)
@@ -207,7 +207,7 @@ T squared_distance(const Array<T>& a, const Array<T>& b) {
 
 template <class T>
 Array<T> cumsum(const Array<T>& a, std::size_t axis, bool reverse) {
-  Array<T> out = Array<T>::from_shape(a.shape());
+  Array<T> out(a.shape());
   const AxisView v(Shape(a.shape().begin(), a.shape().end()), axis);
   const T* pa = a.data();
   T* po = out.data();
@@ -228,7 +228,7 @@ Array<std::size_t> arg_extremum(const Array<T>& a, std::size_t axis, bool smalle
   Shape kept(a.shape().begin(), a.shape().end());
   const AxisView v(kept, axis);
   kept[axis] = 1;
-  Array<std::size_t> out = Array<std::size_t>::from_shape(kept);
+  Array<std::size_t> out(kept);
   const T* pa = a.data();
   for (std::size_t o = 0; o < v.outer; ++o)
     for (std::size_t i = 0; i < v.inner; ++i) {
