@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <mutex>
 #include <ostream>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -138,17 +139,31 @@ void accumulate(Variable<T>& acc, bool& owned, Variable<T>&& g, bool create_grap
 }
 
 /// The lock of a leaf's .grad: threads that backpropagate graphs sharing a leaf (a parameter)
-/// add into its gradient one at a time. Leaves hash onto a fixed set of mutexes, so a leaf costs
-/// no memory for it.
-std::mutex& grad_lock(const void* leaf) {
-  static std::mutex locks[64];
+/// add into its gradient one at a time. Taking it costs one atomic exchange (a std::mutex's lock
+/// and unlock cost two, and two calls, at every parameter of every step); a thread that finds it
+/// taken yields until it is free.
+class alignas(64) GradLock {
+ public:
+  void lock() {
+    while (locked_.exchange(true, std::memory_order_acquire))
+      while (locked_.load(std::memory_order_relaxed)) std::this_thread::yield();
+  }
+  void unlock() { locked_.store(false, std::memory_order_release); }
+
+ private:
+  std::atomic<bool> locked_{false};
+};
+
+/// Leaves hash onto a fixed set of locks, so a leaf costs no memory for its own.
+GradLock& grad_lock(const void* leaf) {
+  static GradLock locks[64];
   return locks[(reinterpret_cast<std::uintptr_t>(leaf) >> 6) % 64];
 }
 
 /// Accumulates into a leaf's .grad: the gradient it keeps must not alias any other array.
 template <class T>
 void accumulate_leaf(VariableImpl<T>& leaf, Variable<T>&& g, bool create_graph) {
-  std::lock_guard<std::mutex> lock(grad_lock(&leaf));
+  std::lock_guard<GradLock> lock(grad_lock(&leaf));
   bool owned = true;
   if (!leaf.grad.defined() && !create_graph && g.impl_ptr().use_count() > 1)
     g = Variable<T>(Array<T>(g.value()));
@@ -259,15 +274,16 @@ class BackwardPass {
   }
 
   /// Adds a gradient where it belongs: the pending gradient of the node that made `target`, a
-  /// wanted result, or a leaf's .grad.
-  void route(const Variable<T>& target, Variable<T>&& g) {
+  /// wanted result, or a leaf's .grad. `handle`, when given, is a handle of target's that its
+  /// holder no longer needs: the queue takes it over instead of a copy.
+  void route(const Variable<T>& target, Variable<T>&& g, Variable<T>* handle = nullptr) {
     VariableImpl<T>& impl = target.impl();
     if (impl.node && !(stop_at_wanted_ && wanted_index_.count(&impl))) {
       Node<T>& node = *impl.node;
       if (node.pass != pass_) {
         node.pass = pass_;
         node.pending = Variable<T>();
-        heap_.push_back(Entry<T>{node.seq, target});
+        heap_.push_back(Entry<T>{node.seq, handle ? std::move(*handle) : target});
         std::push_heap(heap_.begin(), heap_.end());
       }
       accumulate(node.pending, node.pending_owned, std::move(g), create_graph_);
@@ -342,12 +358,16 @@ class BackwardPass {
     if (grads.size() != node.inputs.size())
       fail(node.op, " backward: returned ", grads.size(), " gradients for ", node.inputs.size(),
            " inputs");
+    // Without retain_graph the node lets go of its inputs below: the queue takes their handles
+    // over (a Variable's copy costs an atomic count), unless the loop still reads them after
+    // routing (anomaly checks, post-accumulate hooks).
+    const bool hand_over = !retain_ && !anomaly_ && hooked_.empty();
     for (std::size_t i = 0; i < grads.size(); ++i) {
-      const Variable<T>& input = node.inputs[i];
+      Variable<T>& input = node.inputs[i];
       if (grads[i].defined() && input.requires_grad()) {
         check_grad_shape(grads[i], input, "input", node.op, i);
         if (anomaly_) check_finite(grads[i].value(), node.op, "backward", node.inputs);
-        route(input, std::move(grads[i]));
+        route(input, std::move(grads[i]), hand_over ? &input : nullptr);
       }
       if (!hooked_.empty()) edge_done(input);
     }
