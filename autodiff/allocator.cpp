@@ -254,8 +254,8 @@ void free_block(void* p, std::size_t bytes) noexcept {
   free_record(p, bytes);
 }
 
-// A small block's usual way, the head of its list, costs no call (and no registers to save): the
-// other ways are kept out of line.
+// A small block's usual way, the head of its list, costs no call: the other ways are kept out of
+// line, so that they do not weigh on it.
 void* allocate_record(std::size_t bytes) {
   if (bytes >= cached_block_min) return allocate_large(bytes);
   void* p = take_small(bytes);

@@ -1,5 +1,6 @@
 // The backward engine: recording a node, and walking the graph in reverse creation order.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <mutex>

@@ -117,7 +117,9 @@ Variable<T> squared_distance(const Variable<T>& a, const Variable<T>& b, double 
       [&] { return Array<T>(kernels::squared_distance(a.value(), b.value()) * s); }, {a, b},
       [s](const BackwardContext<T>& c) -> Grads<T> {
         // d/da = 2·scale·g(a − b), d/db = −d/da: one definition over numbers and Variables
-        auto d = [s](const auto& g, const auto& a, const auto& b) { return (a - b) * (g * s * 2); };
+        auto d = [s](const auto& g, const auto& a, const auto& b) {
+          return (a - b) * (g * (s * 2));
+        };
         Variable<T> da;
         if (c.create_graph) {
           da = d(c.grad, c.input(0), c.input(1));
