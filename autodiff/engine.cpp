@@ -97,12 +97,11 @@ Variable<T> placed_gradient(Variable<T> part, Placement where) {
 
 namespace {
 
-/// The whole gradient a placed one stands for (see Placement); others as they are.
+/// Makes a placed gradient (see Placement) the whole one it stands for; others stay as they are.
 template <class T>
-Variable<T> whole(Variable<T>&& g) {
-  const Placement* p = g.impl().placed.get();
-  if (!p) return std::move(g);
-  return Variable<T>(kernels::unslice(g.value(), p->shape, p->axis, p->start, p->step));
+void make_whole(Variable<T>& g) {
+  if (const Placement* p = g.impl().placed.get())
+    g = Variable<T>(kernels::unslice(g.value(), p->shape, p->axis, p->start, p->step));
 }
 
 /// Adds `g` into the slot `acc`. Without create_graph, a gradient that nobody else holds is taken
@@ -119,7 +118,7 @@ void accumulate(Variable<T>& acc, bool& owned, Variable<T>&& g, bool create_grap
     ++acc.impl().version;
     return;
   }
-  g = whole(std::move(g));
+  make_whole(g);
   if (!acc.defined()) {
     owned = !create_graph && g.impl_ptr().use_count() == 1;
     acc = std::move(g);
@@ -266,7 +265,7 @@ class BackwardPass {
       if (root.size() != 1)
         fail("backward: the output has shape ", shape_str(root.shape()),
              "; a non-scalar output needs an explicit seed gradient of that shape");
-      return Variable<T>(Array<T>(xt::ones<T>(root.shape())));
+      return Variable<T>(Array<T>(root.shape(), T(1)));
     }
     if (seed.shape() != root.shape())
       fail("backward: seed gradient of shape ", shape_str(seed.shape()),
@@ -323,7 +322,7 @@ class BackwardPass {
 
   /// g through the Variable's register_hook hooks, in order.
   static Variable<T> apply_grad_hooks(const Variable<T>& v, Variable<T> g) {
-    g = whole(std::move(g));  // a hook sees the whole gradient
+    make_whole(g);  // a hook sees the whole gradient
     for (const auto& [id, hook] : v.impl().hooks->grad) {
       Variable<T> replaced = hook(g);
       if (!replaced.defined()) continue;
