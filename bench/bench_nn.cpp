@@ -1,7 +1,10 @@
+
+
 // Benchmarks of training steps on the models of examples/models.hpp: the MLP 784-256-128-10 at
 // batch 100 broken into forward, backward and optimizer, the fashion_mnist example's CNN, and the
 // tiny MLP 2-16-16-1 (tanh, batch 8, MSE, SGD) whose step is all per-op overhead. bench/run prints
-// the figures, with LibTorch's tiny MLP beside when it is installed.
+// the figures, with LibTorch's tiny MLP beside when it is installed; and a shuffled loader's
+// batches of Fashion-MNIST-sized data.
 #include <benchmark/benchmark.h>
 
 #include "autodiff/autodiff.hpp"
@@ -132,6 +135,31 @@ void cnn_step(benchmark::State& state) {
   }
 }
 BENCHMARK(cnn_step)->Unit(benchmark::kMillisecond);
+
+// --- A batch of a shuffled loader over a dataset the size of Fashion-MNIST's training set (60,000
+// images of 28×28 bytes, 47 MB: more than the caches hold), as an epoch of the MLP makes them.
+
+void loader_batch(benchmark::State& state) {
+  const std::size_t n = 60000, batch = static_cast<std::size_t>(state.range(0));
+  ad::Array<std::uint8_t> images = ad::Array<std::uint8_t>::from_shape({n, 28, 28});
+  nn::Generator rng(3);
+  for (auto& v : images) v = static_cast<std::uint8_t>(rng() & 0xff);
+  ad::Array<float> labels = ad::Array<float>::from_shape({n});
+  for (std::size_t i = 0; i < n; ++i) labels(i) = float(i % 10);
+  auto data =
+      std::make_shared<nn::Dataset<std::uint8_t>>(std::move(images), std::move(labels), 1.0 / 255);
+  nn::LoaderOptions o;
+  o.batch_size = batch;
+  nn::DataLoader<float> loader(data, o);
+  const std::vector<std::size_t> order = loader.order(0);
+  std::size_t i = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(loader.batch(order, i, 0));
+    i = (i + 1) % loader.batches();
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * batch * 28 * 28));
+}
+BENCHMARK(loader_batch)->Arg(100)->Arg(1000);
 
 // --- The tiny MLP of ../shared/anchors/libtorch_mlp/tiny.cpp.
 
