@@ -181,7 +181,7 @@ template <class T>
 void check_grad_shape(const Variable<T>& g, const Variable<T>& target, const char* what,
                       const char* op, std::size_t index) {
   const Shape& shape = g.impl().placed ? g.impl().placed->shape : g.shape();
-  if (shape != target.shape())
+  if (!same_shape(shape, target.shape()))
     fail(op, " backward: ", what, " ", index, " got a gradient of shape ", shape_str(shape),
          " but its shape is ", shape_str(target.shape()),
          " (a broadcast input's gradient must be summed back with sum_to)");

@@ -16,6 +16,15 @@ namespace ad {
 /// Shape of an array: the extent of each axis (a 0-d array has an empty shape).
 using Shape = xt::svector<std::size_t, 4>;
 
+/// Whether two shapes are equal, in an inline loop: Shape's == calls memcmp, a call that costs
+/// more than the few extents it compares (it is made for every gradient of a backward pass).
+inline bool same_shape(const Shape& a, const Shape& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (a[i] != b[i]) return false;
+  return true;
+}
+
 /// The one exception type of the library. Messages name the op (or file) and the shapes or
 /// indices involved, e.g. "matmul: inner dimensions differ: a (3,4), b (5,2)".
 class Error : public std::runtime_error {

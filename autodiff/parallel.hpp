@@ -26,8 +26,9 @@ std::size_t elementwise_grain();
 /// two chunks of `grain` items.
 template <class F>
 void parallel_for(std::size_t n, std::size_t grain, F&& body) {
-  const std::size_t threads = static_cast<std::size_t>(pool_threads());
-  const std::size_t chunks = std::min(threads, n / std::max<std::size_t>(grain, 1));
+  const std::size_t most = n / std::max<std::size_t>(grain, 1);  // chunks of at least `grain`
+  const std::size_t chunks =
+      most <= 1 ? most : std::min(static_cast<std::size_t>(pool_threads()), most);
   if (chunks <= 1) {
     if (n > 0) body(std::size_t{0}, n);
     return;

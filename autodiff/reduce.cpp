@@ -108,7 +108,7 @@ Variable<T> softmax(const Variable<T>& a, long axis) {
 
 template <class T>
 Variable<T> squared_distance(const Variable<T>& a, const Variable<T>& b, double scale) {
-  if (a.shape() != b.shape())
+  if (!same_shape(a.shape(), b.shape()))
     fail("squared_distance: shapes ", shape_str(a.shape()), " and ", shape_str(b.shape()),
          " differ");
   const T s = static_cast<T>(scale);

@@ -320,7 +320,9 @@ struct Node {
   Variable<T> pending;  ///< gradient of the output accumulated so far
   bool pending_owned = false;
 
-  Node() = default;
+  // Every member initialises itself: a defaulted constructor would have optional::emplace()
+  // zero the whole node first (value-initialisation), a memset an op.
+  Node() {}
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
   ~Node();

@@ -10,7 +10,7 @@ namespace {
 
 template <class T>
 void check_same_shape(const Variable<T>& prediction, const Variable<T>& target, const char* op) {
-  if (prediction.shape() != target.shape())
+  if (!same_shape(prediction.shape(), target.shape()))
     fail(op, ": prediction ", shape_str(prediction.shape()), " and target ",
          shape_str(target.shape()),
          " differ in shape; reshape one of them (losses never broadcast silently)");

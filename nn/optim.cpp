@@ -68,7 +68,7 @@ void Optimizer<T>::step() {
       ParamState<T>& s = state_[index++];
       if (!p.has_grad()) continue;
       const Array<T>& grad = p.grad().value();
-      if (grad.shape() != p.shape())
+      if (!same_shape(grad.shape(), p.shape()))
         fail("optimizer: gradient of shape ", shape_str(grad.shape()), " for a parameter of shape ",
              shape_str(p.shape()));
       ++s.step;

@@ -26,6 +26,16 @@ bool message_has(const ad::Error& e, std::initializer_list<const char*> parts) {
 
 BOOST_AUTO_TEST_SUITE(shape)
 
+BOOST_AUTO_TEST_CASE(same_shape_compares_rank_and_extents) {
+  BOOST_TEST(ad::same_shape(Shape{}, Shape{}));
+  BOOST_TEST(ad::same_shape(Shape{3, 4}, Shape{3, 4}));
+  BOOST_TEST(ad::same_shape(Shape{2, 3, 4, 5, 6}, Shape{2, 3, 4, 5, 6}));  // beyond the inline 4
+  BOOST_TEST(!ad::same_shape(Shape{3, 4}, Shape{4, 3}));
+  BOOST_TEST(!ad::same_shape(Shape{3, 4}, Shape{3, 4, 1}));
+  BOOST_TEST(!ad::same_shape(Shape{}, Shape{1}));
+  BOOST_TEST(!ad::same_shape(Shape{2, 3, 4, 5, 6}, Shape{2, 3, 4, 5, 7}));
+}
+
 BOOST_AUTO_TEST_CASE(reshape_and_flatten) {
   V a = leaf(uniform({2, 3, 4}));
   auto f = [](const auto& a) { return ad::reshape(a, {4, 6}) * 2.0; };
