@@ -1,5 +1,3 @@
-
-
 // Benchmarks of training steps on the models of examples/models.hpp: the MLP 784-256-128-10 at
 // batch 100 broken into forward, backward and optimizer, the fashion_mnist example's CNN, and the
 // tiny MLP 2-16-16-1 (tanh, batch 8, MSE, SGD) whose step is all per-op overhead. bench/run prints
