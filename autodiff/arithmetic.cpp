@@ -62,8 +62,8 @@ Variable<T> div(const Variable<T>& a, const Variable<T>& b) {
         // fused pass when nothing broadcasts and the backward is not recorded
         auto db = [](const auto& g, const auto& y, const auto& b) { return -(g * y) / b; };
         const auto& b = c.input(1);
-        const bool fused =
-            !c.create_graph && c.grad.shape() == b.shape() && c.output.shape() == b.shape();
+        const bool fused = !c.create_graph && same_shape(c.grad.shape(), b.shape()) &&
+                           same_shape(c.output.shape(), b.shape());
         return {grad_for(c, 0, [&] { return c.grad / b; }), grad_for(c, 1, [&] {
                   return fused ? Variable<T>(
                                      kernels::map(db, c.grad.value(), c.output.value(), b.value()))

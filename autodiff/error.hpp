@@ -17,7 +17,7 @@ namespace ad {
 using Shape = xt::svector<std::size_t, 4>;
 
 /// Whether two shapes are equal, in an inline loop: Shape's == calls memcmp, a call that costs
-/// more than the few extents it compares (it is made for every gradient of a backward pass).
+/// more than the few extents it compares. The checks made for every op or gradient use it.
 inline bool same_shape(const Shape& a, const Shape& b) {
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i)

@@ -39,7 +39,7 @@ Variable<T> reshape(const Variable<T>& a, const Shape& shape) {
   if (shape_size(shape) != a.size())
     fail("reshape: cannot reshape ", shape_str(a.shape()), " (", a.size(), " elements) to ",
          shape_str(shape), " (", shape_size(shape), " elements)");
-  if (shape == a.shape()) return a;
+  if (same_shape(shape, a.shape())) return a;
   Array<T> out = a.value();
   out.reshape(shape);
   return make_op<T>("reshape", std::move(out), {a}, [](const BackwardContext<T>& c) -> Grads<T> {
@@ -264,7 +264,7 @@ Variable<T> stack(const std::vector<Variable<T>>& parts, long axis) {
 
 template <class T>
 Variable<T> broadcast_to(const Variable<T>& a, const Shape& shape) {
-  if (a.shape() == shape) return a;
+  if (same_shape(a.shape(), shape)) return a;
   return make_op<T>("broadcast_to", kernels::broadcast_to(a.value(), shape), {a},
                     [](const BackwardContext<T>& c) -> Grads<T> {
                       // d/da = g summed over the broadcast axes
@@ -274,7 +274,7 @@ Variable<T> broadcast_to(const Variable<T>& a, const Shape& shape) {
 
 template <class T>
 Variable<T> sum_to(const Variable<T>& a, const Shape& shape) {
-  if (a.shape() == shape) return a;
+  if (same_shape(a.shape(), shape)) return a;
   return make_op<T>("sum_to", kernels::sum_to(a.value(), shape), {a},
                     [](const BackwardContext<T>& c) -> Grads<T> {
                       // d/da = g repeated along the summed axes

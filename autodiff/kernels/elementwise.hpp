@@ -102,7 +102,7 @@ template <class T, class Op, class R = std::decay_t<decltype(std::declval<Op&>()
 Array<R> binary(const Array<T>& a, const Array<T>& b, Op op, const char* name) {
   const T* pa = a.data();
   const T* pb = b.data();
-  if (a.shape() == b.shape()) {
+  if (same_shape(a.shape(), b.shape())) {
     Array<R> out(a.shape());
     R* po = out.data();
     detail::parallel_for(a.size(), detail::elementwise_grain(),

@@ -25,7 +25,7 @@ void check_reducible(const Shape& from, const Shape& to, const char* op) {
 template <class T>
 Array<T> sum_to(const Array<T>& a, const Shape& shape) {
   check_reducible(a.shape(), shape, "sum_to");
-  if (a.shape() == shape) return a;
+  if (same_shape(a.shape(), shape)) return a;
   Array<T> out = xt::zeros<T>(shape);
   T* po = out.data();
   const T* pa = a.data();
@@ -49,7 +49,7 @@ Array<T> sum_to(const Array<T>& a, const Shape& shape) {
 template <class T>
 Array<T> broadcast_to(const Array<T>& a, const Shape& shape) {
   check_reducible(shape, a.shape(), "broadcast_to");
-  if (a.shape() == shape) return a;
+  if (same_shape(a.shape(), shape)) return a;
   Array<T> out(shape);
   T* po = out.data();
   const T* pa = a.data();
