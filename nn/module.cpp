@@ -159,16 +159,19 @@ Array<T> Module<T>::predict(const Array<T>& x) {
 
 template <class T>
 Variable<T> Sequential<T>::forward(const Variable<T>& x) {
-  Variable<T> y;  // (x itself goes to the first module: a Variable's copy costs an atomic count)
+  // x itself goes to the first module (a Variable's copy costs an atomic count), then each
+  // module's output to the next, whatever it is.
+  Variable<T> y;
+  const Variable<T>* in = &x;
   for (const auto& [name, module] : this->children()) {
     try {
-      y = (*module)(y.defined() ? y : x);
+      y = (*module)(*in);
     } catch (const Error& e) {
       fail("Sequential module ", name, ": ", e.what());
     }
+    in = &y;
   }
-  if (!y.defined()) return x;
-  return y;
+  return *in;
 }
 
 template class Module<float>;

@@ -320,4 +320,24 @@ BOOST_AUTO_TEST_CASE(sequential_model) {
   BOOST_TEST(passed(nn::gradcheck_module(model, x)));
 }
 
+namespace {
+/// A module whose output is undefined (a bug in a user's module).
+struct Undefined : nn::Module<double> {
+  V forward(const V&) override { return V(); }
+};
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(sequential_hands_each_output_on_as_it_is) {
+  nn::Generator rng(5);
+  V x = leaf(uniform({2, 3}));
+  // An undefined output reaches the next module (which refuses it, naming it), never x again.
+  nn::Sequential<double> broken(std::make_shared<Undefined>(),
+                                std::make_shared<nn::Linear<double>>(3, 3, rng));
+  BOOST_CHECK_THROW(broken.forward(x), ad::Error);
+  nn::Sequential<double> last(std::make_shared<nn::ReLU<double>>(), std::make_shared<Undefined>());
+  BOOST_TEST(!last.forward(x).defined());
+  nn::Sequential<double> empty;
+  BOOST_TEST(empty.forward(x).impl_ptr() == x.impl_ptr());
+}
+
 BOOST_AUTO_TEST_SUITE_END()
