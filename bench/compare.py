@@ -113,14 +113,30 @@ def cpus(threads, pin):
     return ["taskset", "-c", ",".join(str(c) for c in range(threads))] if pin else []
 
 
-def run(cmd, threads, pin):
+def run_all(cmd, threads, pin):
+    """Runs one program on `threads` threads: its result lines, as dicts (none when it failed)."""
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
                MKL_NUM_THREADS=str(threads), AD_NUM_THREADS=str(threads))
     p = subprocess.run(cpus(threads, pin) + cmd, capture_output=True, text=True, env=env)
-    for line in p.stdout.splitlines():
-        if line.startswith("result "):
-            return dict(kv.split("=", 1) for kv in line.split()[1:])
-    print(f"  failed: {' '.join(cmd)}\n{p.stdout[-800:]}{p.stderr[-800:]}", file=sys.stderr)
+    results = [dict(kv.split("=", 1) for kv in line.split()[1:])
+               for line in p.stdout.splitlines() if line.startswith("result ")]
+    if not results:
+        print(f"  failed: {' '.join(cmd)}\n{p.stdout[-800:]}{p.stderr[-800:]}", file=sys.stderr)
+    return results
+
+
+def run(cmd, threads, pin):
+    results = run_all(cmd, threads, pin)
+    return results[0] if results else None
+
+
+def limit(model, batch, threads, pin):
+    """The arithmetic limit of a workload: plain sgemm on its products (workloads sgemm), its
+    result line (epoch_s; forward_s and backward_s, each pass alone; distinct_s, each product on
+    its own operands); None when it could not be measured."""
+    for r in run_all([OURS, "sgemm", str(threads)], threads, pin):
+        if r.get("model") == model and r.get("batch") == batch:
+            return r
     return None
 
 
@@ -172,22 +188,23 @@ def main():
 
     load_before = os.getloadavg()
     results = {}  # label -> side -> list of result dicts
-    limits = {}   # (model, batch, threads) -> epoch seconds of plain sgemm on its products
+    # label -> [(our result, the limit measured just before that run)]: each of our training runs
+    # is paired with its own limit, so that a change in others' load between the two moves both
+    # (a limit measured minutes apart moved the ratio by up to 1.4x).
+    pairs = {}
     for r in range(args.runs):
-        for t in threads:  # the arithmetic limit, measured in the same run
-            res = subprocess.run(cpus(t, args.pin) + [OURS, "sgemm", str(t)], capture_output=True,
-                                 text=True).stdout
-            for line in res.splitlines():
-                kv = dict(x.split("=", 1) for x in line.split()[1:])
-                limits.setdefault((kv["model"], kv["batch"], t), []).append(float(kv["epoch_s"]))
         for label, mode, t in jobs:
             for side, cmd in sides.items():  # alternating sides, run after run
                 if mode[0] == "gradcheck" and side in ("libtorch", "torch.compile"):
                     continue  # no gradcheck there (PyTorch's is the reference)
                 print(f"run {r + 1}/{args.runs}: {label} {side}", file=sys.stderr)
+                paired = side == "ours" and mode[0] in ("mlp", "cnn")
+                lim = limit(mode[0], mode[2], t, args.pin) if paired else None
                 out = run(cmd + mode, t, args.pin)
                 if out:
                     results.setdefault(label, {}).setdefault(side, []).append(out)
+                    if lim:
+                        pairs.setdefault(label, []).append((out, lim))
     load_after = os.getloadavg()
 
     def med(label, side, key):
@@ -203,7 +220,9 @@ def main():
 
     print(f"\n{time.strftime('%Y-%m-%d %H:%M')}, medians of {args.runs} runs, "
           f"{'pinned (taskset on exactly the thread count)' if args.pin else 'not pinned'}; "
-          f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after")
+          f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after; limit: plain "
+          "sgemm on the same products, measured just before each of our runs; ours / limit: the "
+          "median of those runs' own ratios")
     for s in NAMES:
         if s in versions and s in sides:
             print(f"- {s}: {versions[s]}")
@@ -215,20 +234,39 @@ def main():
     for label, mode, t in jobs:
         key = {"tiny": "us_per_step", "gradcheck": "full_ms"}.get(mode[0], "epoch_s")
         vals = {s: med(label, s, key) for s in names}
-        limit = None
-        if mode[0] in ("mlp", "cnn"):
-            got = limits.get((mode[0], mode[2], t))
-            limit = statistics.median(got) if got else None
+        got = pairs.get(label, [])
+        lim = statistics.median(float(x[1]["epoch_s"]) for x in got) if got else None
+        to_limit = statistics.median(float(x[0]["epoch_s"]) / float(x[1]["epoch_s"])
+                                     for x in got) if got else None
         unit = {"epoch_s": "s/epoch", "us_per_step": "µs/step", "full_ms": "ms (full)"}[key]
         best_ref = min([v for s, v in vals.items() if s in ("torch.compile", "jax") and v],
                        default=None)
         print(f"| {label} ({unit}) | " + " | ".join(fmt(vals[s]) for s in names) +
-              f" | {fmt(limit)} | {ratio(vals['ours'], limit)} | {ratio(vals['ours'], best_ref)}"
+              f" | {fmt(lim)} | {'—' if to_limit is None else f'{to_limit:.2f}'}"
+              f" | {ratio(vals['ours'], best_ref)}"
               f" | {ratio(vals['ours'], vals.get('libtorch'))} |")
         if mode[0] == "gradcheck":
             fast = {s: med(label, s, "fast_ms") for s in names}
             print("| gradcheck (ms, fast mode) | " + " | ".join(fmt(fast[s]) for s in names) +
                   " | | | | |")
+    if pairs:
+        print("\nwhere our epoch goes (s; medians of the runs above; a pass's limit: its products "
+              "alone on plain sgemm; own operands: the step's products each on its own operands, "
+              "as in training, where the limit's share three buffers):\n")
+        print("| workload | epoch | limit | own operands | loader | forward | its limit | "
+              "backward | its limit | optimizer |")
+        print("|---" * 10 + "|")
+        def paired_median(got, which, key):  # which: 0 ours, 1 the limit
+            return fmt(statistics.median(float(x[which].get(key, "nan")) for x in got))
+
+        for label, mode, t in jobs:
+            got = pairs.get(label)
+            if not got:
+                continue
+            cells = [(0, "epoch_s"), (1, "epoch_s"), (1, "distinct_s"), (0, "loader_s"),
+                     (0, "forward_s"), (1, "forward_s"), (0, "backward_s"), (1, "backward_s"),
+                     (0, "optimizer_s")]
+            print(f"| {label} | " + " | ".join(paired_median(got, w, k) for w, k in cells) + " |")
     train_jobs = [(label, mode, t) for label, mode, t in jobs if mode[0] in ("mlp", "cnn")]
     if train_jobs:
         print("\npeak resident memory (MiB, whole process; ours / LibTorch):\n")
@@ -247,7 +285,7 @@ def main():
     with open(args.json, "w") as f:
         json.dump({"results": results, "versions": versions, "pinned": args.pin,
                    "load": [load_before, load_after],
-                   "limits": {"/".join(map(str, k)): v for k, v in limits.items()}}, f, indent=1)
+                   "ours_and_limit": pairs}, f, indent=1)
     print(f"\nraw results in {args.json}")
 
 

@@ -8,10 +8,14 @@
 //   workloads gradcheck                  full and fast gradcheck of a 1,000-parameter function
 //   workloads sgemm THREADS              plain sgemm (the library's: oneDNN or OpenBLAS) on the
 //                                        MLP's and the CNN's products (the CNN's convolutions as
-//                                        im2col products): the limits
+//                                        im2col products): the limits, also of each pass alone
+//                                        and with each product's own operands
 //   workloads recompute STEPS SEGMENT    a deep MLP (32 tanh layers of 256, batch 1024): peak bytes
 //                                        of the arrays and step time, with checkpoint() every
 //                                        SEGMENT layers (0: none)
+//
+// mlp and cnn report the fastest epoch and where its time went (loader_s, forward_s, backward_s,
+// optimizer_s), to set beside the limits of the forward and backward passes.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -44,8 +48,14 @@ double peak_mib() {
   return u.ru_maxrss / 1024.0;
 }
 
+/// Where an epoch's time went: making the batches, the forward pass (to the loss), the backward
+/// pass, and the optimizer (zero_grad and step).
+struct Phases {
+  double loader = 0, forward = 0, backward = 0, optimizer = 0;
+};
+
 /// Trains for `epochs` epochs, timing each (data already in memory), then reports the fastest
-/// epoch, the test accuracy and the peak memory.
+/// epoch and where its time went, the test accuracy and the peak memory.
 int train(const std::string& which, int epochs, std::size_t batch, int threads) {
   ad::set_num_threads(threads);
   const bool images = which == "cnn";
@@ -69,14 +79,28 @@ int train(const std::string& which, int epochs, std::size_t batch, int threads) 
   if (images) so.lr = 0.05;
   nn::SGD<float> opt(model->parameters(), so);
   double best = 1e30;
+  Phases best_phases;
   for (int e = 0; e < epochs; ++e) {
+    Phases p;
     const auto t0 = Clock::now();
+    auto t = t0;
+    auto lap = [&t](double& into) {  // adds the time since the last lap to `into`
+      const auto now = Clock::now();
+      into += std::chrono::duration<double>(now - t).count();
+      t = now;
+    };
     for (const auto& b : loader.epoch(static_cast<std::size_t>(e))) {
+      lap(p.loader);
       opt.zero_grad();
-      nn::cross_entropy(model->forward(b.inputs), b.targets).backward();
+      F loss = nn::cross_entropy(model->forward(b.inputs), b.targets);
+      lap(p.forward);
+      loss.backward();
+      lap(p.backward);
       opt.step();
+      lap(p.optimizer);
     }
-    best = std::min(best, seconds_since(t0));
+    const double s = seconds_since(t0);
+    if (s < best) best = s, best_phases = p;
   }
   ad::NoGradGuard no_grad;
   model->eval();
@@ -86,8 +110,12 @@ int train(const std::string& which, int epochs, std::size_t batch, int threads) 
     for (std::size_t i = 0; i < predicted.size(); ++i)
       correct += predicted[i] == static_cast<std::size_t>(b.targets.value()(i));
   }
-  std::printf("result workload=%s batch=%zu threads=%d epoch_s=%.4f peak_mib=%.1f test_acc=%.4f\n",
-              which.c_str(), batch, threads, best, peak_mib(), double(correct) / test.samples());
+  const Phases& p = best_phases;
+  std::printf(
+      "result workload=%s batch=%zu threads=%d epoch_s=%.4f peak_mib=%.1f test_acc=%.4f "
+      "loader_s=%.4f forward_s=%.4f backward_s=%.4f optimizer_s=%.4f\n",
+      which.c_str(), batch, threads, best, peak_mib(), double(correct) / test.samples(), p.loader,
+      p.forward, p.backward, p.optimizer);
   return 0;
 }
 
@@ -135,24 +163,39 @@ int gradcheck() {
   return 0;
 }
 
-/// One product C (m×n) = op(A) (m×k) · op(B) (k×n), row-major, as a layer's step makes it.
+/// One product C (m×n) = op(A) (m×k) · op(B) (k×n), row-major, as a layer's step makes it, in
+/// the forward pass or in the backward.
 struct Product {
   int m, n, k;
   bool trans_a, trans_b;
+  bool forward;
 };
 
 /// Times plain sgemm over `products` (one step), repeated: seconds per step, the best of five
 /// blocks of `reps` steps (as a workload's epoch time is the best of its epochs: a moment of
-/// others' load on the machine moves the limit no more than it moves the epoch).
-double time_products(const std::vector<Product>& products, int reps) {
-  std::size_t most = 0;
-  for (const auto& p : products)
-    most = std::max({most, std::size_t(p.m) * p.k, std::size_t(p.k) * p.n, std::size_t(p.m) * p.n});
-  std::vector<float> a(most, 0.5f), b(most, 0.25f), c(most);
+/// others' load on the machine moves the limit no more than it moves the epoch). The products
+/// share three buffers (the limit: operands as warm in the caches as they can be), or with
+/// `distinct` each has its own operands and result, as in a training step.
+double time_products(const std::vector<Product>& products, int reps, bool distinct = false) {
+  struct Operands {
+    std::vector<float> a, b, c;
+  };
+  std::vector<Operands> buffers(distinct ? products.size() : 1);
+  for (std::size_t i = 0; i < products.size(); ++i) {
+    const Product& p = products[i];
+    Operands& o = buffers[distinct ? i : 0];
+    o.a.resize(std::max(o.a.size(), std::size_t(p.m) * p.k), 0.5f);
+    o.b.resize(std::max(o.b.size(), std::size_t(p.k) * p.n), 0.25f);
+    o.c.resize(std::max(o.c.size(), std::size_t(p.m) * p.n));
+  }
   auto step = [&] {
-    for (const auto& p : products)
-      ad::kernels::gemm(p.trans_a, p.trans_b, p.m, p.n, p.k, 1.0f, a.data(), p.trans_a ? p.m : p.k,
-                        b.data(), p.trans_b ? p.k : p.n, 0.0f, c.data(), p.n);
+    for (std::size_t i = 0; i < products.size(); ++i) {
+      const Product& p = products[i];
+      Operands& o = buffers[distinct ? i : 0];
+      ad::kernels::gemm(p.trans_a, p.trans_b, p.m, p.n, p.k, 1.0f, o.a.data(),
+                        p.trans_a ? p.m : p.k, o.b.data(), p.trans_b ? p.k : p.n, 0.0f, o.c.data(),
+                        p.n);
+    }
   };
   step();
   double best = 1e30;
@@ -173,9 +216,9 @@ double flops(const std::vector<Product>& products) {
 /// The products of a linear layer (in → out) at batch B: y = x·Wᵀ, dW = gᵀ·x and, unless it is
 /// the first layer, dx = g·W.
 void linear_products(std::vector<Product>& ps, int batch, int in, int out, bool first) {
-  ps.push_back({batch, out, in, false, true});
-  ps.push_back({out, in, batch, true, false});
-  if (!first) ps.push_back({batch, in, out, false, false});
+  ps.push_back({batch, out, in, false, true, true});
+  ps.push_back({out, in, batch, true, false, false});
+  if (!first) ps.push_back({batch, in, out, false, false, false});
 }
 
 /// A 3×3 same convolution (c_in → c_out on h×w images) in the im2col form at batch B: the
@@ -183,9 +226,32 @@ void linear_products(std::vector<Product>& ps, int batch, int in, int out, bool 
 /// first layer, dcols = g · Wᵀ.
 void conv_products(std::vector<Product>& ps, int batch, int c_in, int c_out, int hw, bool first) {
   const int positions = batch * hw, k = 9 * c_in;
-  ps.push_back({positions, c_out, k, false, false});
-  ps.push_back({k, c_out, positions, true, false});
-  if (!first) ps.push_back({positions, k, c_out, false, true});
+  ps.push_back({positions, c_out, k, false, false, true});
+  ps.push_back({k, c_out, positions, true, false, false});
+  if (!first) ps.push_back({positions, k, c_out, false, true, false});
+}
+
+/// The products of one pass: the forward's, or the backward's.
+std::vector<Product> pass(const std::vector<Product>& products, bool forward) {
+  std::vector<Product> out;
+  for (const auto& p : products)
+    if (p.forward == forward) out.push_back(p);
+  return out;
+}
+
+/// Prints the limit of one workload: a step's products together, then those of the forward and
+/// of the backward pass alone, then the step's products each on its own operands (distinct_s),
+/// each the best of its own blocks, in seconds per epoch.
+void print_limit(const char* model, int batch, int threads, const std::vector<Product>& ps,
+                 int reps) {
+  const double per_step = time_products(ps, reps);
+  const double steps = 60000 / batch;
+  std::printf(
+      "result workload=sgemm model=%s batch=%d threads=%d epoch_s=%.4f gflops=%.1f gemm=%s "
+      "forward_s=%.4f backward_s=%.4f distinct_s=%.4f\n",
+      model, batch, threads, per_step * steps, flops(ps) / per_step * 1e-9,
+      ad::kernels::float_gemm_library(), time_products(pass(ps, true), reps) * steps,
+      time_products(pass(ps, false), reps) * steps, time_products(ps, reps, true) * steps);
 }
 
 /// Plain sgemm (the library's: oneDNN's or OpenBLAS's, float_gemm_library()) on the products of
@@ -198,11 +264,7 @@ int sgemm(int threads) {
     linear_products(ps, batch, 784, 256, true);
     linear_products(ps, batch, 256, 128, false);
     linear_products(ps, batch, 128, 10, false);
-    const double per_step = time_products(ps, batch == 100 ? 60 : 6);
-    std::printf(
-        "result workload=sgemm model=mlp batch=%d threads=%d epoch_s=%.4f gflops=%.1f gemm=%s\n",
-        batch, threads, per_step * (60000 / batch), flops(ps) / per_step * 1e-9,
-        ad::kernels::float_gemm_library());
+    print_limit("mlp", batch, threads, ps, batch == 100 ? 60 : 6);
   }
   const int batch = 100;
   std::vector<Product> ps;
@@ -210,11 +272,7 @@ int sgemm(int threads) {
   conv_products(ps, batch, 32, 64, 14 * 14, false);
   linear_products(ps, batch, 64 * 7 * 7, 128, false);
   linear_products(ps, batch, 128, 10, false);
-  const double per_step = time_products(ps, 2);
-  std::printf(
-      "result workload=sgemm model=cnn batch=%d threads=%d epoch_s=%.4f gflops=%.1f gemm=%s\n",
-      batch, threads, per_step * (60000 / batch), flops(ps) / per_step * 1e-9,
-      ad::kernels::float_gemm_library());
+  print_limit("cnn", batch, threads, ps, 2);
   return 0;
 }
 
