@@ -218,6 +218,9 @@ def main():
     def ratio(a, b):
         return fmt(a / b, 2) if a and b else "—"
 
+    def paired_median(got, which, key):  # over (ours, limit) pairs; which: 0 ours, 1 the limit
+        return fmt(statistics.median(float(x[which].get(key, "nan")) for x in got))
+
     print(f"\n{time.strftime('%Y-%m-%d %H:%M')}, medians of {args.runs} runs, "
           f"{'pinned (taskset on exactly the thread count)' if args.pin else 'not pinned'}; "
           f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after; limit: plain "
@@ -256,9 +259,6 @@ def main():
         print("| workload | epoch | limit | own operands | loader | forward | its limit | "
               "backward | its limit | optimizer |")
         print("|---" * 10 + "|")
-        def paired_median(got, which, key):  # which: 0 ours, 1 the limit
-            return fmt(statistics.median(float(x[which].get(key, "nan")) for x in got))
-
         for label, mode, t in jobs:
             got = pairs.get(label)
             if not got:
