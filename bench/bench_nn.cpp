@@ -159,6 +159,22 @@ void loader_batch(benchmark::State& state) {
 }
 BENCHMARK(loader_batch)->Arg(100)->Arg(1000);
 
+// The MLP's loss alone: cross-entropy of a batch of 100 × 10 logits against float labels (as the
+// loader gives them), forward and backward.
+void cross_entropy_step(benchmark::State& state) {
+  F logits(random_array({100, 10}, 4), true);
+  ad::Array<float> labels = ad::Array<float>::from_shape({100});
+  for (std::size_t i = 0; i < 100; ++i) labels(i) = float(i % 10);
+  F targets(labels);
+  for (auto _ : state) {
+    logits.zero_grad();
+    F loss = nn::cross_entropy(logits, targets);
+    loss.backward();
+    benchmark::DoNotOptimize(loss);
+  }
+}
+BENCHMARK(cross_entropy_step);
+
 // --- The tiny MLP of ../shared/anchors/libtorch_mlp/tiny.cpp.
 
 void tiny_mlp_step(benchmark::State& state) {

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "autodiff/kernels/elementwise.hpp"
+#include "autodiff/kernels/scratch.hpp"
 #include "autodiff/parallel.hpp"
 
 namespace ad::kernels {
@@ -136,19 +137,60 @@ std::pair<T, T> target_values(std::size_t classes, double smoothing) {
   return {static_cast<T>(1 - smoothing + smoothing / classes), static_cast<T>(smoothing / classes)};
 }
 
-/// log_sum_exp of a contiguous row, its exponentials on SIMD batches.
+/// A block of up to a register's width of consecutive rows of an (N, K) array, one row a lane:
+/// the cross-entropy's rows are short (a few classes), so a row's exponentials would fill a
+/// register once and leave a scalar tail, and its maximum, sum and logarithm would run one value
+/// at a time. The block is copied transposed into the thread's scratch memory, a column a
+/// register. A lane past the block's last row repeats its first row, so that a row's arithmetic
+/// (and so its bits) is the same in whichever block, on whichever thread, it lies.
 template <class T>
-T row_log_sum_exp(const T* x, std::size_t n) {
+struct RowBlock {
   using B = xsimd::batch<T>;
-  T m = -std::numeric_limits<T>::infinity();
-  for (std::size_t j = 0; j < n; ++j) m = std::max(m, x[j]);
-  if (!std::isfinite(m)) m = 0;
-  B sums(T(0));
-  std::size_t j = 0;
-  for (; j + B::size <= n; j += B::size) sums += xsimd::exp(B::load_unaligned(x + j) - B(m));
-  T s = xsimd::hadd(sums);
-  for (; j < n; ++j) s += std::exp(x[j] - m);
-  return m + std::log(s);
+  const T* z;        ///< the block's first row
+  std::size_t rows;  ///< rows in the block, 1 to B::size
+  std::size_t k;     ///< row length
+  T* columns;        ///< column j at columns + j·B::size
+
+  RowBlock(const T* first, std::size_t rows, std::size_t k)
+      : z(first), rows(rows), k(k), columns(scratch<T>(k * B::size, 0)) {
+    for (std::size_t j = 0; j < k; ++j)
+      for (std::size_t r = 0; r < B::size; ++r)
+        columns[j * B::size + r] = z[(r < rows ? r : 0) * k + j];
+  }
+
+  /// Column j of the block's rows, across the lanes.
+  B column(std::size_t j) const { return B::load_unaligned(columns + j * B::size); }
+
+  /// Per lane: log Σ_j exp(z_j), shifted by the row's maximum so that it cannot overflow (an
+  /// infinite maximum is not subtracted; a NaN in the row gives NaN through the sum).
+  B log_sum_exp() const {
+    B m(-std::numeric_limits<T>::infinity());
+    for (std::size_t j = 0; j < k; ++j) m = xsimd::max(m, column(j));
+    m = xsimd::select(xsimd::isfinite(m), m, B(T(0)));
+    B sum(T(0));
+    for (std::size_t j = 0; j < k; ++j) sum += xsimd::exp(column(j) - m);
+    return m + xsimd::log(sum);
+  }
+
+  /// Stores the block's rows' lanes of v at out[0], out[1], ...
+  void store(const B& v, T* out) const {
+    alignas(B::arch_type::alignment()) T lane[B::size];
+    v.store_aligned(lane);
+    std::copy(lane, lane + rows, out);
+  }
+};
+
+/// Calls body(block, first row) for the blocks of rows of z (N, K), split between threads when
+/// the whole is large enough.
+template <class T, class F>
+void for_row_blocks(const Array<T>& z, F&& body) {
+  using B = xsimd::batch<T>;
+  const std::size_t n = z.shape()[0], k = z.shape()[1];
+  const std::size_t blocks = (n + B::size - 1) / B::size;
+  detail::parallel_rows(blocks, B::size * k, [&](std::size_t b) {
+    const std::size_t first = b * B::size;
+    body(RowBlock<T>(z.data() + first * k, std::min(B::size, n - first), k), first);
+  });
 }
 
 }  // namespace
@@ -158,11 +200,14 @@ Array<T> softmax_cross_entropy(const Array<T>& z, const Index& labels, double sm
   const std::size_t n = z.shape()[0], k = z.shape()[1];
   const auto [on, off] = target_values<T>(k, smoothing);
   Array<T> loss = Array<T>::from_shape({n});
-  detail::parallel_rows(n, k, [&, on = on, off = off](std::size_t i) {
-    const T* row = z.data() + i * k;
-    T dot = 0;
-    for (std::size_t j = 0; j < k; ++j) dot += (j == labels[i] ? on : off) * row[j];
-    loss.data()[i] = row_log_sum_exp(row, k) - dot;
+  for_row_blocks(z, [&, on = on, off = off](const RowBlock<T>& block, std::size_t first) {
+    block.store(block.log_sum_exp(), loss.data() + first);
+    for (std::size_t r = 0; r < block.rows; ++r) {
+      const T* row = block.z + r * k;
+      T dot = 0;
+      for (std::size_t j = 0; j < k; ++j) dot += (j == labels[first + r] ? on : off) * row[j];
+      loss.data()[first + r] -= dot;
+    }
   });
   return loss;
 }
@@ -179,19 +224,20 @@ Array<T> softmax_cross_entropy_target(const Index& labels, std::size_t classes, 
 template <class T>
 Array<T> softmax_cross_entropy_grad(const Array<T>& z, const Array<T>& g, const Index& labels,
                                     double smoothing) {
-  const std::size_t n = z.shape()[0], k = z.shape()[1];
-  const auto [on, off] = target_values<T>(k, smoothing);
-  Array<T> d = Array<T>::from_shape({n, k});
   using B = xsimd::batch<T>;
-  detail::parallel_rows(n, k, [&, on = on, off = off](std::size_t i) {
-    const T* row = z.data() + i * k;
-    T* out = d.data() + i * k;
-    const T lse = row_log_sum_exp(row, k), gi = g.data()[i];
-    std::size_t j = 0;
-    for (; j + B::size <= k; j += B::size)
-      ((xsimd::exp(B::load_unaligned(row + j) - B(lse)) - B(off)) * B(gi)).store_unaligned(out + j);
-    for (; j < k; ++j) out[j] = gi * (std::exp(row[j] - lse) - off);
-    out[labels[i]] = gi * (std::exp(row[labels[i]] - lse) - on);
+  const std::size_t k = z.shape()[1];
+  const auto [on, off] = target_values<T>(k, smoothing);
+  Array<T> d = Array<T>::from_shape(z.shape());
+  for_row_blocks(z, [&, on = on, off = off](const RowBlock<T>& block, std::size_t first) {
+    const B lse = block.log_sum_exp();
+    alignas(B::arch_type::alignment()) T p[B::size];
+    for (std::size_t j = 0; j < k; ++j) {  // column by column: softmax(z_i)_j in the lanes
+      xsimd::exp(block.column(j) - lse).store_aligned(p);
+      for (std::size_t r = 0; r < block.rows; ++r) {
+        const std::size_t i = first + r;
+        d.data()[i * k + j] = g.data()[i] * (p[r] - (j == labels[i] ? on : off));
+      }
+    }
   });
   return d;
 }

@@ -31,8 +31,9 @@ Shape keepdims_shape(const Shape& shape, const std::vector<long>& axes, const ch
 Shape dropdims_shape(const Shape& shape, const std::vector<long>& axes, const char* op);
 
 /// log Σ exp(x[i·stride]) of n values, shifted by their maximum so that it cannot overflow (an
-/// infinite maximum is not subtracted; a NaN among the values gives NaN). The one softmax row loop:
-/// log_softmax and the softmax cross-entropy and its gradient are built on it.
+/// infinite maximum is not subtracted; a NaN among the values gives NaN): log_softmax's row loop
+/// (the softmax cross-entropy and its gradient take their rows a register's width at a time, with
+/// the same shift).
 template <class T>
 T log_sum_exp(const T* x, std::size_t n, std::size_t stride) {
   T m = -std::numeric_limits<T>::infinity();

@@ -330,7 +330,8 @@ void reduction_cases(std::vector<Case>& cases, Draw& d) {
          fn([scale](const auto& x) { return ad::squared_distance(x[0], x[1], scale); })});
   }
   for (double smoothing : {0.0, 0.1}) {
-    const std::size_t n = 2 + d.index(4), k = 2 + d.index(5);
+    // Up to 17 rows: the kernel takes them a register's width at a time (8 floats with AVX).
+    const std::size_t n = 2 + d.index(16), k = 2 + d.index(5);
     std::vector<std::size_t> labels(n);
     for (auto& l : labels) l = d.index(k);
     std::ostringstream args;

@@ -210,4 +210,58 @@ BOOST_AUTO_TEST_CASE(fused_softmax_cross_entropy) {
   BOOST_CHECK_THROW(ad::softmax_cross_entropy(logits, {1, 2}), ad::Error);
 }
 
+BOOST_AUTO_TEST_CASE(softmax_cross_entropy_in_blocks_of_rows) {
+  // The kernel takes the rows a register's width at a time (4 doubles or 8 floats with AVX, a row
+  // a lane), the last block partial: at row counts around those widths every row's loss is the
+  // composite's and the gradient passes gradcheck.
+  for (std::size_t n : {1, 3, 4, 5, 8, 9, 17})
+    for (std::size_t k : {1, 3, 10}) {
+      BOOST_TEST_CONTEXT(n << " rows of " << k) {
+        V z = leaf(uniform({n, k}, -3, 3, 10 * n + k));
+        std::vector<std::size_t> labels(n);
+        for (std::size_t i = 0; i < n; ++i) labels[i] = (7 * i + 1) % k;
+        Array<double> fused = ad::softmax_cross_entropy(z, labels, 0.1).value();
+        Array<double> logp = ad::log_softmax(z).value();
+        for (std::size_t i = 0; i < n; ++i) {
+          double want = 0;
+          for (std::size_t j = 0; j < k; ++j)
+            want -= ((j == labels[i] ? 0.9 : 0.0) + 0.1 / k) * logp(i, j);
+          BOOST_TEST(fused(i) == want, tt::tolerance(1e-12));
+        }
+        auto f = [&labels](const auto& z) { return ad::softmax_cross_entropy(z, labels, 0.1); };
+        BOOST_TEST(passed(ad::gradcheck(f, {z})));
+      }
+    }
+  // A NaN in one row of a full block makes that row's loss and gradient NaN, and no other's.
+  Array<double> a = uniform({9, 4}, -2, 2, 3);
+  a(2, 1) = std::numeric_limits<double>::quiet_NaN();
+  V z = leaf(a);
+  V loss = ad::softmax_cross_entropy(z, {0, 1, 2, 3, 0, 1, 2, 3, 0});
+  ad::sum(loss).backward();
+  for (std::size_t i = 0; i < 9; ++i) {
+    BOOST_TEST(std::isnan(loss.value()(i)) == (i == 2), "row " << i);
+    for (std::size_t j = 0; j < 4; ++j)
+      BOOST_TEST(std::isnan(z.grad().value()(i, j)) == (i == 2), "row " << i << " column " << j);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(softmax_cross_entropy_same_bits_on_one_and_two_threads) {
+  // 1,000 rows of 10 are split between two threads: each row's arithmetic is its own lane's,
+  // whichever block and thread it falls in, so the loss and the gradient are the same bits.
+  using F = ad::Variable<float>;
+  std::vector<std::size_t> labels(1000);
+  for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = i % 10;
+  auto run = [&labels](int threads) {
+    ad::set_num_threads(threads);
+    F z(uniform<float>({1000, 10}, -4, 4, 5), true);
+    F loss = ad::softmax_cross_entropy(z, labels, 0.05);
+    ad::sum(loss * loss).backward();
+    ad::set_num_threads(1);
+    return std::pair<Array<float>, Array<float>>{loss.value(), z.grad().value()};
+  };
+  const auto one = run(1), two = run(2);
+  BOOST_TEST(one.first == two.first);
+  BOOST_TEST(one.second == two.second);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
