@@ -137,10 +137,39 @@ std::pair<T, T> target_values(std::size_t classes, double smoothing) {
   return {static_cast<T>(1 - smoothing + smoothing / classes), static_cast<T>(smoothing / classes)};
 }
 
+/// log_sum_exp of a contiguous row, its exponentials on SIMD batches: for rows longer than
+/// block_classes.
+template <class T>
+T row_log_sum_exp(const T* x, std::size_t n) {
+  using B = xsimd::batch<T>;
+  T m = -std::numeric_limits<T>::infinity();
+  for (std::size_t j = 0; j < n; ++j) m = std::max(m, x[j]);
+  if (!std::isfinite(m)) m = 0;
+  B sums(T(0));
+  std::size_t j = 0;
+  for (; j + B::size <= n; j += B::size) sums += xsimd::exp(B::load_unaligned(x + j) - B(m));
+  T s = xsimd::hadd(sums);
+  for (; j < n; ++j) s += std::exp(x[j] - m);
+  return m + std::log(s);
+}
+
+/// Σ_j t_j·row_j for the target t: `on` at the label, `off` elsewhere.
+template <class T>
+T target_dot(const T* row, std::size_t k, std::size_t label, T on, T off) {
+  T dot = 0;
+  for (std::size_t j = 0; j < k; ++j) dot += (j == label ? on : off) * row[j];
+  return dot;
+}
+
+/// Rows of at most this many classes go through RowBlock, longer ones one at a time (measured on
+/// forward and backward together, float, AVX2: the blocks take 0.37× the time at 10 classes,
+/// 0.56× at 128, about the same at 256 and 1.3–2× from 512).
+constexpr std::size_t block_classes = 128;
+
 /// A block of up to a register's width of consecutive rows of an (N, K) array, one row a lane:
-/// the cross-entropy's rows are short (a few classes), so a row's exponentials would fill a
-/// register once and leave a scalar tail, and its maximum, sum and logarithm would run one value
-/// at a time. The block is copied transposed into the thread's scratch memory, a column a
+/// a cross-entropy's rows are often short (a few classes), and a short row's exponentials would
+/// fill a register once and leave a scalar tail, and its maximum, sum and logarithm would run one
+/// value at a time. The block is copied transposed into the thread's scratch memory, a column a
 /// register. A lane past the block's last row repeats its first row, so that a row's arithmetic
 /// (and so its bits) is the same in whichever block, on whichever thread, it lies.
 template <class T>
@@ -200,14 +229,17 @@ Array<T> softmax_cross_entropy(const Array<T>& z, const Index& labels, double sm
   const std::size_t n = z.shape()[0], k = z.shape()[1];
   const auto [on, off] = target_values<T>(k, smoothing);
   Array<T> loss = Array<T>::from_shape({n});
+  if (k > block_classes) {
+    detail::parallel_rows(n, k, [&, on = on, off = off](std::size_t i) {
+      const T* row = z.data() + i * k;
+      loss.data()[i] = row_log_sum_exp(row, k) - target_dot(row, k, labels[i], on, off);
+    });
+    return loss;
+  }
   for_row_blocks(z, [&, on = on, off = off](const RowBlock<T>& block, std::size_t first) {
     block.store(block.log_sum_exp(), loss.data() + first);
-    for (std::size_t r = 0; r < block.rows; ++r) {
-      const T* row = block.z + r * k;
-      T dot = 0;
-      for (std::size_t j = 0; j < k; ++j) dot += (j == labels[first + r] ? on : off) * row[j];
-      loss.data()[first + r] -= dot;
-    }
+    for (std::size_t r = 0; r < block.rows; ++r)
+      loss.data()[first + r] -= target_dot(block.z + r * k, k, labels[first + r], on, off);
   });
   return loss;
 }
@@ -228,6 +260,20 @@ Array<T> softmax_cross_entropy_grad(const Array<T>& z, const Array<T>& g, const 
   const std::size_t k = z.shape()[1];
   const auto [on, off] = target_values<T>(k, smoothing);
   Array<T> d = Array<T>::from_shape(z.shape());
+  if (k > block_classes) {
+    detail::parallel_rows(z.shape()[0], k, [&, on = on, off = off](std::size_t i) {
+      const T* row = z.data() + i * k;
+      T* out = d.data() + i * k;
+      const T lse = row_log_sum_exp(row, k), gi = g.data()[i];
+      std::size_t j = 0;
+      for (; j + B::size <= k; j += B::size)
+        ((xsimd::exp(B::load_unaligned(row + j) - B(lse)) - B(off)) * B(gi))
+            .store_unaligned(out + j);
+      for (; j < k; ++j) out[j] = gi * (std::exp(row[j] - lse) - off);
+      out[labels[i]] = gi * (std::exp(row[labels[i]] - lse) - on);
+    });
+    return d;
+  }
   for_row_blocks(z, [&, on = on, off = off](const RowBlock<T>& block, std::size_t first) {
     const B lse = block.log_sum_exp();
     alignas(B::arch_type::alignment()) T p[B::size];

@@ -32,8 +32,8 @@ Shape dropdims_shape(const Shape& shape, const std::vector<long>& axes, const ch
 
 /// log Σ exp(x[i·stride]) of n values, shifted by their maximum so that it cannot overflow (an
 /// infinite maximum is not subtracted; a NaN among the values gives NaN): log_softmax's row loop
-/// (the softmax cross-entropy and its gradient take their rows a register's width at a time, with
-/// the same shift).
+/// (the softmax cross-entropy and its gradient take short rows a register's width at a time, and
+/// long ones contiguously, with the same shift).
 template <class T>
 T log_sum_exp(const T* x, std::size_t n, std::size_t stride) {
   T m = -std::numeric_limits<T>::infinity();

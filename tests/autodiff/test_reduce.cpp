@@ -211,11 +211,12 @@ BOOST_AUTO_TEST_CASE(fused_softmax_cross_entropy) {
 }
 
 BOOST_AUTO_TEST_CASE(softmax_cross_entropy_in_blocks_of_rows) {
-  // The kernel takes the rows a register's width at a time (4 doubles or 8 floats with AVX, a row
-  // a lane), the last block partial: at row counts around those widths every row's loss is the
-  // composite's and the gradient passes gradcheck.
+  // The kernel takes rows of up to 128 classes a register's width at a time (4 doubles or 8
+  // floats with AVX, a row a lane), the last block partial, and longer rows one at a time: at row
+  // counts around those widths every row's loss is the composite's and the gradient passes
+  // gradcheck.
   for (std::size_t n : {1, 3, 4, 5, 8, 9, 17})
-    for (std::size_t k : {1, 3, 10}) {
+    for (std::size_t k : {1, 3, 10, 129}) {
       BOOST_TEST_CONTEXT(n << " rows of " << k) {
         V z = leaf(uniform({n, k}, -3, 3, 10 * n + k));
         std::vector<std::size_t> labels(n);
@@ -232,16 +233,20 @@ BOOST_AUTO_TEST_CASE(softmax_cross_entropy_in_blocks_of_rows) {
         BOOST_TEST(passed(ad::gradcheck(f, {z})));
       }
     }
-  // A NaN in one row of a full block makes that row's loss and gradient NaN, and no other's.
-  Array<double> a = uniform({9, 4}, -2, 2, 3);
-  a(2, 1) = std::numeric_limits<double>::quiet_NaN();
-  V z = leaf(a);
-  V loss = ad::softmax_cross_entropy(z, {0, 1, 2, 3, 0, 1, 2, 3, 0});
-  ad::sum(loss).backward();
-  for (std::size_t i = 0; i < 9; ++i) {
-    BOOST_TEST(std::isnan(loss.value()(i)) == (i == 2), "row " << i);
-    for (std::size_t j = 0; j < 4; ++j)
-      BOOST_TEST(std::isnan(z.grad().value()(i, j)) == (i == 2), "row " << i << " column " << j);
+  // A NaN in one row (of a full block, or a long row) makes that row's loss and gradient NaN,
+  // and no other's.
+  for (std::size_t k : {4, 130}) {
+    Array<double> a = uniform({9, k}, -2, 2, 3);
+    a(2, 1) = std::numeric_limits<double>::quiet_NaN();
+    V z = leaf(a);
+    V loss = ad::softmax_cross_entropy(z, {0, 1, 2, 3, 0, 1, 2, 3, 0});
+    ad::sum(loss).backward();
+    for (std::size_t i = 0; i < 9; ++i) {
+      BOOST_TEST(std::isnan(loss.value()(i)) == (i == 2), k << " classes, row " << i);
+      for (std::size_t j = 0; j < k; ++j)
+        BOOST_TEST(std::isnan(z.grad().value()(i, j)) == (i == 2),
+                   k << " classes, row " << i << " column " << j);
+    }
   }
 }
 
