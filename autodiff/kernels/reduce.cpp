@@ -163,7 +163,7 @@ T target_dot(const T* row, std::size_t k, std::size_t label, T on, T off) {
 
 /// Rows of at most this many classes go through RowBlock, longer ones one at a time (measured on
 /// forward and backward together, float, AVX2: the blocks take 0.37× the time at 10 classes,
-/// 0.56× at 128, about the same at 256 and 1.3–2× from 512).
+/// 0.42–0.74× up to 128, about the same at 256 and 1.2–2.4× from 384).
 constexpr std::size_t block_classes = 128;
 
 /// A block of up to a register's width of consecutive rows of an (N, K) array, one row a lane:
