@@ -144,16 +144,19 @@ Variable<T> softmax_cross_entropy(const Variable<T>& logits, const Index& labels
   const std::size_t n = s[0], k = s[1];
   labels.check_below(k, "softmax_cross_entropy",
                      std::to_string(k) + " classes (logits " + shape_str(s) + ")", true);
+  // Each row's log-sum-exp, kept for the backward (which would otherwise make it again).
+  Array<T> lse;
+  Array<T> loss = kernels::softmax_cross_entropy(logits.value(), labels, label_smoothing, lse);
   return make_op<T>(
-      "softmax_cross_entropy",
-      kernels::softmax_cross_entropy(logits.value(), labels, label_smoothing), {logits},
-      [labels, label_smoothing, n, k](const BackwardContext<T>& c) -> Grads<T> {
+      "softmax_cross_entropy", std::move(loss), {logits},
+      [labels, label_smoothing, n, k,
+       lse = std::move(lse)](const BackwardContext<T>& c) -> Grads<T> {
         // d/dz_ij = g_i * (softmax(z)_ij - t_ij), t = (1 - ε)·onehot(label) + ε/K: the fused
         // kernel computes exactly this; recorded, the same from softmax
         const auto& z = c.input(0);
         if (!c.create_graph)
-          return {Variable<T>(kernels::softmax_cross_entropy_grad(z.value(), c.grad.value(), labels,
-                                                                  label_smoothing))};
+          return {Variable<T>(kernels::softmax_cross_entropy_grad(z.value(), lse, c.grad.value(),
+                                                                  labels, label_smoothing))};
         Variable<T> t(kernels::softmax_cross_entropy_target<T>(labels, k, label_smoothing));
         return {reshape(c.grad, Shape{n, 1}) * (softmax(z, 1) - t)};
       });

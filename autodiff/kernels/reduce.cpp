@@ -225,21 +225,25 @@ void for_row_blocks(const Array<T>& z, F&& body) {
 }  // namespace
 
 template <class T>
-Array<T> softmax_cross_entropy(const Array<T>& z, const Index& labels, double smoothing) {
+Array<T> softmax_cross_entropy(const Array<T>& z, const Index& labels, double smoothing,
+                               Array<T>& lse) {
   const std::size_t n = z.shape()[0], k = z.shape()[1];
   const auto [on, off] = target_values<T>(k, smoothing);
   Array<T> loss = Array<T>::from_shape({n});
+  lse = Array<T>::from_shape({n});
   if (k > block_classes) {
     detail::parallel_rows(n, k, [&, on = on, off = off](std::size_t i) {
       const T* row = z.data() + i * k;
-      loss.data()[i] = row_log_sum_exp(row, k) - target_dot(row, k, labels[i], on, off);
+      lse.data()[i] = row_log_sum_exp(row, k);
+      loss.data()[i] = lse.data()[i] - target_dot(row, k, labels[i], on, off);
     });
     return loss;
   }
   for_row_blocks(z, [&, on = on, off = off](const RowBlock<T>& block, std::size_t first) {
-    block.store(block.log_sum_exp(), loss.data() + first);
+    block.store(block.log_sum_exp(), lse.data() + first);
     for (std::size_t r = 0; r < block.rows; ++r)
-      loss.data()[first + r] -= target_dot(block.z + r * k, k, labels[first + r], on, off);
+      loss.data()[first + r] =
+          lse.data()[first + r] - target_dot(block.z + r * k, k, labels[first + r], on, off);
   });
   return loss;
 }
@@ -254,8 +258,8 @@ Array<T> softmax_cross_entropy_target(const Index& labels, std::size_t classes, 
 }
 
 template <class T>
-Array<T> softmax_cross_entropy_grad(const Array<T>& z, const Array<T>& g, const Index& labels,
-                                    double smoothing) {
+Array<T> softmax_cross_entropy_grad(const Array<T>& z, const Array<T>& lse, const Array<T>& g,
+                                    const Index& labels, double smoothing) {
   using B = xsimd::batch<T>;
   const std::size_t k = z.shape()[1];
   const auto [on, off] = target_values<T>(k, smoothing);
@@ -264,21 +268,23 @@ Array<T> softmax_cross_entropy_grad(const Array<T>& z, const Array<T>& g, const 
     detail::parallel_rows(z.shape()[0], k, [&, on = on, off = off](std::size_t i) {
       const T* row = z.data() + i * k;
       T* out = d.data() + i * k;
-      const T lse = row_log_sum_exp(row, k), gi = g.data()[i];
+      const T li = lse.data()[i], gi = g.data()[i];
       std::size_t j = 0;
       for (; j + B::size <= k; j += B::size)
-        ((xsimd::exp(B::load_unaligned(row + j) - B(lse)) - B(off)) * B(gi))
+        ((xsimd::exp(B::load_unaligned(row + j) - B(li)) - B(off)) * B(gi))
             .store_unaligned(out + j);
-      for (; j < k; ++j) out[j] = gi * (std::exp(row[j] - lse) - off);
-      out[labels[i]] = gi * (std::exp(row[labels[i]] - lse) - on);
+      for (; j < k; ++j) out[j] = gi * (std::exp(row[j] - li) - off);
+      out[labels[i]] = gi * (std::exp(row[labels[i]] - li) - on);
     });
     return d;
   }
   for_row_blocks(z, [&, on = on, off = off](const RowBlock<T>& block, std::size_t first) {
-    const B lse = block.log_sum_exp();
+    // The rows' log-sum-exps in the lanes (a lane past the last row repeats the first's).
     alignas(B::arch_type::alignment()) T p[B::size];
+    for (std::size_t r = 0; r < B::size; ++r) p[r] = lse.data()[first + (r < block.rows ? r : 0)];
+    const B l = B::load_aligned(p);
     for (std::size_t j = 0; j < k; ++j) {  // column by column: softmax(z_i)_j in the lanes
-      xsimd::exp(block.column(j) - lse).store_aligned(p);
+      xsimd::exp(block.column(j) - l).store_aligned(p);
       for (std::size_t r = 0; r < block.rows; ++r) {
         const std::size_t i = first + r;
         d.data()[i * k + j] = g.data()[i] * (p[r] - (j == labels[i] ? on : off));
@@ -335,17 +341,17 @@ Array<std::size_t> arg_extremum(const Array<T>& a, std::size_t axis, bool smalle
   return out;
 }
 
-#define AD_INSTANTIATE(T)                                                                      \
-  template Array<T> sum_to(const Array<T>&, const Shape&);                                     \
-  template Array<T> broadcast_to(const Array<T>&, const Shape&);                               \
-  template Array<T> max_to(const Array<T>&, const Shape&);                                     \
-  template Array<T> log_softmax(const Array<T>&, std::size_t);                                 \
-  template Array<T> softmax_cross_entropy(const Array<T>&, const Index&, double);              \
-  template Array<T> softmax_cross_entropy_target<T>(const Index&, std::size_t, double);        \
-  template Array<T> softmax_cross_entropy_grad(const Array<T>&, const Array<T>&, const Index&, \
-                                               double);                                        \
-  template T squared_distance(const Array<T>&, const Array<T>&);                               \
-  template Array<T> cumsum(const Array<T>&, std::size_t, bool);                                \
+#define AD_INSTANTIATE(T)                                                                         \
+  template Array<T> sum_to(const Array<T>&, const Shape&);                                        \
+  template Array<T> broadcast_to(const Array<T>&, const Shape&);                                  \
+  template Array<T> max_to(const Array<T>&, const Shape&);                                        \
+  template Array<T> log_softmax(const Array<T>&, std::size_t);                                    \
+  template Array<T> softmax_cross_entropy(const Array<T>&, const Index&, double, Array<T>&);      \
+  template Array<T> softmax_cross_entropy_target<T>(const Index&, std::size_t, double);           \
+  template Array<T> softmax_cross_entropy_grad(const Array<T>&, const Array<T>&, const Array<T>&, \
+                                               const Index&, double);                             \
+  template T squared_distance(const Array<T>&, const Array<T>&);                                  \
+  template Array<T> cumsum(const Array<T>&, std::size_t, bool);                                   \
   template Array<std::size_t> arg_extremum(const Array<T>&, std::size_t, bool);
 
 AD_INSTANTIATE(float)

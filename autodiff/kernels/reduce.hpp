@@ -49,18 +49,21 @@ template <class T>
 Array<T> log_softmax(const Array<T>& a, std::size_t axis);
 
 /// Per-row cross-entropy of logits z (N, K) against the distribution t = (1 − ε)·onehot(label) +
-/// ε/K: loss_i = lse(z_i) − Σ_k t_ik z_ik. Labels must be in [0, K) (the op checks them).
+/// ε/K: loss_i = lse(z_i) − Σ_k t_ik z_ik, with lse(z_i) = log Σ_k exp(z_ik) stored in `lse` (N)
+/// for the gradient. Labels must be in [0, K) (the op checks them).
 template <class T>
-Array<T> softmax_cross_entropy(const Array<T>& z, const Index& labels, double smoothing);
+Array<T> softmax_cross_entropy(const Array<T>& z, const Index& labels, double smoothing,
+                               Array<T>& lse);
 
 /// The target distribution t (N, K): 1 − ε + ε/K on each row's label, ε/K elsewhere.
 template <class T>
 Array<T> softmax_cross_entropy_target(const Index& labels, std::size_t classes, double smoothing);
 
-/// Its gradient for the incoming gradient g (N): g_i·(softmax(z_i) − t_i), (N, K).
+/// Its gradient for the incoming gradient g (N): g_i·(softmax(z_i) − t_i), (N, K), with
+/// softmax(z_i) = exp(z_i − lse_i) from the forward's `lse`.
 template <class T>
-Array<T> softmax_cross_entropy_grad(const Array<T>& z, const Array<T>& g, const Index& labels,
-                                    double smoothing);
+Array<T> softmax_cross_entropy_grad(const Array<T>& z, const Array<T>& lse, const Array<T>& g,
+                                    const Index& labels, double smoothing);
 
 /// Running sums along `axis` (from the last element backwards when `reverse`).
 template <class T>
