@@ -112,17 +112,18 @@ BOOST_AUTO_TEST_CASE(gemm_kernel_matches_a_plain_loop) {
   // The products below a few thousand multiply-adds run in the library's own loops (blocks of 4
   // rows by two registers of columns, then one, then the last columns one by one; Bᵀ transposed
   // in 8 × 8 blocks first; a C narrower than a register made transposed when A is; one column as
-  // dot products), the others in the BLAS: every transpose, alpha and beta, padded leading
-  // dimensions, sizes on both sides of each block edge and of the switch, in float and double,
-  // against a plain triple loop in double.
+  // dot products), the others in the BLAS: every transpose, alpha (1 or not) and beta, padded
+  // leading dimensions, sizes on both sides of each block edge and of the switch, in float and
+  // double, against a plain triple loop in double.
   auto check = [](auto zero) {
     using T = decltype(zero);
     for (std::size_t m : {1, 3, 4, 5, 9, 16, 40})
       for (std::size_t n : {1, 2, 7, 8, 9, 16, 17, 40})
         for (std::size_t k : {1, 3, 8, 16, 17, 40})
-          for (int t = 0; t < 4; ++t)
+          for (int t = 0; t < 8; ++t)
             for (double beta : {0.0, 1.0, -0.5}) {
               const bool ta = t & 1, tb = t & 2;
+              const double alpha = t & 4 ? 1.0 : 0.75;
               const std::size_t lda = (ta ? m : k) + 2, ldb = (tb ? k : n) + 1, ldc = n + 3;
               const Array<double> a = uniform({ta ? k : m, lda}, -1, 1, 7);
               const Array<double> b = uniform({tb ? n : k, ldb}, -1, 1, 8);
@@ -130,20 +131,21 @@ BOOST_AUTO_TEST_CASE(gemm_kernel_matches_a_plain_loop) {
               std::vector<T> ta_(a.begin(), a.end()), tb_(b.begin(), b.end()),
                   tc(c.begin(), c.end());
               if (beta == 0.0) std::fill(tc.begin(), tc.end(), T(NAN));  // must not be read
-              ad::kernels::gemm(ta, tb, m, n, k, T(0.75), ta_.data(), lda, tb_.data(), ldb, T(beta),
-                                tc.data(), ldc);
+              ad::kernels::gemm(ta, tb, m, n, k, T(alpha), ta_.data(), lda, tb_.data(), ldb,
+                                T(beta), tc.data(), ldc);
               double worst = 0;
               for (std::size_t i = 0; i < m; ++i)
                 for (std::size_t j = 0; j < n; ++j) {
                   double want = 0;
                   for (std::size_t p = 0; p < k; ++p)
                     want += (ta ? a(p, i) : a(i, p)) * (tb ? b(j, p) : b(p, j));
-                  want = 0.75 * want + (beta == 0.0 ? 0.0 : beta * c(i, j));
+                  want = alpha * want + (beta == 0.0 ? 0.0 : beta * c(i, j));
                   worst = std::max(worst, std::abs(double(tc[i * ldc + j]) - want));
                 }
               const double bound = std::is_same_v<T, float> ? 1e-5 * k : 1e-13 * k;
               BOOST_TEST(worst <= bound, m << "x" << n << "x" << k << " ta " << ta << " tb " << tb
-                                           << " beta " << beta << ": off by " << worst);
+                                           << " alpha " << alpha << " beta " << beta << ": off by "
+                                           << worst);
             }
   };
   check(0.0f);
