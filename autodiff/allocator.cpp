@@ -51,14 +51,17 @@ constexpr bool cache_small = true;
 // Small blocks by size class: class i holds blocks of (i + 1) * 64 bytes, each free block's first
 // bytes pointing to the next. The lists are plain data (constant-initialised, no destructor), so
 // that taking a block costs no check of a thread-local object's construction; an owner object,
-// made the first time the thread fills the cache, empties it when the thread exits.
+// made the first time the thread fills the cache, empties it when the thread exits. Taking and
+// giving a block test nothing else: the lists are empty, and there is no room, unless the owner
+// exists (and has not yet been destroyed) in a build that caches small blocks.
 constexpr std::size_t small_grain = 64;
 constexpr std::size_t small_classes = cached_block_min / small_grain;
 
 struct SmallCache {
   void* head[small_classes];
-  std::size_t bytes;
-  bool owned;  ///< the thread's SmallCacheOwner exists
+  std::size_t room;  ///< bytes the lists may still take
+  bool owned;        ///< the thread's SmallCacheOwner exists
+  /// Frees every listed block.
   void clear() {
     for (void*& h : head)
       while (h) {
@@ -66,14 +69,17 @@ struct SmallCache {
         std::free(h);
         h = next;
       }
-    bytes = 0;
+    room = owned && !caches_gone ? small_cache_capacity : 0;
   }
 };
 
 thread_local SmallCache small_cache{};
 
 struct SmallCacheOwner {
-  SmallCacheOwner() { small_cache.owned = true; }
+  SmallCacheOwner() {
+    small_cache.owned = true;
+    small_cache.room = small_cache_capacity;
+  }
   ~SmallCacheOwner() {
     caches_gone = true;
     small_cache.clear();
@@ -86,17 +92,16 @@ void own_small_cache() {
 }
 
 std::size_t small_class(std::size_t bytes) {
-  return bytes ? (bytes - 1) / small_grain : 0;
+  return (bytes - (bytes != 0)) / small_grain;  // (0 and 1 to 64 bytes: class 0)
 }
 
 /// The block at the head of its class's list, or null (then allocate_small).
 void* take_small(std::size_t bytes) {
-  if (!cache_small || caches_gone) return nullptr;
   const std::size_t cls = small_class(bytes);
   void* p = small_cache.head[cls];
   if (p) {
     small_cache.head[cls] = *static_cast<void**>(p);
-    small_cache.bytes -= (cls + 1) * small_grain;
+    small_cache.room += (cls + 1) * small_grain;
   }
   return p;
 }
@@ -105,12 +110,10 @@ void* take_small(std::size_t bytes) {
 /// free_small).
 bool give_small(void* p, std::size_t bytes) {
   const std::size_t cls = small_class(bytes), size = (cls + 1) * small_grain;
-  if (!cache_small || caches_gone || !small_cache.owned ||
-      small_cache.bytes + size > small_cache_capacity)
-    return false;
+  if (size > small_cache.room) return false;
   *static_cast<void**>(p) = small_cache.head[cls];
   small_cache.head[cls] = p;
-  small_cache.bytes += size;
+  small_cache.room -= size;
   return true;
 }
 
@@ -206,13 +209,16 @@ void update_span() {  // under the lock
   arena_hi = hi;
 }
 
+/// Whether `p` lies within the span of all arenas (two relaxed loads).
+bool in_arena_span(void* p) {
+  const auto at = reinterpret_cast<std::uintptr_t>(p);
+  return at >= arena_lo.load(std::memory_order_relaxed) &&
+         at < arena_hi.load(std::memory_order_relaxed);
+}
+
 /// Frees `p` if it lies in an arena (dropping a view, and the arena when it was the last); returns
 /// whether it did lie in one.
-bool release_if_placed(void* p) {
-  const auto at = reinterpret_cast<std::uintptr_t>(p);
-  if (at < arena_lo.load(std::memory_order_relaxed) ||
-      at >= arena_hi.load(std::memory_order_relaxed))
-    return false;
+[[gnu::noinline]] bool release_if_placed(void* p) {
   std::lock_guard<std::mutex> lock(arena_lock());
   auto& all = arenas();
   for (std::size_t i = 0; i < all.size(); ++i) {
@@ -231,17 +237,33 @@ bool release_if_placed(void* p) {
 thread_local void* placement_at = nullptr;
 thread_local std::size_t placement_bytes = 0;
 
+/// The block that a Placement names, a view of its arena.
+[[gnu::noinline]] void* take_placement() {
+  void* p = placement_at;
+  placement_at = nullptr;
+  std::lock_guard<std::mutex> lock(arena_lock());
+  for (auto& a : arenas())
+    if (static_cast<char*>(p) >= a.begin && static_cast<char*>(p) < a.end) ++a.views;
+  return p;
+}
+
+/// allocate_record's ways other than the head of a small list.
+[[gnu::noinline]] void* allocate_other(std::size_t bytes) {
+  return bytes >= cached_block_min ? allocate_large(bytes) : allocate_small(bytes);
+}
+
+/// free_record's ways other than the head of a small list.
+[[gnu::noinline]] void free_other(void* p, std::size_t bytes) noexcept {
+  if (bytes >= cached_block_min)
+    free_large(p, bytes);
+  else
+    free_small(p, bytes);
+}
+
 }  // namespace
 
 void* allocate_block(std::size_t bytes) {
-  if (placement_at && bytes == placement_bytes) {
-    void* p = placement_at;
-    placement_at = nullptr;
-    std::lock_guard<std::mutex> lock(arena_lock());
-    for (auto& a : arenas())
-      if (static_cast<char*>(p) >= a.begin && static_cast<char*>(p) < a.end) ++a.views;
-    return p;
-  }
+  if (placement_at && bytes == placement_bytes) return take_placement();
   void* p = allocate_record(bytes);
   in_use += static_cast<long long>(bytes);
   peak = std::max(peak, in_use);
@@ -249,24 +271,23 @@ void* allocate_block(std::size_t bytes) {
 }
 
 void free_block(void* p, std::size_t bytes) noexcept {
-  if (!p || release_if_placed(p)) return;
+  if (!p || (in_arena_span(p) && release_if_placed(p))) return;
   in_use -= static_cast<long long>(bytes);
   free_record(p, bytes);
 }
 
-// A small block's usual way, the head of its list, costs no call: the other ways are kept out of
-// line, so that they do not weigh on it.
+// A small block's usual way, the head of its list, costs no call and saves no register: the other
+// ways are kept out of line, so that they do not weigh on it.
 void* allocate_record(std::size_t bytes) {
-  if (bytes >= cached_block_min) return allocate_large(bytes);
-  void* p = take_small(bytes);
-  return p ? p : allocate_small(bytes);
+  if (bytes < cached_block_min)
+    if (void* p = take_small(bytes)) return p;
+  return allocate_other(bytes);
 }
 
 void free_record(void* p, std::size_t bytes) noexcept {
-  if (bytes >= cached_block_min)
-    free_large(p, bytes);
-  else if (!give_small(p, bytes))
-    free_small(p, bytes);
+  if (bytes < cached_block_min && give_small(p, bytes)) [[likely]]
+    return;
+  free_other(p, bytes);
 }
 
 namespace {
