@@ -8,6 +8,7 @@
 #include <array>
 #include <cmath>
 
+#include "autodiff/activation.hpp"
 #include "autodiff/kernels/elementwise.hpp"
 #include "autodiff/ops.hpp"
 
@@ -35,16 +36,6 @@ Variable<T> unary(const char* name, Make&& make, const Variable<T>& a, DF df) {
 
 // Derivatives that are piecewise constant, as numbers and as constant Variables (their own
 // derivative is 0, so they need no graph).
-
-/// [x > 0], and g passes where x is NaN (as in PyTorch's relu).
-template <class T>
-T positive(T x) {
-  return T(!(x <= 0));
-}
-template <class T>
-Variable<T> positive(const Variable<T>& x) {
-  return Variable<T>(kernels::unary(x.value(), [](T v) { return positive(v); }));
-}
 
 /// sign(x): -1, 0 or 1.
 template <class T>
@@ -87,13 +78,6 @@ Variable<T> if_positive(const Variable<T>& x, const Variable<T>& a, const Variab
   const T* px = x.value().data();
   for (std::size_t i = 0; i < m.size(); ++i) m.data()[i] = px[i] > 0;
   return ad::where(m, a, b);
-}
-
-/// 1/(1 + e^-x) of a SIMD batch: exact enough everywhere (e^-x overflows to inf only where the
-/// result is 0).
-template <class B>
-B logistic_of(const B& x) {
-  return B(1) / (B(1) + xsimd::exp(-x));
 }
 
 /// 1/(1+e^-x) for x >= 0 and e^x/(1+e^x) otherwise: no overflow either way.
@@ -143,31 +127,29 @@ Variable<T> abs(const Variable<T>& a) {
       [](const auto& g, const auto& x, const auto&) { return g * sign(x); });
 }
 
+// tanh, sigmoid and relu: their values and rules in activation.hpp, shared with ad::linear's
+// fused activations.
+
 template <class T>
 Variable<T> tanh(const Variable<T>& a) {
   return unary(
       "tanh", [&] { return kernels::simd_map(a.value(), [](auto x) { return xsimd::tanh(x); }); },
-      a,
-      // d/da = g*(1 - tanh(a)²) = g*(1 - y²)
-      [](const auto& g, const auto&, const auto& y) { return g * (1 - y * y); });
+      a, [](const auto& g, const auto&, const auto& y) { return detail::TanhRule()(g, y); });
 }
 
 template <class T>
 Variable<T> sigmoid(const Variable<T>& a) {
   return unary(
       "sigmoid",
-      [&] { return kernels::simd_map(a.value(), [](auto x) { return logistic_of(x); }); }, a,
-      // d/da = g*s*(1 - s), s = y
-      [](const auto& g, const auto&, const auto& y) { return g * y * (1 - y); });
+      [&] { return kernels::simd_map(a.value(), [](auto x) { return detail::logistic_of(x); }); },
+      a, [](const auto& g, const auto&, const auto& y) { return detail::SigmoidRule()(g, y); });
 }
 
 template <class T>
 Variable<T> relu(const Variable<T>& a) {
-  // Written with x <= 0 rather than x > 0, so that NaN goes through (as in IEEE max and PyTorch).
   return unary(
-      "relu", [&] { return kernels::unary(a.value(), [](T x) { return x <= 0 ? T(0) : x; }); }, a,
-      // d/da = g*[a > 0] (g passes where a is NaN, as in PyTorch)
-      [](const auto& g, const auto& x, const auto&) { return g * positive(x); });
+      "relu", [&] { return kernels::unary(a.value(), [](T x) { return detail::relu_of(x); }); }, a,
+      [](const auto& g, const auto&, const auto& y) { return detail::ReluRule()(g, y); });
 }
 
 template <class T>
@@ -330,7 +312,8 @@ std::array<xsimd::batch<T>, 4> lstm_gates(const T* x, const T* h, std::size_t hi
   auto gate = [&](std::size_t k) {
     return load_part(x + at + k * hidden, count) + load_part(h + at + k * hidden, count);
   };
-  return {logistic_of(gate(0)), logistic_of(gate(1)), xsimd::tanh(gate(2)), logistic_of(gate(3))};
+  return {detail::logistic_of(gate(0)), detail::logistic_of(gate(1)), xsimd::tanh(gate(2)),
+          detail::logistic_of(gate(3))};
 }
 
 }  // namespace

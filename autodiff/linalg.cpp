@@ -1,5 +1,6 @@
 #include "autodiff/linalg.hpp"
 
+#include "autodiff/activation.hpp"
 #include "autodiff/kernels/gemm.hpp"
 #include "autodiff/ops.hpp"
 
@@ -46,8 +47,70 @@ Variable<T> matmul(const Variable<T>& a, const Variable<T>& b, bool ta, bool tb)
                     });
 }
 
+namespace {
+
+/// The gradients of y = x·wᵀ + b for the inputs of c (x, w and, when there are three, b) from g,
+/// the gradient of y: d/dx = g·w, d/dw = gᵀ·x (over all rows), d/db = Σ_rows g.
 template <class T>
-Variable<T> linear(const Variable<T>& x, const Variable<T>& w, const Variable<T>& b) {
+Grads<T> linear_grads(const BackwardContext<T>& c, const Variable<T>& g) {
+  const auto& x = c.input(0);
+  const auto& w = c.input(1);
+  const bool need_b = c.inputs.size() == 3 && c.needs(2);
+  const std::size_t out_features = w.shape()[0], in_features = w.shape()[1];
+  if (!c.create_graph) {  // first order: the three products in one kernel
+    Grads<T> grads(c.inputs.size());
+    T* dx = c.needs(0) ? detail::new_gradient(grads, 0, x.shape()) : nullptr;
+    T* dw = c.needs(1) ? detail::new_gradient(grads, 1, w.shape()) : nullptr;
+    T* db = need_b ? detail::new_gradient(grads, 2, Shape{out_features}) : nullptr;
+    kernels::linear_backward(g.value().data(), x.value().data(), w.value().data(),
+                             x.size() / std::max<std::size_t>(in_features, 1), in_features,
+                             out_features, dx, dw, db);
+    return grads;
+  }
+  const bool flat = x.dim() == 2;
+  Variable<T> g2 =
+      flat ? g : reshape(g, Shape{x.size() / std::max<std::size_t>(in_features, 1), out_features});
+  Grads<T> grads(c.inputs.size());
+  if (c.needs(0)) grads[0] = flat ? matmul(g2, w) : reshape(matmul(g2, w), x.shape());
+  if (c.needs(1)) {
+    Variable<T> x2 = flat ? x : reshape(x, Shape{g2.shape()[0], in_features});
+    grads[1] = matmul(g2, x2, true, false);
+  }
+  if (need_b) grads[2] = sum_to(g, c.input(2).shape());
+  return grads;
+}
+
+/// The gradient of the activation's input, rule(g, y) from the output y: recorded under
+/// create_graph; otherwise one pass, into g itself when nothing else holds it.
+template <class T, class Rule>
+Variable<T> through_activation(const BackwardContext<T>& c, Rule rule) {
+  if (c.create_graph) return rule(c.grad, c.output);
+  auto scalar = [rule](T g, T y) { return rule(g, y); };
+  if (c.grad_exclusive) {
+    Variable<T> g = c.grad;
+    kernels::map_into(g.mutable_value(), scalar, c.output.value());
+    return g;
+  }
+  return Variable<T>(kernels::map(scalar, c.grad.value(), c.output.value()));
+}
+
+/// f(y) in place, f the activation's value (the standalone ops' code: the same bits).
+template <class T>
+void activate(Array<T>& y, Activation act) {
+  if (act == Activation::relu) {
+    kernels::map_into(y, [](T v) { return detail::relu_of(v); });
+  } else if (act == Activation::tanh) {
+    kernels::simd_map_into(y, [](auto v) { return xsimd::tanh(v); });
+  } else if (act == Activation::sigmoid) {
+    kernels::simd_map_into(y, [](auto v) { return detail::logistic_of(v); });
+  }
+}
+
+}  // namespace
+
+template <class T>
+Variable<T> linear(const Variable<T>& x, const Variable<T>& w, const Variable<T>& b,
+                   Activation act) {
   const Shape& sx = x.shape();
   const Shape& sw = w.shape();
   if (sw.size() != 2 || sx.empty() || sx.back() != sw[1])
@@ -60,45 +123,41 @@ Variable<T> linear(const Variable<T>& x, const Variable<T>& w, const Variable<T>
   Shape shape = sx;
   shape.back() = outf;
   auto make = [&] {
-    return kernels::linear(x.value(), w.value(), b.defined() ? b.value().data() : nullptr, shape);
+    Array<T> y =
+        kernels::linear(x.value(), w.value(), b.defined() ? b.value().data() : nullptr, shape);
+    activate(y, act);
+    return y;
   };
+  auto backward = [act](const BackwardContext<T>& c) -> Grads<T> {
+    switch (act) {
+      case Activation::relu:
+        return linear_grads(c, through_activation(c, detail::ReluRule()));
+      case Activation::tanh:
+        return linear_grads(c, through_activation(c, detail::TanhRule()));
+      case Activation::sigmoid:
+        return linear_grads(c, through_activation(c, detail::SigmoidRule()));
+      default:
+        return linear_grads(c, c.grad);
+    }
+  };
+  static constexpr const char* names[] = {"linear", "linear_relu", "linear_tanh", "linear_sigmoid"};
+  const char* name = names[static_cast<int>(act)];
+  if (b.defined()) return make_op_in_place<T>(name, make, {x, w, b}, backward);
+  return make_op_in_place<T>(name, make, {x, w}, backward);
+}
 
-  auto backward = [](const BackwardContext<T>& c) -> Grads<T> {
-    // y = x·wᵀ + b: d/dx = g·w, d/dw = gᵀ·x (over all rows), d/db = Σ_rows g
-    const auto& x = c.input(0);
-    const auto& w = c.input(1);
-    const bool need_b = c.inputs.size() == 3 && c.needs(2);
-    const std::size_t out_features = w.shape()[0], in_features = w.shape()[1];
-    if (!c.create_graph) {  // first order: the three products in one kernel
-      Grads<T> grads(c.inputs.size());
-      T* dx = c.needs(0) ? detail::new_gradient(grads, 0, x.shape()) : nullptr;
-      T* dw = c.needs(1) ? detail::new_gradient(grads, 1, w.shape()) : nullptr;
-      T* db = need_b ? detail::new_gradient(grads, 2, Shape{out_features}) : nullptr;
-      kernels::linear_backward(c.grad.value().data(), x.value().data(), w.value().data(),
-                               x.size() / std::max<std::size_t>(in_features, 1), in_features,
-                               out_features, dx, dw, db);
-      return grads;
-    }
-    const bool flat = x.dim() == 2;
-    Variable<T> g2 = flat ? c.grad
-                          : reshape(c.grad, Shape{x.size() / std::max<std::size_t>(in_features, 1),
-                                                  out_features});
-    Grads<T> grads(c.inputs.size());
-    if (c.needs(0)) grads[0] = flat ? matmul(g2, w) : reshape(matmul(g2, w), x.shape());
-    if (c.needs(1)) {
-      Variable<T> x2 = flat ? x : reshape(x, Shape{g2.shape()[0], in_features});
-      grads[1] = matmul(g2, x2, true, false);
-    }
-    if (need_b) grads[2] = sum_to(c.grad, c.input(2).shape());
-    return grads;
-  };
-  if (b.defined()) return make_op_in_place<T>("linear", make, {x, w, b}, backward);
-  return make_op_in_place<T>("linear", make, {x, w}, backward);
+template <class T>
+Variable<T> linear(const Variable<T>& x, const Variable<T>& w, const Variable<T>& b) {
+  return linear(x, w, b, Activation::none);
 }
 
 template <class T>
 std::vector<const void*> linalg_ops() {
-  return detail::addresses(&matmul<T>, &linear<T>);
+  using Linear = Variable<T> (*)(const Variable<T>&, const Variable<T>&, const Variable<T>&);
+  using Activated =
+      Variable<T> (*)(const Variable<T>&, const Variable<T>&, const Variable<T>&, Activation);
+  return detail::addresses(&matmul<T>, static_cast<Linear>(&linear<T>),
+                           static_cast<Activated>(&linear<T>));
 }
 template std::vector<const void*> linalg_ops<float>();
 template std::vector<const void*> linalg_ops<double>();

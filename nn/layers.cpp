@@ -27,6 +27,11 @@ Variable<T> Linear<T>::forward(const Variable<T>& x) {
   return linear(x, weight(), bias());
 }
 
+template <class T>
+Variable<T> Linear<T>::forward(const Variable<T>& x, Activation act) {
+  return linear(x, weight(), bias(), act);
+}
+
 // ---- Convolutions
 
 template <class T>

@@ -8,6 +8,7 @@
 
 #include "autodiff/conv.hpp"
 #include "autodiff/index.hpp"
+#include "autodiff/linalg.hpp"
 #include "nn/init.hpp"
 #include "nn/module.hpp"
 
@@ -22,6 +23,8 @@ class Linear : public Module<T> {
   Linear(std::size_t in, std::size_t out, Generator& rng, bool bias = true);
   /// The layer applied to x.
   Variable<T> forward(const Variable<T>& x) override;
+  /// act(the layer applied to x), in one op (ad::linear with an Activation).
+  Variable<T> forward(const Variable<T>& x, Activation act);
   /// The weight.
   Variable<T>& weight() { return this->parameter(weight_); }
   /// The bias; an undefined Variable (defined() is false) when built without one.

@@ -161,7 +161,10 @@ class Sequential : public Module<T> {
     return this->children().at(i).second;
   }
 
-  /// Runs the modules in order; an error names the module that raised it.
+  /// Runs the modules in order; an error names the module that raised it. A Linear followed by a
+  /// ReLU, Tanh or Sigmoid (exactly those classes) runs as one op, ad::linear with the activation
+  /// (the same values and gradients, one recorded op fewer), except while nn::summary notes
+  /// each module's call.
   Variable<T> forward(const Variable<T>& x) override;
 };
 

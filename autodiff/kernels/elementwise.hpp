@@ -198,19 +198,16 @@ void map_into(Array<T>& dst, Op op, const A&... rest) {
                        });
 }
 
-/// out = f(a) elementwise, with f taking and returning an xsimd batch (xsimd::exp, ...). Every
-/// element goes through the same SIMD code, the tail too (padded): xtensor's own assignment
+/// po[i] = f(pa[i]) for n elements (po may be pa), with f taking and returning an xsimd batch
+/// (xsimd::exp, ...). Every element goes through the same SIMD code, the tail too (padded):
+/// xtensor's own assignment
 /// computes the elements before the first 64-byte boundary with the scalar function instead,
 /// so its results changed in the last bit with the address malloc returned, and training runs
 /// were not bit-reproducible.
 template <class T, class F>
-Array<T> simd_map(const Array<T>& a, F f) {
+void simd_apply(const T* pa, T* po, std::size_t n, F f) {
   using B = xsimd::batch<T>;
   constexpr std::size_t width = B::size;
-  Array<T> out(a.shape());
-  const T* pa = a.data();
-  T* po = out.data();
-  const std::size_t n = a.size();
   // Whole batches split between threads; the tail, if any, after them: each element goes through
   // the same code whatever the thread count.
   detail::parallel_for(n / width, detail::elementwise_grain() / width,
@@ -225,7 +222,20 @@ Array<T> simd_map(const Array<T>& a, F f) {
     f(B::load_aligned(buffer)).store_aligned(buffer);
     std::copy(buffer, buffer + (n - i), po + i);
   }
+}
+
+/// out = f(a) elementwise, as simd_apply computes it.
+template <class T, class F>
+Array<T> simd_map(const Array<T>& a, F f) {
+  Array<T> out(a.shape());
+  simd_apply(a.data(), out.data(), a.size(), f);
   return out;
+}
+
+/// a = f(a) elementwise in place, as simd_map computes it.
+template <class T, class F>
+void simd_map_into(Array<T>& a, F f) {
+  simd_apply(a.data(), a.data(), a.size(), f);
 }
 
 }  // namespace ad::kernels

@@ -1,5 +1,8 @@
-// matmul (2-D, batched, transposed) and linear: gradchecks, values against a plain loop, errors.
+// matmul (2-D, batched, transposed) and linear (with and without an activation): gradchecks,
+// values against a plain loop and against the separate ops, errors.
 #include <boost/test/unit_test.hpp>
+
+#include <cstring>
 
 #include "autodiff/kernels/gemm.hpp"
 #include "helpers.hpp"
@@ -106,6 +109,70 @@ BOOST_AUTO_TEST_CASE(linear_layer) {
   BOOST_TEST(passed(ad::gradcheck(f, {leaf(uniform({3})), w, b})));
   BOOST_CHECK_THROW(ad::linear(leaf(uniform({4, 2})), w, b), ad::Error);
   BOOST_CHECK_THROW(ad::linear(x, w, leaf(uniform({3}))), ad::Error);
+}
+
+namespace {
+
+template <class T>
+Array<T> converted(const Array<double>& a) {
+  Array<T> out = Array<T>::from_shape(a.shape());
+  std::copy(a.begin(), a.end(), out.begin());
+  return out;
+}
+
+template <class T>
+bool same_bits(const Array<T>& a, const Array<T>& b) {
+  return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(linear_with_an_activation_is_the_two_ops_to_the_bit) {
+  // act(x·wᵀ + b) in one op against linear then relu, tanh or sigmoid: the same values and the
+  // same gradients of x, w and b, bit for bit, in float and double, for 2-D and 3-D x, with a
+  // pre-activation exactly 0 (ReLU's kink), one NaN and large ones (saturated tanh and sigmoid).
+  using Act = ad::Activation;
+  auto check = [](auto zero, Act act, const Shape& xs) {
+    using T = decltype(zero);
+    using VT = ad::Variable<T>;
+    Array<T> xa = converted<T>(uniform(xs, -1, 1, 11));
+    const std::size_t in = xs.back();
+    Array<T> wa = converted<T>(uniform({5, in}, -1, 1, 12));
+    Array<T> ba = converted<T>(uniform({5}, -1, 1, 13));
+    ba(0) = 0;
+    std::fill_n(xa.data(), in, T(0));  // the first row's first pre-activation is exactly 0
+    xa.data()[in + 1] = T(NAN);        // the second row's all NaN
+    xa.data()[2 * in] = T(40);         // the third's large
+    VT x1(xa, true), w1(wa, true), b1(ba, true), x2(xa, true), w2(wa, true), b2(ba, true);
+    const VT fused = ad::linear(x1, w1, b1, act);
+    const VT pre = ad::linear(x2, w2, b2);
+    const VT two = act == Act::relu   ? ad::relu(pre)
+                   : act == Act::tanh ? ad::tanh(pre)
+                                      : ad::sigmoid(pre);
+    BOOST_TEST(same_bits(fused.value(), two.value()));
+    const VT seed(converted<T>(uniform(fused.shape(), -1, 1, 14)));
+    fused.backward(seed);
+    two.backward(seed);
+    BOOST_TEST(same_bits(x1.grad().value(), x2.grad().value()));
+    BOOST_TEST(same_bits(w1.grad().value(), w2.grad().value()));
+    BOOST_TEST(same_bits(b1.grad().value(), b2.grad().value()));
+  };
+  for (Act act : {Act::relu, Act::tanh, Act::sigmoid})
+    for (const Shape& xs : {Shape{7, 3}, Shape{2, 4, 9}}) {
+      check(0.0f, act, xs);
+      check(0.0, act, xs);
+    }
+  V x = leaf(uniform({4, 3}, -1, 1, 1));
+  V w = leaf(uniform({2, 3}, -1, 1, 2));
+  V b = leaf(uniform({2}, -1, 1, 3));
+  for (Act act : {Act::relu, Act::tanh, Act::sigmoid}) {
+    auto f = [act](const auto& x, const auto& w, const auto& b) {
+      return ad::linear(x, w, b, act);
+    };
+    BOOST_TEST(passed(ad::gradcheck(f, {x, w, b}, ad::test::second_order())));
+  }
+  BOOST_TEST(std::string(ad::linear(x, w, b, Act::tanh).op_name()) == "linear_tanh");
+  BOOST_CHECK_THROW(ad::linear(leaf(uniform({4, 2})), w, b, Act::relu), ad::Error);
 }
 
 BOOST_AUTO_TEST_CASE(gemm_kernel_matches_a_plain_loop) {

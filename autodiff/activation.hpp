@@ -1,0 +1,59 @@
+// The activations that ad::linear can apply to its output inside its own op, defined once for
+// that op and for the standalone ops (relu, tanh, sigmoid in elementwise.cpp): each one's value
+// (on numbers or SIMD batches) and its derivative written from the output y = f(x), as
+// df(g, y) = g·f'(x), on numbers (the fused first-order rules) and on Variables (recorded, for
+// create_graph). The fused op's values and gradients are the standalone op's, to the bit.
+#pragma once
+
+#include <xsimd/xsimd.hpp>
+
+#include "autodiff/kernels/elementwise.hpp"
+#include "autodiff/ops.hpp"
+
+namespace ad::detail {
+
+/// max(x, 0), written with x <= 0 so that NaN goes through (as in IEEE max and PyTorch).
+template <class T>
+T relu_of(T x) {
+  return x <= 0 ? T(0) : x;
+}
+
+/// 1/(1 + e^-x) of a SIMD batch: exact enough everywhere (e^-x overflows to inf only where the
+/// result is 0).
+template <class B>
+B logistic_of(const B& x) {
+  return B(1) / (B(1) + xsimd::exp(-x));
+}
+
+/// [y > 0] for y = relu(x): [x > 0], and 1 where x (so y) is NaN, so that g passes there (as in
+/// PyTorch).
+template <class T>
+T relu_slope(T y) {
+  return T(!(y <= 0));
+}
+template <class T>
+Variable<T> relu_slope(const Variable<T>& y) {
+  return Variable<T>(kernels::unary(y.value(), [](T v) { return relu_slope(v); }));
+}
+
+/// g·f'(x) from g and y = f(x).
+struct ReluRule {
+  template <class G, class Y>
+  auto operator()(const G& g, const Y& y) const {
+    return g * relu_slope(y);
+  }
+};
+struct TanhRule {  // 1 - tanh(x)² = 1 - y²
+  template <class G, class Y>
+  auto operator()(const G& g, const Y& y) const {
+    return g * (1 - y * y);
+  }
+};
+struct SigmoidRule {  // s(x)·(1 - s(x)) = y·(1 - y)
+  template <class G, class Y>
+  auto operator()(const G& g, const Y& y) const {
+    return g * y * (1 - y);
+  }
+};
+
+}  // namespace ad::detail
