@@ -67,9 +67,10 @@ def matmul(a, b, trans_a=False, trans_b=False):
     return np.matmul(a, b)
 
 
-def linear(x, w, b=None):
+def linear(x, w, b=None, activation=None):
     y = x @ w.T
-    return y if b is None else y + b
+    if b is not None: y = y + b
+    return {None: lambda v: v, "relu": relu, "tanh": tanh, "sigmoid": sigmoid}[activation](y)
 
 
 def _windows(n, k, stride, pad, h, w):

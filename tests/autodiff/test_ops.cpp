@@ -375,6 +375,25 @@ void product_cases(std::vector<Case>& cases, Draw& d) {
                                          x.size() == 3 ? x[2] : std::decay_t<decltype(x[0])>());
                      })});
   }
+  // With an activation applied in the same op.
+  const std::pair<ad::Activation, const char*> activations[] = {
+      {ad::Activation::relu, "relu"},
+      {ad::Activation::tanh, "tanh"},
+      {ad::Activation::sigmoid, "sigmoid"}};
+  for (int i = 0; i < 6; ++i) {
+    const auto [act, name] = activations[i % 3];
+    const std::size_t in = 1 + d.index(4), out = 1 + d.index(4);
+    Shape sx = d.shape(1, 3);
+    sx.back() = in;
+    std::vector<Array<double>> inputs = {d.values(sx), d.values({out, in})};
+    if (i < 3) inputs.push_back(d.values({out}));
+    cases.push_back({"linear_" + std::string(name) + " " + ad::shape_str(sx), "linear",
+                     R"({"activation": ")" + std::string(name) + R"("})", inputs,
+                     fn([act = act](const auto& x) {
+                       return ad::linear(
+                           x[0], x[1], x.size() == 3 ? x[2] : std::decay_t<decltype(x[0])>(), act);
+                     })});
+  }
 }
 
 void conv_cases(std::vector<Case>& cases, Draw& d) {
