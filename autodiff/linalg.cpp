@@ -111,6 +111,9 @@ void activate(Array<T>& y, Activation act) {
 template <class T>
 Variable<T> linear(const Variable<T>& x, const Variable<T>& w, const Variable<T>& b,
                    Activation act) {
+  if (act != Activation::none && act != Activation::relu && act != Activation::tanh &&
+      act != Activation::sigmoid)
+    fail("linear: unknown activation ", static_cast<int>(act));
   const Shape& sx = x.shape();
   const Shape& sw = w.shape();
   if (sw.size() != 2 || sx.empty() || sx.back() != sw[1])

@@ -200,10 +200,9 @@ void map_into(Array<T>& dst, Op op, const A&... rest) {
 
 /// po[i] = f(pa[i]) for n elements (po may be pa), with f taking and returning an xsimd batch
 /// (xsimd::exp, ...). Every element goes through the same SIMD code, the tail too (padded):
-/// xtensor's own assignment
-/// computes the elements before the first 64-byte boundary with the scalar function instead,
-/// so its results changed in the last bit with the address malloc returned, and training runs
-/// were not bit-reproducible.
+/// xtensor's own assignment computes the elements before the first 64-byte boundary with the
+/// scalar function instead, so its results changed in the last bit with the address malloc
+/// returned, and training runs were not bit-reproducible.
 template <class T, class F>
 void simd_apply(const T* pa, T* po, std::size_t n, F f) {
   using B = xsimd::batch<T>;

@@ -173,6 +173,10 @@ BOOST_AUTO_TEST_CASE(linear_with_an_activation_is_the_two_ops_to_the_bit) {
   }
   BOOST_TEST(std::string(ad::linear(x, w, b, Act::tanh).op_name()) == "linear_tanh");
   BOOST_CHECK_THROW(ad::linear(leaf(uniform({4, 2})), w, b, Act::relu), ad::Error);
+  BOOST_CHECK_EXCEPTION(ad::linear(x, w, b, static_cast<Act>(9)), ad::Error,
+                        [](const ad::Error& e) {
+                          return std::string(e.what()).find("linear: unknown activation 9") == 0;
+                        });
 }
 
 BOOST_AUTO_TEST_CASE(gemm_kernel_matches_a_plain_loop) {
