@@ -92,7 +92,7 @@ void own_small_cache() {
 }
 
 std::size_t small_class(std::size_t bytes) {
-  return (bytes - (bytes != 0)) / small_grain;  // (0 and 1 to 64 bytes: class 0)
+  return bytes ? (bytes - 1) / small_grain : 0;
 }
 
 /// The block at the head of its class's list, or null (then allocate_small).
@@ -276,8 +276,8 @@ void free_block(void* p, std::size_t bytes) noexcept {
   free_record(p, bytes);
 }
 
-// A small block's usual way, the head of its list, costs no call and saves no register: the other
-// ways are kept out of line, so that they do not weigh on it.
+// A small block's usual way, the head of its list, costs no call: the other ways are kept out of
+// line, so that they do not weigh on it.
 void* allocate_record(std::size_t bytes) {
   if (bytes < cached_block_min)
     if (void* p = take_small(bytes)) return p;
@@ -285,9 +285,7 @@ void* allocate_record(std::size_t bytes) {
 }
 
 void free_record(void* p, std::size_t bytes) noexcept {
-  if (bytes < cached_block_min && give_small(p, bytes)) [[likely]]
-    return;
-  free_other(p, bytes);
+  if (bytes >= cached_block_min || !give_small(p, bytes)) free_other(p, bytes);
 }
 
 namespace {
