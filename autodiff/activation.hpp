@@ -2,7 +2,8 @@
 // that op and for the standalone ops (relu, tanh, sigmoid in elementwise.cpp): each one's value
 // (on numbers or SIMD batches) and its derivative written from the output y = f(x), as
 // df(g, y) = g·f'(x), on numbers (the fused first-order rules) and on Variables (recorded, for
-// create_graph). The fused op's values and gradients are the standalone op's, to the bit.
+// create_graph). The fused op's values and gradients are the standalone op's, to the bit; the
+// rules run through elementwise_rule, as every elementwise op's do.
 #pragma once
 
 #include <xsimd/xsimd.hpp>
@@ -11,6 +12,21 @@
 #include "autodiff/ops.hpp"
 
 namespace ad::detail {
+
+/// df(g, operands...), the gradient that an elementwise rule passes back: recorded under
+/// create_graph (on Variables, differentiable again); otherwise one pass over the numbers, into g
+/// itself when nothing else holds it. The elementwise ops and linear's activations use it.
+template <class T, class DF, class... V>
+Variable<T> elementwise_rule(const BackwardContext<T>& c, DF df, const V&... operands) {
+  if (c.create_graph) return df(c.grad, operands...);
+  auto scalar = [&df](T g, auto... v) { return df(g, v...); };
+  if (c.grad_exclusive) {
+    Variable<T> g = c.grad;
+    kernels::map_into(g.mutable_value(), scalar, operands.value()...);
+    return g;
+  }
+  return Variable<T>(kernels::map(scalar, c.grad.value(), operands.value()...));
+}
 
 /// max(x, 0), written with x <= 0 so that NaN goes through (as in IEEE max and PyTorch).
 template <class T>

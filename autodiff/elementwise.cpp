@@ -21,16 +21,7 @@ namespace {
 template <class T, class Make, class DF>
 Variable<T> unary(const char* name, Make&& make, const Variable<T>& a, DF df) {
   return make_op_in_place<T>(name, make, {a}, [df](const BackwardContext<T>& c) -> Grads<T> {
-    if (c.create_graph) return {df(c.grad, c.input(0), c.output)};
-    // One pass over (g, x, y), in place into g when nothing else holds it.
-    auto scalar = [&df](T g, T x, T y) { return df(g, x, y); };
-    if (c.grad_exclusive) {
-      Variable<T> g = c.grad;
-      kernels::map_into(g.mutable_value(), scalar, c.input(0).value(), c.output.value());
-      return {g};
-    }
-    return {
-        Variable<T>(kernels::map(scalar, c.grad.value(), c.input(0).value(), c.output.value()))};
+    return {detail::elementwise_rule(c, df, c.input(0), c.output)};
   });
 }
 

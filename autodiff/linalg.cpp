@@ -80,20 +80,6 @@ Grads<T> linear_grads(const BackwardContext<T>& c, const Variable<T>& g) {
   return grads;
 }
 
-/// The gradient of the activation's input, rule(g, y) from the output y: recorded under
-/// create_graph; otherwise one pass, into g itself when nothing else holds it.
-template <class T, class Rule>
-Variable<T> through_activation(const BackwardContext<T>& c, Rule rule) {
-  if (c.create_graph) return rule(c.grad, c.output);
-  auto scalar = [rule](T g, T y) { return rule(g, y); };
-  if (c.grad_exclusive) {
-    Variable<T> g = c.grad;
-    kernels::map_into(g.mutable_value(), scalar, c.output.value());
-    return g;
-  }
-  return Variable<T>(kernels::map(scalar, c.grad.value(), c.output.value()));
-}
-
 /// f(y) in place, f the activation's value (the standalone ops' code: the same bits).
 template <class T>
 void activate(Array<T>& y, Activation act) {
@@ -134,11 +120,11 @@ Variable<T> linear(const Variable<T>& x, const Variable<T>& w, const Variable<T>
   auto backward = [act](const BackwardContext<T>& c) -> Grads<T> {
     switch (act) {
       case Activation::relu:
-        return linear_grads(c, through_activation(c, detail::ReluRule()));
+        return linear_grads(c, detail::elementwise_rule(c, detail::ReluRule(), c.output));
       case Activation::tanh:
-        return linear_grads(c, through_activation(c, detail::TanhRule()));
+        return linear_grads(c, detail::elementwise_rule(c, detail::TanhRule(), c.output));
       case Activation::sigmoid:
-        return linear_grads(c, through_activation(c, detail::SigmoidRule()));
+        return linear_grads(c, detail::elementwise_rule(c, detail::SigmoidRule(), c.output));
       default:
         return linear_grads(c, c.grad);
     }

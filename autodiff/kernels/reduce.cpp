@@ -190,6 +190,13 @@ struct RowBlock {
   /// Column j of the block's rows, across the lanes.
   B column(std::size_t j) const { return B::load_unaligned(columns + j * B::size); }
 
+  /// The block's rows' values of a per-row array (per_row[0] for the first), across the lanes.
+  B lanes(const T* per_row) const {
+    alignas(B::arch_type::alignment()) T lane[B::size];
+    for (std::size_t r = 0; r < B::size; ++r) lane[r] = per_row[r < rows ? r : 0];
+    return B::load_aligned(lane);
+  }
+
   /// Per lane: log Σ_j exp(z_j), shifted by the row's maximum so that it cannot overflow (an
   /// infinite maximum is not subtracted; a NaN in the row gives NaN through the sum).
   B log_sum_exp() const {
@@ -279,10 +286,8 @@ Array<T> softmax_cross_entropy_grad(const Array<T>& z, const Array<T>& lse, cons
     return d;
   }
   for_row_blocks(z, [&, on = on, off = off](const RowBlock<T>& block, std::size_t first) {
-    // The rows' log-sum-exps in the lanes (a lane past the last row repeats the first's).
+    const B l = block.lanes(lse.data() + first);  // the rows' log-sum-exps
     alignas(B::arch_type::alignment()) T p[B::size];
-    for (std::size_t r = 0; r < B::size; ++r) p[r] = lse.data()[first + (r < block.rows ? r : 0)];
-    const B l = B::load_aligned(p);
     for (std::size_t j = 0; j < k; ++j) {  // column by column: softmax(z_i)_j in the lanes
       xsimd::exp(block.column(j) - l).store_aligned(p);
       for (std::size_t r = 0; r < block.rows; ++r) {
