@@ -6,5 +6,6 @@
 #include "autodiff/functional.hpp"
 #include "autodiff/gradcheck.hpp"
 #include "autodiff/ops.hpp"
+#include "autodiff/program.hpp"
 #include "autodiff/threads.hpp"
 #include "autodiff/variable.hpp"

@@ -4,6 +4,7 @@
 #include <unordered_set>
 
 #include "autodiff/ops.hpp"
+#include "autodiff/trace.hpp"
 
 namespace ad {
 
@@ -47,7 +48,8 @@ template <class T>
 Variable<T> checkpoint(const typename detail::identity<CheckpointFn<T>>::type& fn,
                        const std::vector<Variable<T>>& inputs) {
   if (!fn) fail("checkpoint: the function is empty");
-  if (!is_grad_enabled()) return fn(inputs);
+  // Nothing to recompute without a graph; in a trace, fn's own ops are the program's nodes.
+  if (!is_grad_enabled() || detail::active_trace<T>) return fn(inputs);
   const std::uint64_t start = detail::next_seq();
   Variable<T> out = fn(inputs);
   if (!out.defined()) fail("checkpoint: the function returned an undefined Variable");

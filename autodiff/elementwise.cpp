@@ -11,18 +11,25 @@
 #include "autodiff/activation.hpp"
 #include "autodiff/kernels/elementwise.hpp"
 #include "autodiff/ops.hpp"
+#include "autodiff/trace.hpp"
 
 namespace ad {
 
 namespace {
 
 /// The op whose forward value `make()` returns, with the backward rule g·f'(x) given by
-/// `df(g, x, y)`.
-template <class T, class Make, class DF>
-Variable<T> unary(const char* name, Make&& make, const Variable<T>& a, DF df) {
-  return make_op_in_place<T>(name, make, {a}, [df](const BackwardContext<T>& c) -> Grads<T> {
-    return {detail::elementwise_rule(c, df, c.input(0), c.output)};
-  });
+/// `df(g, x, y)`; `attributes` (name, value, ...) describe it to a trace.
+template <class T, class Make, class DF, class... A>
+Variable<T> unary(const char* name, Make&& make, const Variable<T>& a, DF df,
+                  const A&... attributes) {
+  return detail::traced<T>(
+      name, {&a},
+      [&] {
+        return make_op_in_place<T>(name, make, {a}, [df](const BackwardContext<T>& c) -> Grads<T> {
+          return {detail::elementwise_rule(c, df, c.input(0), c.output)};
+        });
+      },
+      attributes...);
 }
 
 // Derivatives that are piecewise constant, as numbers and as constant Variables (their own
@@ -150,7 +157,8 @@ Variable<T> leaky_relu(const Variable<T>& a, double slope) {
       "leaky_relu",
       [&] { return kernels::unary(a.value(), [s](T x) { return x > 0 ? x : s * x; }); }, a,
       // d/da = g*(a > 0 ? 1 : slope)
-      [s](const auto& g, const auto& x, const auto&) { return g * slope_of(x, s); });
+      [s](const auto& g, const auto& x, const auto&) { return g * slope_of(x, s); }, "slope",
+      slope);
 }
 
 template <class T>
@@ -174,7 +182,8 @@ Variable<T> clamp(const Variable<T>& a, double lo, double hi) {
       },
       a,
       // d/da = g*[lo <= a <= hi]
-      [l, h](const auto& g, const auto& x, const auto&) { return g * inside(x, l, h); });
+      [l, h](const auto& g, const auto& x, const auto&) { return g * inside(x, l, h); }, "lo", lo,
+      "hi", hi);
 }
 
 template <class T>
@@ -226,9 +235,8 @@ Variable<T> elu(const Variable<T>& a, double alpha) {
       },
       a,
       // d/da = g for a > 0, g*alpha*e^a = g*(y + alpha) otherwise
-      [al](const auto& g, const auto& x, const auto& y) {
-        return if_positive(x, g, g * (y + al));
-      });
+      [al](const auto& g, const auto& x, const auto& y) { return if_positive(x, g, g * (y + al)); },
+      "alpha", alpha);
 }
 
 template <class T>
@@ -312,62 +320,65 @@ std::array<xsimd::batch<T>, 4> lstm_gates(const T* x, const T* h, std::size_t hi
 template <class T>
 Variable<T> lstm_cell(const Variable<T>& input_gates, const Variable<T>& hidden_gates,
                       const Variable<T>& c) {
-  const Shape& sx = input_gates.shape();
-  const Shape& sc = c.shape();
-  if (sx.size() != 2 || sc.size() != 2 || sx[0] != sc[0] || sx[1] != 4 * sc[1] ||
-      hidden_gates.shape() != sx)
-    fail("lstm_cell: gates ", shape_str(sx), " and ", shape_str(hidden_gates.shape()), " and cell ",
-         shape_str(sc), " do not match (gates are (N, 4H), the cell (N, H))");
-  const std::size_t rows = sc[0], hidden = sc[1];
-  Array<T> out = Array<T>::from_shape({rows, 2 * hidden});
-  {
-    const T* px = input_gates.value().data();
-    const T* ph = hidden_gates.value().data();
-    const T* pc = c.value().data();
-    T* po = out.data();
-    lstm_cell_positions<T>(rows, hidden, [&](std::size_t r, std::size_t j, std::size_t count) {
-      const auto [i, f, n, o] = lstm_gates(px, ph, hidden, r, j, count);
-      const auto c2 = f * load_part(pc + r * hidden + j, count) + i * n;
-      store_part(o * xsimd::tanh(c2), po + r * 2 * hidden + j, count);
-      store_part(c2, po + r * 2 * hidden + hidden + j, count);
-    });
-  }
-  auto backward = [](const BackwardContext<T>& ctx) {
-    const std::size_t rows = ctx.input(2).shape()[0], H = ctx.input(2).shape()[1];
-    if (ctx.create_graph) {  // the same derivative on Variables, recorded
-      const Variable<T> g = ctx.input(0) + ctx.input(1);
-      const Variable<T>& c = ctx.input(2);
-      const Variable<T> i = sigmoid(slice(g, 1, 0, H)), f = sigmoid(slice(g, 1, H, 2 * H)),
-                        n = tanh(slice(g, 1, 2 * H, 3 * H)), o = sigmoid(slice(g, 1, 3 * H, 4 * H));
-      const auto d = lstm_cell_grads(i, f, n, o, c, tanh(f * c + i * n), slice(ctx.grad, 1, 0, H),
-                                     slice(ctx.grad, 1, H, 2 * H));
-      const Variable<T> dg = concatenate<T>({d[0], d[1], d[2], d[3]}, 1);
-      return Grads<T>{dg, dg, d[4]};
+  return detail::traced<T>("lstm_cell", {&input_gates, &hidden_gates, &c}, [&] {
+    const Shape& sx = input_gates.shape();
+    const Shape& sc = c.shape();
+    if (sx.size() != 2 || sc.size() != 2 || sx[0] != sc[0] || sx[1] != 4 * sc[1] ||
+        hidden_gates.shape() != sx)
+      fail("lstm_cell: gates ", shape_str(sx), " and ", shape_str(hidden_gates.shape()),
+           " and cell ", shape_str(sc), " do not match (gates are (N, 4H), the cell (N, H))");
+    const std::size_t rows = sc[0], hidden = sc[1];
+    Array<T> out = Array<T>::from_shape({rows, 2 * hidden});
+    {
+      const T* px = input_gates.value().data();
+      const T* ph = hidden_gates.value().data();
+      const T* pc = c.value().data();
+      T* po = out.data();
+      lstm_cell_positions<T>(rows, hidden, [&](std::size_t r, std::size_t j, std::size_t count) {
+        const auto [i, f, n, o] = lstm_gates(px, ph, hidden, r, j, count);
+        const auto c2 = f * load_part(pc + r * hidden + j, count) + i * n;
+        store_part(o * xsimd::tanh(c2), po + r * 2 * hidden + j, count);
+        store_part(c2, po + r * 2 * hidden + hidden + j, count);
+      });
     }
-    // Both gate inputs get the same gradient, made once.
-    Grads<T> grads(3);
-    const bool gates = ctx.needs(0) || ctx.needs(1);
-    T* dg = gates ? detail::new_gradient(grads, 0, Shape{rows, 4 * H}) : nullptr;
-    T* dc = ctx.needs(2) ? detail::new_gradient(grads, 2, Shape{rows, H}) : nullptr;
-    const T* px = ctx.input(0).value().data();
-    const T* ph = ctx.input(1).value().data();
-    const T* pc = ctx.input(2).value().data();
-    const T* po = ctx.output.value().data();
-    const T* pd = ctx.grad.value().data();
-    lstm_cell_positions<T>(rows, H, [&](std::size_t r, std::size_t j, std::size_t count) {
-      const auto [i, f, n, o] = lstm_gates(px, ph, H, r, j, count);
-      const std::size_t at = r * 2 * H + j;
-      const auto d = lstm_cell_grads(i, f, n, o, load_part(pc + r * H + j, count),
-                                     xsimd::tanh(load_part(po + at + H, count)),
-                                     load_part(pd + at, count), load_part(pd + at + H, count));
-      if (dg)
-        for (std::size_t k = 0; k < 4; ++k) store_part(d[k], dg + r * 4 * H + k * H + j, count);
-      if (dc) store_part(d[4], dc + r * H + j, count);
-    });
-    if (gates) grads[1] = grads[0];
-    return grads;
-  };
-  return make_op<T>("lstm_cell", std::move(out), {input_gates, hidden_gates, c}, backward);
+    auto backward = [](const BackwardContext<T>& ctx) {
+      const std::size_t rows = ctx.input(2).shape()[0], H = ctx.input(2).shape()[1];
+      if (ctx.create_graph) {  // the same derivative on Variables, recorded
+        const Variable<T> g = ctx.input(0) + ctx.input(1);
+        const Variable<T>& c = ctx.input(2);
+        const Variable<T> i = sigmoid(slice(g, 1, 0, H)), f = sigmoid(slice(g, 1, H, 2 * H)),
+                          n = tanh(slice(g, 1, 2 * H, 3 * H)),
+                          o = sigmoid(slice(g, 1, 3 * H, 4 * H));
+        const auto d = lstm_cell_grads(i, f, n, o, c, tanh(f * c + i * n), slice(ctx.grad, 1, 0, H),
+                                       slice(ctx.grad, 1, H, 2 * H));
+        const Variable<T> dg = concatenate<T>({d[0], d[1], d[2], d[3]}, 1);
+        return Grads<T>{dg, dg, d[4]};
+      }
+      // Both gate inputs get the same gradient, made once.
+      Grads<T> grads(3);
+      const bool gates = ctx.needs(0) || ctx.needs(1);
+      T* dg = gates ? detail::new_gradient(grads, 0, Shape{rows, 4 * H}) : nullptr;
+      T* dc = ctx.needs(2) ? detail::new_gradient(grads, 2, Shape{rows, H}) : nullptr;
+      const T* px = ctx.input(0).value().data();
+      const T* ph = ctx.input(1).value().data();
+      const T* pc = ctx.input(2).value().data();
+      const T* po = ctx.output.value().data();
+      const T* pd = ctx.grad.value().data();
+      lstm_cell_positions<T>(rows, H, [&](std::size_t r, std::size_t j, std::size_t count) {
+        const auto [i, f, n, o] = lstm_gates(px, ph, H, r, j, count);
+        const std::size_t at = r * 2 * H + j;
+        const auto d = lstm_cell_grads(i, f, n, o, load_part(pc + r * H + j, count),
+                                       xsimd::tanh(load_part(po + at + H, count)),
+                                       load_part(pd + at, count), load_part(pd + at + H, count));
+        if (dg)
+          for (std::size_t k = 0; k < 4; ++k) store_part(d[k], dg + r * 4 * H + k * H + j, count);
+        if (dc) store_part(d[4], dc + r * H + j, count);
+      });
+      if (gates) grads[1] = grads[0];
+      return grads;
+    };
+    return make_op<T>("lstm_cell", std::move(out), {input_gates, hidden_gates, c}, backward);
+  });
 }
 
 template <class T>
@@ -379,5 +390,34 @@ std::vector<const void*> elementwise_ops() {
 }
 template std::vector<const void*> elementwise_ops<float>();
 template std::vector<const void*> elementwise_ops<double>();
+
+namespace detail {
+template <class T>
+Replays<T> elementwise_replays() {
+  using In = std::vector<Variable<T>>;
+  using A = AttributeReader;
+  return {
+      {"exp", [](const In& x, const A&) { return exp(x.at(0)); }},
+      {"log", [](const In& x, const A&) { return log(x.at(0)); }},
+      {"sqrt", [](const In& x, const A&) { return sqrt(x.at(0)); }},
+      {"abs", [](const In& x, const A&) { return abs(x.at(0)); }},
+      {"tanh", [](const In& x, const A&) { return tanh(x.at(0)); }},
+      {"sigmoid", [](const In& x, const A&) { return sigmoid(x.at(0)); }},
+      {"relu", [](const In& x, const A&) { return relu(x.at(0)); }},
+      {"leaky_relu",
+       [](const In& x, const A& a) { return leaky_relu(x.at(0), a.number("slope")); }},
+      {"softplus", [](const In& x, const A&) { return softplus(x.at(0)); }},
+      {"clamp",
+       [](const In& x, const A& a) { return clamp(x.at(0), a.number("lo"), a.number("hi")); }},
+      {"erf", [](const In& x, const A&) { return erf(x.at(0)); }},
+      {"sin", [](const In& x, const A&) { return sin(x.at(0)); }},
+      {"cos", [](const In& x, const A&) { return cos(x.at(0)); }},
+      {"elu", [](const In& x, const A& a) { return elu(x.at(0), a.number("alpha")); }},
+      {"lstm_cell", [](const In& x, const A&) { return lstm_cell(x.at(0), x.at(1), x.at(2)); }},
+  };
+}
+template Replays<float> elementwise_replays<float>();
+template Replays<double> elementwise_replays<double>();
+}  // namespace detail
 
 }  // namespace ad

@@ -13,6 +13,7 @@
 
 #include "autodiff/kernels/indexing.hpp"
 #include "autodiff/ops.hpp"
+#include "autodiff/trace.hpp"
 #include "autodiff/variable.hpp"
 
 namespace ad {
@@ -238,6 +239,7 @@ class BackwardPass {
 
   std::vector<Variable<T>> run(const Variable<T>& root, const Variable<T>& seed) {
     GradModeGuard mode(create_graph_);
+    TraceSuspend<T> untraced;  // a trace describes the forward computation only
     if (!wanted_ && hooked_leaves() > 0) count_hooked_edges(root);
     route(root, checked_seed(root, seed));
     while (!heap_.empty()) {

@@ -3,6 +3,7 @@
 #include "autodiff/activation.hpp"
 #include "autodiff/kernels/gemm.hpp"
 #include "autodiff/ops.hpp"
+#include "autodiff/trace.hpp"
 
 namespace ad {
 
@@ -16,35 +17,44 @@ std::string operand_str(const char* name, const Shape& s, bool trans) {
 
 template <class T>
 Variable<T> matmul(const Variable<T>& a, const Variable<T>& b, bool ta, bool tb) {
-  const Shape& sa = a.shape();
-  const Shape& sb = b.shape();
-  if (sa.size() < 2 || sa.size() > 3 || sb.size() < 2 || sb.size() > 3)
-    fail("matmul: operands must be 2-D or 3-D, got ", operand_str("a", sa, ta), " and ",
-         operand_str("b", sb, tb));
-  const std::size_t ra = sa[sa.size() - 2], ca = sa[sa.size() - 1];
-  const std::size_t rb = sb[sb.size() - 2], cb = sb[sb.size() - 1];
-  const std::size_t k = ta ? ra : ca, kb = tb ? cb : rb;
-  if (k != kb)
-    fail("matmul: inner dimensions differ: ", operand_str("a", sa, ta), ", ",
-         operand_str("b", sb, tb));
-  const std::size_t batch_a = sa.size() == 3 ? sa[0] : 0;
-  const std::size_t batch_b = sb.size() == 3 ? sb[0] : 0;
-  if (batch_a && batch_b && batch_a != batch_b)
-    fail("matmul: batch sizes differ: ", operand_str("a", sa, ta), ", ", operand_str("b", sb, tb));
-  return make_op<T>("matmul", kernels::matmul(a.value(), b.value(), ta, tb), {a, b},
-                    [ta, tb](const BackwardContext<T>& c) -> Grads<T> {
-                      // C = op(A)·op(B): d/dA = G·op(B)ᵀ, d/dB = op(A)ᵀ·G, each written as one
-                      // matmul with transpose flags (sum_to folds a shared 2-D operand's batch).
-                      const auto& a = c.input(0);
-                      const auto& b = c.input(1);
-                      const auto& g = c.grad;
-                      Variable<T> da, db;
-                      if (c.needs(0)) da = !ta ? matmul(g, b, false, !tb) : matmul(b, g, tb, true);
-                      if (c.needs(1)) db = !tb ? matmul(a, g, !ta, false) : matmul(g, a, true, ta);
-                      if (da.defined()) da = sum_to(da, a.shape());
-                      if (db.defined()) db = sum_to(db, b.shape());
-                      return {da, db};
-                    });
+  return detail::traced<T>(
+      "matmul", {&a, &b},
+      [&] {
+        const Shape& sa = a.shape();
+        const Shape& sb = b.shape();
+        if (sa.size() < 2 || sa.size() > 3 || sb.size() < 2 || sb.size() > 3)
+          fail("matmul: operands must be 2-D or 3-D, got ", operand_str("a", sa, ta), " and ",
+               operand_str("b", sb, tb));
+        const std::size_t ra = sa[sa.size() - 2], ca = sa[sa.size() - 1];
+        const std::size_t rb = sb[sb.size() - 2], cb = sb[sb.size() - 1];
+        const std::size_t k = ta ? ra : ca, kb = tb ? cb : rb;
+        if (k != kb)
+          fail("matmul: inner dimensions differ: ", operand_str("a", sa, ta), ", ",
+               operand_str("b", sb, tb));
+        const std::size_t batch_a = sa.size() == 3 ? sa[0] : 0;
+        const std::size_t batch_b = sb.size() == 3 ? sb[0] : 0;
+        if (batch_a && batch_b && batch_a != batch_b)
+          fail("matmul: batch sizes differ: ", operand_str("a", sa, ta), ", ",
+               operand_str("b", sb, tb));
+        return make_op<T>("matmul", kernels::matmul(a.value(), b.value(), ta, tb), {a, b},
+                          [ta, tb](const BackwardContext<T>& c) -> Grads<T> {
+                            // C = op(A)·op(B): d/dA = G·op(B)ᵀ, d/dB = op(A)ᵀ·G, each written as
+                            // one matmul with transpose flags (sum_to folds a shared 2-D operand's
+                            // batch).
+                            const auto& a = c.input(0);
+                            const auto& b = c.input(1);
+                            const auto& g = c.grad;
+                            Variable<T> da, db;
+                            if (c.needs(0))
+                              da = !ta ? matmul(g, b, false, !tb) : matmul(b, g, tb, true);
+                            if (c.needs(1))
+                              db = !tb ? matmul(a, g, !ta, false) : matmul(g, a, true, ta);
+                            if (da.defined()) da = sum_to(da, a.shape());
+                            if (db.defined()) db = sum_to(db, b.shape());
+                            return {da, db};
+                          });
+      },
+      "trans_a", ta, "trans_b", tb);
 }
 
 namespace {
@@ -78,6 +88,18 @@ Grads<T> linear_grads(const BackwardContext<T>& c, const Variable<T>& g) {
   }
   if (need_b) grads[2] = sum_to(g, c.input(2).shape());
   return grads;
+}
+
+const char* activation_name(Activation act) {
+  static constexpr const char* names[] = {"none", "relu", "tanh", "sigmoid"};
+  return names[static_cast<int>(act)];
+}
+
+/// The Activation of a name activation_name gives.
+Activation activation_of(const std::string& name) {
+  for (Activation a : {Activation::none, Activation::relu, Activation::tanh, Activation::sigmoid})
+    if (name == activation_name(a)) return a;
+  fail("linear: unknown activation '", name, "'");
 }
 
 /// f(y) in place, f the activation's value (the standalone ops' code: the same bits).
@@ -131,8 +153,13 @@ Variable<T> linear(const Variable<T>& x, const Variable<T>& w, const Variable<T>
   };
   static constexpr const char* names[] = {"linear", "linear_relu", "linear_tanh", "linear_sigmoid"};
   const char* name = names[static_cast<int>(act)];
-  if (b.defined()) return make_op_in_place<T>(name, make, {x, w, b}, backward);
-  return make_op_in_place<T>(name, make, {x, w}, backward);
+  return detail::traced<T>(
+      "linear", {&x, &w, &b},
+      [&] {
+        if (b.defined()) return make_op_in_place<T>(name, make, {x, w, b}, backward);
+        return make_op_in_place<T>(name, make, {x, w}, backward);
+      },
+      "activation", activation_name(act));
 }
 
 template <class T>
@@ -150,5 +177,26 @@ std::vector<const void*> linalg_ops() {
 }
 template std::vector<const void*> linalg_ops<float>();
 template std::vector<const void*> linalg_ops<double>();
+
+namespace detail {
+template <class T>
+Replays<T> linalg_replays() {
+  using In = std::vector<Variable<T>>;
+  using A = AttributeReader;
+  return {
+      {"matmul",
+       [](const In& x, const A& a) {
+         return matmul(x.at(0), x.at(1), a.flag("trans_a"), a.flag("trans_b"));
+       }},
+      {"linear",
+       [](const In& x, const A& a) {
+         return linear(x.at(0), x.at(1), x.size() > 2 ? x[2] : Variable<T>(),
+                       activation_of(a.text("activation")));
+       }},
+  };
+}
+template Replays<float> linalg_replays<float>();
+template Replays<double> linalg_replays<double>();
+}  // namespace detail
 
 }  // namespace ad

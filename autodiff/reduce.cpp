@@ -7,6 +7,7 @@
 #include "autodiff/kernels/elementwise.hpp"
 #include "autodiff/kernels/reduce.hpp"
 #include "autodiff/ops.hpp"
+#include "autodiff/trace.hpp"
 
 namespace ad {
 
@@ -38,174 +39,238 @@ Variable<T> max_keep(const Variable<T>& a, const Shape& keep) {
 
 template <class T>
 Variable<T> sum(const Variable<T>& a) {
-  return sum_to(a, Shape{});
+  return detail::traced<T>(
+      "sum", {&a}, [&] { return sum_to(a, Shape{}); }, "axes", std::vector<long>{}, "keepdims",
+      false);
 }
 
 template <class T>
 Variable<T> sum(const Variable<T>& a, const std::vector<long>& axes, bool keepdims) {
-  Shape keep = kernels::keepdims_shape(a.shape(), axes, "sum");
-  return finish(sum_to(a, keep), a.shape(), axes, keepdims, "sum");
+  return detail::traced<T>(
+      "sum", {&a},
+      [&] {
+        Shape keep = kernels::keepdims_shape(a.shape(), axes, "sum");
+        return finish(sum_to(a, keep), a.shape(), axes, keepdims, "sum");
+      },
+      "axes", axes, "keepdims", keepdims);
 }
 
 template <class T>
 Variable<T> mean(const Variable<T>& a) {
-  return affine(sum(a), 1.0 / static_cast<double>(a.size()), 0.0);
+  return detail::traced<T>(
+      "mean", {&a}, [&] { return affine(sum(a), 1.0 / static_cast<double>(a.size()), 0.0); },
+      "axes", std::vector<long>{}, "keepdims", false);
 }
 
 template <class T>
 Variable<T> mean(const Variable<T>& a, const std::vector<long>& axes, bool keepdims) {
-  Shape keep = kernels::keepdims_shape(a.shape(), axes, "mean");
-  const double count = static_cast<double>(a.size()) / static_cast<double>(shape_size(keep));
-  return affine(sum(a, axes, keepdims), 1.0 / count, 0.0);
+  return detail::traced<T>(
+      "mean", {&a},
+      [&] {
+        Shape keep = kernels::keepdims_shape(a.shape(), axes, "mean");
+        const double count = static_cast<double>(a.size()) / static_cast<double>(shape_size(keep));
+        return affine(sum(a, axes, keepdims), 1.0 / count, 0.0);
+      },
+      "axes", axes, "keepdims", keepdims);
 }
 
 template <class T>
 Variable<T> max(const Variable<T>& a) {
-  return max(a, {}, false);
+  return detail::traced<T>(
+      "max", {&a}, [&] { return max(a, {}, false); }, "axes", std::vector<long>{}, "keepdims",
+      false);
 }
 
 template <class T>
 Variable<T> max(const Variable<T>& a, const std::vector<long>& axes, bool keepdims) {
-  Shape keep = kernels::keepdims_shape(a.shape(), axes, "max");
-  if (a.size() == 0) fail("max: cannot reduce an empty tensor of shape ", shape_str(a.shape()));
-  return finish(max_keep(a, keep), a.shape(), axes, keepdims, "max");
+  return detail::traced<T>(
+      "max", {&a},
+      [&] {
+        Shape keep = kernels::keepdims_shape(a.shape(), axes, "max");
+        if (a.size() == 0)
+          fail("max: cannot reduce an empty tensor of shape ", shape_str(a.shape()));
+        return finish(max_keep(a, keep), a.shape(), axes, keepdims, "max");
+      },
+      "axes", axes, "keepdims", keepdims);
 }
 
 template <class T>
 Variable<T> min(const Variable<T>& a) {
-  return -max(-a);
+  return detail::traced<T>(
+      "min", {&a}, [&] { return -max(-a); }, "axes", std::vector<long>{}, "keepdims", false);
 }
 
 template <class T>
 Variable<T> min(const Variable<T>& a, const std::vector<long>& axes, bool keepdims) {
-  return -max(-a, axes, keepdims);
+  return detail::traced<T>(
+      "min", {&a}, [&] { return -max(-a, axes, keepdims); }, "axes", axes, "keepdims", keepdims);
 }
 
 template <class T>
 Variable<T> log_sum_exp(const Variable<T>& a, const std::vector<long>& axes, bool keepdims) {
-  Shape keep = kernels::keepdims_shape(a.shape(), axes, "log_sum_exp");
-  // lse(a) = m + log(Σ exp(a - m)) for any constant m; the maximum keeps exp from overflowing.
-  Variable<T> shift(kernels::unary(kernels::max_to(a.value(), keep),
-                                   [](T m) { return std::isfinite(m) ? m : T(0); }));
-  Variable<T> kept = shift + log(sum_to(exp(a - shift), keep));
-  return finish(kept, a.shape(), axes, keepdims, "log_sum_exp");
+  return detail::traced<T>(
+      "log_sum_exp", {&a},
+      [&] {
+        Shape keep = kernels::keepdims_shape(a.shape(), axes, "log_sum_exp");
+        // lse(a) = m + log(Σ exp(a - m)) for any constant m; the maximum keeps exp from
+        // overflowing.
+        Variable<T> shift(kernels::unary(kernels::max_to(a.value(), keep),
+                                         [](T m) { return std::isfinite(m) ? m : T(0); }));
+        Variable<T> kept = shift + log(sum_to(exp(a - shift), keep));
+        return finish(kept, a.shape(), axes, keepdims, "log_sum_exp");
+      },
+      "axes", axes, "keepdims", keepdims);
 }
 
 template <class T>
 Variable<T> log_softmax(const Variable<T>& a, long axis) {
-  const std::size_t ax = normalize_axis(axis, a.shape(), "log_softmax");
-  return make_op<T>("log_softmax", kernels::log_softmax(a.value(), ax), {a},
-                    [ax](const BackwardContext<T>& c) -> Grads<T> {
-                      // d/da = g - softmax(a) * Σ_axis g, softmax(a) = exp(out)
-                      return {c.grad - exp(c.output) * sum(c.grad, {long(ax)}, true)};
-                    });
+  return detail::traced<T>(
+      "log_softmax", {&a},
+      [&] {
+        const std::size_t ax = normalize_axis(axis, a.shape(), "log_softmax");
+        return make_op<T>("log_softmax", kernels::log_softmax(a.value(), ax), {a},
+                          [ax](const BackwardContext<T>& c) -> Grads<T> {
+                            // d/da = g - softmax(a) * Σ_axis g, softmax(a) = exp(out)
+                            return {c.grad - exp(c.output) * sum(c.grad, {long(ax)}, true)};
+                          });
+      },
+      "axis", axis);
 }
 
 template <class T>
 Variable<T> softmax(const Variable<T>& a, long axis) {
-  return exp(log_softmax(a, axis));
+  return detail::traced<T>(
+      "softmax", {&a}, [&] { return exp(log_softmax(a, axis)); }, "axis", axis);
 }
 
 template <class T>
 Variable<T> squared_distance(const Variable<T>& a, const Variable<T>& b, double scale) {
-  if (!same_shape(a.shape(), b.shape()))
-    fail("squared_distance: shapes ", shape_str(a.shape()), " and ", shape_str(b.shape()),
-         " differ");
-  const T s = static_cast<T>(scale);
-  return make_op_in_place<T>(
-      "squared_distance",
-      [&] { return Array<T>(kernels::squared_distance(a.value(), b.value()) * s); }, {a, b},
-      [s](const BackwardContext<T>& c) -> Grads<T> {
-        // d/da = 2·scale·g(a − b), d/db = −d/da: one definition over numbers and Variables
-        auto d = [s](const auto& g, const auto& a, const auto& b) {
-          return (a - b) * (g * (s * 2));
-        };
-        Variable<T> da;
-        if (c.create_graph) {
-          da = d(c.grad, c.input(0), c.input(1));
-        } else {
-          const T g = c.grad.item();
-          da = Variable<T>(kernels::map([&](T x, T y) { return d(g, x, y); }, c.input(0).value(),
-                                        c.input(1).value()));
-        }
-        return {c.needs(0) ? da : Variable<T>(), c.needs(1) ? -da : Variable<T>()};
-      });
+  return detail::traced<T>(
+      "squared_distance", {&a, &b},
+      [&] {
+        if (!same_shape(a.shape(), b.shape()))
+          fail("squared_distance: shapes ", shape_str(a.shape()), " and ", shape_str(b.shape()),
+               " differ");
+        const T s = static_cast<T>(scale);
+        return make_op_in_place<T>(
+            "squared_distance",
+            [&] { return Array<T>(kernels::squared_distance(a.value(), b.value()) * s); }, {a, b},
+            [s](const BackwardContext<T>& c) -> Grads<T> {
+              // d/da = 2·scale·g(a − b), d/db = −d/da: one definition over numbers and Variables
+              auto d = [s](const auto& g, const auto& a, const auto& b) {
+                return (a - b) * (g * (s * 2));
+              };
+              Variable<T> da;
+              if (c.create_graph) {
+                da = d(c.grad, c.input(0), c.input(1));
+              } else {
+                const T g = c.grad.item();
+                da = Variable<T>(kernels::map([&](T x, T y) { return d(g, x, y); },
+                                              c.input(0).value(), c.input(1).value()));
+              }
+              return {c.needs(0) ? da : Variable<T>(), c.needs(1) ? -da : Variable<T>()};
+            });
+      },
+      "scale", scale);
 }
 
 template <class T>
 Variable<T> softmax_cross_entropy(const Variable<T>& logits, const Index& labels,
                                   double label_smoothing) {
-  const Shape& s = logits.shape();
-  if (s.size() != 2) fail("softmax_cross_entropy: logits must be (N, K), got ", shape_str(s));
-  if (labels.size() != s[0])
-    fail("softmax_cross_entropy: ", labels.size(), " labels for logits ", shape_str(s));
-  if (!(label_smoothing >= 0 && label_smoothing <= 1))
-    fail("softmax_cross_entropy: label smoothing ", label_smoothing, " is not in [0, 1]");
-  const std::size_t n = s[0], k = s[1];
-  labels.check_below(k, "softmax_cross_entropy",
-                     std::to_string(k) + " classes (logits " + shape_str(s) + ")", true);
-  // Each row's log-sum-exp, kept for the backward (which would otherwise make it again).
-  Array<T> lse;
-  Array<T> loss = kernels::softmax_cross_entropy(logits.value(), labels, label_smoothing, lse);
-  return make_op<T>(
-      "softmax_cross_entropy", std::move(loss), {logits},
-      [labels, label_smoothing, n, k,
-       lse = std::move(lse)](const BackwardContext<T>& c) -> Grads<T> {
-        // d/dz_ij = g_i * (softmax(z)_ij - t_ij), t = (1 - ε)·onehot(label) + ε/K: the fused
-        // kernel computes exactly this; recorded, the same from softmax
-        const auto& z = c.input(0);
-        if (!c.create_graph)
-          return {Variable<T>(kernels::softmax_cross_entropy_grad(z.value(), lse, c.grad.value(),
-                                                                  labels, label_smoothing))};
-        Variable<T> t(kernels::softmax_cross_entropy_target<T>(labels, k, label_smoothing));
-        return {reshape(c.grad, Shape{n, 1}) * (softmax(z, 1) - t)};
-      });
+  return detail::traced<T>(
+      "softmax_cross_entropy", {&logits},
+      [&] {
+        const Shape& s = logits.shape();
+        if (s.size() != 2) fail("softmax_cross_entropy: logits must be (N, K), got ", shape_str(s));
+        if (labels.size() != s[0])
+          fail("softmax_cross_entropy: ", labels.size(), " labels for logits ", shape_str(s));
+        if (!(label_smoothing >= 0 && label_smoothing <= 1))
+          fail("softmax_cross_entropy: label smoothing ", label_smoothing, " is not in [0, 1]");
+        const std::size_t n = s[0], k = s[1];
+        labels.check_below(k, "softmax_cross_entropy",
+                           std::to_string(k) + " classes (logits " + shape_str(s) + ")", true);
+        // Each row's log-sum-exp, kept for the backward (which would otherwise make it again).
+        Array<T> lse;
+        Array<T> loss =
+            kernels::softmax_cross_entropy(logits.value(), labels, label_smoothing, lse);
+        return make_op<T>(
+            "softmax_cross_entropy", std::move(loss), {logits},
+            [labels, label_smoothing, n, k,
+             lse = std::move(lse)](const BackwardContext<T>& c) -> Grads<T> {
+              // d/dz_ij = g_i * (softmax(z)_ij - t_ij), t = (1 - ε)·onehot(label) + ε/K: the fused
+              // kernel computes exactly this; recorded, the same from softmax
+              const auto& z = c.input(0);
+              if (!c.create_graph)
+                return {Variable<T>(kernels::softmax_cross_entropy_grad(
+                    z.value(), lse, c.grad.value(), labels, label_smoothing))};
+              Variable<T> t(kernels::softmax_cross_entropy_target<T>(labels, k, label_smoothing));
+              return {reshape(c.grad, Shape{n, 1}) * (softmax(z, 1) - t)};
+            });
+      },
+      "labels", labels, "label_smoothing", label_smoothing);
 }
 
 template <class T>
 Variable<T> var(const Variable<T>& a, const std::vector<long>& axes, double correction,
                 bool keepdims) {
-  Shape keep = kernels::keepdims_shape(a.shape(), axes, "var");
-  const double n = static_cast<double>(a.size()) / static_cast<double>(shape_size(keep));
-  Variable<T> d = a - mean(a, axes, true);
-  return sum(d * d, axes, keepdims) / static_cast<T>(std::max(n - correction, 0.0));
+  return detail::traced<T>(
+      "var", {&a},
+      [&] {
+        Shape keep = kernels::keepdims_shape(a.shape(), axes, "var");
+        const double n = static_cast<double>(a.size()) / static_cast<double>(shape_size(keep));
+        Variable<T> d = a - mean(a, axes, true);
+        return sum(d * d, axes, keepdims) / static_cast<T>(std::max(n - correction, 0.0));
+      },
+      "axes", axes, "correction", correction, "keepdims", keepdims);
 }
 
 template <class T>
 Variable<T> std(const Variable<T>& a, const std::vector<long>& axes, double correction,
                 bool keepdims) {
-  return sqrt(var(a, axes, correction, keepdims));
+  return detail::traced<T>(
+      "std", {&a}, [&] { return sqrt(var(a, axes, correction, keepdims)); }, "axes", axes,
+      "correction", correction, "keepdims", keepdims);
 }
 
 template <class T>
 Variable<T> norm(const Variable<T>& a, double p, const std::vector<long>& axes, bool keepdims) {
-  if (!(p > 0)) fail("norm: p must be > 0 (or infinity), got ", p);
-  if (std::isinf(p)) return max(abs(a), axes, keepdims);
-  if (p == 1) return sum(abs(a), axes, keepdims);
-  if (p != 2) return pow(sum(pow(abs(a), p), axes, keepdims), 1.0 / p);
-  Shape keep = kernels::keepdims_shape(a.shape(), axes, "norm");
-  Array<T> y = kernels::sum_to(kernels::unary(a.value(), [](T x) { return x * x; }), keep);
-  for (auto& v : y) v = std::sqrt(v);
-  Variable<T> kept =
-      make_op<T>("norm", std::move(y), {a}, [](const BackwardContext<T>& c) -> Grads<T> {
-        // d/da = g*a/y, and 0 where y = 0 (the zero vector's subgradient, as in PyTorch)
-        Mask positive = Mask::from_shape(c.output.shape());
-        for (std::size_t i = 0; i < positive.size(); ++i)
-          positive.data()[i] = c.output.value().data()[i] > 0;
-        Variable<T> y = ad::where(positive, c.output, scalar(T(1)));
-        return {c.input(0) * ad::where(positive, c.grad / y, scalar(T(0)))};
-      });
-  return finish(kept, a.shape(), axes, keepdims, "norm");
+  return detail::traced<T>(
+      "norm", {&a},
+      [&] {
+        if (!(p > 0)) fail("norm: p must be > 0 (or infinity), got ", p);
+        if (std::isinf(p)) return max(abs(a), axes, keepdims);
+        if (p == 1) return sum(abs(a), axes, keepdims);
+        if (p != 2) return pow(sum(pow(abs(a), p), axes, keepdims), 1.0 / p);
+        Shape keep = kernels::keepdims_shape(a.shape(), axes, "norm");
+        Array<T> y = kernels::sum_to(kernels::unary(a.value(), [](T x) { return x * x; }), keep);
+        for (auto& v : y) v = std::sqrt(v);
+        Variable<T> kept =
+            make_op<T>("norm", std::move(y), {a}, [](const BackwardContext<T>& c) -> Grads<T> {
+              // d/da = g*a/y, and 0 where y = 0 (the zero vector's subgradient, as in PyTorch)
+              Mask positive = Mask::from_shape(c.output.shape());
+              for (std::size_t i = 0; i < positive.size(); ++i)
+                positive.data()[i] = c.output.value().data()[i] > 0;
+              Variable<T> y = ad::where(positive, c.output, scalar(T(1)));
+              return {c.input(0) * ad::where(positive, c.grad / y, scalar(T(0)))};
+            });
+        return finish(kept, a.shape(), axes, keepdims, "norm");
+      },
+      "p", p, "axes", axes, "keepdims", keepdims);
 }
 
 template <class T>
 Variable<T> cumsum(const Variable<T>& a, long axis, bool reverse) {
-  const std::size_t ax = normalize_axis(axis, a.shape(), "cumsum");
-  return make_op<T>("cumsum", kernels::cumsum(a.value(), ax, reverse), {a},
-                    [ax, reverse](const BackwardContext<T>& c) -> Grads<T> {
-                      // d/da_i = Σ_{j >= i} g_j: the running sum of g the other way round
-                      return {cumsum(c.grad, long(ax), !reverse)};
-                    });
+  return detail::traced<T>(
+      "cumsum", {&a},
+      [&] {
+        const std::size_t ax = normalize_axis(axis, a.shape(), "cumsum");
+        return make_op<T>("cumsum", kernels::cumsum(a.value(), ax, reverse), {a},
+                          [ax, reverse](const BackwardContext<T>& c) -> Grads<T> {
+                            // d/da_i = Σ_{j >= i} g_j: the running sum of g the other way round
+                            return {cumsum(c.grad, long(ax), !reverse)};
+                          });
+      },
+      "axis", axis, "reverse", reverse);
 }
 
 namespace {
@@ -245,5 +310,54 @@ std::vector<const void*> reduce_ops() {
 }
 template std::vector<const void*> reduce_ops<float>();
 template std::vector<const void*> reduce_ops<double>();
+
+namespace detail {
+template <class T>
+Replays<T> reduce_replays() {
+  using In = std::vector<Variable<T>>;
+  using A = AttributeReader;
+  return {
+      {"sum", [](const In& x,
+                 const A& a) { return sum(x.at(0), a.integers("axes"), a.flag("keepdims")); }},
+      {"mean", [](const In& x,
+                  const A& a) { return mean(x.at(0), a.integers("axes"), a.flag("keepdims")); }},
+      {"max", [](const In& x,
+                 const A& a) { return max(x.at(0), a.integers("axes"), a.flag("keepdims")); }},
+      {"min", [](const In& x,
+                 const A& a) { return min(x.at(0), a.integers("axes"), a.flag("keepdims")); }},
+      {"log_sum_exp",
+       [](const In& x, const A& a) {
+         return log_sum_exp(x.at(0), a.integers("axes"), a.flag("keepdims"));
+       }},
+      {"log_softmax",
+       [](const In& x, const A& a) { return log_softmax(x.at(0), a.integer("axis")); }},
+      {"softmax", [](const In& x, const A& a) { return softmax(x.at(0), a.integer("axis")); }},
+      {"squared_distance",
+       [](const In& x, const A& a) {
+         return squared_distance(x.at(0), x.at(1), a.number("scale"));
+       }},
+      {"softmax_cross_entropy",
+       [](const In& x, const A& a) {
+         return softmax_cross_entropy(x.at(0), a.index("labels"), a.number("label_smoothing"));
+       }},
+      {"var",
+       [](const In& x, const A& a) {
+         return var(x.at(0), a.integers("axes"), a.number("correction"), a.flag("keepdims"));
+       }},
+      {"std",
+       [](const In& x, const A& a) {
+         return std(x.at(0), a.integers("axes"), a.number("correction"), a.flag("keepdims"));
+       }},
+      {"norm",
+       [](const In& x, const A& a) {
+         return norm(x.at(0), a.number("p"), a.integers("axes"), a.flag("keepdims"));
+       }},
+      {"cumsum", [](const In& x,
+                    const A& a) { return cumsum(x.at(0), a.integer("axis"), a.flag("reverse")); }},
+  };
+}
+template Replays<float> reduce_replays<float>();
+template Replays<double> reduce_replays<double>();
+}  // namespace detail
 
 }  // namespace ad

@@ -60,4 +60,16 @@ Variable<T> broadcast_to(const Variable<T>& a, const Shape& shape);
 template <class T>
 Variable<T> sum_to(const Variable<T>& a, const Shape& shape);
 
+/// The rows of `table` (count, dim) at the positions that `ids` holds, as whole numbers of any
+/// shape: the result is (ids..., dim) (an embedding lookup: index_select along axis 0, with the
+/// positions read from a Variable, so that a trace sees them as an input). An id that is not a
+/// whole number in [0, count) throws, naming it. No gradient flows to ids.
+template <class T>
+Variable<T> embedding(const Variable<T>& table, const Variable<T>& ids);
+
+/// A constant tensor of `shape` filled with `value` (an initial state, for instance). In a trace
+/// it is a node, so its extents may follow the batch size.
+template <class T>
+Variable<T> full(const Shape& shape, T value);
+
 }  // namespace ad

@@ -326,10 +326,7 @@ Variable<T> Embedding<T>::forward(const Index& indices) {
 
 template <class T>
 Variable<T> Embedding<T>::forward(const Variable<T>& indices) {
-  Index index = Index::from_values(indices.value(), "Embedding: input");
-  index.check_below(weight().shape()[0], "Embedding: input",
-                    "a table of " + std::to_string(weight().shape()[0]) + " rows");
-  return forward(index);
+  return embedding(weight(), indices);
 }
 
 // ---- Activations

@@ -12,6 +12,7 @@
 #include "nn/loss.hpp"
 #include "nn/module.hpp"
 #include "nn/optim.hpp"
+#include "nn/program.hpp"
 #include "nn/schedule.hpp"
 #include "nn/sequence.hpp"
 #include "nn/summary.hpp"

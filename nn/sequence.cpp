@@ -65,7 +65,7 @@ RecurrentOutput<T> Recurrent<T>::forward(const Variable<T>& x, const RecurrentSt
   const std::size_t n = x.shape()[0], length = x.shape()[1];
   const Shape state_shape{layers_, n, hidden_};
   auto initial = [&](const Variable<T>& given, const char* which) {
-    if (!given.defined()) return Variable<T>(Array<T>(xt::zeros<T>(state_shape)));
+    if (!given.defined()) return full(state_shape, T(0));
     if (given.shape() != state_shape)
       fail(name_, ": state ", which, " is ", shape_str(given.shape()), ", expected ",
            shape_str(state_shape), " (layers, N, hidden)");

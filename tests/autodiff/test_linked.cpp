@@ -70,6 +70,8 @@ std::vector<Fn> ops() {
       address<V (*)(const std::vector<V>&, long)>(&ad::stack<T>),
       address<V (*)(const V&, const ad::Shape&)>(&ad::broadcast_to<T>),
       address<V (*)(const V&, const ad::Shape&)>(&ad::sum_to<T>),
+      address<Binary>(&ad::embedding<T>),
+      address<V (*)(const ad::Shape&, T)>(&ad::full<T>),
       address<Unary>(&ad::sum<T>),
       address<Axes>(&ad::sum<T>),
       address<Unary>(&ad::mean<T>),
