@@ -17,6 +17,7 @@
 
 #include "autodiff/autodiff.hpp"
 #include "cli.hpp"
+#include "models.hpp"
 #include "nn/nn.hpp"
 #include "plot.hpp"
 
@@ -104,72 +105,6 @@ std::shared_ptr<nn::Dataset<float>> windows(const std::string& text, const Vocab
   return std::make_shared<nn::Dataset<float>>(std::move(x), std::move(y));
 }
 
-/// Embedding, a stack of LSTM layers, a linear layer to the vocabulary: (B, L) indices to
-/// (B·L, V) logits.
-struct LstmModel : nn::Module<float> {
-  std::shared_ptr<nn::Embedding<float>> embed;
-  std::shared_ptr<nn::LSTM<float>> lstm;
-  std::shared_ptr<nn::Linear<float>> head;
-  LstmModel(std::size_t vocab, const Options& o, nn::Generator& rng)
-      : embed(
-            register_module("embed", std::make_shared<nn::Embedding<float>>(vocab, o.embed, rng))),
-        lstm(register_module("lstm",
-                             std::make_shared<nn::LSTM<float>>(o.embed, o.hidden, rng, o.layers))),
-        head(register_module("head", std::make_shared<nn::Linear<float>>(o.hidden, vocab, rng))) {}
-  F forward(const F& x) override {
-    F h = (*head)((*lstm)((*embed)(x)));
-    return ad::reshape(h, ad::Shape{h.shape()[0] * h.shape()[1], h.shape()[2]});
-  }
-};
-
-/// A pre-norm transformer block: x + attention(norm(x)), then x + MLP(norm(x)) (4× wide, GELU).
-struct Block : nn::Module<float> {
-  std::shared_ptr<nn::LayerNorm<float>> norm1, norm2;
-  std::shared_ptr<nn::MultiheadAttention<float>> attention;
-  std::shared_ptr<nn::Linear<float>> up, down;
-  std::shared_ptr<nn::GELU<float>> gelu = std::make_shared<nn::GELU<float>>();
-  Block(std::size_t dim, std::size_t heads, nn::Generator& rng)
-      : norm1(register_module("norm1", std::make_shared<nn::LayerNorm<float>>(ad::Shape{dim}))),
-        norm2(register_module("norm2", std::make_shared<nn::LayerNorm<float>>(ad::Shape{dim}))),
-        attention(register_module("attention", std::make_shared<nn::MultiheadAttention<float>>(
-                                                   dim, heads, rng, /*causal=*/true))),
-        up(register_module("up", std::make_shared<nn::Linear<float>>(dim, 4 * dim, rng))),
-        down(register_module("down", std::make_shared<nn::Linear<float>>(4 * dim, dim, rng))) {}
-  F forward(const F& x) override {
-    F y = x + (*attention)((*norm1)(x));
-    return y + (*down)((*gelu)((*up)((*norm2)(y))));
-  }
-};
-
-/// Embedding plus a learned position embedding, `layers` blocks, a final norm and a linear layer
-/// to the vocabulary: (B, L) indices to (B·L, V) logits.
-struct TransformerModel : nn::Module<float> {
-  std::shared_ptr<nn::Embedding<float>> embed;
-  std::shared_ptr<nn::PositionalEmbedding<float>> position;
-  std::shared_ptr<nn::Sequential<float>> blocks = std::make_shared<nn::Sequential<float>>();
-  std::shared_ptr<nn::LayerNorm<float>> norm;
-  std::shared_ptr<nn::Linear<float>> head;
-  TransformerModel(std::size_t vocab, const Options& o, nn::Generator& rng)
-      : embed(
-            register_module("embed", std::make_shared<nn::Embedding<float>>(vocab, o.hidden, rng))),
-        position(register_module("position", std::make_shared<nn::PositionalEmbedding<float>>(
-                                                 o.seq_len, o.hidden, rng))),
-        norm(register_module("norm", std::make_shared<nn::LayerNorm<float>>(ad::Shape{o.hidden}))),
-        head(register_module("head", std::make_shared<nn::Linear<float>>(o.hidden, vocab, rng))) {
-    // N(0, 1) embeddings are far larger than the blocks' outputs: start them at N(0, 0.02²) (as
-    // GPT-2 does), for both tables.
-    embed->weight().mutable_value() *= 0.02f;
-    for (auto& [name, table] : position->named_parameters()) table.mutable_value() *= 0.02f;
-    for (std::size_t l = 0; l < o.layers; ++l)
-      blocks->add(std::make_shared<Block>(o.hidden, o.heads, rng));
-    register_module("blocks", blocks);
-  }
-  F forward(const F& x) override {
-    F h = (*head)((*norm)((*blocks)((*position)((*embed)(x)))));
-    return ad::reshape(h, ad::Shape{h.shape()[0] * h.shape()[1], h.shape()[2]});
-  }
-};
-
 /// `count` bytes drawn one at a time from softmax(logits / temperature) of the last position,
 /// the context being the prompt and what was drawn (its last seq_len bytes).
 std::string sample(nn::Module<float>& model, const Vocabulary& v, const Options& o,
@@ -219,9 +154,10 @@ int run(const Options& o) {
   nn::Generator rng(o.seed);
   std::shared_ptr<nn::Module<float>> model;
   if (o.model == "lstm")
-    model = std::make_shared<LstmModel>(vocab.size(), o, rng);
+    model = std::make_shared<examples::LstmModel>(vocab.size(), o.embed, o.hidden, o.layers, rng);
   else
-    model = std::make_shared<TransformerModel>(vocab.size(), o, rng);
+    model = std::make_shared<examples::TransformerModel>(vocab.size(), o.hidden, o.heads, o.layers,
+                                                         o.seq_len, rng);
   nn::AdamOptions ao;
   ao.lr = o.lr;
   nn::Adam<float> opt(model->parameters(), ao);

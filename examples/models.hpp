@@ -1,8 +1,10 @@
-// The models of the fashion_mnist example and the tiny MLP, shared with the benchmarks
+// The models of the fashion_mnist and char_lm examples and the tiny MLP, shared with the benchmarks
 // (bench/bench_nn.cpp, and bench/workloads.cpp that compares them with LibTorch, PyTorch and JAX).
 #pragma once
 
+#include "autodiff/ops.hpp"
 #include "nn/layers.hpp"
+#include "nn/sequence.hpp"
 
 namespace examples {
 
@@ -36,5 +38,76 @@ inline std::shared_ptr<ad::nn::Sequential<float>> make_tiny_mlp(ad::nn::Generato
       std::make_shared<nn::Linear<float>>(16, 16, rng), std::make_shared<nn::Tanh<float>>(),
       std::make_shared<nn::Linear<float>>(16, 1, rng));
 }
+
+// The models of the char_lm example, shared with the tests (ONNX export).
+
+namespace nn = ad::nn;
+
+/// Embedding, a stack of LSTM layers, a linear layer to the vocabulary: (B, L) indices to
+/// (B·L, V) logits.
+struct LstmModel : nn::Module<float> {
+  std::shared_ptr<nn::Embedding<float>> embed;
+  std::shared_ptr<nn::LSTM<float>> lstm;
+  std::shared_ptr<nn::Linear<float>> head;
+  LstmModel(std::size_t vocab, std::size_t embed_size, std::size_t hidden, std::size_t layers,
+            ad::nn::Generator& rng)
+      : embed(register_module("embed",
+                              std::make_shared<nn::Embedding<float>>(vocab, embed_size, rng))),
+        lstm(register_module("lstm",
+                             std::make_shared<nn::LSTM<float>>(embed_size, hidden, rng, layers))),
+        head(register_module("head", std::make_shared<nn::Linear<float>>(hidden, vocab, rng))) {}
+  ad::Variable<float> forward(const ad::Variable<float>& x) override {
+    ad::Variable<float> h = (*head)((*lstm)((*embed)(x)));
+    return ad::reshape(h, ad::Shape{h.shape()[0] * h.shape()[1], h.shape()[2]});
+  }
+};
+
+/// A pre-norm transformer block: x + attention(norm(x)), then x + MLP(norm(x)) (4× wide, GELU).
+struct Block : nn::Module<float> {
+  std::shared_ptr<nn::LayerNorm<float>> norm1, norm2;
+  std::shared_ptr<nn::MultiheadAttention<float>> attention;
+  std::shared_ptr<nn::Linear<float>> up, down;
+  std::shared_ptr<nn::GELU<float>> gelu = std::make_shared<nn::GELU<float>>();
+  Block(std::size_t dim, std::size_t heads, ad::nn::Generator& rng)
+      : norm1(register_module("norm1", std::make_shared<nn::LayerNorm<float>>(ad::Shape{dim}))),
+        norm2(register_module("norm2", std::make_shared<nn::LayerNorm<float>>(ad::Shape{dim}))),
+        attention(register_module("attention", std::make_shared<nn::MultiheadAttention<float>>(
+                                                   dim, heads, rng, /*causal=*/true))),
+        up(register_module("up", std::make_shared<nn::Linear<float>>(dim, 4 * dim, rng))),
+        down(register_module("down", std::make_shared<nn::Linear<float>>(4 * dim, dim, rng))) {}
+  ad::Variable<float> forward(const ad::Variable<float>& x) override {
+    ad::Variable<float> y = x + (*attention)((*norm1)(x));
+    return y + (*down)((*gelu)((*up)((*norm2)(y))));
+  }
+};
+
+/// Embedding plus a learned position embedding, `layers` blocks, a final norm and a linear layer
+/// to the vocabulary: (B, L) indices to (B·L, V) logits.
+struct TransformerModel : nn::Module<float> {
+  std::shared_ptr<nn::Embedding<float>> embed;
+  std::shared_ptr<nn::PositionalEmbedding<float>> position;
+  std::shared_ptr<nn::Sequential<float>> blocks = std::make_shared<nn::Sequential<float>>();
+  std::shared_ptr<nn::LayerNorm<float>> norm;
+  std::shared_ptr<nn::Linear<float>> head;
+  TransformerModel(std::size_t vocab, std::size_t hidden, std::size_t heads, std::size_t layers,
+                   std::size_t seq_len, ad::nn::Generator& rng)
+      : embed(register_module("embed", std::make_shared<nn::Embedding<float>>(vocab, hidden, rng))),
+        position(register_module(
+            "position", std::make_shared<nn::PositionalEmbedding<float>>(seq_len, hidden, rng))),
+        norm(register_module("norm", std::make_shared<nn::LayerNorm<float>>(ad::Shape{hidden}))),
+        head(register_module("head", std::make_shared<nn::Linear<float>>(hidden, vocab, rng))) {
+    // N(0, 1) embeddings are far larger than the blocks' outputs: start them at N(0, 0.02²) (as
+    // GPT-2 does), for both tables.
+    embed->weight().mutable_value() *= 0.02f;
+    for (auto& [name, table] : position->named_parameters()) table.mutable_value() *= 0.02f;
+    for (std::size_t l = 0; l < layers; ++l)
+      blocks->add(std::make_shared<Block>(hidden, heads, rng));
+    register_module("blocks", blocks);
+  }
+  ad::Variable<float> forward(const ad::Variable<float>& x) override {
+    ad::Variable<float> h = (*head)((*norm)((*blocks)((*position)((*embed)(x)))));
+    return ad::reshape(h, ad::Shape{h.shape()[0] * h.shape()[1], h.shape()[2]});
+  }
+};
 
 }  // namespace examples
