@@ -563,7 +563,8 @@ std::string Program<T>::str() const {
 template <class T>
 std::string Program<T>::dot() const {
   std::ostringstream os;
-  os << "digraph program {\n  rankdir=TB;\n  node [fontname=\"Helvetica\", fontsize=10];\n";
+  os << "digraph program {\n  rankdir=TB;\n  node [fontname=\"Helvetica\", fontsize=10];\n"
+     << "  edge [fontname=\"Helvetica\", fontsize=9];\n";
   auto id = [](std::size_t v) { return "v" + std::to_string(v); };
   for (std::size_t v = 0; v < values.size(); ++v) {
     const Value& value = values[v];

@@ -17,6 +17,7 @@
 
 #include "autodiff/autodiff.hpp"
 #include "cli.hpp"
+#include "export.hpp"
 #include "models.hpp"
 #include "nn/nn.hpp"
 #include "plot.hpp"
@@ -33,7 +34,7 @@ const char* const fortunes_dir = "/usr/share/games/fortunes";
 
 struct Options {
   std::string model = "lstm", data_dir = fortunes_dir, checkpoint, metrics_csv, plot,
-              prompt = "The ";
+              prompt = "The ", export_onnx, graph;
   std::size_t epochs = 5, seq_len = 64, batch = 64, embed = 64, hidden = 128, layers = 1, heads = 4,
               limit = 0, sample = 300;
   double lr = 2e-3, val_fraction = 0.1, temperature = 0.8;
@@ -162,6 +163,7 @@ int run(const Options& o) {
   ao.lr = o.lr;
   nn::Adam<float> opt(model->parameters(), ao);
   nn::Scheduler<float> scheduler(opt, std::make_shared<nn::CosineSchedule>(o.epochs, 0.1));
+  examples::check_export_paths(o.export_onnx, o.graph);
   nn::TrainerOptions to;
   to.epochs = o.epochs;
   to.classification = false;
@@ -204,6 +206,13 @@ int run(const Options& o) {
     if (examples::plot_panels(o.plot, "char_lm (" + o.model + ")",
                               {{"epoch", "perplexity per byte", {tr, va}}}))
       std::cout << "plot written to '" << o.plot << "'\n";
+  }
+  if (!o.export_onnx.empty() || !o.graph.empty()) {
+    // The model on the first validation sequences (at most 16): (B, L) byte indices.
+    const auto first = val_data->slice(0, std::min<std::size_t>(16, val_data->size()));
+    ad::Array<float> x = ad::Array<float>::from_shape(first.inputs().shape());
+    std::copy(first.inputs().begin(), first.inputs().end(), x.begin());
+    examples::export_model(*model, F(std::move(x)), o.export_onnx, o.graph, std::cout);
   }
   if (o.sample) {
     nn::Generator draw(o.seed + 7);
@@ -252,6 +261,10 @@ int main(int argc, char** argv) {
       "checkpoint", po::value(&o.checkpoint), "save model and optimizer here after every epoch")(
       "resume", po::bool_switch(&o.resume), "continue from --checkpoint")(
       "metrics-csv", po::value(&o.metrics_csv), "write the metrics per epoch to this CSV")(
-      "plot", po::value(&o.plot), "plot the perplexity per epoch to this .png or .svg");
+      "plot", po::value(&o.plot), "plot the perplexity per epoch to this .png or .svg")(
+      "export-onnx", po::value(&o.export_onnx),
+      "after training, write the model as an ONNX model (opset 17) to this file, with its output "
+      "on the first validation sequences beside it (FILE.expected.npz)")(
+      "graph", po::value(&o.graph), "after training, draw the model's ops to this Graphviz file");
   return examples::run_program("char_lm", argc, argv, desc, [&] { return run(o); });
 }

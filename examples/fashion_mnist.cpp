@@ -10,6 +10,7 @@
 #ifdef AD_WITH_MPI
 #include "distributed/data_parallel.hpp"
 #endif
+#include "export.hpp"
 #include "models.hpp"
 #include "nn/nn.hpp"
 #include "plot.hpp"
@@ -59,6 +60,7 @@ struct Options {
   std::uint64_t seed = 1;
   int threads = ad::default_num_threads();
   std::string data_dir = nn::datasets::fashion_mnist_dir, checkpoint, metrics_csv, plot;
+  std::string export_onnx, graph;
   bool resume = false, reset_optimizer = false, quiet = false, distributed = false;
   std::size_t augment = 0;  // random crop padding (0: no augmentation)
 };
@@ -170,6 +172,7 @@ int run(const Options& o, Parallel* comm) {
         << (opt.augment ? ", augmented (crop ±" + std::to_string(opt.augment) + ", flip)" : "")
         << (comm ? ", " + std::to_string(comm->size()) + " processes (data-parallel)" : "") << "\n";
 
+  examples::check_export_paths(opt.export_onnx, opt.graph);
   nn::TrainerOptions to;
   to.epochs = opt.epochs;
   to.validation_name = "test";
@@ -199,6 +202,14 @@ int run(const Options& o, Parallel* comm) {
   if (!opt.plot.empty() && !trainer.history().empty() &&
       examples::plot_training(opt.plot, "Fashion-MNIST, " + opt.model, trainer.history()))
     out << "plot written to '" << opt.plot << "'\n";
+  // The model on the first test images (at most 256), exported.
+  if (!opt.export_onnx.empty() || !opt.graph.empty()) {
+    const auto first = test_data->slice(0, std::min<std::size_t>(256, test_data->size()));
+    ad::Array<float> x = ad::Array<float>::from_shape(first.inputs().shape());
+    for (std::size_t i = 0; i < x.size(); ++i)
+      x.data()[i] = static_cast<float>(first.inputs().data()[i] * first.scale());
+    examples::export_model(*model, F(std::move(x)), opt.export_onnx, opt.graph, out);
+  }
   return 0;
 }
 
@@ -242,6 +253,10 @@ int main(int argc, char** argv) {
       "metrics-csv", po::value(&o.metrics_csv), "write the metrics per epoch to this CSV")(
       "plot", po::value(&o.plot), "plot loss and accuracy curves to this .png or .svg")(
       "quiet", po::bool_switch(&o.quiet), "one line per epoch, no progress bar")(
+      "export-onnx", po::value(&o.export_onnx),
+      "after training, write the model as an ONNX model (opset 17) to this file, with its output "
+      "on the first test images beside it (FILE.expected.npz)")(
+      "graph", po::value(&o.graph), "after training, draw the model's ops to this Graphviz file")(
       "augment", examples::number(&o.augment, std::size_t{0}, std::size_t{14}, "augment"),
       "with --model cnn: move each training image by up to this many pixels (a random crop of "
       "it padded with zeros) and mirror half of them (0: off)")(

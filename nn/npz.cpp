@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -373,6 +374,36 @@ Entry read_entry(zip_t* z, zip_uint64_t index, const zip_stat_t& st, std::uintma
 }
 
 }  // namespace
+
+Entry load_npy(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("'", path, "': cannot open the .npy file");
+  in.seekg(0, std::ios::end);
+  const std::streamoff end = in.tellg();
+  in.seekg(0);
+  if (end < 0) fail("'", path, "': cannot read the .npy file");
+  const std::size_t size = static_cast<std::size_t>(end);
+  char head[12] = {};
+  in.read(head, std::streamsize(std::min<std::size_t>(size, sizeof head)));
+  const std::string name = "array";
+  const Preamble pre = parse_preamble(head, std::min<std::size_t>(size, sizeof head), path, name);
+  if (pre.header_len > (1u << 20)) bad_entry(path, name, "a header of more than 1 MiB");
+  if (size < pre.size + pre.header_len) bad_entry(path, name, "truncated header");
+  std::string dict(pre.header_len, '\0');
+  in.seekg(std::streamoff(pre.size));
+  in.read(dict.data(), std::streamsize(dict.size()));
+  std::size_t data_size = 0;
+  Entry e = parse_header(dict, path, name, data_size);
+  if (size - pre.size - pre.header_len != data_size)
+    bad_entry(path, name,
+              "shape " + shape_str(e.shape) + " of " + e.dtype + " needs " +
+                  std::to_string(data_size) + " bytes of data, the file has " +
+                  std::to_string(size - pre.size - pre.header_len));
+  e.data.resize(data_size);
+  in.read(e.data.data(), std::streamsize(data_size));
+  if (!in) fail("'", path, "': cannot read the .npy file");
+  return e;
+}
 
 std::vector<std::pair<std::string, Entry>> load(const std::string& path) {
   std::error_code ec;

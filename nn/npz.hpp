@@ -62,4 +62,7 @@ void save(const std::string& path, const std::vector<std::pair<std::string, Entr
 /// (with checked arithmetic) before anything is allocated for them.
 std::vector<std::pair<std::string, Entry>> load(const std::string& path);
 
+/// Reads a single .npy file (NumPy's numpy.save), with the same checks as load().
+Entry load_npy(const std::string& path);
+
 }  // namespace ad::nn::npz
