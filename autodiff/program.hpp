@@ -17,8 +17,8 @@ namespace ad {
 /// An extent of a program's value or an integer attribute of a node, as a function of the batch
 /// size B: scale·B + offset (scale 0: fixed).
 struct Dim {
-  long scale = 0;
-  long offset = 0;
+  long scale = 0;   ///< how many times the batch size
+  long offset = 0;  ///< plus this
   /// The extent for batch size `batch`.
   long at(long batch) const { return scale * batch + offset; }
   /// "B", "4B", "2B+1", "10".
@@ -35,7 +35,7 @@ struct Program {
 
   /// One value of the program.
   struct Value {
-    Source source;
+    Source source;           ///< an input, a parameter, a constant or a node's output
     std::string name;        ///< the input's or parameter's name; "c3" or "%7" otherwise
     std::vector<Dim> shape;  ///< its extents, in terms of the batch size
     std::size_t index = 0;   ///< its place in inputs, parameters, constants or nodes
@@ -44,28 +44,28 @@ struct Program {
   /// An integer inside an attribute that depends on the batch size: entry `position` of
   /// attribute `attribute` (position 0 for a single integer) is dim.at(B).
   struct BatchEntry {
-    std::string attribute;
-    std::size_t position = 0;
-    Dim dim;
+    std::string attribute;     ///< the attribute's name
+    std::size_t position = 0;  ///< the entry of a list (0 for a single integer)
+    Dim dim;                   ///< its value as a function of B
   };
 
   /// One call of an op.
   struct Node {
-    std::string op;
-    Attributes attributes;
+    std::string op;                   ///< the op's name (its replay and its ONNX mapping go by it)
+    Attributes attributes;            ///< its attributes at the traced batch size
     std::vector<std::size_t> inputs;  ///< value ids
     std::size_t output = 0;           ///< value id
-    std::vector<BatchEntry> batch_entries;
+    std::vector<BatchEntry> batch_entries;  ///< the integer attributes that follow the batch
   };
 
-  std::vector<Value> values;
+  std::vector<Value> values;         ///< every value, by id
   std::vector<std::size_t> inputs;   ///< value ids of the inputs, in order
   std::vector<std::size_t> outputs;  ///< value ids of the outputs, in order
   /// The parameters (shared with the model traced: running the program uses their current
   /// values, and gradients reach them).
   std::vector<std::pair<std::string, Variable<T>>> parameters;
-  std::vector<Array<T>> constants;
-  std::vector<Node> nodes;
+  std::vector<Array<T>> constants;  ///< the constants' values
+  std::vector<Node> nodes;          ///< the ops in the order they run
   /// The batch size of the trace (axis 0 of every input); 0 when the batch is fixed (every
   /// extent is then a plain number).
   long batch = 0;

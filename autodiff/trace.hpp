@@ -30,8 +30,8 @@ using AttributeValue = std::variant<bool, long, double, std::string, std::vector
 
 /// A named attribute of a node.
 struct Attribute {
-  std::string name;
-  AttributeValue value;
+  std::string name;      ///< e.g. "axes"
+  AttributeValue value;  ///< its value
 };
 
 /// A node's attributes, in the order the op gives them.
@@ -41,16 +41,24 @@ using Attributes = std::vector<Attribute>;
 /// or one of another type is an ad::Error naming the op.
 class AttributeReader {
  public:
+  /// Reads `attributes` of a node of op `op` (which errors name); both must outlive the reader.
   AttributeReader(const std::string& op, const Attributes& attributes)
       : op_(op), attributes_(attributes) {}
   /// Whether the node has the attribute.
   bool has(const char* name) const;
+  /// A flag.
   bool flag(const char* name) const { return get<bool>(name); }
+  /// An integer.
   long integer(const char* name) const { return get<long>(name); }
+  /// A number.
   double number(const char* name) const { return get<double>(name); }
+  /// A name.
   const std::string& text(const char* name) const { return get<std::string>(name); }
+  /// A list of integers.
   const std::vector<long>& integers(const char* name) const { return get<std::vector<long>>(name); }
+  /// Indices.
   const Index& index(const char* name) const { return get<Index>(name); }
+  /// A mask.
   const Mask& mask(const char* name) const { return get<Mask>(name); }
   /// A list of non-negative integers as a Shape.
   Shape shape(const char* name) const;

@@ -31,10 +31,20 @@ struct Options {
   std::string load_safetensors, save_safetensors;
 };
 
-/// A .npy array as T: float32, float64 and integer arrays (token ids) are converted.
+/// The array `name` of a .npz archive (or its only one), or the array of a .npy file.
+ad::nn::npz::Entry read_entry(const std::string& path, const std::string& name) {
+  if (path.size() < 4 || path.substr(path.size() - 4) != ".npz") return ad::nn::npz::load_npy(path);
+  auto entries = ad::nn::npz::load(path);
+  for (auto& [n, e] : entries)
+    if (n == name) return e;
+  if (entries.size() == 1) return entries[0].second;
+  throw ad::Error("'" + path + "' has no array '" + name + "'");
+}
+
+/// An input array as T: float32, float64 and integer arrays (token ids) are converted.
 template <class T>
-ad::Array<T> read_input(const std::string& path) {
-  const ad::nn::npz::Entry e = ad::nn::npz::load_npy(path);
+ad::Array<T> read_input(const std::string& path, const std::string& name) {
+  const ad::nn::npz::Entry e = read_entry(path, name);
   ad::Array<T> a = ad::Array<T>::from_shape(e.shape);
   const char* p = e.data.data();
   for (std::size_t i = 0; i < a.size(); ++i) {
@@ -117,7 +127,7 @@ int run(const Options& o) {
   for (const auto& name : names) {
     if (!files.count(name))
       throw ad::Error("input '" + name + "' is missing: give --input " + name + "=FILE.npy");
-    inputs.emplace_back(read_input<T>(files[name]), o.grad);
+    inputs.emplace_back(read_input<T>(files[name], name), o.grad);
   }
   if (o.print || !o.dot.empty()) {
     ad::TraceOptions<T> trace_options;
@@ -175,8 +185,9 @@ int main(int argc, char** argv) {
   desc.add_options()("help,h", "show this help")("model", po::value(&o.model)->required(),
                                                  "the ONNX model")(
       "input,i", po::value(&o.inputs)->composing(),
-      "an input: NAME=FILE.npy, or FILE.npy for the next input in order")(
-      "output,o", po::value(&o.output), "write every output (and gradient) to this .npz")(
+      "an input: NAME=FILE.npy, or FILE.npy for the next input in order (an .npz: its array "
+      "NAME, or its only one)")("output,o", po::value(&o.output),
+                                "write every output (and gradient) to this .npz")(
       "grad", po::bool_switch(&o.grad),
       "also the gradients of the sum of the first output with respect to every parameter and "
       "input, as grad/<ONNX name>")("print", po::bool_switch(&o.print),

@@ -64,6 +64,7 @@ struct Graph;
 template <class T>
 class Model : public nn::Module<T> {
  public:
+  /// The module of a graph that load() read.
   explicit Model(std::shared_ptr<const detail::Graph> graph, const LoadOptions& options);
   /// The graph's inputs (initializers excluded), in order.
   std::vector<std::string> input_names() const;

@@ -17,9 +17,9 @@ namespace ad::interop {
 /// One tensor of a safetensors file: its dtype ("F32", "F64", "F16", "BF16", "I64", "I32",
 /// "I16", "I8", "U8", "BOOL", ...), its shape and its raw little-endian bytes.
 struct SafeTensor {
-  std::string dtype;
-  Shape shape;
-  std::string bytes;
+  std::string dtype;  ///< "F32", ...
+  Shape shape;        ///< its extents
+  std::string bytes;  ///< its data, little-endian, row-major
 };
 
 /// The contents of a safetensors file.

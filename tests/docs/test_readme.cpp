@@ -13,6 +13,10 @@
 #include <autodiff/gradcheck.hpp>
 
 #include "nn/nn.hpp"
+#ifdef AD_WITH_ONNX
+#include "interop/onnx.hpp"
+#include "interop/safetensors.hpp"
+#endif
 
 // The README's blocks as they are written there (clang-format would change them).
 // clang-format off
@@ -243,6 +247,30 @@ BOOST_AUTO_TEST_CASE(early_stopping_and_the_best_model) {
   BOOST_TEST(trainer.best_epoch() == 1u);
   BOOST_TEST(trainer.history()[5].val_loss > trainer.history()[0].val_loss);
 }
+
+#ifdef AD_WITH_ONNX
+BOOST_AUTO_TEST_CASE(models_in_and_out) {
+nn::Generator rng(1);
+nn::Sequential<float> mlp(std::make_shared<nn::Linear<float>>(784, 128, rng),
+                          std::make_shared<nn::ReLU<float>>(),
+                          std::make_shared<nn::Linear<float>>(128, 10, rng));
+const ad::Variable<float> x(ad::Array<float>(xt::zeros<float>({2, 784})));
+ad::Program<float> program = nn::trace(mlp, x);  // traced at batch 2 and 3: the batch is symbolic
+std::cout << program.str();     // %0: f32[B,128] = linear(x, 0.weight, 0.bias) activation=relu ...
+std::ofstream("mlp.dot") << program.dot();                       // dot -Tpng mlp.dot -o mlp.png
+ad::Variable<float> y = program(ad::Variable<float>(ad::Array<float>(xt::ones<float>({5, 784}))));
+
+ad::onnx::save(mlp, x, "mlp.onnx");                   // opset 17; ONNX Runtime gives its outputs
+auto imported = ad::onnx::load<float>("mlp.onnx");    // an nn::Module on the library's ops
+ad::Variable<float> z = (*imported)(x);               // trains, gradchecks, checkpoints
+ad::interop::save_safetensors(mlp, "mlp.safetensors");  // and load_safetensors, to and from PyTorch
+  BOOST_TEST(program.str().find("%0: f32[B,128] = linear(x, 0.weight, 0.bias) activation=relu") != std::string::npos);
+  BOOST_TEST(y.shape() == (ad::Shape{5, 10}));
+  BOOST_TEST(z.shape() == (ad::Shape{2, 10}));
+  BOOST_TEST(imported->named_parameters().size() == 4u);
+  for (const char* f : {"mlp.dot", "mlp.onnx", "mlp.safetensors"}) std::remove(f);
+}
+#endif
 
 BOOST_AUTO_TEST_SUITE_END()
 // clang-format on

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "nn/datasets.hpp"
+#include "nn/npz.hpp"
 
 namespace fs = std::filesystem;
 
@@ -222,6 +223,47 @@ BOOST_AUTO_TEST_CASE(regression_on_the_diabetes_data_reaches_the_linear_floor) {
   BOOST_TEST(unknown.status == 1);
   BOOST_TEST(unknown.output.find("'iris' is not curve or diabetes") != std::string::npos);
 }
+
+#ifdef AD_WITH_ONNX
+BOOST_AUTO_TEST_CASE(fashion_mnist_exports_and_onnx_run_runs_it) {
+  const std::string model = temp("mlp.onnx"), graph = temp("mlp.dot"), out = temp("mlp_out.npz");
+  auto r = run("fashion_mnist", "--limit 300 --test-limit 100 --epochs 1 --quiet --export-onnx " +
+                                    model + " --graph " + graph);
+  BOOST_TEST_MESSAGE(r.output);
+  BOOST_REQUIRE(r.status == 0);
+  BOOST_TEST(r.output.find("ONNX model written to") != std::string::npos);
+  std::ifstream dot(graph);
+  const std::string text((std::istreambuf_iterator<char>(dot)), std::istreambuf_iterator<char>());
+  BOOST_TEST(text.find("linear\nactivation=relu") != std::string::npos);
+  // The exported model, imported again, gives the trained model's outputs on the test images.
+  auto again =
+      run("onnx_run", model + " --input x=" + model + ".expected.npz --output " + out + " --grad");
+  BOOST_TEST_MESSAGE(again.output);
+  BOOST_REQUIRE(again.status == 0);
+  BOOST_TEST(again.output.find("output: shape (100,10)") != std::string::npos);
+  BOOST_TEST(again.output.find("7 gradients of sum(output)") != std::string::npos);
+  const auto expected = ad::nn::npz::load(model + ".expected.npz");
+  const auto got = ad::nn::npz::load(out);
+  BOOST_REQUIRE(got.size() == 8u);
+  const auto want = ad::nn::npz::to_array<ad::Array<float>>(expected.at(1).second, "output", model);
+  const auto have = ad::nn::npz::to_array<ad::Array<float>>(got.at(0).second, "output", out);
+  BOOST_REQUIRE(want.shape() == have.shape());
+  for (std::size_t i = 0; i < want.size(); ++i)
+    BOOST_TEST(std::abs(want.data()[i] - have.data()[i]) <= 1e-5 * (1 + std::abs(want.data()[i])));
+  // Bad input names what is wrong.
+  auto missing = run("onnx_run", model);
+  BOOST_TEST(missing.status == 1);
+  BOOST_TEST(missing.output.find("input 'x' is missing: give --input x=FILE.npy") !=
+             std::string::npos);
+  auto unknown = run("onnx_run", model + " --input y=" + model + ".expected.npz");
+  BOOST_TEST(unknown.status == 1);
+  BOOST_TEST(unknown.output.find("the model has no input 'y' (its inputs: x)") !=
+             std::string::npos);
+  auto not_a_model = run("onnx_run", graph + " --input x=" + model + ".expected.npz");
+  BOOST_TEST(not_a_model.status == 1);
+  BOOST_TEST(not_a_model.output.find("is not an ONNX model") != std::string::npos);
+}
+#endif
 
 BOOST_AUTO_TEST_CASE(char_lm_learns_a_text) {
   // A text with structure to learn: words of a small vocabulary in a fixed cycle.

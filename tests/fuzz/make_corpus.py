@@ -67,3 +67,52 @@ put("npy", "version2", npy(np.zeros((2, 2)), version=(2, 0)))
 
 put("npz", "two", npz({"w": np.ones((2, 3), np.float32), "meta/epoch": np.array(3.0)}))
 put("npz", "empty_shape", npz({"e": np.zeros((0, 4), np.float32)}))
+
+
+def safetensors(header, data):
+    import json
+
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + data
+
+
+put("safetensors", "two", safetensors(
+    {"__metadata__": {"format": "pt"}, "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+     "b": {"dtype": "F64", "shape": [1, 1], "data_offsets": [8, 16]}}, bytes(16)))
+put("safetensors", "empty", safetensors({}, b""))
+put("safetensors", "half", safetensors({"h": {"dtype": "BF16", "shape": [3], "data_offsets": [0, 6]}},
+                                      bytes(6)))
+
+
+def onnx_models():
+    """Small models made with ONNX's helpers (python3-onnx): an MLP with initializers, a
+    convolution with attributes, shape arithmetic, a model whose node reads a missing value."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    def model(nodes, inputs, outputs, initializers=()):
+        graph = helper.make_graph(nodes, "g", inputs, outputs, list(initializers))
+        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        m.ir_version = 8
+        return m.SerializeToString()
+
+    f = lambda name, shape: helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+    w = numpy_helper.from_array(np.ones((3, 2), np.float32), "fc.weight")
+    b = numpy_helper.from_array(np.zeros(3, np.float32), "fc.bias")
+    put("onnx", "mlp", model([helper.make_node("Gemm", ["x", "fc.weight", "fc.bias"], ["h"], transB=1),
+                              helper.make_node("Relu", ["h"], ["y"])],
+                             [f("x", ["batch", 2])], [f("y", ["batch", 3])], [w, b]))
+    k = numpy_helper.from_array(np.ones((2, 1, 3, 3), np.float32), "conv.weight")
+    put("onnx", "conv", model([helper.make_node("Conv", ["x", "conv.weight"], ["c"], pads=[1, 1, 1, 1],
+                                                strides=[2, 2]),
+                               helper.make_node("MaxPool", ["c"], ["y"], kernel_shape=[2, 2])],
+                              [f("x", [1, 1, 6, 6])], [f("y", [1, 2, 1, 1])], [k]))
+    shape = numpy_helper.from_array(np.array([0, -1], np.int64), "shape")
+    put("onnx", "reshape", model([helper.make_node("Shape", ["x"], ["s"]),
+                                  helper.make_node("Reshape", ["x", "shape"], ["y"])],
+                                 [f("x", [2, 3, 4])], [f("y", [2, 12])], [shape]))
+    put("onnx", "missing", model([helper.make_node("Relu", ["nothing"], ["y"])], [f("x", [1])],
+                                 [f("y", [1])]))
+
+
+onnx_models()

@@ -33,8 +33,8 @@ Array<float> ids(const Shape& shape, std::size_t count, std::uint64_t seed = 3) 
 
 /// The module exported at batch 2 and imported: its outputs at batch 5 against the module's.
 template <class M>
-std::shared_ptr<ad::onnx::Model<float>> round_trip(M& model, const std::function<Array<float>(std::size_t)>& make,
-                                                   double tolerance = 1e-5) {
+std::shared_ptr<ad::onnx::Model<float>> round_trip(
+    M& model, const std::function<Array<float>(std::size_t)>& make, double tolerance = 1e-5) {
   model.eval();
   const std::string bytes = ad::onnx::to_model(nn::trace(model, F(make(2))));
   auto imported = ad::onnx::load_bytes<float>(bytes);
@@ -67,7 +67,8 @@ BOOST_AUTO_TEST_CASE(an_imported_model_differentiates_and_trains) {
   auto model = std::make_shared<nn::Sequential<double>>(
       std::make_shared<nn::Conv2d<double>>(1, 2, 3, rng, 1, 1),
       std::make_shared<nn::Tanh<double>>(), std::make_shared<nn::AvgPool2d<double>>(2),
-      std::make_shared<nn::Flatten<double>>(), std::make_shared<nn::Linear<double>>(2 * 2 * 2, 3, rng));
+      std::make_shared<nn::Flatten<double>>(),
+      std::make_shared<nn::Linear<double>>(2 * 2 * 2, 3, rng));
   model->eval();
   const Variable<double> x(ad::test::uniform({2, 1, 4, 4}, -1, 1, 4));
   auto imported = ad::onnx::load_bytes<double>(ad::onnx::to_model(nn::trace(*model, x)));
@@ -78,8 +79,8 @@ BOOST_AUTO_TEST_CASE(an_imported_model_differentiates_and_trains) {
   BOOST_REQUIRE(a.size() == b.size());
   for (std::size_t i = 0; i < a.size(); ++i) {
     BOOST_TEST(a[i].first == b[i].first);
-    BOOST_TEST(ad::test::all_close(b[i].second.grad().value(), a[i].second.grad().value(), 1e-12,
-                                   1e-12));
+    BOOST_TEST(
+        ad::test::all_close(b[i].second.grad().value(), a[i].second.grad().value(), 1e-12, 1e-12));
   }
   // It gradchecks, with respect to its input and its parameters.
   BOOST_TEST(ad::testing::passed(nn::gradcheck_module(*imported, ad::test::leaf(x.value()))));
@@ -89,7 +90,7 @@ BOOST_AUTO_TEST_CASE(an_imported_model_differentiates_and_trains) {
   nn::SGDOptions so;
   so.lr = 0.1;
   nn::SGD<double> sgd(imported->parameters(), so);
-  auto loss = [&] { return ad::mean(ad::square((*imported)(x) - target)); };
+  auto loss = [&] { return ad::mean(ad::square((*imported)(x)-target)); };
   const double before = loss().item();
   Variable<double> l = loss();
   l.backward();
