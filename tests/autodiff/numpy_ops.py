@@ -227,6 +227,10 @@ def scatter_add(a, shape, axis, index):
     return out
 
 
+def embedding(table, ids, ids_shape):
+    return np.take(table, np.reshape(np.asarray(ids, dtype=np.int64), ids_shape), axis=0)
+
+
 def gather_flat(a, axis, index, index_shape):
     return gather(a, axis, np.reshape(index, index_shape))
 

@@ -614,6 +614,23 @@ void shape_cases(std::vector<Case>& cases, Draw& d) {
                          R"(, "index_shape": )" + json(is) + "}",
                      {d.values(s)},
                      fn([axis, index](const auto& x) { return ad::gather(x[0], axis, index); })});
+    // embedding: rows of a (count, dim) table at ids of any shape, the ids a constant Variable
+    const Shape table{1 + d.index(5), 1 + d.index(4)};
+    const Shape id_shape = d.shape(0, 2);
+    std::vector<std::size_t> ids(ad::shape_size(id_shape));
+    for (auto& v : ids) v = d.index(table[0]);
+    cases.push_back({"embedding " + ad::shape_str(id_shape),
+                     "embedding",
+                     R"({"ids": )" + json_list(ids) + R"(, "ids_shape": )" + json(id_shape) + "}",
+                     {d.values(table)},
+                     fn([ids, id_shape](const auto& x) {
+                       using T = typename std::decay_t<decltype(x[0])>::value_type;
+                       Array<T> a = Array<T>::from_shape(id_shape);
+                       std::copy(ids.begin(), ids.end(), a.begin());
+                       return ad::embedding(x[0], ad::Variable<T>(std::move(a)));
+                     }),
+                     true,
+                     true});
     cases.push_back(
         {"scatter_add " + ad::shape_str(s),
          "scatter_add_flat",

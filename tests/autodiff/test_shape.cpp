@@ -222,4 +222,39 @@ BOOST_AUTO_TEST_CASE(broadcast_to_and_sum_to) {
   BOOST_CHECK_THROW(ad::sum_to(a, {2}), ad::Error);
 }
 
+BOOST_AUTO_TEST_CASE(embedding_and_full) {
+  V table = leaf(uniform({5, 3}));
+  const V ids(Array<double>{{4, 0}, {4, 2}});  // whole numbers, (2, 2)
+  V rows = ad::embedding(table, ids);
+  BOOST_TEST(rows.shape() == Shape({2, 2, 3}));
+  for (std::size_t j = 0; j < 3; ++j) {
+    BOOST_TEST(rows.value()(0, 0, j) == table.value()(4, j));
+    BOOST_TEST(rows.value()(1, 1, j) == table.value()(2, j));
+  }
+  auto f = [&ids](const auto& t) { return ad::embedding(t, ids); };
+  BOOST_TEST(passed(ad::gradcheck(f, {table}, ad::test::second_order())));
+  // No gradient reaches the ids.
+  V id_leaf = leaf(ids.value());
+  ad::sum(ad::embedding(table, id_leaf)).backward();
+  BOOST_TEST(!id_leaf.has_grad());
+  BOOST_TEST(table.grad().value()(4, 1) == 2.0);
+  BOOST_CHECK_EXCEPTION(ad::embedding(table, V(Array<double>{1.5})), ad::Error,
+                        [](const ad::Error& e) {
+                          return message_has(e, {"embedding", "1.5"});
+                        });
+  BOOST_CHECK_EXCEPTION(ad::embedding(table, V(Array<double>{5})), ad::Error,
+                        [](const ad::Error& e) {
+                          return message_has(e, {"embedding", "5", "5 rows"});
+                        });
+  BOOST_CHECK_THROW(ad::embedding(V(Array<double>{1, 2}), ids), ad::Error);
+  const V nan(Array<double>{std::nan("")});
+  BOOST_CHECK_THROW(ad::embedding(table, nan), ad::Error);
+  // full: a constant of the shape.
+  V c = ad::full<double>(Shape{2, 3}, 1.5);
+  BOOST_TEST(c.shape() == Shape({2, 3}));
+  BOOST_TEST(!c.requires_grad());
+  BOOST_TEST(c.value() == (Array<double>(xt::ones<double>({2, 3}) * 1.5)));
+  BOOST_TEST(std::isnan(ad::full<double>(Shape{}, std::nan("")).item()));
+}
+
 BOOST_AUTO_TEST_SUITE_END()
