@@ -41,6 +41,30 @@ void chain_of_small_ops(benchmark::State& state) {
 }
 BENCHMARK(chain_of_small_ops);
 
+// --- The same chain's forward, recorded by ad::trace (one trace, fixed shapes): what a trace
+// costs per op when it records. (When none records, an op pays one thread-local test: the chain
+// above.)
+
+void chain_of_small_ops_traced(benchmark::State& state) {
+  F x(ad::Array<float>{0.1f, 0.2f, 0.3f, 0.4f}, true);
+  F c(ad::Array<float>{0.9f, 1.1f, 0.8f, 1.2f});
+  ad::TraceOptions<float> options;
+  options.dynamic_batch = false;
+  const std::function<F(const F&)> chain = [&](const F& in) {
+    F y = in;
+    for (int i = 0; i < kChainSteps; ++i) y = ad::tanh(y * c + in) * c;
+    return ad::sum(y);
+  };
+  for (auto _ : state) {
+    ad::Program<float> program = ad::trace<float>(chain, x, options);
+    benchmark::DoNotOptimize(program.nodes.data());
+  }
+  state.counters["s_per_op"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * kChainOps,
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(chain_of_small_ops_traced);
+
 // --- relu(x·W + b) at x 100x784, W 784x256, with W and b requiring grad (x is data).
 
 constexpr std::size_t kBatch = 100, kIn = 784, kOut = 256;

@@ -21,6 +21,8 @@ def ns(m, name):
 def autodiff(m):
     print(f"  per-op overhead (4-element chain, forward+backward): "
           f"{m['chain_of_small_ops']['s_per_op'] * 1e9:.0f} ns per op")
+    print(f"  the same chain's forward traced (ad::trace recording): "
+          f"{m['chain_of_small_ops_traced']['s_per_op'] * 1e9:.0f} ns per op")
     layer = m["layer_forward_backward"]["GFLOPs"]
     comp = m["layer_composite_forward_backward"]["GFLOPs"]
     sgemm = m["sgemm_same_shapes"]["GFLOPs"]

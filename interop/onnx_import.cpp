@@ -198,13 +198,15 @@ Tensor read_tensor_proto(const TensorProto& p, const std::string& what) {
          "), which this library does not read");
   if (p.data_location() == TensorProto::EXTERNAL)
     fail("onnx: ", what, " keeps its data in an external file, which this library does not read");
-  std::size_t count = 1;
   for (I64 d : p.dims()) {
     if (d < 0) fail("onnx: ", what, " has a negative extent ", d);
-    if (__builtin_mul_overflow(count, std::size_t(d), &count) || count > (std::size_t(1) << 40))
-      fail("onnx: ", what, " has a shape whose size overflows");
     t.shape.push_back(std::size_t(d));
   }
+  // (Also for a shape with a zero extent: xtensor multiplies the others into signed strides.)
+  const std::optional<std::size_t> checked = checked_shape_size(t.shape);
+  if (!checked || *checked > (std::size_t(1) << 40))
+    fail("onnx: ", what, " has a shape ", shape_str(t.shape), " whose size overflows");
+  const std::size_t count = *checked;
   // The data must be there before anything is allocated for it.
   std::size_t held = 0;
   if (p.has_raw_data()) {
@@ -507,9 +509,15 @@ Outputs<T> one(Ints i, bool boolean = false) {
   return {Value<T>::of(std::move(i), boolean)};
 }
 
-Shape to_shape(const std::vector<I64>& v) {
+/// A shape read from an integer tensor: no negative extent, a size that can be counted.
+template <class T>
+Shape to_shape(const Call<T>& c, const std::vector<I64>& v) {
   Shape s;
-  for (I64 d : v) s.push_back(std::size_t(d));
+  for (I64 d : v) {
+    if (d < 0) c.error("a negative extent " + std::to_string(d));
+    s.push_back(std::size_t(d));
+  }
+  if (!checked_shape_size(s)) c.error("the shape " + shape_str(s) + " overflows");
   return s;
 }
 
@@ -543,6 +551,7 @@ Shape reshape_target(const Call<T>& c, const Shape& in, const std::vector<I64>& 
     known *= std::size_t(d);
   }
   const std::size_t total = shape_size(in);
+  if (!checked_shape_size(out)) c.error("the shape " + shape_str(out) + " overflows");
   if (inferred >= 0) {
     if (known == 0 || total % known) c.error("cannot infer -1 for " + shape_str(in));
     out[std::size_t(inferred)] = total / known;
@@ -563,6 +572,7 @@ Shape broadcast(const Call<T>& c, const Shape& a, const Shape& b) {
       c.error("shapes " + shape_str(a) + " and " + shape_str(b) + " do not broadcast");
     out[k] = x == 1 ? y : x;
   }
+  if (!checked_shape_size(out)) c.error("the broadcast shape " + shape_str(out) + " overflows");
   return out;
 }
 
@@ -1478,7 +1488,7 @@ const std::map<std::string, OpFn<T>>& op_table() {
        }},
       {"Expand",
        [](Call<T>& c) -> Outputs<T> {
-         const Shape want = to_shape(c.list(1));
+         const Shape want = to_shape(c, c.list(1));
          const Shape s = broadcast(c, c.at(0).shape(), want);
          if (c.at(0).integer) return one<T>(broadcast_ints(c.ints(0), s), c.at(0).boolean);
          return one(broadcast_to(c.real(0), s));
@@ -1536,9 +1546,7 @@ const std::map<std::string, OpFn<T>>& op_table() {
        }},
       {"ConstantOfShape",
        [](Call<T>& c) -> Outputs<T> {
-         const Shape s = to_shape(c.list(0));
-         for (I64 d : c.list(0))
-           if (d < 0) c.error("a negative extent");
+         const Shape s = to_shape(c, c.list(0));
          if (shape_size(s) > (std::size_t(1) << 32)) c.error("the shape is too large");
          const Tensor* t = c.template find<Tensor>("value");
          if (t && !t->real()) {

@@ -409,11 +409,14 @@ SafetensorsFile read_safetensors(const std::string& path) {
   const std::uint64_t data_size = size - 8 - header_size;
   std::vector<std::pair<std::uint64_t, const std::string*>> order;
   for (const auto& [name, e] : entries) {
-    std::uint64_t bytes = dtype_size(e.tensor.dtype);
-    for (std::size_t d : e.tensor.shape)
-      if (__builtin_mul_overflow(bytes, std::uint64_t(d), &bytes))
-        fail("safetensors: '", path, "': tensor '", name, "' of shape ", shape_str(e.tensor.shape),
-             " is too large");
+    // The size, and with a zero extent the product of the others too (xtensor multiplies them
+    // into signed strides).
+    const std::optional<std::size_t> count = checked_shape_size(e.tensor.shape);
+    std::uint64_t bytes = 0;
+    if (!count || __builtin_mul_overflow(std::uint64_t(*count),
+                                         std::uint64_t(dtype_size(e.tensor.dtype)), &bytes))
+      fail("safetensors: '", path, "': tensor '", name, "' of shape ", shape_str(e.tensor.shape),
+           " is too large");
     if (e.begin > e.end || e.end > data_size)
       fail("safetensors: '", path, "': tensor '", name, "' has data_offsets [", e.begin, ", ",
            e.end, "] outside the ", data_size, " bytes of data");

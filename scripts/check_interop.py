@@ -119,6 +119,27 @@ def check_resnet(work):
     r, _ = relative(ours["grad/x"], xg.grad.numpy())
     report("ResNet-18 parameter gradients against PyTorch autograd", worst <= 1e-4,
            f"{count} parameters, worst relative difference {worst:.3g} ({worst_name}); input gradient {r:.3g}")
+    # One SGD step from those gradients (on the parameters, not the BatchNorm statistics; the rate
+    # moves the largest entry by 1e-3), loaded back through safetensors and run: the logits after
+    # the step against PyTorch's after its own step.
+    from safetensors.numpy import save_file
+
+    lr = 1e-3 / max(float(np.max(np.abs(ours["grad/" + n]))) for n, _ in model.named_parameters())
+    stepped = {name: (p.detach().numpy() - lr * ours["grad/" + name]).astype(np.float32)
+               for name, p in model.named_parameters()}
+    save_file(stepped, os.path.join(work, "resnet_step.safetensors"))
+    with torch.no_grad():
+        for p in model.parameters():
+            p -= lr * p.grad
+        after = model(x).numpy()
+    out2 = os.path.join(work, "resnet_after.npz")
+    run(os.path.join(EXAMPLES, "onnx_run"), path, "--input", "x=" + os.path.join(work, "x.npy"),
+        "--load-safetensors", os.path.join(work, "resnet_step.safetensors"), "--output", out2)
+    rel, diff = relative(np.load(out2)["logits"], after)
+    moved, _ = relative(after, y.detach().numpy())
+    report("ResNet-18 after one SGD step against PyTorch's step", rel <= 1e-4,
+           f"the step moved the logits by {moved:.3g} (relative); after it, max |difference| "
+           f"{diff:.3g}, relative {rel:.3g}")
 
 
 def check_pytorch_mlp(work):

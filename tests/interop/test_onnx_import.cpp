@@ -178,6 +178,12 @@ BOOST_AUTO_TEST_CASE(malformed_models_are_errors) {
   t.add_dims(1LL << 40);
   t.add_dims(1LL << 40);
   fails(model_of({{"Add", {"x", "w"}}}, {"x"}, {t}, "t0"), "size overflows");
+  t.clear_dims();  // empty, but the other extents multiply into xtensor's signed strides
+  t.add_dims(0);
+  t.add_dims(1LL << 40);
+  t.add_dims(1LL << 40);
+  t.clear_raw_data();
+  fails(model_of({{"Add", {"x", "w"}}}, {"x"}, {t}, "t0"), "size overflows");
   t.clear_dims();
   t.add_dims(-3);
   fails(model_of({{"Add", {"x", "w"}}}, {"x"}, {t}, "t0"), "negative extent");

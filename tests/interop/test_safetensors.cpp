@@ -193,6 +193,10 @@ BOOST_AUTO_TEST_CASE(malformed_files_are_errors_that_say_why) {
                "\"data_offsets\":[0,8]}}",
                eight),
        "is too large"},
+      {file_of("{\"a\":{\"dtype\":\"F32\",\"shape\":[0,4294967296,4294967296],"
+               "\"data_offsets\":[0,0]}}",
+               ""),
+       "is too large"},
       {file_of("{\"a\":{\"dtype\":\"F32\",\"shape\":[99999999999999999999],"
                "\"data_offsets\":[0,8]}}",
                eight),
