@@ -24,11 +24,16 @@ std::vector<std::string> optimizer_names(const Module<T>& model, const Optimizer
   return names;
 }
 
-}  // namespace
+/// The entry "optimizer/type": the optimizer's name as bytes.
+npz::Entry type_entry(const std::string& type) {
+  Array<std::uint8_t> bytes = Array<std::uint8_t>::from_shape({type.size()});
+  std::copy(type.begin(), type.end(), bytes.begin());
+  return npz::from_array(bytes);
+}
 
+/// The model's parameters, buffers and states, as checkpoint entries.
 template <class T>
-void save_checkpoint(const std::string& path, const Module<T>& model, const Optimizer<T>* optimizer,
-                     const Meta& meta) {
+std::vector<std::pair<std::string, npz::Entry>> model_entries(const Module<T>& model) {
   std::vector<std::pair<std::string, npz::Entry>> entries;
   for (const auto& [name, p] : model.named_parameters())
     entries.emplace_back(name, npz::from_array(p.value()));
@@ -36,11 +41,17 @@ void save_checkpoint(const std::string& path, const Module<T>& model, const Opti
     entries.emplace_back(name, npz::from_array(*b));
   for (const auto& [name, s] : model.named_states())
     entries.emplace_back(name, npz::from_array(*s));
+  return entries;
+}
+
+}  // namespace
+
+template <class T>
+void save_checkpoint(const std::string& path, const Module<T>& model, const Optimizer<T>* optimizer,
+                     const Meta& meta) {
+  std::vector<std::pair<std::string, npz::Entry>> entries = model_entries(model);
   if (optimizer) {
-    const std::string& type = optimizer->name();
-    Array<std::uint8_t> bytes = Array<std::uint8_t>::from_shape({type.size()});
-    std::copy(type.begin(), type.end(), bytes.begin());
-    entries.emplace_back("optimizer/type", npz::from_array(bytes));
+    entries.emplace_back("optimizer/type", type_entry(optimizer->name()));
     const auto names = optimizer_names(model, *optimizer);
     for (std::size_t i = 0; i < names.size(); ++i) {
       const ParamState<T>& s = optimizer->state()[i];
@@ -144,6 +155,60 @@ Meta load_checkpoint(const std::string& path, Module<T>& model, Optimizer<T>* op
   return meta;
 }
 
+template <class T>
+void save_checkpoint(const std::string& path, const Module<T>& model, const LBFGS<T>& lbfgs,
+                     const Meta& meta) {
+  std::vector<std::pair<std::string, npz::Entry>> entries = model_entries(model);
+  entries.emplace_back("optimizer/type", type_entry("LBFGS"));
+  for (const auto& [name, a] : lbfgs.state_arrays())
+    entries.emplace_back("optimizer/lbfgs/" + name, npz::from_array(a));
+  for (const auto& [key, value] : meta)
+    entries.emplace_back("meta/" + key, npz::from_array(Array<double>(value)));
+  npz::save(path, entries);
+}
+
+template <class T>
+Meta load_checkpoint(const std::string& path, Module<T>& model, LBFGS<T>& lbfgs,
+                     const LoadOptions& options) {
+  if (options.reset_optimizer) return load_checkpoint<T>(path, model, nullptr, options);
+  // The minimiser's state first (read and checked; nothing written), then the model, which
+  // checks everything of its own before it writes; then the state, which cannot fail.
+  std::map<std::string, Array<double>> arrays;
+  std::string type;
+  for (const auto& [name, e] : npz::load(path)) {
+    if (name == "optimizer/type") {
+      const auto bytes = npz::to_array<Array<std::uint8_t>>(e, name, path);
+      type.assign(bytes.begin(), bytes.end());
+    } else if (name.compare(0, 16, "optimizer/lbfgs/") == 0) {
+      arrays[name.substr(16)] = npz::to_array<Array<double>>(e, name, path);
+    }
+  }
+  if (type.empty())
+    fail("'", path,
+         "' holds no optimizer state (it was saved without one); start L-BFGS afresh explicitly "
+         "(LoadOptions::reset_optimizer)");
+  if (type != "LBFGS") fail("'", path, "' holds the state of a ", type, " optimizer, not of LBFGS");
+  LBFGS<T> check = lbfgs;
+  try {
+    check.load_state_arrays(arrays);
+  } catch (const Error& e) {
+    fail("'", path, "': ", e.what());
+  }
+  LoadOptions model_only = options;
+  model_only.reset_optimizer = true;  // the optimizer/ entries were read above
+  Meta meta = load_checkpoint<T>(path, model, nullptr, model_only);
+  lbfgs.load_state_arrays(arrays);
+  return meta;
+}
+
+template void save_checkpoint(const std::string&, const Module<float>&, const LBFGS<float>&,
+                              const Meta&);
+template void save_checkpoint(const std::string&, const Module<double>&, const LBFGS<double>&,
+                              const Meta&);
+template Meta load_checkpoint(const std::string&, Module<float>&, LBFGS<float>&,
+                              const LoadOptions&);
+template Meta load_checkpoint(const std::string&, Module<double>&, LBFGS<double>&,
+                              const LoadOptions&);
 template void save_checkpoint(const std::string&, const Module<float>&, const Optimizer<float>*,
                               const Meta&);
 template void save_checkpoint(const std::string&, const Module<double>&, const Optimizer<double>*,

@@ -13,6 +13,7 @@
 #include <map>
 #include <string>
 
+#include "nn/lbfgs.hpp"
 #include "nn/module.hpp"
 #include "nn/optim.hpp"
 
@@ -42,6 +43,18 @@ struct LoadOptions {
 /// untouched.
 template <class T>
 Meta load_checkpoint(const std::string& path, Module<T>& model, Optimizer<T>* optimizer = nullptr,
+                     const LoadOptions& options = {});
+
+/// save_checkpoint with the state of an L-BFGS minimiser (optimizer/type "LBFGS", its arrays
+/// under optimizer/lbfgs/, see LBFGS::state_arrays).
+template <class T>
+void save_checkpoint(const std::string& path, const Module<T>& model, const LBFGS<T>& lbfgs,
+                     const Meta& meta = {});
+
+/// load_checkpoint into a model and an L-BFGS minimiser: its state is checked with the rest
+/// before anything is written (reset_optimizer starts it afresh instead).
+template <class T>
+Meta load_checkpoint(const std::string& path, Module<T>& model, LBFGS<T>& lbfgs,
                      const LoadOptions& options = {});
 
 }  // namespace ad::nn

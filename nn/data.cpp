@@ -46,8 +46,9 @@ Dataset<S> Dataset<S>::slice(std::size_t begin, std::size_t end) const {
 
 template <class T>
 std::size_t DataLoader<T>::batches() const {
+  // n / b and the partial batch apart: (n + b - 1) / b wraps for a batch size near SIZE_MAX.
   const std::size_t b = options_.batch_size;
-  return options_.drop_last ? n_ / b : (n_ + b - 1) / b;
+  return n_ / b + (!options_.drop_last && n_ % b != 0 ? 1 : 0);
 }
 
 template <class T>

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 
 #include "autodiff/error.hpp"
 
@@ -15,6 +16,11 @@ double dot(const Vec& a, const Vec& b) {
   double s = 0;
   for (std::size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
   return s;
+}
+
+/// "NaN", "+inf" or "-inf".
+const char* non_finite(double v) {
+  return std::isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf";
 }
 
 double max_abs(const Vec& a) {
@@ -82,16 +88,25 @@ double LBFGS<T>::evaluate(const Loss& loss, Vec& grad) {
   for (auto& p : params_) p.zero_grad();
   Variable<T> l = loss();
   if (l.size() != 1) fail("LBFGS: the loss has shape ", shape_str(l.shape()), ", not one value");
-  l.backward();
   ++evaluations_;
+  const double value = static_cast<double>(l.item());
+  const std::string where = "at iteration " + std::to_string(step_iteration_) +
+                            " of the step (evaluation " + std::to_string(evaluations_) + ")";
+  if (!std::isfinite(value)) fail("LBFGS: the loss is ", non_finite(value), " ", where);
+  l.backward();
   grad.clear();
-  for (const auto& p : params_) {
+  for (std::size_t k = 0; k < params_.size(); ++k) {
+    const auto& p = params_[k];
     if (p.has_grad())
       grad.insert(grad.end(), p.grad().value().begin(), p.grad().value().end());
     else
       grad.insert(grad.end(), p.size(), 0.0);  // the loss does not depend on it
+    for (std::size_t i = grad.size() - p.size(); i < grad.size(); ++i)
+      if (!std::isfinite(grad[i]))
+        fail("LBFGS: the gradient of parameter ", k, " (shape ", shape_str(p.shape()), ") is ",
+             non_finite(grad[i]), " at entry ", i - (grad.size() - p.size()), " ", where);
   }
-  return static_cast<double>(l.item());
+  return value;
 }
 
 template <class T>
@@ -184,6 +199,27 @@ double LBFGS<T>::strong_wolfe(const Loss& loss, const Vec& x, double& t, const V
 
 template <class T>
 double LBFGS<T>::step(const Loss& loss) {
+  // A step that fails (a loss or gradient that is not finite, or the loss function throwing)
+  // puts the parameters and the state back as they were.
+  const Vec start = values();
+  const State saved = state_;
+  const std::size_t evaluations = evaluations_, iterations = iterations_;
+  try {
+    return iterate(loss);
+  } catch (const std::exception& e) {
+    set_values(start, 0, start);
+    state_ = saved;
+    evaluations_ = evaluations, iterations_ = iterations;
+    const std::string what = e.what();
+    if (what.rfind("LBFGS: ", 0) == 0)
+      fail(what, "; the step stopped and the parameters are back where it started");
+    throw;
+  }
+}
+
+template <class T>
+double LBFGS<T>::iterate(const Loss& loss) {
+  step_iteration_ = 0;
   Vec grad;
   double f = evaluate(loss, grad);
   const double first_loss = f;
@@ -192,58 +228,61 @@ double LBFGS<T>::step(const Loss& loss) {
   for (std::size_t n = 0; n < options_.max_iter;) {
     ++n;
     ++iterations_;
+    step_iteration_ = n;
     if (iterations_ == 1) {
-      d_.resize(grad.size());
-      for (std::size_t i = 0; i < grad.size(); ++i) d_[i] = -grad[i];
-      old_dirs_.clear(), old_steps_.clear(), ro_.clear();
-      h_diag_ = 1;
+      state_.direction.resize(grad.size());
+      for (std::size_t i = 0; i < grad.size(); ++i) state_.direction[i] = -grad[i];
+      state_.gradient_changes.clear(), state_.steps.clear(), state_.rho.clear();
+      state_.h_diag = 1;
     } else {
       // Update the history with the last step s = t·d and the gradient change y.
       Vec y(grad.size()), s(grad.size());
       for (std::size_t i = 0; i < grad.size(); ++i)
-        y[i] = grad[i] - prev_grad_[i], s[i] = d_[i] * t_;
+        y[i] = grad[i] - state_.previous_gradient[i],
+        s[i] = state_.direction[i] * state_.step_length;
       const double ys = dot(y, s);
       if (ys > 1e-10) {
-        if (old_dirs_.size() == options_.history_size) {
-          old_dirs_.pop_front(), old_steps_.pop_front(), ro_.pop_front();
+        if (state_.gradient_changes.size() == options_.history_size) {
+          state_.gradient_changes.pop_front(), state_.steps.pop_front(), state_.rho.pop_front();
         }
-        old_dirs_.push_back(y), old_steps_.push_back(s), ro_.push_back(1 / ys);
-        h_diag_ = ys / dot(y, y);
+        state_.gradient_changes.push_back(y), state_.steps.push_back(s),
+            state_.rho.push_back(1 / ys);
+        state_.h_diag = ys / dot(y, y);
       }
       // The two-loop recursion: d = −H·g.
-      const std::size_t m = old_dirs_.size();
+      const std::size_t m = state_.gradient_changes.size();
       Vec al(m), q(grad.size());
       for (std::size_t i = 0; i < grad.size(); ++i) q[i] = -grad[i];
       for (std::size_t i = m; i-- > 0;) {
-        al[i] = dot(old_steps_[i], q) * ro_[i];
-        for (std::size_t k = 0; k < q.size(); ++k) q[k] -= al[i] * old_dirs_[i][k];
+        al[i] = dot(state_.steps[i], q) * state_.rho[i];
+        for (std::size_t k = 0; k < q.size(); ++k) q[k] -= al[i] * state_.gradient_changes[i][k];
       }
-      for (double& v : q) v *= h_diag_;
+      for (double& v : q) v *= state_.h_diag;
       for (std::size_t i = 0; i < m; ++i) {
-        const double be = dot(old_dirs_[i], q) * ro_[i];
-        for (std::size_t k = 0; k < q.size(); ++k) q[k] += (al[i] - be) * old_steps_[i][k];
+        const double be = dot(state_.gradient_changes[i], q) * state_.rho[i];
+        for (std::size_t k = 0; k < q.size(); ++k) q[k] += (al[i] - be) * state_.steps[i][k];
       }
-      d_ = std::move(q);
+      state_.direction = std::move(q);
     }
-    prev_grad_ = grad;
+    state_.previous_gradient = grad;
     const double prev_f = f;
     // The first trial step: scaled by the gradient at the very first iteration.
     if (iterations_ == 1) {
       double l1 = 0;
       for (double v : grad) l1 += std::abs(v);
-      t_ = std::min(1.0, 1.0 / l1) * options_.lr;
+      state_.step_length = std::min(1.0, 1.0 / l1) * options_.lr;
     } else {
-      t_ = options_.lr;
+      state_.step_length = options_.lr;
     }
-    const double gtd = dot(grad, d_);
+    const double gtd = dot(grad, state_.direction);
     if (gtd > -options_.tolerance_change) break;  // not a descent direction any more
     std::size_t ls_evals = 0;
     const Vec x = values();
     if (options_.strong_wolfe) {
-      f = strong_wolfe(loss, x, t_, d_, f, grad, gtd, ls_evals);
-      set_values(x, t_, d_);
+      f = strong_wolfe(loss, x, state_.step_length, state_.direction, f, grad, gtd, ls_evals);
+      set_values(x, state_.step_length, state_.direction);
     } else {
-      set_values(x, t_, d_);
+      set_values(x, state_.step_length, state_.direction);
       if (n != options_.max_iter) {
         f = evaluate(loss, grad);
         ls_evals = 1;
@@ -252,10 +291,96 @@ double LBFGS<T>::step(const Loss& loss) {
     evals += ls_evals;
     if (n == options_.max_iter || evals >= options_.max_eval) break;
     if (max_abs(grad) <= options_.tolerance_grad) break;
-    if (max_abs(d_) * std::abs(t_) <= options_.tolerance_change) break;
+    if (max_abs(state_.direction) * std::abs(state_.step_length) <= options_.tolerance_change)
+      break;
     if (std::abs(f - prev_f) < options_.tolerance_change) break;
   }
   return first_loss;
+}
+
+template <class T>
+std::vector<std::pair<std::string, Array<double>>> LBFGS<T>::state_arrays() const {
+  auto vec = [](const Vec& v) {
+    Array<double> a = Array<double>::from_shape({v.size()});
+    std::copy(v.begin(), v.end(), a.begin());
+    return a;
+  };
+  auto rows = [&](const std::deque<Vec>& d) {
+    const std::size_t n = d.empty() ? state_.direction.size() : d.front().size();
+    Array<double> a = Array<double>::from_shape({d.size(), n});
+    for (std::size_t r = 0; r < d.size(); ++r)
+      std::copy(d[r].begin(), d[r].end(), a.data() + r * n);
+    return a;
+  };
+  const Vec rho(state_.rho.begin(), state_.rho.end());
+  return {{"direction", vec(state_.direction)},
+          {"previous_gradient", vec(state_.previous_gradient)},
+          {"step_length", Array<double>(state_.step_length)},
+          {"h_diag", Array<double>(state_.h_diag)},
+          {"steps", rows(state_.steps)},
+          {"gradient_changes", rows(state_.gradient_changes)},
+          {"rho", vec(rho)},
+          {"iterations", Array<double>(double(iterations_))},
+          {"evaluations", Array<double>(double(evaluations_))}};
+}
+
+template <class T>
+void LBFGS<T>::load_state_arrays(const std::map<std::string, Array<double>>& arrays) {
+  std::size_t n = 0;
+  for (const auto& p : params_) n += p.size();
+  auto get = [&](const char* name) -> const Array<double>& {
+    auto it = arrays.find(name);
+    if (it == arrays.end()) fail("LBFGS: the state has no '", name, "'");
+    for (double v : it->second)
+      if (!std::isfinite(v)) fail("LBFGS: the state's '", name, "' holds ", non_finite(v));
+    return it->second;
+  };
+  auto vec = [&](const char* name, bool may_be_empty) {
+    const Array<double>& a = get(name);
+    if (a.dimension() != 1 || (a.size() != n && !(may_be_empty && a.size() == 0)))
+      fail("LBFGS: the state's '", name, "' has shape ", shape_str(a.shape()), ", the ", n,
+           " parameter values need (", n, ")");
+    return Vec(a.begin(), a.end());
+  };
+  auto number = [&](const char* name) {
+    const Array<double>& a = get(name);
+    if (a.dimension() != 0) fail("LBFGS: the state's '", name, "' is not one number");
+    return a();
+  };
+  auto count = [&](const char* name) {
+    const double v = number(name);
+    if (!(v >= 0 && v == std::floor(v) && v < 9e15))
+      fail("LBFGS: the state's '", name, "' is ", v, ", not a count");
+    return std::size_t(v);
+  };
+  State s;
+  s.direction = vec("direction", true);
+  s.previous_gradient = vec("previous_gradient", true);
+  s.step_length = number("step_length");
+  s.h_diag = number("h_diag");
+  const Array<double>& steps = get("steps");
+  const Array<double>& changes = get("gradient_changes");
+  const Vec rho = [&] {
+    const Array<double>& a = get("rho");
+    if (a.dimension() != 1) fail("LBFGS: the state's 'rho' is not a vector");
+    return Vec(a.begin(), a.end());
+  }();
+  const std::size_t m = rho.size();
+  if (m > options_.history_size)
+    fail("LBFGS: the state holds ", m, " curvature pairs, more than history_size ",
+         options_.history_size);
+  for (const Array<double>* a : {&steps, &changes})
+    if (a->dimension() != 2 || a->shape()[0] != m || (m > 0 && a->shape()[1] != n))
+      fail("LBFGS: the state's curvature pairs have shape ", shape_str(a->shape()), ", expected (",
+           m, ",", n, ")");
+  for (std::size_t r = 0; r < m; ++r) {
+    s.steps.emplace_back(steps.data() + r * n, steps.data() + (r + 1) * n);
+    s.gradient_changes.emplace_back(changes.data() + r * n, changes.data() + (r + 1) * n);
+    s.rho.push_back(rho[r]);
+  }
+  const std::size_t iterations = count("iterations"), evaluations = count("evaluations");
+  state_ = std::move(s);
+  iterations_ = iterations, evaluations_ = evaluations;
 }
 
 template class LBFGS<float>;

@@ -5,6 +5,9 @@
 #include <cstddef>
 #include <deque>
 #include <functional>
+#include <map>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "autodiff/variable.hpp"
@@ -28,7 +31,8 @@ struct LBFGSOptions {
 /// search needs. The direction comes from the last history_size pairs (s, y) with yᵀs > 1e-10;
 /// the step length satisfies the strong Wolfe conditions (c1 = 1e-4, c2 = 0.9, at most 25 trials)
 /// found by bracketing and cubic interpolation. The state carries over between step() calls.
-/// Not for noisy mini-batch losses; it has no checkpoint state (its history is rebuilt quickly).
+/// Not for noisy mini-batch losses. Its state goes into checkpoints (save_checkpoint with an
+/// LBFGS), so that a resumed run continues as the uninterrupted one.
 template <class T = float>
 class LBFGS {
  public:
@@ -38,12 +42,22 @@ class LBFGS {
 
   /// Minimises over `params` (leaves that require grad).
   LBFGS(std::vector<Variable<T>> params, LBFGSOptions options = {});
-  /// Runs the iterations; returns the loss at the parameters the step started from.
+  /// Runs the iterations; returns the loss at the parameters the step started from. A loss or a
+  /// gradient that is not finite (from the start, or reached by the line search) stops the step:
+  /// the parameters and the state are put back as they were before it, and ad::Error names the
+  /// iteration and the evaluation (and the parameter and entry of a gradient).
   double step(const Loss& loss);
   /// Function evaluations so far, over every step().
   std::size_t evaluations() const { return evaluations_; }
   /// Iterations so far.
   std::size_t iterations() const { return iterations_; }
+  /// The state that carries over between steps, as named arrays (what checkpoints store:
+  /// "direction", "previous_gradient", "step_length", "h_diag", "steps" and "gradient_changes"
+  /// (one row per curvature pair), "rho", "iterations", "evaluations").
+  std::vector<std::pair<std::string, Array<double>>> state_arrays() const;
+  /// Restores state_arrays(); every array is checked (present, of the shape the parameters
+  /// need, finite) before anything changes, else ad::Error names it.
+  void load_state_arrays(const std::map<std::string, Array<double>>& arrays);
 
  private:
   using Vec = std::vector<double>;
@@ -58,14 +72,20 @@ class LBFGS {
   double strong_wolfe(const Loss& loss, const Vec& x, double& t, const Vec& d, double f, Vec& g,
                       double gtd, std::size_t& evals);
 
+  /// step()'s iterations, which may throw.
+  double iterate(const Loss& loss);
   std::vector<Variable<T>> params_;
   LBFGSOptions options_;
   std::size_t evaluations_ = 0, iterations_ = 0;
-  // What carries over between steps.
-  Vec d_, prev_grad_;
-  double t_ = 0, h_diag_ = 1;
-  std::deque<Vec> old_dirs_, old_steps_;
-  std::deque<double> ro_;
+  std::size_t step_iteration_ = 0;  ///< the iteration of the step in progress (for messages)
+  /// What carries over between steps.
+  struct State {
+    Vec direction, previous_gradient;
+    double step_length = 0, h_diag = 1;
+    std::deque<Vec> gradient_changes, steps;  ///< the history: y and s of each pair
+    std::deque<double> rho;                   ///< 1 / yᵀs of each pair
+  };
+  State state_;
 };
 
 }  // namespace ad::nn

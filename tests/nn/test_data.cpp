@@ -51,6 +51,22 @@ BOOST_AUTO_TEST_CASE(batches_in_order_with_a_last_partial_one) {
   BOOST_TEST(dropping.batches() == 2u);
 }
 
+BOOST_AUTO_TEST_CASE(a_batch_larger_than_the_data_is_one_partial_batch) {
+  // Up to SIZE_MAX: the count of batches must not wrap around.
+  for (const std::size_t size : {std::size_t{11}, std::size_t{1} << 40, SIZE_MAX - 4, SIZE_MAX}) {
+    nn::LoaderOptions o;
+    o.batch_size = size;
+    o.shuffle = false;
+    nn::DataLoader<float> loader(ten(), o);
+    BOOST_TEST(loader.batches() == 1u, "batch size " << size);
+    std::size_t seen = 0;
+    for (const auto& b : loader.epoch(0)) seen += b.inputs.shape()[0];
+    BOOST_TEST(seen == 10u);
+    o.drop_last = true;
+    BOOST_TEST(nn::DataLoader<float>(ten(), o).batches() == 0u);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(seeded_shuffle_per_epoch) {
   nn::LoaderOptions o;
   o.batch_size = 3;

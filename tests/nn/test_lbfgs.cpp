@@ -87,6 +87,116 @@ BOOST_AUTO_TEST_CASE(fits_a_float_linear_model) {
   BOOST_TEST(model.bias().value()(0) == 0.25f, tt::tolerance(1e-3f));
 }
 
+BOOST_AUTO_TEST_CASE(values_that_are_not_finite_stop_the_step_and_change_nothing) {
+  auto says = [](const std::string& what) {
+    return [what](const ad::Error& e) {
+      const std::string m = e.what();
+      BOOST_TEST_MESSAGE(m);
+      return m.find(what) != std::string::npos &&
+             m.find("the parameters are back where it started") != std::string::npos;
+    };
+  };
+  // A NaN loss from the start.
+  V a = ad::test::leaf(Array<double>{std::nan(""), 1.0});
+  nn::LBFGS<double> first({a});
+  BOOST_CHECK_EXCEPTION(first.step([&] { return ad::sum(ad::square(a)); }), ad::Error,
+                        says("the loss is NaN at iteration 0 of the step (evaluation 1)"));
+  BOOST_TEST(std::isnan(a.value()(0)));
+  BOOST_TEST(a.value()(1) == 1.0);
+  // A NaN gradient with a finite loss: sqrt(x²) at x = 0 (0·∞).
+  V b = ad::test::leaf(Array<double>{0.0, 2.0});
+  nn::LBFGS<double> second({b});
+  BOOST_CHECK_EXCEPTION(second.step([&] { return ad::sum(ad::sqrt(ad::square(b))); }), ad::Error,
+                        says("the gradient of parameter 0 (shape (2)) is NaN at entry 0"));
+  BOOST_TEST(b.value() == (Array<double>{0.0, 2.0}));
+  BOOST_TEST(second.evaluations() == 0u);
+  // A line search that reaches NaN: sum(log(x)) falls towards x = 0 and beyond, where log is NaN.
+  // After a step that went well, the failing one puts the parameters back where it started.
+  V c = ad::test::leaf(Array<double>{3.0, 5.0});
+  nn::LBFGSOptions o;
+  o.max_iter = 2;
+  nn::LBFGS<double> third({c}, o);
+  auto log_loss = [&] { return ad::sum(ad::log(c)) + ad::sum(ad::square(c - 4.0)) * 1e-3; };
+  Array<double> before = c.value();
+  bool failed = false;
+  for (int k = 0; k < 20 && !failed; ++k) {
+    before = c.value();
+    const std::size_t evaluations = third.evaluations(), iterations = third.iterations();
+    try {
+      third.step(log_loss);
+    } catch (const ad::Error& e) {
+      failed = true;
+      BOOST_TEST_MESSAGE(e.what());
+      BOOST_TEST(std::string(e.what()).find("LBFGS: the loss is NaN at iteration") == 0);
+      BOOST_TEST(c.value() == before);
+      BOOST_TEST(third.evaluations() == evaluations);
+      BOOST_TEST(third.iterations() == iterations);
+    }
+  }
+  BOOST_TEST(failed);
+}
+
+BOOST_AUTO_TEST_CASE(a_resumed_run_continues_as_the_uninterrupted_one) {
+  // A model fitted by L-BFGS with short steps (its history carries over between them): two
+  // steps, a checkpoint, two more; against two steps, a resume into a fresh model and minimiser,
+  // two more. The parameters end bit for bit the same.
+  auto fit = [](nn::Module<double>& model, nn::LBFGS<double>& opt, int steps) {
+    const V x(ad::test::uniform({8, 3}, -1, 1, 2)), y(ad::test::uniform({8, 1}, -1, 1, 3));
+    for (int k = 0; k < steps; ++k)
+      opt.step([&] { return ad::mean(ad::square(ad::tanh(model(x)) - y)); });
+  };
+  nn::LBFGSOptions o;
+  o.max_iter = 3;
+  o.history_size = 4;
+  auto make = [] {
+    nn::Generator rng(5);
+    return std::make_shared<nn::Sequential<double>>(
+        std::make_shared<nn::Linear<double>>(3, 4, rng), std::make_shared<nn::Tanh<double>>(),
+        std::make_shared<nn::Linear<double>>(4, 1, rng));
+  };
+  auto a = make();
+  nn::LBFGS<double> opt_a(a->parameters(), o);
+  fit(*a, opt_a, 2);
+  const std::string path = std::string(AD_BINARY_DIR) + "/test_lbfgs_resume.npz";
+  nn::save_checkpoint(path, *a, opt_a, {{"epoch", 2}});
+  fit(*a, opt_a, 2);
+  auto b = make();
+  nn::LBFGS<double> opt_b(b->parameters(), o);
+  BOOST_TEST(nn::load_checkpoint(path, *b, opt_b).at("epoch") == 2.0);
+  BOOST_TEST(opt_b.iterations() == 6u);
+  fit(*b, opt_b, 2);
+  const auto pa = a->parameters(), pb = b->parameters();
+  for (std::size_t i = 0; i < pa.size(); ++i) BOOST_TEST(pa[i].value() == pb[i].value());
+  BOOST_TEST(opt_a.iterations() == opt_b.iterations());
+  BOOST_TEST(opt_a.evaluations() == opt_b.evaluations());
+  // Another optimizer's checkpoint, or none, is refused without a change; reset starts afresh.
+  nn::SGDOptions so;
+  nn::SGD<double> sgd(b->parameters(), so);
+  nn::save_checkpoint(path, *b, &sgd);
+  const Array<double> before = b->parameters()[0].value();
+  BOOST_CHECK_EXCEPTION(nn::load_checkpoint(path, *b, opt_b), ad::Error, [](const ad::Error& e) {
+    return std::string(e.what()).find("holds the state of a SGD optimizer, not of LBFGS") !=
+           std::string::npos;
+  });
+  BOOST_TEST(b->parameters()[0].value() == before);
+  nn::save_checkpoint(path, *a);
+  BOOST_CHECK_THROW(nn::load_checkpoint(path, *b, opt_b), ad::Error);
+  BOOST_TEST(b->parameters()[0].value() == before);
+  nn::LoadOptions reset;
+  reset.reset_optimizer = true;
+  nn::load_checkpoint(path, *b, opt_b, reset);
+  BOOST_TEST(b->parameters()[0].value() == a->parameters()[0].value());
+  // A state that does not fit the minimiser's parameters names the entry.
+  auto c = make();
+  nn::save_checkpoint(path, *a, opt_a);
+  nn::LBFGS<double> fewer({c->parameters()[0]}, o);
+  BOOST_CHECK_EXCEPTION(nn::load_checkpoint(path, *c, fewer), ad::Error, [](const ad::Error& e) {
+    return std::string(e.what()).find("the state's 'direction' has shape (21)") !=
+           std::string::npos;
+  });
+  std::remove(path.c_str());
+}
+
 BOOST_AUTO_TEST_CASE(bad_use_is_refused) {
   BOOST_CHECK_THROW(nn::LBFGS<double>({}), ad::Error);
   BOOST_CHECK_THROW(nn::LBFGS<double>({V(Array<double>{1.0})}), ad::Error);  // no grad
