@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <variant>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
@@ -93,18 +94,36 @@ std::shared_ptr<nn::Dataset<float>> rows(const nn::Dataset<float>& d,
 }
 
 /// The ordinary least-squares fit (with an intercept) of the targets on the inputs, in double:
-/// the normal equations (XᵀX) β = Xᵀy. Returns β, intercept last.
-ad::Array<double> least_squares(const nn::Dataset<float>& d) {
+/// the normal equations (XᵀX) β = Xᵀy. Returns β, intercept last, or, when the fit has no unique
+/// solution, why not (fewer samples than coefficients, a constant input column, or columns that
+/// depend on each other).
+std::variant<ad::Array<double>, std::string> least_squares(const nn::Dataset<float>& d) {
   const std::size_t n = d.size(), cols = d.inputs().shape()[1];
+  if (n < cols + 1)
+    return std::to_string(n) + " training sample" + (n == 1 ? "" : "s") + " for " +
+           std::to_string(cols + 1) + " coefficients (the inputs and an intercept)";
   ad::Array<double> x = xt::ones<double>({n, cols + 1});
   ad::Array<double> y = ad::Array<double>::from_shape({n});
   for (std::size_t i = 0; i < n; ++i) {
     for (std::size_t c = 0; c < cols; ++c) x(i, c) = d.inputs()(i, c);
     y(i) = d.targets()(i, 0);
   }
+  for (std::size_t c = 0; c < cols; ++c) {
+    bool constant = true;
+    for (std::size_t i = 1; i < n && constant; ++i) constant = x(i, c) == x(0, c);
+    if (constant) return "input column " + std::to_string(c + 1) + " is constant (the intercept's twin)";
+  }
+  const auto rank = static_cast<std::size_t>(xt::linalg::matrix_rank(x));
+  if (rank < cols + 1)
+    return "the input columns and the intercept depend on each other (rank " +
+           std::to_string(rank) + " of " + std::to_string(cols + 1) + ")";
   ad::Array<double> xtx = xt::linalg::dot(xt::transpose(x), x);
   ad::Array<double> xty = xt::linalg::dot(xt::transpose(x), y);
-  return xt::linalg::solve(xtx, xty);
+  try {
+    return ad::Array<double>(xt::linalg::solve(xtx, xty));
+  } catch (const std::exception& e) {
+    return std::string("the normal equations cannot be solved (") + e.what() + ")";
+  }
 }
 
 /// E = ½ Σ (y − ŷ)² of the linear fit β over a dataset (standardised units).
@@ -232,19 +251,29 @@ int run(const Options& o) {
   const double e = errors.empty() ? 0 : errors.back().train_loss;
   std::cout << "E = " << e << ", root mean squared error " << std::sqrt(2 * e / data->size())
             << "\n";
-  // The floor of a linear model: ordinary least squares on the training part.
-  const ad::Array<double> beta = least_squares(*data);
+  // The floor of a linear model: ordinary least squares on the training part (skipped, with the
+  // reason, when it has no unique solution: the network's fit stands on its own).
+  const auto fit = least_squares(*data);
+  const ad::Array<double>* beta = std::get_if<ad::Array<double>>(&fit);
   const double units = double(standardizer.y_scale) * standardizer.y_scale;
   auto rmse = [](double err, std::size_t n) { return std::sqrt(2 * err / static_cast<double>(n)); };
-  const double ols_train = least_squares_error(beta, *data) * units;
-  std::cout << "least squares (linear, the floor): training E = " << ols_train << ", RMSE "
-            << rmse(ols_train, data->size()) << "\n";
+  if (beta) {
+    const double ols_train = least_squares_error(*beta, *data) * units;
+    std::cout << "least squares (linear, the floor): training E = " << ols_train << ", RMSE "
+              << rmse(ols_train, data->size()) << "\n";
+  } else {
+    std::cout << "least squares (linear, the floor): skipped, no unique fit: "
+              << std::get<std::string>(fit) << "\n";
+  }
   if (held) {
     const double net_test = classic_error(model, *test, standardizer);
-    const double ols_test = least_squares_error(beta, *test) * units;
     std::cout << "held out (" << held << " samples): network E = " << net_test << ", RMSE "
-              << rmse(net_test, held) << "; least squares E = " << ols_test << ", RMSE "
-              << rmse(ols_test, held) << "\n";
+              << rmse(net_test, held);
+    if (beta) {
+      const double ols_test = least_squares_error(*beta, *test) * units;
+      std::cout << "; least squares E = " << ols_test << ", RMSE " << rmse(ols_test, held);
+    }
+    std::cout << "\n";
   }
   if (!o.plot.empty()) {
     examples::Series points{"data", {}, "points pt 7 ps 0.5"}, curve{"fit", {}, "lines lw 2"};

@@ -198,6 +198,28 @@ BOOST_AUTO_TEST_CASE(regression_fits_the_curve_and_a_csv) {
   BOOST_TEST(bad.output.find("no column 'nope'") != std::string::npos);
 }
 
+BOOST_AUTO_TEST_CASE(regression_without_a_unique_least_squares_fit) {
+  // The network trains; the least-squares baseline, which has no unique solution, is skipped with
+  // its cause.
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"a,b,y\n1,2,3\n", "1 training sample for 3 coefficients"},
+      {"a,b,y\n1,5,3\n2,5,1\n3,5,4\n4,5,2\n", "input column 2 is constant"},
+      {"a,b,y\n1,2,3\n2,4,1\n3,6,4\n4,8,2\n",
+       "the input columns and the intercept depend on each other (rank 2 of 3)"},
+      {"a,b,y\n1,2,3\n1,2,3\n1,2,3\n", "input column 1 is constant"},
+  };
+  for (std::size_t k = 0; k < cases.size(); ++k) {
+    const std::string csv = temp("singular" + std::to_string(k) + ".csv");
+    std::ofstream(csv) << cases[k].first;
+    auto r = run("regression", "--csv " + csv + " --target y --epochs 3");
+    BOOST_TEST_MESSAGE(r.output);
+    BOOST_TEST(r.status == 0, "case " << k);
+    BOOST_TEST(r.output.find("least squares (linear, the floor): skipped, no unique fit: " +
+                             cases[k].second) != std::string::npos,
+               "case " << k);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(regression_on_the_diabetes_data_reaches_the_linear_floor) {
   if (!std::filesystem::exists(std::string(ad::nn::datasets::sklearn_data_dir) +
                                "/diabetes_target.csv.gz")) {
