@@ -171,6 +171,42 @@ int run(const Options& o) {
   to.clip_grad_norm = 1.0;
   to.checkpoint = o.checkpoint;
   to.metrics_csv = o.metrics_csv;
+  // The vocabulary goes into the checkpoints (32 bytes a number, exact in a double): resuming on
+  // a text of other bytes would make the embedding rows stand for other characters.
+  for (std::size_t k = 0; k < 8; ++k) {
+    std::uint32_t bits = 0;
+    for (std::size_t b = 0; b < 32; ++b)
+      if (vocab.index[32 * k + b] >= 0) bits |= std::uint32_t{1} << b;
+    to.meta["vocabulary_" + std::to_string(k)] = bits;
+  }
+  to.check_meta = [&](const nn::Meta& saved) {
+    auto show = [](std::size_t b) {
+      if (b >= 32 && b < 127) return "'" + std::string(1, static_cast<char>(b)) + "'";
+      const char* hex = "0123456789abcdef";
+      return std::string("\\x") + hex[b >> 4] + hex[b & 15];
+    };
+    std::string text_only, checkpoint_only;
+    std::size_t count = 0;
+    for (std::size_t k = 0; k < 8; ++k) {
+      auto it = saved.find("vocabulary_" + std::to_string(k));
+      if (it == saved.end()) return;  // not a char_lm checkpoint: the trainer says so
+      const auto bits = static_cast<std::uint32_t>(it->second);
+      for (std::size_t b = 0; b < 32; ++b) {
+        const bool in_checkpoint = bits >> b & 1u, in_text = vocab.index[32 * k + b] >= 0;
+        count += in_checkpoint;
+        if (in_text && !in_checkpoint) text_only += " " + show(32 * k + b);
+        if (in_checkpoint && !in_text) checkpoint_only += " " + show(32 * k + b);
+      }
+    }
+    if (!text_only.empty() || !checkpoint_only.empty())
+      throw ad::Error("--resume: '" + o.checkpoint + "' was trained on a vocabulary of " +
+                      std::to_string(count) + " bytes, this text has " +
+                      std::to_string(vocab.size()) + " (" +
+                      (text_only.empty() ? "" : "only in the text:" + text_only) +
+                      (!text_only.empty() && !checkpoint_only.empty() ? "; " : "") +
+                      (checkpoint_only.empty() ? "" : "only in the checkpoint:" + checkpoint_only) +
+                      "): its embedding rows would stand for other characters");
+  };
   // Mean cross-entropy per byte of the batch (B·L predictions).
   nn::Trainer<float> trainer(
       *model, opt,

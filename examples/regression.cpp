@@ -9,12 +9,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <variant>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <numeric>
 #include <random>
+#include <variant>
 
 #include "autodiff/autodiff.hpp"
 #include "cli.hpp"
@@ -111,7 +111,8 @@ std::variant<ad::Array<double>, std::string> least_squares(const nn::Dataset<flo
   for (std::size_t c = 0; c < cols; ++c) {
     bool constant = true;
     for (std::size_t i = 1; i < n && constant; ++i) constant = x(i, c) == x(0, c);
-    if (constant) return "input column " + std::to_string(c + 1) + " is constant (the intercept's twin)";
+    if (constant)
+      return "input column " + std::to_string(c + 1) + " is constant (the intercept's twin)";
   }
   const auto rank = static_cast<std::size_t>(xt::linalg::matrix_rank(x));
   if (rank < cols + 1)

@@ -445,6 +445,7 @@ void Trainer<T>::save(const std::string& path) const {
   meta["best_epoch"] = static_cast<double>(best_epoch_);
   meta["stale_epochs"] = static_cast<double>(stale_epochs_);
   if (plateau_) plateau_->save(meta, "plateau_");
+  for (const auto& [key, value] : options_.meta) meta["data_" + key] = value;
   save_checkpoint(path, model_, &optimizer_, meta);
 }
 
@@ -472,6 +473,21 @@ void Trainer<T>::resume(const std::string& path, bool reset_optimizer) {
     if (meta.count("stale_epochs")) count(meta, "stale_epochs", static_cast<double>(epochs));
     if (meta.count("best_loss") && std::isnan(meta.at("best_loss")))
       fail("Trainer::resume: '", path, "': meta/best_loss is NaN");
+    if (options_.check_meta) {
+      Meta data;
+      for (const auto& [key, value] : meta)
+        if (key.rfind("data_", 0) == 0) data[key.substr(5)] = value;
+      options_.check_meta(data);
+    }
+    for (const auto& [key, value] : options_.meta) {
+      auto it = meta.find("data_" + key);
+      if (it == meta.end())
+        fail("Trainer::resume: '", path, "' has no meta/data_", key,
+             " (it was saved for other data, or without it)");
+      if (!(it->second == value))
+        fail("Trainer::resume: '", path, "': meta/data_", key, " is ", it->second,
+             ", this run's is ", value, " (the checkpoint was saved for other data)");
+    }
     if (plateau_ && meta.count("plateau_factor")) plateau_->load(meta, "plateau_");
   };
   Meta plateau_before;  // put back if the checkpoint is refused after the plateau took its part

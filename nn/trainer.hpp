@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "nn/checkpoint.hpp"
 #include "nn/data.hpp"
 #include "nn/module.hpp"
 #include "nn/optim.hpp"
@@ -75,6 +76,13 @@ struct TrainerOptions {
   /// Where the best epoch's model is saved (atomically) whenever the monitored loss improves
   /// ("": nowhere). With keep_best, fit() loads it when the best epoch came before a resume.
   std::string best_checkpoint;
+  /// Numbers saved with every checkpoint under meta/ (what the data was: a vocabulary, say), and
+  /// checked on resume: a checkpoint whose values differ, or lack one, is refused with an error
+  /// naming the key (check_meta may say more, before).
+  Meta meta;
+  /// Called on resume with the checkpoint's meta values before anything is loaded; it throws to
+  /// refuse them (with a message that says what differs).
+  std::function<void(const Meta&)> check_meta;
 };
 
 /// How the processes of a data-parallel run combine what each computed (distributed/ implements

@@ -313,6 +313,36 @@ BOOST_AUTO_TEST_CASE(char_lm_learns_a_text) {
       BOOST_TEST(r.output.find("sampled at temperature 0.8:\nthe ") != std::string::npos);
     }
   }
+  // Resuming on a text of other bytes (as many distinct ones) is refused, naming them.
+  const std::string other = temp("char_text_other");
+  std::filesystem::create_directories(other);
+  {
+    std::ofstream out(other + "/words");
+    const char* words[] = {"thx ", "cat ", "sat ", "on ", "a ", "mat\n"};  // 'x' for 'e'
+    for (int i = 0; i < 1500; ++i) out << words[i % 6];
+  }
+  const std::string ck = temp("char_vocab.npz");
+  std::remove(ck.c_str());
+  auto first = run("char_lm", "--data-dir " + dir +
+                                  " --epochs 1 --seq-len 16 --batch-size 16 "
+                                  "--embed 8 --hidden 16 --sample 0 --checkpoint " +
+                                  ck);
+  BOOST_REQUIRE(first.status == 0);
+  auto resumed = run("char_lm", "--data-dir " + other +
+                                    " --epochs 2 --seq-len 16 --batch-size 16 "
+                                    "--embed 8 --hidden 16 --sample 0 --resume --checkpoint " +
+                                    ck);
+  BOOST_TEST_MESSAGE(resumed.output);
+  BOOST_TEST(resumed.status == 1);
+  BOOST_TEST(resumed.output.find("was trained on a vocabulary of 11 bytes, this text has 11 (only "
+                                 "in the text: 'x'; only in the checkpoint: 'e')") !=
+             std::string::npos);
+  auto same = run("char_lm", "--data-dir " + dir +
+                                 " --epochs 2 --seq-len 16 --batch-size 16 "
+                                 "--embed 8 --hidden 16 --sample 0 --resume --checkpoint " +
+                                 ck);
+  BOOST_TEST(same.status == 0);
+  BOOST_TEST(same.output.find("resumed from") != std::string::npos);
   auto missing = run("char_lm", "--data-dir " + temp("no_such_dir"));
   BOOST_TEST(missing.status == 1);
   BOOST_TEST(missing.output.find("is not a folder") != std::string::npos);

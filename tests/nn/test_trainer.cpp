@@ -209,6 +209,42 @@ BOOST_AUTO_TEST_CASE(same_seed_bit_identical) {
   BOOST_TEST(a[0] != c[0]);
 }
 
+BOOST_AUTO_TEST_CASE(resume_refuses_a_checkpoint_of_other_data) {
+  auto data = rings(1);
+  nn::LoaderOptions lo;
+  lo.batch_size = 16;
+  nn::DataLoader<float> train(data, lo);
+  std::ostringstream log;
+  const std::string path = temp_path("trainer_meta.npz");
+  auto trainer_with = [&](nn::Meta meta, auto& model, auto& opt) {
+    model = mlp(4, true);
+    opt = std::make_unique<nn::SGD<float>>(model->parameters(), nn::SGDOptions{});
+    nn::TrainerOptions o = quiet(2, log);
+    o.meta = std::move(meta);
+    return std::make_unique<nn::Trainer<float>>(*model, *opt, ce, o);
+  };
+  std::shared_ptr<nn::Sequential<float>> m;
+  std::unique_ptr<nn::SGD<float>> opt;
+  auto first = trainer_with({{"vocabulary", 7}}, m, opt);
+  first->fit(train);
+  first->save(path);
+  auto other = trainer_with({{"vocabulary", 8}}, m, opt);
+  const auto before = m->parameters()[0].value();
+  BOOST_CHECK_EXCEPTION(other->resume(path), ad::Error, [](const ad::Error& e) {
+    return std::string(e.what()).find("meta/data_vocabulary is 7, this run's is 8") !=
+           std::string::npos;
+  });
+  BOOST_TEST(m->parameters()[0].value() == before);
+  auto absent = trainer_with({{"size", 1}}, m, opt);
+  BOOST_CHECK_EXCEPTION(absent->resume(path), ad::Error, [](const ad::Error& e) {
+    return std::string(e.what()).find("has no meta/data_size") != std::string::npos;
+  });
+  auto same = trainer_with({{"vocabulary", 7}}, m, opt);
+  same->resume(path);
+  BOOST_TEST(same->epochs_done() == 2u);
+  std::remove(path.c_str());
+}
+
 BOOST_AUTO_TEST_CASE(resume_continues_exactly) {
   auto data = rings(1);
   nn::LoaderOptions lo;
