@@ -297,7 +297,9 @@ int main(int argc, char** argv) {
       "checkpoint", po::value(&o.checkpoint), "save model and optimizer here after every epoch")(
       "resume", po::bool_switch(&o.resume), "continue from --checkpoint")(
       "metrics-csv", po::value(&o.metrics_csv), "write the metrics per epoch to this CSV")(
-      "plot", po::value(&o.plot), "plot the perplexity per epoch to this .png or .svg")(
+      "plot",
+      po::value(&o.plot)->notifier([](const std::string& p) { examples::check_plot_path(p); }),
+      "plot the perplexity per epoch to this .png or .svg")(
       "export-onnx", po::value(&o.export_onnx),
       "after training, write the model as an ONNX model (opset 17) to this file, with its output "
       "on the first validation sequences beside it (FILE.expected.npz)")(

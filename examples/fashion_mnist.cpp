@@ -251,8 +251,10 @@ int main(int argc, char** argv) {
       "with --resume: start the optimizer afresh instead of loading its state (to switch "
       "optimizers, or from a checkpoint saved without one)")(
       "metrics-csv", po::value(&o.metrics_csv), "write the metrics per epoch to this CSV")(
-      "plot", po::value(&o.plot), "plot loss and accuracy curves to this .png or .svg")(
-      "quiet", po::bool_switch(&o.quiet), "one line per epoch, no progress bar")(
+      "plot",
+      po::value(&o.plot)->notifier([](const std::string& p) { examples::check_plot_path(p); }),
+      "plot loss and accuracy curves to this .png or .svg")("quiet", po::bool_switch(&o.quiet),
+                                                            "one line per epoch, no progress bar")(
       "export-onnx", po::value(&o.export_onnx),
       "after training, write the model as an ONNX model (opset 17) to this file, with its output "
       "on the first test images beside it (FILE.expected.npz)")(

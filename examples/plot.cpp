@@ -3,11 +3,14 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 
 #include <unistd.h>
 
 #include <gnuplot-iostream.h>
+
+#include "nn/atomic_write.hpp"
 
 namespace examples {
 
@@ -46,6 +49,17 @@ bool draw(const std::string& path, int width, int height, Script script) {
 
 bool gnuplot_available() {
   return std::system("command -v gnuplot >/dev/null 2>&1") == 0;
+}
+
+void check_plot_path(const std::string& path, const std::string& option) {
+  if (path.empty()) return;
+  auto ends_with = [&](const char* ext) {
+    const std::size_t n = std::strlen(ext);
+    return path.size() > n && path.compare(path.size() - n, n, ext) == 0;
+  };
+  if (!ends_with(".png") && !ends_with(".svg"))
+    throw ad::Error(option + ": '" + path + "' must end in .png or .svg (the formats drawn)");
+  ad::nn::check_writable(path, option);
 }
 
 bool plot_panels(const std::string& path, const std::string& title,

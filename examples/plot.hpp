@@ -12,6 +12,11 @@ namespace examples {
 /// True when the gnuplot program can be run.
 bool gnuplot_available();
 
+/// Throws, naming the option, unless `path` ends in .png or .svg (the formats drawn) and can be
+/// written (its folder exists and takes a new file); an empty path (no plot) passes. The
+/// programs check their --plot so when the options are parsed, before any work.
+void check_plot_path(const std::string& path, const std::string& option = "--plot");
+
 /// One curve: a title, its (x, y) points and a gnuplot style ("linespoints", "lines", "points").
 struct Series {
   std::string title;

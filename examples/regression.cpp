@@ -333,6 +333,8 @@ int main(int argc, char** argv) {
       examples::number(&o.seed, decltype(o.seed){0}, std::numeric_limits<decltype(o.seed)>::max(),
                        "seed"),
       "random seed")("threads", examples::number(&o.threads, 1, 1024, "threads"), "BLAS threads")(
-      "plot", po::value(&o.plot), "plot the error and the fit to this .png or .svg");
+      "plot",
+      po::value(&o.plot)->notifier([](const std::string& p) { examples::check_plot_path(p); }),
+      "plot the error and the fit to this .png or .svg");
   return examples::run_program("regression", argc, argv, desc, [&] { return run(o); });
 }

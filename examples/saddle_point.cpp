@@ -236,7 +236,9 @@ int main(int argc, char** argv) {
                        "seed"),
       "random seed")("csv", po::value(&o.csv)->default_value(o.csv),
                      "where to write the trajectories")(
-      "plot", po::value(&o.plot)->default_value(o.plot),
+      "plot", po::value(&o.plot)->default_value(o.plot)->notifier([](const std::string& p) {
+        examples::check_plot_path(p);
+      }),
       "where to plot them (.png or .svg; '' for none)");
   return examples::run_program("saddle_point", argc, argv, desc, [&] { return run(o); });
 }

@@ -146,6 +146,23 @@ BOOST_AUTO_TEST_CASE(options_are_range_checked_when_parsed) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(plot_paths_are_checked_when_parsed) {
+  // Once: a .jpg got PNG data, and an unwritable path made gnuplot write the PNG to stdout,
+  // failing only after the whole run.
+  for (const std::string example : {"fashion_mnist", "char_lm", "regression", "saddle_point"}) {
+    BOOST_TEST_CONTEXT(example) {
+      auto ext = run(example, "--plot " + temp("plot.jpg"));
+      BOOST_TEST(ext.status == 2);
+      BOOST_TEST(ext.output.find("--plot: '" + temp("plot.jpg") + "' must end in .png or .svg") !=
+                 std::string::npos);
+      auto dir = run(example, "--plot " + temp("no_such_dir/plot.png"));
+      BOOST_TEST(dir.status == 2);
+      BOOST_TEST(dir.output.find("--plot: cannot write") != std::string::npos);
+      BOOST_TEST(dir.output.find("does not exist") != std::string::npos);
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(fashion_mnist_resume_refuses_another_optimizer) {
   const std::string ckpt = temp("switch.npz");
   auto first =
