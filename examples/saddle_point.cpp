@@ -17,6 +17,7 @@
 
 #include "autodiff/autodiff.hpp"
 #include "cli.hpp"
+#include "nn/atomic_write.hpp"
 #include "nn/init.hpp"
 #include "plot.hpp"
 
@@ -176,22 +177,25 @@ int run(const Options& o) {
   std::cout << "  (the minimum along the eigenvalue −1 is f = " << minimum << ")\n";
 
   // Trajectories of part 1 as CSV, and over the contours of f as a picture.
-  {
-    const std::string tmp = o.csv + ".tmp";
-    std::ofstream csv(tmp);
-    csv << "method,step,x,y,f\n";
-    auto rows = [&](const std::string& name, const std::vector<A>& path) {
-      for (std::size_t t = 0; t < path.size(); ++t)
-        csv << name << "," << t << "," << path[t](0) << "," << path[t](1) << ","
-            << value(f, path[t]) << "\n";
-    };
-    rows("gradient_descent", plain);
-    rows("momentum", with_momentum);
-    rows("noise", with_noise);
-    rows("hessian_escape", hessian_path);
-    csv.close();
-    if (!csv || std::rename(tmp.c_str(), o.csv.c_str()) != 0)
-      throw ad::Error("cannot write '" + o.csv + "'");
+  if (!o.csv.empty()) {
+    ad::nn::write_atomically(
+        o.csv,
+        [&](const std::string& temporary) {
+          std::ofstream csv(temporary);
+          csv << "method,step,x,y,f\n";
+          auto rows = [&](const std::string& name, const std::vector<A>& path) {
+            for (std::size_t t = 0; t < path.size(); ++t)
+              csv << name << "," << t << "," << path[t](0) << "," << path[t](1) << ","
+                  << value(f, path[t]) << "\n";
+          };
+          rows("gradient_descent", plain);
+          rows("momentum", with_momentum);
+          rows("noise", with_noise);
+          rows("hessian_escape", hessian_path);
+          csv.flush();
+          if (!csv) throw ad::Error("cannot write '" + temporary + "'");
+        },
+        "--csv");
     std::cout << "\ntrajectories written to '" << o.csv << "'\n";
   }
   if (!o.plot.empty()) {
@@ -213,7 +217,13 @@ int run(const Options& o) {
              series("noise", with_noise), series("Hessian escape", escaped)}))
       std::cout << "plot written to '" << o.plot << "'\n";
   }
-  return lambda < 0 && value(f, hessian_path.back()) < -0.1 && value(g, out.back()) < -0.2 ? 0 : 1;
+  // The demonstration's outcome is the exit status: say why when the escape fell short.
+  if (lambda < 0 && value(f, hessian_path.back()) < -0.1 && value(g, out.back()) < -0.2) return 0;
+  std::cerr << "saddle_point: the escape step of " << o.escape
+            << " did not get away from the saddles (f = " << value(f, hessian_path.back())
+            << " in 2-D, " << value(g, out.back())
+            << " in 4-D, after the steps that follow it); a larger --escape is needed\n";
+  return 1;
 }
 
 }  // namespace
@@ -230,12 +240,15 @@ int main(int argc, char** argv) {
       "gradient steps")("momentum", examples::number(&o.momentum, 0.0, 0.9999, "momentum"),
                         "momentum of the comparison")(
       "noise", examples::number(&o.noise, 0.0, 1e3, "noise"), "deviation of the gradient noise")(
-      "escape", examples::number(&o.escape, 0.0, 1e3, "escape"), "length of the escape step")(
+      "escape", examples::number(&o.escape, 1e-12, 1e3, "escape"), "length of the escape step")(
       "seed",
       examples::number(&o.seed, decltype(o.seed){0}, std::numeric_limits<decltype(o.seed)>::max(),
                        "seed"),
-      "random seed")("csv", po::value(&o.csv)->default_value(o.csv),
-                     "where to write the trajectories")(
+      "random seed")("csv",
+                     po::value(&o.csv)->default_value(o.csv)->notifier([](const std::string& p) {
+                       if (!p.empty()) ad::nn::check_writable(p, "--csv");
+                     }),
+                     "where to write the trajectories ('' for none)")(
       "plot", po::value(&o.plot)->default_value(o.plot)->notifier([](const std::string& p) {
         examples::check_plot_path(p);
       }),

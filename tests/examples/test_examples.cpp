@@ -379,6 +379,25 @@ BOOST_AUTO_TEST_CASE(saddle_point_escapes) {
   BOOST_TEST(r.output.find("a saddle point, not a minimum") != std::string::npos);
   BOOST_TEST(r.output.find("all positive: a minimum") != std::string::npos);
   BOOST_TEST(fs::exists(csv));
+  // A folder as --csv is refused before the run, naming it, and leaves no temporary; '' writes
+  // none; an escape that falls short says so.
+  const std::string folder = temp("saddle_dir");
+  fs::create_directories(folder);
+  auto dir = run("saddle_point", "--csv " + folder + " --plot ''");
+  BOOST_TEST(dir.status == 2);
+  BOOST_TEST(dir.output.find("--csv: '" + folder + "' is a directory") != std::string::npos);
+  BOOST_TEST(!fs::exists(folder + ".tmp"));
+  auto none = run("saddle_point", "--csv '' --plot ''");
+  BOOST_TEST(none.status == 0);
+  BOOST_TEST(none.output.find("trajectories written") == std::string::npos);
+  auto zero = run("saddle_point", "--escape 0");
+  BOOST_TEST(zero.status == 2);
+  BOOST_TEST(zero.output.find("--escape must be") != std::string::npos);
+  auto tiny = run("saddle_point", "--escape 1e-9 --csv '' --plot ''");
+  BOOST_TEST(tiny.status == 1);
+  BOOST_TEST(tiny.output.find("did not get away from the saddles") != std::string::npos);
+  for (const auto& e : fs::directory_iterator(fs::current_path()))
+    BOOST_TEST(e.path().extension() != ".tmp", e.path());
 }
 
 BOOST_AUTO_TEST_CASE(gradcheck_custom_catches_the_mistake) {
