@@ -3,12 +3,19 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
 
 namespace ad::memory {
+
+OutOfMemory::OutOfMemory(std::size_t bytes) : bytes_(bytes) {
+  std::snprintf(message_, sizeof message_,
+                "out of memory: an array of %zu bytes (%.3g GB) was asked for", bytes,
+                double(bytes) / 1e9);
+}
 
 namespace {
 
@@ -148,7 +155,7 @@ bool give_small(void* p, std::size_t bytes) {
     }
   }
   void* p = std::malloc(bytes);
-  if (!p) throw std::bad_alloc();
+  if (!p) throw OutOfMemory(bytes);
   return p;
 }
 

@@ -13,6 +13,21 @@
 // namespace ad's functions (ad::sum would otherwise compete with xtensor's sum inside xt::mean).
 namespace ad::memory {
 
+/// The std::bad_alloc of a block the system would not give: what() says its size, so that a
+/// program can say which of its options asked for too much.
+class OutOfMemory : public std::bad_alloc {
+ public:
+  /// A failure to allocate `bytes`.
+  explicit OutOfMemory(std::size_t bytes);
+  const char* what() const noexcept override { return message_; }
+  /// The size asked for.
+  std::size_t bytes() const { return bytes_; }
+
+ private:
+  std::size_t bytes_;
+  char message_[96];
+};
+
 namespace detail {
 /// A block of at least `bytes`, from the cache when one of that size is there.
 void* allocate_block(std::size_t bytes);

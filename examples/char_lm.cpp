@@ -92,10 +92,14 @@ struct Vocabulary {
 
 /// Non-overlapping windows of `len` bytes as inputs and the bytes one further as targets, both as
 /// vocabulary indices (N, len).
+/// `what` names the text in errors.
 std::shared_ptr<nn::Dataset<float>> windows(const std::string& text, const Vocabulary& v,
-                                            std::size_t len) {
+                                            std::size_t len, const std::string& what) {
   const std::size_t n = text.size() > len ? (text.size() - 1) / len : 0;
-  if (n == 0) throw ad::Error("the text is shorter than one sequence of " + std::to_string(len));
+  if (n == 0)
+    throw ad::Error(what + " has " + std::to_string(text.size()) +
+                    " bytes, fewer than one sequence of --seq-len " + std::to_string(len) +
+                    " and the byte after it");
   ad::Array<float> x = ad::Array<float>::from_shape({n, len});
   ad::Array<float> y = ad::Array<float>::from_shape({n, len});
   for (std::size_t i = 0; i < n; ++i)
@@ -143,8 +147,11 @@ int run(const Options& o) {
   // The last part is the validation text: contiguous, so no window overlaps the training text.
   const auto split =
       static_cast<std::size_t>(static_cast<double>(text.size()) * (1 - o.val_fraction));
-  auto train_data = windows(text.substr(0, split), vocab, o.seq_len);
-  auto val_data = windows(text.substr(split), vocab, o.seq_len);
+  auto train_data =
+      windows(text.substr(0, split), vocab, o.seq_len, "the training part of the text");
+  auto val_data = windows(text.substr(split), vocab, o.seq_len,
+                          "the validation part of the text (its last --val-fraction " +
+                              examples::text(o.val_fraction) + ")");
   nn::LoaderOptions lo;
   lo.batch_size = o.batch;
   lo.seed = o.seed;
@@ -154,11 +161,18 @@ int run(const Options& o) {
 
   nn::Generator rng(o.seed);
   std::shared_ptr<nn::Module<float>> model;
-  if (o.model == "lstm")
-    model = std::make_shared<examples::LstmModel>(vocab.size(), o.embed, o.hidden, o.layers, rng);
-  else
-    model = std::make_shared<examples::TransformerModel>(vocab.size(), o.hidden, o.heads, o.layers,
-                                                         o.seq_len, rng);
+  try {
+    if (o.model == "lstm")
+      model = std::make_shared<examples::LstmModel>(vocab.size(), o.embed, o.hidden, o.layers, rng);
+    else
+      model = std::make_shared<examples::TransformerModel>(vocab.size(), o.hidden, o.heads,
+                                                           o.layers, o.seq_len, rng);
+  } catch (const std::bad_alloc& e) {
+    throw ad::Error("making the " + o.model + " model (--hidden " + std::to_string(o.hidden) +
+                    ", --embed " + std::to_string(o.embed) + ", --layers " +
+                    std::to_string(o.layers) + "): " + e.what() +
+                    "; lower --hidden, --embed or --layers");
+  }
   nn::AdamOptions ao;
   ao.lr = o.lr;
   nn::Adam<float> opt(model->parameters(), ao);

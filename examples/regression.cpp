@@ -32,6 +32,7 @@ struct Options {
   double lr = 0.005, noise = 0.1, test_fraction = -1;  // -1: 0.2 for diabetes, else 0
   std::uint64_t seed = 1;
   std::string dataset = "curve", data_dir = nn::datasets::sklearn_data_dir, csv, target, plot;
+  bool dataset_given = false;  // --dataset on the command line (it conflicts with --csv)
   int threads = ad::default_num_threads();
 };
 
@@ -153,6 +154,8 @@ int run(const Options& o) {
   std::shared_ptr<nn::Dataset<float>> all;
   std::string source;
   if (!o.csv.empty()) {
+    if (o.dataset_given)
+      throw ad::Error("--csv and --dataset both say what data to fit: give one of them");
     if (o.target.empty()) throw ad::Error("--csv needs --target COLUMN");
     all = nn::datasets::csv_dataset(nn::datasets::read_csv(o.csv), o.target);
     source = o.csv;
@@ -307,7 +310,8 @@ int main(int argc, char** argv) {
   po::options_description desc(
       "regression: fit a function by minimising E = ½ Σ (y − ŷ)²\nOptions");
   desc.add_options()("help,h", "show this help")(
-      "dataset", po::value(&o.dataset),
+      "dataset",
+      po::value(&o.dataset)->notifier([&o](const std::string&) { o.dataset_given = true; }),
       "curve (a generated noisy curve, the default) or diabetes (python3-sklearn's data)")(
       "data-dir", po::value(&o.data_dir), "where the diabetes files are")(
       "test-fraction", po::value<std::string>()->notifier([&](const std::string& text) {

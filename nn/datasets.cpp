@@ -3,6 +3,7 @@
 #include <boost/iostreams/filter/gzip.hpp>
 #include <boost/iostreams/filtering_streambuf.hpp>
 
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -14,6 +15,26 @@
 namespace ad::nn::datasets {
 
 namespace {
+
+/// Whether `text` is a decimal number as a CSV holds it: an optional sign, digits with an
+/// optional point, an optional exponent. (strtod also takes hexadecimal "0x10", "inf" and
+/// "nan", which a data file does not mean.)
+bool decimal(const std::string& text) {
+  std::size_t i = 0, digits = 0;
+  if (i < text.size() && (text[i] == '+' || text[i] == '-')) ++i;
+  for (; i < text.size() && std::isdigit(static_cast<unsigned char>(text[i])); ++i) ++digits;
+  if (i < text.size() && text[i] == '.')
+    for (++i; i < text.size() && std::isdigit(static_cast<unsigned char>(text[i])); ++i) ++digits;
+  if (digits == 0) return false;
+  if (i < text.size() && (text[i] == 'e' || text[i] == 'E')) {
+    ++i;
+    if (i < text.size() && (text[i] == '+' || text[i] == '-')) ++i;
+    std::size_t exponent = 0;
+    for (; i < text.size() && std::isdigit(static_cast<unsigned char>(text[i])); ++i) ++exponent;
+    if (exponent == 0) return false;
+  }
+  return i == text.size();
+}
 
 namespace io = boost::iostreams;
 
@@ -124,6 +145,9 @@ ImageSplit load_mnist(const std::string& dir, bool train) {
   Array<std::uint8_t> labels = read_idx(labels_path);
   if (images.dimension() != 3)
     fail("'", images_path, "': images must have 3 dimensions, found ", shape_str(images.shape()));
+  if (images.shape()[1] != 28 || images.shape()[2] != 28)
+    fail("'", images_path, "': expected 28x28 images (MNIST's format), found ", images.shape()[1],
+         "x", images.shape()[2]);
   if (labels.dimension() != 1)
     fail("'", labels_path, "': labels must have 1 dimension, found ", shape_str(labels.shape()));
   if (images.shape()[0] != labels.shape()[0])
@@ -175,6 +199,11 @@ CsvTable read_csv(const std::string& path) {
   table.columns = split(line);
   if (table.columns.empty() || line.find_first_not_of(" \t\r") == std::string::npos)
     fail("'", path, "' is empty: a header row is needed");
+  for (std::size_t c = 0; c < table.columns.size(); ++c)
+    for (std::size_t d = 0; d < c; ++d)
+      if (table.columns[c] == table.columns[d])
+        fail("'", path, "' line ", line_no, ": column ", c + 1, " ('", table.columns[c],
+             "') has the name of column ", d + 1);
   std::vector<double> values;
   std::size_t rows = 0;
   while (std::getline(file, line)) {
@@ -198,6 +227,8 @@ CsvTable read_csv(const std::string& path) {
       if (!std::isfinite(v))
         fail(where(), errno == ERANGE ? " is out of the range of a double"
                                       : " is not a finite number (NaN and infinity are refused)");
+      if (!decimal(fields[c]))
+        fail(where(), " is not a decimal number (hexadecimal and other forms are refused)");
       values.push_back(v);
     }
     ++rows;
@@ -254,6 +285,9 @@ std::vector<double> read_number_rows(const std::string& path, std::size_t column
         if (*end != '\0' || !std::isfinite(v))
           fail("'", path, "' line ", line_no, ", field ", count, ": '", field,
                "' is not a finite number");
+        if (!decimal(field))
+          fail("'", path, "' line ", line_no, ", field ", count, ": '", field,
+               "' is not a decimal number (hexadecimal and other forms are refused)");
         values.push_back(v);
       }
       if (count != columns)

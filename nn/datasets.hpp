@@ -27,7 +27,7 @@ struct ImageSplit {
 };
 
 /// Reads <dir>/{train,t10k}-{images-idx3,labels-idx1}-ubyte, with or without .gz. Checks that the
-/// images are 3-D, the labels 1-D, and that their counts agree; a missing file in the default
+/// images are 28x28, the labels 1-D, and that their counts agree; a missing file in the default
 /// folder comes with the apt-get hint.
 ImageSplit load_mnist(const std::string& dir, bool train);
 

@@ -411,6 +411,11 @@ std::vector<std::pair<std::string, Entry>> load(const std::string& path) {
     fail("checkpoint: cannot read '", path, "': it is a directory");
   int code = 0;
   zip_t* z = zip_open(path.c_str(), ZIP_RDONLY | ZIP_CHECKCONS, &code);
+  // libzip refuses an archive whose directory names an entry twice with "File already exists".
+  if (!z && code == ZIP_ER_EXISTS)
+    fail("checkpoint: cannot read '", path,
+         "': two of its entries have the same name (an archive written by something else than "
+         "this library, or damaged)");
   if (!z) fail("checkpoint: cannot read '", path, "': ", zip_message(code));
   std::unique_ptr<zip_t, void (*)(zip_t*)> guard(z, zip_discard);
   const std::uintmax_t archive_size = std::filesystem::file_size(path, ec);

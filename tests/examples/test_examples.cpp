@@ -210,6 +210,10 @@ BOOST_AUTO_TEST_CASE(regression_fits_the_curve_and_a_csv) {
   auto ec = numbers_after(c.output, "E = ½Σ\\(y − ŷ\\)² = ");
   BOOST_REQUIRE(ec.size() >= 2u);
   BOOST_TEST(ec.back() < 0.2 * ec.front());
+  auto both = run("regression", "--dataset diabetes --csv " + csv + " --target target");
+  BOOST_TEST(both.status == 1);
+  BOOST_TEST(both.output.find("--csv and --dataset both say what data to fit") !=
+             std::string::npos);
   auto bad = run("regression", "--csv " + csv + " --target nope");
   BOOST_TEST(bad.status == 1);
   BOOST_TEST(bad.output.find("no column 'nope'") != std::string::npos);
@@ -366,6 +370,20 @@ BOOST_AUTO_TEST_CASE(char_lm_learns_a_text) {
   auto heads = run("char_lm", "--data-dir " + dir + " --model transformer --hidden 10 --heads 4");
   BOOST_TEST(heads.status == 1);
   BOOST_TEST(heads.output.find("--heads (4) must divide --hidden (10)") != std::string::npos);
+  // Messages that name what to change: the part of the text too short for --seq-len, and a
+  // model too large for memory (not under AddressSanitizer, which stops at such a request).
+  auto long_seq = run("char_lm", "--data-dir " + dir + " --seq-len 2000");
+  BOOST_TEST(long_seq.status == 1);
+  BOOST_TEST(long_seq.output.find("the validation part of the text (its last --val-fraction 0.1) "
+                                  "has 525 bytes, fewer than one sequence of --seq-len 2000") !=
+             std::string::npos);
+#if !defined(__SANITIZE_ADDRESS__)
+  auto huge = run("char_lm", "--data-dir " + dir + " --hidden 100000 --embed 1");
+  BOOST_TEST(huge.status == 1);
+  BOOST_TEST(huge.output.find("making the lstm model (--hidden 100000, --embed 1, --layers 1): out "
+                              "of memory: an array of 160000000000 bytes") != std::string::npos);
+  BOOST_TEST(huge.output.find("lower --hidden, --embed or --layers") != std::string::npos);
+#endif
   auto len = run("char_lm", "--seq-len 1");
   BOOST_TEST(len.status == 2);
   BOOST_TEST(len.output.find("--seq-len must be") != std::string::npos);

@@ -130,6 +130,12 @@ BOOST_AUTO_TEST_CASE(mnist_errors) {
   write(d + "/train-labels-idx1-ubyte", idx_bytes({5, 2}, 10));
   BOOST_CHECK_EXCEPTION(ds::load_mnist(d, true), ad::Error,
                         [](const ad::Error& e) { return says(e, {"1 dimension"}); });
+  // Images of another size (once: a shape error of the first linear layer) name the file.
+  write(d + "/train-images-idx3-ubyte", idx_bytes({5, 14, 14}, 5 * 196));
+  write(d + "/train-labels-idx1-ubyte", idx_bytes({5}, 5));
+  BOOST_CHECK_EXCEPTION(ds::load_mnist(d, true), ad::Error, [&](const ad::Error& e) {
+    return says(e, {d + "/train-images-idx3-ubyte", "expected 28x28 images", "found 14x14"});
+  });
 }
 
 BOOST_AUTO_TEST_CASE(the_default_folder_hint) {
@@ -215,16 +221,31 @@ BOOST_AUTO_TEST_CASE(idx_dimensions_are_checked_against_the_file_before_allocati
 
 BOOST_AUTO_TEST_CASE(csv_cells_must_be_finite_numbers) {
   const std::string path = dir() + "/cells.csv";
-  const std::vector<std::pair<std::string, std::string>> cells = {{"1e400", "out of the range"},
-                                                                  {"nan", "not a finite number"},
-                                                                  {"-inf", "not a finite number"},
-                                                                  {"inf", "not a finite number"}};
+  const std::vector<std::pair<std::string, std::string>> cells = {
+      {"1e400", "out of the range"},
+      {"nan", "not a finite number"},
+      {"-inf", "not a finite number"},
+      {"inf", "not a finite number"},
+      {"0x10", "not a decimal number"},
+      {"1e", "not a number"},
+      {".", "not a number"},
+      {"0x1p3", "not a decimal number"}};
   for (const auto& [cell, why] : cells) {
     write(path, "a,b\n1,2\n3," + cell + "\n");
     BOOST_CHECK_EXCEPTION(ds::read_csv(path), ad::Error, [&](const ad::Error& e) {
       return says(e, {path, "line 3", "column 2 ('b')", "'" + cell + "'", why});
     });
   }
+  // Decimal forms are taken.
+  write(path, "a,b\n-1.5,+2e3\n.5,3.\n");
+  auto decimals = ds::read_csv(path);
+  BOOST_TEST(decimals.values(0, 1) == 2000.0);
+  BOOST_TEST(decimals.values(1, 0) == 0.5);
+  // A repeated column name is refused, naming both.
+  write(path, "a,b,a\n1,2,3\n");
+  BOOST_CHECK_EXCEPTION(ds::read_csv(path), ad::Error, [&](const ad::Error& e) {
+    return says(e, {path, "line 1", "column 3 ('a') has the name of column 1"});
+  });
   // A UTF-8 byte-order mark (spreadsheet programs write one) is not part of the first name.
   write(path, "\xEF\xBB\xBFy,a\n1,2\n");
   auto t = ds::read_csv(path);

@@ -155,6 +155,25 @@ BOOST_AUTO_TEST_CASE(a_header_that_disagrees_with_the_entry_size_is_refused) {
                         [](const ad::Error& e) { return says(e, {"is a directory"}); });
 }
 
+BOOST_AUTO_TEST_CASE(an_entry_name_twice_is_named_as_such) {
+  // Python's zipfile writes a second member of the same name (with a warning); libzip then
+  // refuses the archive with "File already exists".
+  const std::string path = temp_path("twice.npz"), member = temp_path("twice.member");
+  std::ofstream(member, std::ios::binary)
+      << npy("{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }", std::string(4, '\0'));
+  const std::string cmd = "/usr/bin/python3 -W ignore -c \"import zipfile; z = zipfile.ZipFile('" +
+                          path + "', 'w'); z.write('" + member + "', 'w.npy'); z.write('" + member +
+                          "', 'w.npy'); z.close()\"";
+  BOOST_REQUIRE(std::system(cmd.c_str()) == 0);
+  BOOST_CHECK_EXCEPTION(ad::nn::npz::load(path), ad::Error, [&](const ad::Error& e) {
+    const std::string m = e.what();
+    return m.find(path) != std::string::npos &&
+           m.find("two of its entries have the same name") != std::string::npos;
+  });
+  std::remove(member.c_str());
+  std::remove(path.c_str());
+}
+
 BOOST_AUTO_TEST_CASE(stale_temporaries_are_removed_by_the_next_save) {
   const std::string dir = temp_path("npz_stale");
   fs::remove_all(dir);
