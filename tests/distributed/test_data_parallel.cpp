@@ -260,4 +260,74 @@ BOOST_AUTO_TEST_CASE(ranks_whose_backward_reaches_other_parameters_still_agree) 
   dp.check_identical();
 }
 
+BOOST_AUTO_TEST_CASE(a_resumed_run_continues_bit_exactly) {
+  // Two epochs straight through, against one epoch, a checkpoint (written by rank 0), and a
+  // resume on every rank into a fresh model, optimizer and DataParallel, then the second epoch:
+  // the parameters must be the same bits on every rank.
+  auto run = [](std::size_t epochs, const std::string& checkpoint, bool resume) {
+    auto m = model(false, true);
+    nn::LoaderOptions lo;
+    lo.batch_size = 96;
+    lo.seed = 3;
+    lo.shard = static_cast<std::size_t>(comm().rank());
+    lo.shards = static_cast<std::size_t>(comm().size());
+    nn::DataLoader<float> loader(data(), lo);
+    std::ostringstream log;
+    nn::SGDOptions so;
+    so.lr = 0.1, so.momentum = 0.9;
+    dist::DataParallel<float> dp(*m, comm());
+    nn::SGD<float> opt(dp.parameters(), so);
+    nn::TrainerOptions o = quiet(log);
+    o.epochs = epochs;
+    o.checkpoint = checkpoint;
+    nn::Trainer<float> trainer(*m, opt, ce, o);
+    dp.attach(trainer);
+    if (resume) trainer.resume(checkpoint);
+    trainer.fit(loader);
+    std::vector<Array<float>> out;
+    for (const auto& p : m->parameters()) out.push_back(p.value());
+    return out;
+  };
+  const std::string path =
+      std::string(AD_BINARY_DIR) + "/dp_resume_np" + std::to_string(comm().size()) + ".npz";
+  const auto straight = run(2, "", false);
+  run(1, path, false);
+  comm().barrier();  // rank 0 has written the checkpoint
+  const auto resumed = run(2, path, true);
+  BOOST_TEST(largest_difference(straight, resumed) == 0.0);
+  comm().barrier();
+  if (comm().rank() == 0) std::remove(path.c_str());
+}
+
+BOOST_AUTO_TEST_CASE(a_rank_whose_parameters_differ_makes_every_rank_throw) {
+  if (comm().size() < 2) return;  // nothing to differ from
+  auto m = model(false, true);
+  dist::DataParallelOptions dpo;
+  dpo.check_every = 1;
+  dist::DataParallel<float> dp(*m, comm(), dpo);
+  dp.check_identical();  // the same after the broadcast
+  // The last rank changes one entry by one step of float: the identity check throws on all.
+  if (comm().rank() == comm().size() - 1) {
+    float& w = m->parameters()[0].mutable_value().data()[3];
+    w = std::nextafter(w, 2.0f);
+  }
+  BOOST_CHECK_EXCEPTION(dp.check_identical(), ad::Error, [](const ad::Error& e) {
+    return std::string(e.what()).find("the parameters differ between ranks") != std::string::npos;
+  });
+  // Through a trainer (check_every 1): its first step throws on every rank.
+  nn::LoaderOptions lo;
+  lo.batch_size = 96;
+  lo.shard = static_cast<std::size_t>(comm().rank());
+  lo.shards = static_cast<std::size_t>(comm().size());
+  nn::DataLoader<float> loader(data(), lo);
+  std::ostringstream log;
+  nn::SGD<float> opt(dp.parameters(), nn::SGDOptions{});
+  nn::Trainer<float> trainer(*m, opt, ce, quiet(log));
+  dp.attach(trainer);
+  BOOST_CHECK_EXCEPTION(trainer.fit(loader), ad::Error, [](const ad::Error& e) {
+    return std::string(e.what()).find("the parameters differ between ranks after step 1") !=
+           std::string::npos;
+  });
+}
+
 BOOST_AUTO_TEST_SUITE_END()
