@@ -1006,6 +1006,74 @@ Mask mask_of(const Call<T>& c, std::size_t i) {
   return kernels::unary(v, [](I64 x) { return x != 0; });
 }
 
+/// ONNX's LSTM (opset 7 to 14) on lstm_cell: the default activations, no peepholes, clip or
+/// coupled gates, every sequence of full length; forward, reverse or both directions; the input
+/// projection of all steps as one product before the recurrence.
+template <class T>
+Outputs<T> lstm(Call<T>& c) {
+  using V = Variable<T>;
+  if (c.has(4)) {
+    // Lengths that are all the full length change nothing.
+    const std::vector<I64> lengths = c.list(4);
+    const I64 full = I64(c.at(0).shape()[c.i("layout", 0) ? 1 : 0]);
+    for (I64 l : lengths)
+      if (l != full) c.error("sequence_lens shorter than the sequence is not supported");
+  }
+  if (c.has(7)) c.error("peepholes (input P) are not supported");
+  if (c.attr("clip")) c.error("clip is not supported");
+  if (c.i("input_forget", 0)) c.error("input_forget = 1 is not supported");
+  if (c.attr("activations")) c.error("activations other than the defaults are not supported");
+  const bool batch_first = c.i("layout", 0) != 0;
+  V x = c.real(0);
+  if (x.dim() != 3) c.error("X must be 3-D");
+  if (batch_first) x = permute(x, {1, 0, 2});  // (L, N, input)
+  const std::size_t length = x.shape()[0], n = x.shape()[1];
+  const V w = c.real(1), r = c.real(2);
+  const std::size_t hidden = std::size_t(c.i("hidden_size", I64(r.shape().back())));
+  const std::string direction = c.s("direction", "forward");
+  const std::size_t dirs = direction == "bidirectional" ? 2 : 1;
+  if (direction != "forward" && direction != "reverse" && direction != "bidirectional")
+    c.error("direction '" + direction + "' is unknown");
+  if (w.shape() != Shape{dirs, 4 * hidden, x.shape()[2]} ||
+      r.shape() != Shape{dirs, 4 * hidden, hidden})
+    c.error("W " + shape_str(w.shape()) + " or R " + shape_str(r.shape()) + " does not match");
+  // ONNX orders the gates i, o, f, c; lstm_cell takes i, f, c, o.
+  auto reorder = [&](const V& m, std::size_t axis) {
+    auto gate = [&](std::size_t k) { return slice(m, long(axis), k * hidden, (k + 1) * hidden); };
+    return concatenate<T>({gate(0), gate(2), gate(3), gate(1)}, long(axis));
+  };
+  std::vector<V> ys, hs, cs;
+  for (std::size_t d = 0; d < dirs; ++d) {
+    const V wd = reorder(select(w, 0, d), 0), rd = reorder(select(r, 0, d), 0);
+    V wb, rb;
+    if (c.has(3)) {
+      const V b = select(c.real(3), 0, d);  // (8H): W's biases, then R's
+      wb = reorder(slice(b, 0, 0, 4 * hidden), 0);
+      rb = reorder(slice(b, 0, 4 * hidden, 8 * hidden), 0);
+    }
+    V h = c.has(5) ? select(c.real(5), 0, d) : full(Shape{n, hidden}, T(0));
+    V cell = c.has(6) ? select(c.real(6), 0, d) : full(Shape{n, hidden}, T(0));
+    const V xw = linear(x, wd, wb);  // (L, N, 4H): every step's input projection at once
+    const bool reverse = direction == "reverse" || d == 1;
+    std::vector<V> steps(length);
+    for (std::size_t k = 0; k < length; ++k) {
+      const std::size_t t = reverse ? length - 1 - k : k;
+      const V hc = lstm_cell(select(xw, 0, t), linear(h, rd, rb), cell);
+      h = slice(hc, 1, 0, hidden);
+      cell = slice(hc, 1, hidden, 2 * hidden);
+      steps[t] = h;
+    }
+    ys.push_back(length ? stack(steps, 0) : full(Shape{0, n, hidden}, T(0)));  // (L, N, H)
+    hs.push_back(h);
+    cs.push_back(cell);
+  }
+  V y = stack(ys, 1);                             // (L, dirs, N, H)
+  if (batch_first) y = permute(y, {2, 0, 1, 3});  // (N, L, dirs, H)
+  V yh = stack(hs, 0), yc = stack(cs, 0);         // (dirs, N, H)
+  if (batch_first) yh = permute(yh, {1, 0, 2}), yc = permute(yc, {1, 0, 2});
+  return {Value<T>::of(y), Value<T>::of(yh), Value<T>::of(yc)};
+}
+
 template <class T>
 const std::map<std::string, OpFn<T>>& op_table() {
   using V = Variable<T>;
@@ -1139,6 +1207,7 @@ const std::map<std::string, OpFn<T>>& op_table() {
          return one(y);
        }},
       {"Conv", [](Call<T>& c) { return convolution(c); }},
+      {"LSTM", [](Call<T>& c) { return lstm(c); }},
       {"ConvTranspose", [](Call<T>& c) { return conv_transpose(c); }},
       {"MaxPool", [](Call<T>& c) { return pooling(c, true); }},
       {"AveragePool", [](Call<T>& c) { return pooling(c, false); }},

@@ -142,6 +142,39 @@ def check_resnet(work):
            f"{diff:.3g}, relative {rel:.3g}")
 
 
+def check_pytorch_lstm(work):
+    """PyTorch's nn.LSTM exports as ONNX's LSTM op: 2 layers, both directions, batch first."""
+    import torch
+
+    torch.manual_seed(0)
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = torch.nn.LSTM(5, 7, num_layers=2, batch_first=True, bidirectional=True)
+            self.head = torch.nn.Linear(14, 3)
+
+        def forward(self, x):
+            return self.head(self.lstm(x)[0])
+
+    model = Model().eval()
+    x = torch.randn(4, 6, 5)
+    path = os.path.join(work, "torch_lstm.onnx")
+    torch.onnx.export(model, x, path, input_names=["x"], output_names=["y"], opset_version=14)
+    np.save(os.path.join(work, "lstm_x.npy"), x.numpy())
+    out = os.path.join(work, "lstm_out.npz")
+    run(os.path.join(EXAMPLES, "onnx_run"), path, "--input", "x=" + os.path.join(work, "lstm_x.npy"),
+        "--output", out, "--grad")
+    ours = np.load(out)
+    xg = x.clone().requires_grad_(True)
+    y = model(xg)
+    y.sum().backward()
+    rel, diff = relative(ours["y"], y.detach().numpy())
+    rel_g, _ = relative(ours["grad/x"], xg.grad.numpy())
+    report("a PyTorch LSTM (2 layers, bidirectional) forward and input gradient", max(rel, rel_g) <= 1e-5,
+           f"outputs max |difference| {diff:.3g} (relative {rel:.3g}); input gradient relative {rel_g:.3g}")
+
+
 def check_pytorch_mlp(work):
     import torch
 
@@ -209,6 +242,7 @@ def main():
     with tempfile.TemporaryDirectory() as work:
         check_examples(work)
         check_resnet(work)
+        check_pytorch_lstm(work)
         model, path, test_x = check_pytorch_mlp(work)
         check_safetensors(work, model, path, test_x)
     print(f"{len(failures)} failed" if failures else "all interop checks passed")
