@@ -46,20 +46,8 @@ class HeaderParser {
 
   void parse(std::map<std::string, Entry>& entries, std::map<std::string, std::string>& metadata) {
     space();
-    expect('{');
-    space();
-    bool first = true, seen_metadata = false;
-    while (peek() != '}') {
-      if (!first) {
-        expect(',');
-        space();
-      }
-      first = false;
-      const std::size_t at = i_;
-      std::string name = string();
-      space();
-      expect(':');
-      space();
+    bool seen_metadata = false;
+    object([&](const std::string& name, std::size_t at) {
       if (name == "__metadata__") {
         if (seen_metadata) error(at, "\"__metadata__\" appears twice");
         seen_metadata = true;
@@ -68,9 +56,7 @@ class HeaderParser {
         if (entries.count(name)) error(at, "tensor '" + name + "' appears twice");
         entries[name] = parse_tensor(name);
       }
-      space();
-    }
-    expect('}');
+    });
     space();
     if (i_ != s_.size()) error(i_, "unexpected bytes after the header's object");
   }
@@ -222,35 +208,12 @@ class HeaderParser {
     return out;
   }
 
-  void parse_metadata(std::map<std::string, std::string>& metadata) {
+  /// An object: `member(key, where it starts)` parses each member's value.
+  template <class F>
+  void object(F&& member) {
     expect('{');
     space();
     bool first = true;
-    while (peek() != '}') {
-      if (!first) {
-        expect(',');
-        space();
-      }
-      first = false;
-      const std::size_t at = i_;
-      std::string key = string();
-      space();
-      expect(':');
-      space();
-      if (peek() != '"') error(i_, "a metadata value must be a string");
-      if (metadata.count(key)) error(at, "metadata key '" + key + "' appears twice");
-      metadata[key] = string();
-      space();
-    }
-    expect('}');
-  }
-
-  Entry parse_tensor(const std::string& name) {
-    const std::size_t start = i_;
-    expect('{');
-    space();
-    Entry e;
-    bool has_dtype = false, has_shape = false, has_offsets = false, first = true;
     while (peek() != '}') {
       if (!first) {
         expect(',');
@@ -262,6 +225,25 @@ class HeaderParser {
       space();
       expect(':');
       space();
+      member(key, at);
+      space();
+    }
+    expect('}');
+  }
+
+  void parse_metadata(std::map<std::string, std::string>& metadata) {
+    object([&](const std::string& key, std::size_t at) {
+      if (peek() != '"') error(i_, "a metadata value must be a string");
+      if (metadata.count(key)) error(at, "metadata key '" + key + "' appears twice");
+      metadata[key] = string();
+    });
+  }
+
+  Entry parse_tensor(const std::string& name) {
+    const std::size_t start = i_;
+    Entry e;
+    bool has_dtype = false, has_shape = false, has_offsets = false;
+    object([&](const std::string& key, std::size_t at) {
       bool* seen = key == "dtype"          ? &has_dtype
                    : key == "shape"        ? &has_shape
                    : key == "data_offsets" ? &has_offsets
@@ -284,9 +266,7 @@ class HeaderParser {
         if (o.size() != 2) error(at, "tensor '" + name + "': data_offsets needs two numbers");
         e.begin = o[0], e.end = o[1];
       }
-      space();
-    }
-    expect('}');
+    });
     if (!has_dtype || !has_shape || !has_offsets)
       error(start, "tensor '" + name + "' needs dtype, shape and data_offsets");
     return e;

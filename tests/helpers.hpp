@@ -33,6 +33,14 @@ Array<T> away_from_zero(const Shape& shape, double lo = 0.2, double hi = 1.0,
   return a;
 }
 
+/// Whole numbers in [0, count) of `shape` held as T (token ids for an embedding), from a seed.
+template <class T = float>
+Array<T> token_ids(const Shape& shape, std::size_t count, std::uint64_t seed = 3) {
+  Array<T> a = uniform<T>(shape, 0.0, static_cast<double>(count), seed);
+  for (auto& x : a) x = std::floor(x);
+  return a;
+}
+
 /// An index array of the given shape holding `values` in row-major order.
 inline Index index_of(std::vector<std::size_t> values, const Shape& shape) {
   Array<std::size_t> idx = Array<std::size_t>::from_shape(shape);

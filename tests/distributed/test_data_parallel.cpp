@@ -64,18 +64,23 @@ V ce(const V& out, const V& y) {
   return nn::cross_entropy(out, y);
 }
 
+/// Batches of 96 of the test's data: this rank's shard of each when `sharded`, else all of it.
+nn::DataLoader<float> loader_of(bool sharded) {
+  nn::LoaderOptions lo;
+  lo.batch_size = 96;
+  lo.seed = 3;
+  if (sharded) {
+    lo.shard = static_cast<std::size_t>(comm().rank());
+    lo.shards = static_cast<std::size_t>(comm().size());
+  }
+  return nn::DataLoader<float>(data(), lo);
+}
+
 /// One epoch at global batch 96 (7 steps, the last of 24 samples), alone or data-parallel (the
 /// all-reduces overlapping backward, or after it).
 std::vector<Array<float>> train(bool parallel, bool batch_norm, bool overlap = true) {
   auto m = model(batch_norm, parallel);
-  nn::LoaderOptions lo;
-  lo.batch_size = 96;
-  lo.seed = 3;
-  if (parallel) {
-    lo.shard = static_cast<std::size_t>(comm().rank());
-    lo.shards = static_cast<std::size_t>(comm().size());
-  }
-  nn::DataLoader<float> loader(data(), lo);
+  nn::DataLoader<float> loader = loader_of(parallel);
   std::ostringstream log;
   nn::SGDOptions so;
   so.lr = 0.1, so.momentum = 0.9;
@@ -266,12 +271,7 @@ BOOST_AUTO_TEST_CASE(a_resumed_run_continues_bit_exactly) {
   // the parameters must be the same bits on every rank.
   auto run = [](std::size_t epochs, const std::string& checkpoint, bool resume) {
     auto m = model(false, true);
-    nn::LoaderOptions lo;
-    lo.batch_size = 96;
-    lo.seed = 3;
-    lo.shard = static_cast<std::size_t>(comm().rank());
-    lo.shards = static_cast<std::size_t>(comm().size());
-    nn::DataLoader<float> loader(data(), lo);
+    nn::DataLoader<float> loader = loader_of(true);
     std::ostringstream log;
     nn::SGDOptions so;
     so.lr = 0.1, so.momentum = 0.9;
@@ -315,11 +315,7 @@ BOOST_AUTO_TEST_CASE(a_rank_whose_parameters_differ_makes_every_rank_throw) {
     return std::string(e.what()).find("the parameters differ between ranks") != std::string::npos;
   });
   // Through a trainer (check_every 1): its first step throws on every rank.
-  nn::LoaderOptions lo;
-  lo.batch_size = 96;
-  lo.shard = static_cast<std::size_t>(comm().rank());
-  lo.shards = static_cast<std::size_t>(comm().size());
-  nn::DataLoader<float> loader(data(), lo);
+  nn::DataLoader<float> loader = loader_of(true);
   std::ostringstream log;
   nn::SGD<float> opt(dp.parameters(), nn::SGDOptions{});
   nn::Trainer<float> trainer(*m, opt, ce, quiet(log));

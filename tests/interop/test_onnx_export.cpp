@@ -24,12 +24,6 @@ Array<float> input(const Shape& shape, std::uint64_t seed = 1) {
   return ad::test::uniform<float>(shape, -1.0, 1.0, seed);
 }
 
-Array<float> ids(const Shape& shape, std::size_t count) {
-  Array<float> a = ad::test::uniform<float>(shape, 0.0, double(count), 3);
-  for (auto& x : a) x = std::floor(x);
-  return a;
-}
-
 /// The module's model, checked; returns the inferred shapes of its outputs.
 std::vector<std::string> exported(nn::Module<float>& model, const Array<float>& x) {
   model.eval();
@@ -44,11 +38,11 @@ BOOST_AUTO_TEST_CASE(the_example_models_pass_the_checker) {
   auto cnn = examples::make_cnn(rng);
   BOOST_TEST(exported(*cnn, input({2, 1, 28, 28})) == std::vector<std::string>{"batch,10"});
   examples::LstmModel lstm(20, 8, 16, 2, rng);
-  const auto lstm_shapes = exported(lstm, ids({2, 5}, 20));
+  const auto lstm_shapes = exported(lstm, ad::test::token_ids({2, 5}, 20));
   BOOST_TEST(lstm_shapes.size() == 1u);
   BOOST_TEST(lstm_shapes[0].substr(lstm_shapes[0].find(',')) == ",20");
   examples::TransformerModel transformer(20, 16, 4, 2, 8, rng);
-  BOOST_TEST(exported(transformer, ids({2, 8}, 20)).size() == 1u);
+  BOOST_TEST(exported(transformer, ad::test::token_ids({2, 8}, 20)).size() == 1u);
 }
 
 BOOST_AUTO_TEST_CASE(every_exportable_op_passes_the_checker) {

@@ -25,12 +25,6 @@ Array<float> input(const Shape& shape, std::uint64_t seed = 1) {
   return ad::test::uniform<float>(shape, -1.0, 1.0, seed);
 }
 
-Array<float> ids(const Shape& shape, std::size_t count, std::uint64_t seed = 3) {
-  Array<float> a = ad::test::uniform<float>(shape, 0.0, double(count), seed);
-  for (auto& x : a) x = std::floor(x);
-  return a;
-}
-
 /// The module exported at batch 2 and imported: its outputs at batch 5 against the module's.
 template <class M>
 std::shared_ptr<ad::onnx::Model<float>> round_trip(
@@ -57,9 +51,9 @@ BOOST_AUTO_TEST_CASE(exported_models_come_back) {
   auto cnn = examples::make_cnn(rng);
   round_trip(*cnn, [](std::size_t b) { return input({b, 1, 28, 28}, b); });
   examples::LstmModel lstm(20, 8, 16, 2, rng);
-  round_trip(lstm, [](std::size_t b) { return ids({b, 6}, 20, b); });
+  round_trip(lstm, [](std::size_t b) { return ad::test::token_ids({b, 6}, 20, b); });
   examples::TransformerModel transformer(20, 16, 4, 2, 8, rng);
-  round_trip(transformer, [](std::size_t b) { return ids({b, 8}, 20, b); });
+  round_trip(transformer, [](std::size_t b) { return ad::test::token_ids({b, 8}, 20, b); });
 }
 
 BOOST_AUTO_TEST_CASE(an_imported_model_differentiates_and_trains) {

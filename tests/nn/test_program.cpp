@@ -17,13 +17,6 @@ Array<float> input(const Shape& shape, std::uint64_t seed) {
   return ad::test::uniform<float>(shape, -1.0, 1.0, seed);
 }
 
-/// Whole numbers in [0, count) (token ids) of `shape`.
-Array<float> ids(const Shape& shape, std::size_t count, std::uint64_t seed) {
-  Array<float> a = ad::test::uniform<float>(shape, 0.0, double(count), seed);
-  for (auto& x : a) x = std::floor(x);
-  return a;
-}
-
 bool same_bits(const Array<float>& a, const Array<float>& b) {
   return ad::test::all_close(a, b, 0.0, 0.0);
 }
@@ -83,7 +76,7 @@ BOOST_AUTO_TEST_CASE(sequence_models) {
       return ad::reshape(h, Shape{h.shape()[0] * h.shape()[1], h.shape()[2]});
     }
   } lstm(rng);
-  check_model(lstm, [](std::size_t b) { return ids({b, 6}, 7, 30 + b); });
+  check_model(lstm, [](std::size_t b) { return ad::test::token_ids({b, 6}, 7, 30 + b); });
 
   auto gru = std::make_shared<nn::GRU<float>>(3, 4, rng);
   check_model(*gru, [](std::size_t b) { return input({b, 5, 3}, 40 + b); });
@@ -111,8 +104,8 @@ BOOST_AUTO_TEST_CASE(sequence_models) {
       return (*gelu)((*up)(h));
     }
   } block(rng);
-  check_model(block, [](std::size_t b) { return ids({b, 6}, 9, 50 + b); });
-  ad::Program<float> p = nn::trace(block, F(ids({2, 6}, 9, 1)));
+  check_model(block, [](std::size_t b) { return ad::test::token_ids({b, 6}, 9, 50 + b); });
+  ad::Program<float> p = nn::trace(block, F(ad::test::token_ids({2, 6}, 9, 1)));
   BOOST_TEST(p.str().find("attention.in_proj_weight: f32[24,8]") != std::string::npos);
   BOOST_TEST(p.str().find("= embedding(embed.weight, x)") != std::string::npos);
 }
