@@ -19,6 +19,7 @@ class OutOfMemory : public std::bad_alloc {
  public:
   /// A failure to allocate `bytes`.
   explicit OutOfMemory(std::size_t bytes);
+  /// "out of memory: an array of N bytes (X GB) was asked for".
   const char* what() const noexcept override { return message_; }
   /// The size asked for.
   std::size_t bytes() const { return bytes_; }
