@@ -578,7 +578,6 @@ Shape broadcast(const Call<T>& c, const Shape& a, const Shape& b) {
 
 /// Integers of `a` broadcast to `shape`.
 Ints broadcast_ints(const Ints& a, const Shape& shape) {
-  Ints out = Ints::from_shape(shape);
   Ints zero = Ints::from_shape(shape);
   std::fill(zero.begin(), zero.end(), 0);
   return kernels::binary(
