@@ -91,7 +91,10 @@ BOOST_AUTO_TEST_CASE(checkpoints_survive_sigkill_at_any_moment) {
   std::mt19937 rng(7);
   std::uniform_int_distribution<int> delay_ms(5, 80);
   std::size_t loaded = 0, stale = 0;
-  for (int round = 0; round < 20; ++round) {
+  // 20 kills, and more (up to 60) while fewer than 11 left a checkpoint: on a loaded machine (or
+  // under a sanitizer) the first epoch may outlast the first delays.
+  int round = 0;
+  for (; round < 20 || (loaded <= 10 && round < 60); ++round) {
     BOOST_TEST_CONTEXT("round " << round) {
       const pid_t child = fork();
       BOOST_REQUIRE(child >= 0);
@@ -115,7 +118,7 @@ BOOST_AUTO_TEST_CASE(checkpoints_survive_sigkill_at_any_moment) {
       }
     }
   }
-  BOOST_TEST_MESSAGE(loaded << " of 20 kills left a checkpoint, all loaded; " << stale
+  BOOST_TEST_MESSAGE(loaded << " of " << round << " kills left a checkpoint, all loaded; " << stale
                             << " temporaries of killed saves were removed by the next save");
   BOOST_TEST(loaded > 10u);
   fs::remove_all(dir);
