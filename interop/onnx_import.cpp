@@ -17,6 +17,7 @@
 
 #include "autodiff/kernels/elementwise.hpp"
 #include "autodiff/ops.hpp"
+#include "interop/half.hpp"
 #include "interop/onnx.hpp"
 
 namespace ad::onnx {
@@ -95,28 +96,9 @@ std::size_t element_size(int type) {
   }
 }
 
+/// A half or a bfloat16 as a number.
 double half_value(std::uint16_t h, bool bfloat) {
-  std::uint32_t bits;
-  if (bfloat) {
-    bits = std::uint32_t(h) << 16;
-  } else {
-    const std::uint32_t sign = std::uint32_t(h >> 15) << 31;
-    std::uint32_t e = (h >> 10) & 0x1F, m = h & 0x3FF;
-    if (e == 0x1F) {
-      bits = sign | 0x7F800000u | (m << 13);
-    } else if (e) {
-      bits = sign | ((e + 112) << 23) | (m << 13);
-    } else if (!m) {
-      bits = sign;
-    } else {
-      e = 113;
-      while (!(m & 0x400)) m <<= 1, --e;
-      bits = sign | (e << 23) | ((m & 0x3FF) << 13);
-    }
-  }
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
+  return bfloat ? interop::bfloat16_to_float(h) : interop::half_to_float(h);
 }
 
 /// One element of `type` from little-endian bytes, as a double or an int64.

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <limits>
 
+#include "interop/half.hpp"
 #include "nn/atomic_write.hpp"
 
 namespace ad::interop {
@@ -294,28 +295,6 @@ std::string json_string(const std::string& s) {
   return out + "\"";
 }
 
-float half_to_float(std::uint16_t h) {
-  const std::uint32_t sign = std::uint32_t(h >> 15) << 31;
-  std::uint32_t exponent = (h >> 10) & 0x1F, mantissa = h & 0x3FF, bits;
-  if (exponent == 0x1F) {
-    bits = sign | 0x7F800000u | (mantissa << 13);  // infinity or NaN
-  } else if (exponent != 0) {
-    bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
-  } else if (mantissa == 0) {
-    bits = sign;
-  } else {  // subnormal: normalise
-    exponent = 113;
-    while (!(mantissa & 0x400)) {
-      mantissa <<= 1;
-      --exponent;
-    }
-    bits = sign | (exponent << 23) | ((mantissa & 0x3FF) << 13);
-  }
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
 /// The tensor's values converted to T (F64, F32, F16 and BF16).
 template <class T>
 Array<T> to_array(const SafeTensor& t, const std::string& name, const std::string& path) {
@@ -339,14 +318,7 @@ Array<T> to_array(const SafeTensor& t, const std::string& name, const std::strin
     for (std::size_t i = 0; i < n; ++i) {
       std::uint16_t h;
       std::memcpy(&h, p + 2 * i, 2);
-      float v;
-      if (t.dtype == "F16") {
-        v = half_to_float(h);
-      } else {
-        const std::uint32_t bits = std::uint32_t(h) << 16;
-        std::memcpy(&v, &bits, 4);
-      }
-      o[i] = static_cast<T>(v);
+      o[i] = static_cast<T>(t.dtype == "F16" ? half_to_float(h) : bfloat16_to_float(h));
     }
   } else {
     fail("safetensors: '", path, "': tensor '", name, "' is ", t.dtype,
