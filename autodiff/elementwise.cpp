@@ -198,6 +198,54 @@ Variable<T> erf(const Variable<T>& a) {
       });
 }
 
+namespace {
+
+/// GELU's value and its derivative, written once for SIMD batches (the kernels) and Variables
+/// (the recorded rule under create_graph); T is the element type.
+template <class T>
+struct GeluOf {
+  Gelu form;
+  static constexpr T half = T(0.5), one = T(1), root_half = T(0.70710678118654752440);
+  static constexpr T density = T(0.39894228040143267794);  // 1/√(2π)
+  static constexpr T k0 = T(0.79788456080286535588), k1 = T(0.044715);  // √(2/π)
+  template <class X>
+  X value(const X& x) const {
+    if (form == Gelu::erf) return x * (erf(x * root_half) + one) * half;
+    return x * (tanh((x + x * x * x * k1) * k0) + one) * half;
+  }
+  /// Φ(x) + x·φ(x), or the derivative of the tanh form.
+  template <class X>
+  X slope(const X& x) const {
+    if (form == Gelu::erf) return (erf(x * root_half) + one) * half + x * exp(x * x * -half) * density;
+    const X t = tanh((x + x * x * x * k1) * k0);
+    return (t + one) * half + x * (one - t * t) * (x * x * (3 * k1) + one) * (k0 * half);
+  }
+};
+
+}  // namespace
+
+template <class T>
+Variable<T> gelu(const Variable<T>& a, Gelu form) {
+  if (form != Gelu::erf && form != Gelu::tanh) fail("gelu: unknown form ", static_cast<int>(form));
+  const GeluOf<T> f{form};
+  auto backward = [f](const BackwardContext<T>& c) -> Grads<T> {
+    if (c.create_graph) return {c.grad * f.slope(c.input(0))};
+    Variable<T> out = c.grad_exclusive ? c.grad : Variable<T>(Array<T>::from_shape(c.grad.shape()));
+    kernels::simd_apply(c.grad.value().data(), c.input(0).value().data(),
+                        out.mutable_value().data(), out.value().size(),
+                        [&f](auto g, auto x) { return g * f.slope(x); });
+    return {out};
+  };
+  return detail::traced<T>(
+      "gelu", {&a},
+      [&] {
+        return make_op<T>(
+            "gelu", kernels::simd_map(a.value(), [&f](auto x) { return f.value(x); }), {a},
+            backward);
+      },
+      "approximate", form == Gelu::tanh ? "tanh" : "none");
+}
+
 template <class T>
 Variable<T> square(const Variable<T>& a) {
   return mul(a, a);
@@ -385,7 +433,7 @@ template <class T>
 std::vector<const void*> elementwise_ops() {
   return detail::addresses(&exp<T>, &log<T>, &sqrt<T>, &abs<T>, &tanh<T>, &sigmoid<T>, &relu<T>,
                            &leaky_relu<T>, &softplus<T>, &clamp<T>, &erf<T>, &square<T>, &sin<T>,
-                           &cos<T>, &elu<T>, &hardtanh<T>, &silu<T>, &mish<T>, &logsigmoid<T>,
+                           &cos<T>, &elu<T>, &hardtanh<T>, &silu<T>, &mish<T>, &logsigmoid<T>, &gelu<T>,
                            &lstm_cell<T>);
 }
 template std::vector<const void*> elementwise_ops<float>();
@@ -413,6 +461,10 @@ Replays<T> elementwise_replays() {
       {"sin", [](const In& x, const A&) { return sin(x.at(0)); }},
       {"cos", [](const In& x, const A&) { return cos(x.at(0)); }},
       {"elu", [](const In& x, const A& a) { return elu(x.at(0), a.number("alpha")); }},
+      {"gelu",
+       [](const In& x, const A& a) {
+         return gelu(x.at(0), a.text("approximate") == "tanh" ? Gelu::tanh : Gelu::erf);
+       }},
       {"lstm_cell", [](const In& x, const A&) { return lstm_cell(x.at(0), x.at(1), x.at(2)); }},
   };
 }

@@ -36,9 +36,15 @@ Variable<T> softplus(const Variable<T>& a);
 /// min(max(a, lo), hi); the gradient is 1 on [lo, hi] and 0 outside.
 template <class T>
 Variable<T> clamp(const Variable<T>& a, double lo, double hi);
-/// The error function erf(a) = 2/√π ∫₀^a e^(-t²) dt (for the exact GELU).
+/// The error function erf(a) = 2/√π ∫₀^a e^(-t²) dt.
 template <class T>
 Variable<T> erf(const Variable<T>& a);
+/// The two forms of GELU: exact (with erf) and the tanh approximation.
+enum class Gelu { erf, tanh };
+/// GELU, one op with its own kernels: a·Φ(a) = a/2·(1 + erf(a/√2)), or with Gelu::tanh
+/// a/2·(1 + tanh(√(2/π)·(a + 0.044715·a³))) (PyTorch's approximate="tanh").
+template <class T>
+Variable<T> gelu(const Variable<T>& a, Gelu form = Gelu::erf);
 /// a * a (a composite of mul, for convenience).
 template <class T>
 Variable<T> square(const Variable<T>& a);

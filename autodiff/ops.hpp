@@ -2,6 +2,7 @@
 #pragma once
 
 #include "autodiff/arithmetic.hpp"
+#include "autodiff/attention.hpp"
 #include "autodiff/conv.hpp"
 #include "autodiff/elementwise.hpp"
 #include "autodiff/linalg.hpp"

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
+#include <utility>
 
 #include "autodiff/kernels/elementwise.hpp"
 #include "autodiff/kernels/reduce.hpp"
@@ -297,6 +299,62 @@ Index argmin(const Variable<T>& a, long axis, bool keepdims) {
 }
 
 template <class T>
+Variable<T> layer_norm(const Variable<T>& x, std::size_t axes, const Variable<T>& weight,
+                       const Variable<T>& bias, double eps) {
+  const Shape& s = x.shape();
+  if (axes == 0 || axes > s.size())
+    fail("layer_norm: ", axes, " normalised axes for an input ", shape_str(s));
+  const Shape normalised(s.end() - static_cast<long>(axes), s.end());
+  for (const Variable<T>* p : {&weight, &bias})
+    if (p->defined() && p->shape() != normalised)
+      fail("layer_norm: ", p == &weight ? "weight " : "bias ", shape_str(p->shape()),
+           " is not the normalised shape ", shape_str(normalised), " of input ", shape_str(s));
+  if (!(eps > 0)) fail("layer_norm: eps must be > 0, got ", eps);
+  const std::size_t cols = shape_size(normalised), rows = cols ? shape_size(s) / cols : 0;
+  std::vector<long> last;
+  for (std::size_t d = 0; d < axes; ++d) last.push_back(-1 - static_cast<long>(d));
+  auto body = [&] {
+    Array<T> y = Array<T>::from_shape(s);
+    auto stats = std::make_shared<std::pair<Array<T>, Array<T>>>(Array<T>::from_shape({rows}),
+                                                                  Array<T>::from_shape({rows}));
+    kernels::layer_norm(x.value().data(), rows, cols,
+                        weight.defined() ? weight.value().data() : nullptr,
+                        bias.defined() ? bias.value().data() : nullptr, eps, y.data(),
+                        stats->first.data(), stats->second.data());
+    const bool has_w = weight.defined(), has_b = bias.defined();
+    auto backward = [=](const BackwardContext<T>& c) -> Grads<T> {
+      const Variable<T>& x = c.input(0);
+      Grads<T> grads(c.inputs.size());
+      if (c.create_graph) {  // the same derivative with recorded ops
+        const Variable<T> centred = x - mean(x, last, true);
+        const Variable<T> rstd = 1.0 / sqrt(mean(square(centred), last, true) + eps);
+        const Variable<T> xhat = centred * rstd;
+        const Variable<T> gw = has_w ? c.grad * c.input(1) : c.grad;
+        grads[0] = rstd * (gw - mean(gw, last, true) - xhat * mean(gw * xhat, last, true));
+        if (has_w) grads[1] = sum_to(c.grad * xhat, normalised);
+        if (has_b) grads[has_w ? 2 : 1] = sum_to(c.grad, normalised);
+        return grads;
+      }
+      T* dx = c.needs(0) ? detail::new_gradient(grads, 0, s) : nullptr;
+      T* dw = has_w && c.needs(1) ? detail::new_gradient(grads, 1, normalised) : nullptr;
+      const std::size_t ib = has_w ? 2 : 1;
+      T* db = has_b && c.needs(ib) ? detail::new_gradient(grads, ib, normalised) : nullptr;
+      kernels::layer_norm_backward(c.grad.value().data(), x.value().data(),
+                                   has_w ? c.input(1).value().data() : nullptr,
+                                   stats->first.data(), stats->second.data(), rows, cols, dx, dw,
+                                   db);
+      return grads;
+    };
+    std::vector<Variable<T>> inputs{x};
+    if (has_w) inputs.push_back(weight);
+    if (has_b) inputs.push_back(bias);
+    return make_op<T>("layer_norm", std::move(y), inputs, backward);
+  };
+  return detail::traced<T>("layer_norm", {&x, &weight, &bias}, body, "axes", axes, "eps", eps,
+                           "affine", weight.defined(), "shift", bias.defined());
+}
+
+template <class T>
 std::vector<const void*> reduce_ops() {
   using V = Variable<T>;
   using All = V (*)(const V&);
@@ -306,7 +364,7 @@ std::vector<const void*> reduce_ops() {
       static_cast<Axes>(&mean<T>), static_cast<All>(&max<T>), static_cast<Axes>(&max<T>),
       static_cast<All>(&min<T>), static_cast<Axes>(&min<T>), &log_sum_exp<T>, &log_softmax<T>,
       &softmax<T>, &squared_distance<T>, &softmax_cross_entropy<T>, &var<T>, &std<T>, &norm<T>,
-      &cumsum<T>, &argmax<T>, &argmin<T>);
+      &cumsum<T>, &argmax<T>, &argmin<T>, &layer_norm<T>);
 }
 template std::vector<const void*> reduce_ops<float>();
 template std::vector<const void*> reduce_ops<double>();
@@ -317,6 +375,13 @@ Replays<T> reduce_replays() {
   using In = std::vector<Variable<T>>;
   using A = AttributeReader;
   return {
+      {"layer_norm",
+       [](const In& x, const A& a) {
+         const bool w = a.flag("affine"), b = a.flag("shift");
+         return layer_norm(x.at(0), static_cast<std::size_t>(a.integer("axes")),
+                           w ? x.at(1) : Variable<T>(), b ? x.at(w ? 2 : 1) : Variable<T>(),
+                           a.number("eps"));
+       }},
       {"sum", [](const In& x,
                  const A& a) { return sum(x.at(0), a.integers("axes"), a.flag("keepdims")); }},
       {"mean", [](const In& x,

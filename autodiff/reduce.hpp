@@ -1,4 +1,4 @@
-// Reductions over all axes or given axes, and the softmax family.
+// Reductions over all axes or given axes, the softmax family and layer normalisation.
 #pragma once
 
 #include <vector>
@@ -61,6 +61,13 @@ Variable<T> std(const Variable<T>& a, const std::vector<long>& axes = {}, double
 template <class T>
 Variable<T> norm(const Variable<T>& a, double p = 2.0, const std::vector<long>& axes = {},
                  bool keepdims = false);
+/// Layer normalisation over the last `axes` axes of x: (x − mean)/√(var + eps) · weight + bias,
+/// with the biased variance of each row (the elements of those axes); weight and bias have the
+/// shape of those axes, or are undefined (1 and 0). One op: one pass over each row forward (its
+/// statistics summed in double and kept, one mean and one 1/√(var + eps) per row), one backward.
+template <class T>
+Variable<T> layer_norm(const Variable<T>& x, std::size_t axes = 1, const Variable<T>& weight = {},
+                       const Variable<T>& bias = {}, double eps = 1e-5);
 /// Running sums along `axis` (NumPy's cumsum); with `reverse`, from the last element backwards.
 template <class T>
 Variable<T> cumsum(const Variable<T>& a, long axis, bool reverse = false);

@@ -196,6 +196,8 @@ template <class T>
 Replays<T> shape_replays();
 template <class T>
 Replays<T> conv_replays();
+template <class T>
+Replays<T> attention_replays();
 
 }  // namespace detail
 

@@ -223,6 +223,27 @@ void simd_apply(const T* pa, T* po, std::size_t n, F f) {
   }
 }
 
+/// po[i] = f(pa[i], pb[i]) for n elements (po may be pa or pb), as simd_apply computes it.
+template <class T, class F>
+void simd_apply(const T* pa, const T* pb, T* po, std::size_t n, F f) {
+  using B = xsimd::batch<T>;
+  constexpr std::size_t width = B::size;
+  detail::parallel_for(n / width, detail::elementwise_grain() / width,
+                       [&](std::size_t begin, std::size_t end) {
+                         for (std::size_t b = begin; b < end; ++b)
+                           f(B::load_unaligned(pa + b * width), B::load_unaligned(pb + b * width))
+                               .store_unaligned(po + b * width);
+                       });
+  const std::size_t i = n / width * width;
+  if (i < n) {
+    alignas(64) T a[width] = {}, b[width] = {};
+    std::copy(pa + i, pa + n, a);
+    std::copy(pb + i, pb + n, b);
+    f(B::load_aligned(a), B::load_aligned(b)).store_aligned(a);
+    std::copy(a, a + (n - i), po + i);
+  }
+}
+
 /// out = f(a) elementwise, as simd_apply computes it.
 template <class T, class F>
 Array<T> simd_map(const Array<T>& a, F f) {

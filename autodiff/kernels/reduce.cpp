@@ -346,7 +346,72 @@ Array<std::size_t> arg_extremum(const Array<T>& a, std::size_t axis, bool smalle
   return out;
 }
 
+template <class T>
+void layer_norm(const T* x, std::size_t rows, std::size_t cols, const T* w, const T* b, double eps,
+                T* y, T* mean, T* rstd) {
+  detail::parallel_rows(rows, cols, [&](std::size_t r) {
+    const T* xr = x + r * cols;
+    T* yr = y + r * cols;
+    double sum = 0;
+    for (std::size_t j = 0; j < cols; ++j) sum += xr[j];
+    const double mu = sum / static_cast<double>(cols);
+    double squares = 0;
+    for (std::size_t j = 0; j < cols; ++j) squares += (xr[j] - mu) * (xr[j] - mu);
+    const T m = static_cast<T>(mu);
+    const T s = static_cast<T>(1 / std::sqrt(squares / static_cast<double>(cols) + eps));
+    mean[r] = m;
+    rstd[r] = s;
+    if (w && b) {
+      for (std::size_t j = 0; j < cols; ++j) yr[j] = (xr[j] - m) * s * w[j] + b[j];
+    } else if (w) {
+      for (std::size_t j = 0; j < cols; ++j) yr[j] = (xr[j] - m) * s * w[j];
+    } else {
+      for (std::size_t j = 0; j < cols; ++j) yr[j] = (xr[j] - m) * s + (b ? b[j] : T(0));
+    }
+  });
+}
+
+template <class T>
+void layer_norm_backward(const T* g, const T* x, const T* w, const T* mean, const T* rstd,
+                         std::size_t rows, std::size_t cols, T* dx, T* dw, T* db) {
+  if (dx)
+    detail::parallel_rows(rows, 2 * cols, [&](std::size_t r) {
+      const T* gr = g + r * cols;
+      const T* xr = x + r * cols;
+      const T m = mean[r], s = rstd[r];
+      // dx = rstd·(gw − mean(gw) − x̂·mean(gw·x̂)), gw = g·w, x̂ the normalised x.
+      double a = 0, c = 0;
+      for (std::size_t j = 0; j < cols; ++j) {
+        const T gw = w ? gr[j] * w[j] : gr[j];
+        a += gw;
+        c += gw * ((xr[j] - m) * s);
+      }
+      const T ma = static_cast<T>(a / static_cast<double>(cols));
+      const T mc = static_cast<T>(c / static_cast<double>(cols));
+      T* d = dx + r * cols;
+      for (std::size_t j = 0; j < cols; ++j)
+        d[j] = s * ((w ? gr[j] * w[j] : gr[j]) - ma - (xr[j] - m) * s * mc);
+    });
+  if (!dw && !db) return;
+  std::vector<double> sw(dw ? cols : 0), sb(db ? cols : 0);
+  for (std::size_t r = 0; r < rows; ++r) {
+    const T* gr = g + r * cols;
+    const T* xr = x + r * cols;
+    const T m = mean[r], s = rstd[r];
+    if (dw)
+      for (std::size_t j = 0; j < cols; ++j) sw[j] += static_cast<double>(gr[j] * ((xr[j] - m) * s));
+    if (db)
+      for (std::size_t j = 0; j < cols; ++j) sb[j] += gr[j];
+  }
+  for (std::size_t j = 0; j < cols && dw; ++j) dw[j] = static_cast<T>(sw[j]);
+  for (std::size_t j = 0; j < cols && db; ++j) db[j] = static_cast<T>(sb[j]);
+}
+
 #define AD_INSTANTIATE(T)                                                                         \
+  template void layer_norm(const T*, std::size_t, std::size_t, const T*, const T*, double, T*, T*, \
+                           T*);                                                                   \
+  template void layer_norm_backward(const T*, const T*, const T*, const T*, const T*,             \
+                                    std::size_t, std::size_t, T*, T*, T*);                        \
   template Array<T> sum_to(const Array<T>&, const Shape&);                                        \
   template Array<T> broadcast_to(const Array<T>&, const Shape&);                                  \
   template Array<T> max_to(const Array<T>&, const Shape&);                                        \

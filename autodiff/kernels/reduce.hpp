@@ -75,6 +75,19 @@ Array<T> cumsum(const Array<T>& a, std::size_t axis, bool reverse);
 template <class T>
 Array<std::size_t> arg_extremum(const Array<T>& a, std::size_t axis, bool smallest);
 
+/// Layer normalisation of `rows` rows of `cols` values: y = (x − mean)·rstd·w + b per row, rstd =
+/// 1/√(var + eps) with the biased variance, w and b (cols) or null (1 and 0). The statistics are
+/// summed in double and stored per row in mean and rstd for the backward.
+template <class T>
+void layer_norm(const T* x, std::size_t rows, std::size_t cols, const T* w, const T* b, double eps,
+                T* y, T* mean, T* rstd);
+
+/// Its gradients from g = dL/dy: dx (rows × cols), dw and db (cols, summed over the rows in
+/// double), each written only where its pointer is not null.
+template <class T>
+void layer_norm_backward(const T* g, const T* x, const T* w, const T* mean, const T* rstd,
+                         std::size_t rows, std::size_t cols, T* dx, T* dw, T* db);
+
 /// Σ (a − b)² over all elements of two arrays of one shape.
 template <class T>
 T squared_distance(const Array<T>& a, const Array<T>& b);

@@ -306,6 +306,43 @@ def softmax_cross_entropy(z, labels, label_smoothing=0.0):
     return _lse(z, 1, False) - np.sum(t * z, axis=1)
 
 
+# Sequence models
+
+def gelu(a, approximate="none"):
+    if approximate == "tanh":
+        return 0.5 * a * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (a + 0.044715 * a ** 3)))
+    return 0.5 * a * (1.0 + erf(a / math.sqrt(2.0)))
+
+
+def layer_norm(x, *weight_and_bias, axes=1, eps=1e-5, affine=False, shift=False):
+    last = tuple(range(x.ndim - axes, x.ndim))
+    centred = x - np.mean(x, axis=last, keepdims=True)
+    y = centred / np.sqrt(np.mean(centred ** 2, axis=last, keepdims=True) + eps)
+    if affine:
+        y = y * weight_and_bias[0]
+    if shift:
+        y = y + weight_and_bias[-1]
+    return y
+
+
+def scaled_dot_product_attention(q, k, v, mask=None, causal=False, scale=0.0, heads=1):
+    lead, lq, lk = q.shape[:-2], q.shape[-2], k.shape[-2]
+    d, dv = q.shape[-1] // heads, v.shape[-1] // heads
+
+    def split(x, width):  # (..., L, H·w) -> (..., H, L, w)
+        return np.moveaxis(x.reshape(lead + (x.shape[-2], heads, width)), -2, -3)
+
+    s = split(q, d) @ np.swapaxes(split(k, d), -1, -2) * (scale or 1.0 / math.sqrt(d))
+    if mask is not None:  # mask broadcasts to (..., H, Lq, Lk), or (..., Lq, Lk) for one head
+        s = s + (np.expand_dims(mask, -3) if heads == 1 else mask)
+    if causal:
+        s = np.where(np.triu(np.ones((lq, lk), dtype=bool), 1), -np.inf, s)
+    p = np.exp(s - np.max(s, axis=-1, keepdims=True))
+    p = p / np.sum(p, axis=-1, keepdims=True)
+    out = p @ split(v, dv)  # (..., H, Lq, dv)
+    return np.moveaxis(out, -3, -2).reshape(lead + (lq, heads * dv))
+
+
 def main():
     with open(sys.argv[1]) as manifest:
         for number, line in enumerate(manifest, 1):

@@ -771,6 +771,80 @@ void second_round_cases(std::vector<Case>& cases, Draw& d) {
   for (std::size_t i = first; i < cases.size(); ++i) cases[i].second_order = true;
 }
 
+/// The ops of sequence models (GELU, layer_norm, scaled_dot_product_attention), each also checked
+/// to second order.
+void sequence_cases(std::vector<Case>& cases, Draw& d) {
+  const std::size_t first = cases.size();
+  unary_cases(cases, d,
+              {{"gelu", "{}", fn([](const auto& x) { return ad::gelu(x[0]); }), -4, 4, false},
+               {"gelu", R"({"approximate": "tanh"})",
+                fn([](const auto& x) { return ad::gelu(x[0], ad::Gelu::tanh); }), -4, 4, false}});
+  for (int i = 0; i < 8; ++i) {
+    const Shape s = d.shape(1, 4);
+    const std::size_t axes = 1 + d.index(std::min<std::size_t>(2, s.size()));
+    const Shape normalised(s.end() - long(axes), s.end());
+    const bool affine = i % 4 != 0, shift = i % 3 != 0;
+    // (a tiny eps on rows of fewer than 4 values makes the gradient pure cancellation, beyond
+    // float's reach: the checker's float pass would rightly fail it)
+    const double eps = i % 2 && ad::shape_size(normalised) >= 4 ? 1e-5 : 0.1;
+    std::vector<Array<double>> inputs{d.values(s, -2, 2)};
+    if (affine) inputs.push_back(d.values(normalised, 0.5, 1.5));
+    if (shift) inputs.push_back(d.values(normalised, -1, 1));
+    std::ostringstream args;
+    args << R"({"axes": )" << axes << R"(, "eps": )" << eps << R"(, "affine": )"
+         << json_bool(affine) << R"(, "shift": )" << json_bool(shift) << "}";
+    cases.push_back({"layer_norm " + ad::shape_str(s), "layer_norm", args.str(), inputs,
+                     fn([=](const auto& x) {
+                       using V = std::decay_t<decltype(x[0])>;
+                       return ad::layer_norm(x[0], axes, affine ? x[1] : V(),
+                                             shift ? x.back() : V(), eps);
+                     })});
+  }
+  for (int i = 0; i < 12; ++i) {
+    const Shape lead = d.shape(0, 2);
+    const std::size_t heads = 1 + d.index(2), lq = 1 + d.index(5), lk = 1 + d.index(5);
+    const std::size_t width = 1 + d.index(3), vwidth = 1 + d.index(3);
+    auto with = [&](std::size_t length, std::size_t w) {
+      Shape s = lead;
+      s.push_back(length);
+      s.push_back(heads * w);
+      return s;
+    };
+    ad::AttentionOptions o;
+    o.causal = i % 3 == 1;
+    o.heads = heads;
+    o.scale = i % 4 == 3 ? 0.7 : 0.0;
+    std::vector<Array<double>> inputs{d.values(with(lq, width)), d.values(with(lk, width)),
+                                      d.values(with(lk, vwidth))};
+    std::string mask;
+    if (i % 3 == 2) {  // an additive mask that broadcasts to the scores
+      Shape scores = lead;
+      if (heads > 1) scores.push_back(heads);
+      scores.push_back(lq);
+      scores.push_back(lk);
+      // Its key axis is kept: a mask constant along a row shifts the softmax by nothing, its
+      // gradient is exactly 0 and float's rounding of a sum of zero is all the float pass sees.
+      Shape m = d.broadcast_from(scores);
+      if (m.empty()) m.push_back(lk);
+      m.back() = lk;
+      inputs.push_back(d.values(m, -2, 1));
+      mask = " mask " + ad::shape_str(inputs.back().shape());
+    }
+    std::ostringstream args;
+    args << R"({"causal": )" << json_bool(o.causal) << R"(, "scale": )" << o.scale
+         << R"(, "heads": )" << heads << "}";
+    cases.push_back({"scaled_dot_product_attention q " + ad::shape_str(inputs[0].shape()) + " k " +
+                         ad::shape_str(inputs[1].shape()) + " v " +
+                         ad::shape_str(inputs[2].shape()) + mask,
+                     "scaled_dot_product_attention", args.str(), inputs, fn([=](const auto& x) {
+                       using V = std::decay_t<decltype(x[0])>;
+                       return ad::scaled_dot_product_attention(x[0], x[1], x[2], o,
+                                                               x.size() > 3 ? x[3] : V());
+                     })});
+  }
+  for (std::size_t i = first; i < cases.size(); ++i) cases[i].second_order = true;
+}
+
 /// The same ops with a NaN in the first input: the output must hold NaN exactly where NumPy's
 /// does (NaN propagates through every op as IEEE arithmetic says).
 void nan_cases(std::vector<Case>& cases, const std::vector<Case>& all) {
@@ -793,6 +867,7 @@ std::vector<Case> all_cases() {
   conv_cases(cases, d);
   shape_cases(cases, d);
   second_round_cases(cases, d);
+  sequence_cases(cases, d);
   std::vector<Case> nans;
   nan_cases(nans, cases);
   cases.insert(cases.end(), nans.begin(), nans.end());
