@@ -82,8 +82,8 @@ Variable<T> heads_last(const Variable<T>& x, const Geometry& g, std::size_t leng
 template <class T>
 Variable<T> scores_of(const Variable<T>& q, const Variable<T>& k, const Variable<T>& mask,
                       const Geometry& g, bool causal) {
-  Variable<T> s = matmul(heads_first(q, g, g.lq, g.d), heads_first(k, g, g.lk, g.d), false, true) *
-                  g.scale;
+  Variable<T> s =
+      matmul(heads_first(q, g, g.lq, g.d), heads_first(k, g, g.lk, g.d), false, true) * g.scale;
   if (mask.defined()) s = reshape(reshape(s, g.scores) + mask, Shape{g.n * g.heads, g.lq, g.lk});
   if (causal) {
     Array<T> hide = xt::zeros<T>({g.lq, g.lk});

@@ -206,7 +206,7 @@ template <class T>
 struct GeluOf {
   Gelu form;
   static constexpr T half = T(0.5), one = T(1), root_half = T(0.70710678118654752440);
-  static constexpr T density = T(0.39894228040143267794);  // 1/√(2π)
+  static constexpr T density = T(0.39894228040143267794);               // 1/√(2π)
   static constexpr T k0 = T(0.79788456080286535588), k1 = T(0.044715);  // √(2/π)
   template <class X>
   X value(const X& x) const {
@@ -216,7 +216,8 @@ struct GeluOf {
   /// Φ(x) + x·φ(x), or the derivative of the tanh form.
   template <class X>
   X slope(const X& x) const {
-    if (form == Gelu::erf) return (erf(x * root_half) + one) * half + x * exp(x * x * -half) * density;
+    if (form == Gelu::erf)
+      return (erf(x * root_half) + one) * half + x * exp(x * x * -half) * density;
     const X t = tanh((x + x * x * x * k1) * k0);
     return (t + one) * half + x * (one - t * t) * (x * x * (3 * k1) + one) * (k0 * half);
   }
@@ -239,9 +240,8 @@ Variable<T> gelu(const Variable<T>& a, Gelu form) {
   return detail::traced<T>(
       "gelu", {&a},
       [&] {
-        return make_op<T>(
-            "gelu", kernels::simd_map(a.value(), [&f](auto x) { return f.value(x); }), {a},
-            backward);
+        return make_op<T>("gelu", kernels::simd_map(a.value(), [&f](auto x) { return f.value(x); }),
+                          {a}, backward);
       },
       "approximate", form == Gelu::tanh ? "tanh" : "none");
 }
@@ -433,8 +433,8 @@ template <class T>
 std::vector<const void*> elementwise_ops() {
   return detail::addresses(&exp<T>, &log<T>, &sqrt<T>, &abs<T>, &tanh<T>, &sigmoid<T>, &relu<T>,
                            &leaky_relu<T>, &softplus<T>, &clamp<T>, &erf<T>, &square<T>, &sin<T>,
-                           &cos<T>, &elu<T>, &hardtanh<T>, &silu<T>, &mish<T>, &logsigmoid<T>, &gelu<T>,
-                           &lstm_cell<T>);
+                           &cos<T>, &elu<T>, &hardtanh<T>, &silu<T>, &mish<T>, &logsigmoid<T>,
+                           &gelu<T>, &lstm_cell<T>);
 }
 template std::vector<const void*> elementwise_ops<float>();
 template std::vector<const void*> elementwise_ops<double>();

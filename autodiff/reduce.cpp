@@ -316,7 +316,7 @@ Variable<T> layer_norm(const Variable<T>& x, std::size_t axes, const Variable<T>
   auto body = [&] {
     Array<T> y = Array<T>::from_shape(s);
     auto stats = std::make_shared<std::pair<Array<T>, Array<T>>>(Array<T>::from_shape({rows}),
-                                                                  Array<T>::from_shape({rows}));
+                                                                 Array<T>::from_shape({rows}));
     kernels::layer_norm(x.value().data(), rows, cols,
                         weight.defined() ? weight.value().data() : nullptr,
                         bias.defined() ? bias.value().data() : nullptr, eps, y.data(),
@@ -340,9 +340,8 @@ Variable<T> layer_norm(const Variable<T>& x, std::size_t axes, const Variable<T>
       const std::size_t ib = has_w ? 2 : 1;
       T* db = has_b && c.needs(ib) ? detail::new_gradient(grads, ib, normalised) : nullptr;
       kernels::layer_norm_backward(c.grad.value().data(), x.value().data(),
-                                   has_w ? c.input(1).value().data() : nullptr,
-                                   stats->first.data(), stats->second.data(), rows, cols, dx, dw,
-                                   db);
+                                   has_w ? c.input(1).value().data() : nullptr, stats->first.data(),
+                                   stats->second.data(), rows, cols, dx, dw, db);
       return grads;
     };
     std::vector<Variable<T>> inputs{x};

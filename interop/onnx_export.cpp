@@ -212,10 +212,11 @@ class Exporter {
   const std::vector<Dim>& dims(std::size_t id) const { return p_.values[id].shape; }
 
   /// A reshape target from a value's extents: -1 for the one that follows the batch size.
-  std::vector<std::int64_t> target(const typename Program<T>::Node& node, std::size_t id) {
+  std::vector<std::int64_t> target(const typename Program<T>::Node& node,
+                                   const std::vector<Dim>& extents) {
     std::vector<std::int64_t> out;
     bool inferred = false;
-    for (const Dim& d : dims(id)) {
+    for (const Dim& d : extents) {
       if (d.scale != 0) {
         if (inferred) unsupported(node, "its result has two extents that follow the batch size");
         inferred = true;
@@ -230,9 +231,68 @@ class Exporter {
   /// Reshape to the extents of value `id`.
   void reshape_to(const typename Program<T>::Node& node, const std::string& in, std::size_t id,
                   const std::string& out) {
-    std::vector<std::int64_t> t = target(node, id);
+    reshape_to(node, in, dims(id), out);
+  }
+
+  /// Reshape to `extents`.
+  std::string reshape_to(const typename Program<T>::Node& node, const std::string& in,
+                         const std::vector<Dim>& extents, const std::string& out = "") {
+    std::vector<std::int64_t> t = target(node, extents);
     NodeProto* n = add_node("Reshape", {in, int64s(t)}, out);
     if (std::find(t.begin(), t.end(), 0) != t.end()) set(n, "allowzero", std::int64_t(1));
+    return n->output(0);
+  }
+
+  /// Transpose of value `in` of rank `rank` swapping axes i and j.
+  std::string swap_axes(const std::string& in, std::size_t rank, std::size_t i, std::size_t j) {
+    std::vector<std::int64_t> perm;
+    for (std::size_t d = 0; d < rank; ++d) perm.push_back(std::int64_t(d));
+    std::swap(perm[i], perm[j]);
+    NodeProto* t = add_node("Transpose", {in});
+    set(t, "perm", perm);
+    return t->output(0);
+  }
+
+  /// Adds an initializer of the program's type and the given shape; returns its name.
+  std::string constant(const std::vector<std::int64_t>& shape, const std::vector<T>& values) {
+    const std::string name = fresh("c");
+    *g_->add_initializer() =
+        tensor(name, elem_type<T>(), shape, values.data(), values.size() * sizeof(T));
+    return name;
+  }
+
+  /// scaled_dot_product_attention as MatMul, Softmax, MatMul, the heads split off and joined
+  /// again with Reshape and Transpose.
+  void attention(const typename Program<T>::Node& node, const AttributeReader& a,
+                 const std::vector<std::string>& in, const std::string& out) {
+    const std::size_t heads = std::size_t(a.integer("heads")), rank = dims(node.inputs[0]).size();
+    // (..., L, H·w) → (..., H, L, w)
+    auto split = [&](std::size_t i) {
+      if (heads == 1) return in[i];
+      std::vector<Dim> d = dims(node.inputs[i]);
+      const Dim width{0, d.back().offset / long(heads)};
+      d.back() = Dim{0, long(heads)};
+      d.push_back(width);
+      return swap_axes(reshape_to(node, in[i], d), rank + 1, rank - 2, rank - 1);
+    };
+    const std::size_t r = heads == 1 ? rank : rank + 1;
+    const std::string q = split(0), k = split(1), v = split(2);
+    std::string s =
+        add("Mul", {add("MatMul", {q, swap_axes(k, r, r - 2, r - 1)}), number(a.number("scale"))});
+    if (in.size() > 3) s = add("Add", {s, in[3]});
+    if (a.flag("causal")) {
+      const std::int64_t lq = dims(node.inputs[0])[rank - 2].offset,
+                         lk = dims(node.inputs[1])[rank - 2].offset;
+      std::vector<T> hide(std::size_t(lq * lk), T(0));
+      for (std::int64_t i = 0; i < lq; ++i)
+        for (std::int64_t j = i + 1; j < lk; ++j)
+          hide[std::size_t(i * lk + j)] = -std::numeric_limits<T>::infinity();
+      s = add("Add", {s, constant({lq, lk}, hide)});
+    }
+    NodeProto* softmax = add_node("Softmax", {s});
+    set(softmax, "axis", std::int64_t(-1));
+    const std::string o = add("MatMul", {softmax->output(0), v}, heads == 1 ? out : "");
+    if (heads > 1) reshape_to(node, swap_axes(o, r, r - 3, r - 2), node.output, out);
   }
 
   /// The axes of a reduction (all when empty), as non-negative numbers.
@@ -374,6 +434,35 @@ class Exporter {
       const std::string c = add("Add", {add("Mul", {f, in[2]}), add("Mul", {i, g})});
       const std::string h = add("Mul", {o, add("Tanh", {c})});
       set(add_node("Concat", {h, c}, out), "axis", std::int64_t(1));
+    } else if (op == "gelu") {  // x/2·(1 + erf(x/√2)), or the tanh form
+      std::string t;
+      if (a.text("approximate") == "tanh") {
+        const std::string cube = add("Mul", {add("Mul", {in[0], in[0]}), in[0]});
+        const std::string inner = add("Add", {in[0], add("Mul", {cube, number(0.044715)})});
+        t = add("Tanh", {add("Mul", {inner, number(std::sqrt(2.0 / M_PI))})});
+      } else {
+        t = add("Erf", {add("Mul", {in[0], number(M_SQRT1_2)})});
+      }
+      add("Mul", {add("Mul", {in[0], number(0.5)}), add("Add", {t, number(1.0)})}, out);
+    } else if (op == "layer_norm") {
+      const std::size_t axes = std::size_t(a.integer("axes"));
+      const bool affine = a.flag("affine"), shift = a.flag("shift");
+      std::vector<std::int64_t> shape;
+      std::size_t n = 1;
+      for (std::size_t d = rank(0) - axes; d < rank(0); ++d) {
+        const Dim& x = dims(node.inputs[0])[d];
+        if (x.scale != 0) unsupported(node, "it normalises over the batch axis");
+        shape.push_back(x.offset);
+        n *= std::size_t(x.offset);
+      }
+      std::vector<std::string> inputs{in[0],
+                                      affine ? in[1] : constant(shape, std::vector<T>(n, T(1)))};
+      if (shift) inputs.push_back(in[affine ? 2 : 1]);
+      NodeProto* ln = add_node("LayerNormalization", inputs, out);
+      set(ln, "axis", -std::int64_t(axes));
+      set(ln, "epsilon", float(a.number("eps")));
+    } else if (op == "scaled_dot_product_attention") {
+      attention(node, a, in, out);
     } else if (op == "matmul") {
       auto operand = [&](std::size_t k, bool transposed) {
         if (!transposed) return in[k];

@@ -1233,8 +1233,13 @@ const std::map<std::string, OpFn<T>>& op_table() {
          const std::size_t axis = c.axis(c.i("axis", -1), x.dim());
          std::vector<long> axes;
          for (std::size_t d = axis; d < x.dim(); ++d) axes.push_back(long(d));
+         const double eps = double(c.f("epsilon", 1e-5f));
+         const Shape normalised(x.shape().begin() + long(axis), x.shape().end());
+         if (c.node.outputs.size() == 1 && c.real(1).shape() == normalised &&
+             (!c.has(2) || c.real(2).shape() == normalised))  // the one op
+           return one(layer_norm(x, x.dim() - axis, c.real(1), c.has(2) ? c.real(2) : V(), eps));
          const V centred = x - mean(x, axes, true);
-         const V inv = 1.0 / sqrt(mean(centred * centred, axes, true) + double(c.f("epsilon", 1e-5f)));
+         const V inv = 1.0 / sqrt(mean(centred * centred, axes, true) + eps);
          V y = centred * inv * c.real(1);
          if (c.has(2)) y = y + c.real(2);
          return Outputs<T>{Value<T>::of(y), Value<T>::of(mean(x, axes, true)), Value<T>::of(inv)};

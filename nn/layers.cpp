@@ -243,16 +243,6 @@ typename BatchNorm<T>::Statistics BatchNorm<T>::statistics(const Variable<T>& x,
 
 // ---- LayerNorm, GroupNorm
 
-namespace {
-/// (x − mean) / sqrt(var + eps) over `axes` (the biased variance, from the centred values the
-/// result is made of: one mean and one subtraction, not two).
-template <class T>
-Variable<T> normalize(const Variable<T>& x, const std::vector<long>& axes, double eps) {
-  Variable<T> centred = x - mean(x, axes, true);
-  return centred / sqrt(mean(square(centred), axes, true) + eps);
-}
-}  // namespace
-
 template <class T>
 LayerNorm<T>::LayerNorm(Shape shape, double eps, bool affine)
     : shape_(std::move(shape)), eps_(eps), affine_(affine) {
@@ -272,10 +262,8 @@ Variable<T> LayerNorm<T>::forward(const Variable<T>& x) {
   if (s.size() < k || !std::equal(shape_.begin(), shape_.end(), s.end() - long(k)))
     fail("LayerNorm: input ", shape_str(s), " does not end in the normalised shape ",
          shape_str(shape_));
-  std::vector<long> axes;
-  for (std::size_t d = 0; d < k; ++d) axes.push_back(-1 - long(d));
-  Variable<T> y = normalize(x, axes, eps_);
-  return affine_ ? y * this->parameter(weight_) + this->parameter(bias_) : y;
+  return affine_ ? layer_norm(x, k, this->parameter(weight_), this->parameter(bias_), eps_)
+                 : layer_norm(x, k, Variable<T>(), Variable<T>(), eps_);
 }
 
 template <class T>
@@ -298,7 +286,8 @@ Variable<T> GroupNorm<T>::forward(const Variable<T>& x) {
   // (N, G, C/G·positions): each sample's group is one row.
   std::size_t row = channels_ / groups_;
   for (std::size_t d = 2; d < s.size(); ++d) row *= s[d];
-  Variable<T> y = reshape(normalize(reshape(x, Shape{s[0], groups_, row}), {2}, eps_), s);
+  Variable<T> y = reshape(
+      layer_norm(reshape(x, Shape{s[0], groups_, row}), 1, Variable<T>(), Variable<T>(), eps_), s);
   if (!affine_) return y;
   Shape param_shape(s.size(), 1);
   param_shape[1] = channels_;
@@ -353,7 +342,7 @@ Variable<T> Sigmoid<T>::forward(const Variable<T>& x) {
 
 template <class T>
 Variable<T> GELU<T>::forward(const Variable<T>& x) {
-  return x * (erf(x * M_SQRT1_2) + 1.0) * 0.5;
+  return gelu(x, form_);
 }
 
 template <class T>

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "autodiff/conv.hpp"
+#include "autodiff/elementwise.hpp"
 #include "autodiff/index.hpp"
 #include "autodiff/linalg.hpp"
 #include "nn/init.hpp"
@@ -228,7 +229,8 @@ class BatchNorm2d : public BatchNorm<T> {
 
 /// Layer normalisation: each sample normalised over its last axes (those of `shape`), then
 /// scaled and shifted per element: (x − mean) / sqrt(var + eps)·weight + bias, with the biased
-/// variance (as PyTorch's LayerNorm). Without `affine`, no weight and bias.
+/// variance (as PyTorch's LayerNorm), computed by the one op ad::layer_norm. Without `affine`, no
+/// weight and bias.
 template <class T = float>
 class LayerNorm : public Module<T> {
  public:
@@ -316,12 +318,17 @@ class Sigmoid : public Module<T> {
   Variable<T> forward(const Variable<T>& x) override;
 };
 
-/// The exact GELU, x·Φ(x) = x/2·(1 + erf(x/√2)).
+/// GELU (ad::gelu): exact, x·Φ(x) = x/2·(1 + erf(x/√2)), or its tanh approximation.
 template <class T = float>
 class GELU : public Module<T> {
  public:
+  /// The exact form by default; Gelu::tanh is PyTorch's GELU(approximate="tanh").
+  explicit GELU(Gelu form = Gelu::erf) : form_(form) {}
   /// The layer applied to x.
   Variable<T> forward(const Variable<T>& x) override;
+
+ private:
+  Gelu form_;
 };
 
 /// Softmax along an axis (the last by default).

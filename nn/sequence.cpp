@@ -137,35 +137,27 @@ MultiheadAttention<T>::MultiheadAttention(std::size_t dim, std::size_t heads, Ge
 template <class T>
 Variable<T> MultiheadAttention<T>::forward(const Variable<T>& x) {
   check_sequence(x.shape(), dim_, "MultiheadAttention");
-  const std::size_t n = x.shape()[0], length = x.shape()[1], d = dim_ / heads_;
-  const Variable<T> qkv = linear(x, this->parameter(in_w_), this->parameter(in_b_));
-  // (N, L, dim) → (N·heads, L, d): the heads become batches of one batched product.
-  auto heads = [&](std::size_t k) {
-    Variable<T> part =
-        reshape(slice(qkv, 2, k * dim_, (k + 1) * dim_), Shape{n, length, heads_, d});
-    return reshape(permute(part, {0, 2, 1, 3}), Shape{n * heads_, length, d});
+  // Three projections from the rows of in_proj_weight: q, k and v each contiguous (N, L, dim),
+  // the heads side by side in their rows, where the attention op reads them.
+  const Variable<T>& w = this->parameter(in_w_);
+  const Variable<T>& b = this->parameter(in_b_);
+  auto project = [&](std::size_t k) {
+    return linear(x, slice(w, 0, k * dim_, (k + 1) * dim_), slice(b, 0, k * dim_, (k + 1) * dim_));
   };
-  const Variable<T> q = heads(0), k = heads(1), v = heads(2);
-  Variable<T> scores = matmul(q, k, false, true) * (1.0 / std::sqrt(static_cast<double>(d)));
-  if (causal_) {
-    Array<T> mask = xt::zeros<T>({length, length});
-    for (std::size_t i = 0; i < length; ++i)
-      for (std::size_t j = i + 1; j < length; ++j) mask(i, j) = -std::numeric_limits<T>::infinity();
-    scores = scores + Variable<T>(std::move(mask));
+  const Variable<T> q = project(0), k = project(1), v = project(2);
+  AttentionOptions options;
+  options.causal = causal_;
+  options.heads = heads_;
+  if (keep_weights_) {
+    NoGradGuard no_grad;
+    const std::size_t n = x.shape()[0], length = x.shape()[1];
+    Variable<T> weights = attention_weights(q, k, options);
+    if (heads_ > 1) weights = mean(weights, {1});
+    weights_ = reshape(weights, Shape{n, length, length}).value();
+  } else {
+    weights_ = Array<T>();
   }
-  const Variable<T> weights = softmax(scores, -1);
-  // The weights averaged over heads, for inspection.
-  weights_ = xt::zeros<T>({n, length, length});
-  const T* w = weights.value().data();
-  const std::size_t plane = length * length;
-  for (std::size_t b = 0; b < n; ++b)
-    for (std::size_t h = 0; h < heads_; ++h)
-      for (std::size_t e = 0; e < plane; ++e)
-        weights_.data()[b * plane + e] += w[(b * heads_ + h) * plane + e] / static_cast<T>(heads_);
-  Variable<T> context = matmul(weights, v);  // (N·heads, L, d)
-  context = reshape(permute(reshape(context, Shape{n, heads_, length, d}), {0, 2, 1, 3}),
-                    Shape{n, length, dim_});
-  return (*out_proj_)(context);
+  return (*out_proj_)(scaled_dot_product_attention(q, k, v, options));
 }
 
 // ---- Positions

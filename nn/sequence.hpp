@@ -105,7 +105,8 @@ class GRU : public Recurrent<T> {
 /// Multi-head self-attention over x (N, L, dim), as PyTorch's nn.MultiheadAttention
 /// (batch_first=True, query = key = value = x): one input projection in_proj_weight (3·dim, dim)
 /// and in_proj_bias, softmax(q·kᵀ/√(dim/heads)) · v per head, then out_proj (dim, dim). With
-/// `causal`, position i attends only to positions ≤ i. heads must divide dim.
+/// `causal`, position i attends only to positions ≤ i. heads must divide dim. The attention is
+/// the one op ad::scaled_dot_product_attention, reading the heads in place.
 template <class T = float>
 class MultiheadAttention : public Module<T> {
  public:
@@ -114,12 +115,17 @@ class MultiheadAttention : public Module<T> {
   MultiheadAttention(std::size_t dim, std::size_t heads, Generator& rng, bool causal = false);
   /// The attention's output, (N, L, dim).
   Variable<T> forward(const Variable<T>& x) override;
-  /// The attention weights of the last forward, averaged over heads: (N, L, L) (a constant).
+  /// Whether forward keeps the attention weights for last_weights(); off by default, as they
+  /// are the (L, L) matrices per head that the attention op otherwise never makes.
+  void keep_weights(bool keep) { keep_weights_ = keep; }
+  /// The attention weights of the last forward, averaged over heads: (N, L, L) (a constant);
+  /// empty unless keep_weights(true).
   const Array<T>& last_weights() const { return weights_; }
 
  private:
   std::size_t dim_, heads_;
   bool causal_;
+  bool keep_weights_ = false;
   std::size_t in_w_, in_b_;
   std::shared_ptr<Linear<T>> out_proj_;
   Array<T> weights_;

@@ -209,10 +209,10 @@ void attention_backward(const Attention<T>& a, const T* q, const T* k, const T* 
   });
 }
 
-#define AD_INSTANTIATE(T)                                                                        \
-  template void attention_forward<T>(const Attention<T>&, const T*, const T*, const T*, T*, T*); \
-  template void attention_backward<T>(const Attention<T>&, const T*, const T*, const T*,         \
-                                      const T*, const T*, const T*, T*, T*, T*, T*);
+#define AD_INSTANTIATE(T)                                                                          \
+  template void attention_forward<T>(const Attention<T>&, const T*, const T*, const T*, T*, T*);   \
+  template void attention_backward<T>(const Attention<T>&, const T*, const T*, const T*, const T*, \
+                                      const T*, const T*, T*, T*, T*, T*);
 AD_INSTANTIATE(float)
 AD_INSTANTIATE(double)
 #undef AD_INSTANTIATE

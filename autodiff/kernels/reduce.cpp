@@ -399,7 +399,8 @@ void layer_norm_backward(const T* g, const T* x, const T* w, const T* mean, cons
     const T* xr = x + r * cols;
     const T m = mean[r], s = rstd[r];
     if (dw)
-      for (std::size_t j = 0; j < cols; ++j) sw[j] += static_cast<double>(gr[j] * ((xr[j] - m) * s));
+      for (std::size_t j = 0; j < cols; ++j)
+        sw[j] += static_cast<double>(gr[j] * ((xr[j] - m) * s));
     if (db)
       for (std::size_t j = 0; j < cols; ++j) sb[j] += gr[j];
   }
@@ -407,21 +408,21 @@ void layer_norm_backward(const T* g, const T* x, const T* w, const T* mean, cons
   for (std::size_t j = 0; j < cols && db; ++j) db[j] = static_cast<T>(sb[j]);
 }
 
-#define AD_INSTANTIATE(T)                                                                         \
+#define AD_INSTANTIATE(T)                                                                          \
   template void layer_norm(const T*, std::size_t, std::size_t, const T*, const T*, double, T*, T*, \
-                           T*);                                                                   \
-  template void layer_norm_backward(const T*, const T*, const T*, const T*, const T*,             \
-                                    std::size_t, std::size_t, T*, T*, T*);                        \
-  template Array<T> sum_to(const Array<T>&, const Shape&);                                        \
-  template Array<T> broadcast_to(const Array<T>&, const Shape&);                                  \
-  template Array<T> max_to(const Array<T>&, const Shape&);                                        \
-  template Array<T> log_softmax(const Array<T>&, std::size_t);                                    \
-  template Array<T> softmax_cross_entropy(const Array<T>&, const Index&, double, Array<T>&);      \
-  template Array<T> softmax_cross_entropy_target<T>(const Index&, std::size_t, double);           \
-  template Array<T> softmax_cross_entropy_grad(const Array<T>&, const Array<T>&, const Array<T>&, \
-                                               const Index&, double);                             \
-  template T squared_distance(const Array<T>&, const Array<T>&);                                  \
-  template Array<T> cumsum(const Array<T>&, std::size_t, bool);                                   \
+                           T*);                                                                    \
+  template void layer_norm_backward(const T*, const T*, const T*, const T*, const T*, std::size_t, \
+                                    std::size_t, T*, T*, T*);                                      \
+  template Array<T> sum_to(const Array<T>&, const Shape&);                                         \
+  template Array<T> broadcast_to(const Array<T>&, const Shape&);                                   \
+  template Array<T> max_to(const Array<T>&, const Shape&);                                         \
+  template Array<T> log_softmax(const Array<T>&, std::size_t);                                     \
+  template Array<T> softmax_cross_entropy(const Array<T>&, const Index&, double, Array<T>&);       \
+  template Array<T> softmax_cross_entropy_target<T>(const Index&, std::size_t, double);            \
+  template Array<T> softmax_cross_entropy_grad(const Array<T>&, const Array<T>&, const Array<T>&,  \
+                                               const Index&, double);                              \
+  template T squared_distance(const Array<T>&, const Array<T>&);                                   \
+  template Array<T> cumsum(const Array<T>&, std::size_t, bool);                                    \
   template Array<std::size_t> arg_extremum(const Array<T>&, std::size_t, bool);
 
 AD_INSTANTIATE(float)

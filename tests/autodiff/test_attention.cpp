@@ -60,9 +60,19 @@ BOOST_AUTO_TEST_CASE(equals_the_composite_across_tiles) {
       {"unmasked, 1 head, several tiles", {2, 150, 8}, {2, 70, 8}, {2, 70, 5}, plain, {}, false},
       {"causal, 1 head", {2, 130, 4}, {2, 130, 4}, {2, 130, 6}, causal, {}, false},
       {"causal, 2 heads, long keys", {1, 65, 6}, {1, 200, 6}, {1, 200, 4}, heads2, {}, false},
-      {"masked (−∞), broadcast over the batch", {3, 70, 4}, {3, 66, 4}, {3, 66, 3}, plain,
-       {70, 66}, true},
-      {"masked per head and batch", {2, 9, 8}, {2, 130, 8}, {2, 130, 8}, heads2, {2, 2, 9, 130},
+      {"masked (−∞), broadcast over the batch",
+       {3, 70, 4},
+       {3, 66, 4},
+       {3, 66, 3},
+       plain,
+       {70, 66},
+       true},
+      {"masked per head and batch",
+       {2, 9, 8},
+       {2, 130, 8},
+       {2, 130, 8},
+       heads2,
+       {2, 2, 9, 130},
        false},
       {"no batch axes", {67, 4}, {67, 4}, {67, 4}, causal, {}, false},
   };
@@ -109,7 +119,8 @@ BOOST_AUTO_TEST_CASE(the_same_bits_on_one_and_two_threads) {
   o.causal = true;
   o.heads = 2;
   const ad::Variable<float> q(uniform<float>({3, 100, 16}, -1, 1, 1), true),
-      k(uniform<float>({3, 100, 16}, -1, 1, 2), true), v(uniform<float>({3, 100, 16}, -1, 1, 3), true);
+      k(uniform<float>({3, 100, 16}, -1, 1, 2), true),
+      v(uniform<float>({3, 100, 16}, -1, 1, 3), true);
   auto run = [&](int threads) {
     ad::set_num_threads(threads);
     const auto out = ad::scaled_dot_product_attention(q, k, v, o);
@@ -154,10 +165,16 @@ BOOST_AUTO_TEST_CASE(bad_shapes_name_the_op_and_the_shapes) {
   BOOST_TEST(fails([&] { ad::scaled_dot_product_attention(a, a, c); }, "k and v have different"));
   BOOST_TEST(fails([&] { ad::scaled_dot_product_attention(a, c, c); }, "different widths"));
   BOOST_TEST(fails([&] { ad::scaled_dot_product_attention(a, b, c, three); }, "do not divide"));
-  BOOST_TEST(fails([&] { ad::scaled_dot_product_attention(a, V(uniform({3, 5, 4})), c); },
-                   "leading axes differ"));
-  BOOST_TEST(fails([&] { ad::scaled_dot_product_attention(a, b, c, {}, V(uniform({4, 5}))); },
-                   "does not broadcast"));
+  BOOST_TEST(fails(
+      [&] {
+        ad::scaled_dot_product_attention(a, V(uniform({3, 5, 4})), c);
+      },
+      "leading axes differ"));
+  BOOST_TEST(fails(
+      [&] {
+        ad::scaled_dot_product_attention(a, b, c, {}, V(uniform({4, 5})));
+      },
+      "does not broadcast"));
 }
 
 BOOST_AUTO_TEST_CASE(layer_norm_equals_its_composite) {
@@ -182,9 +199,9 @@ BOOST_AUTO_TEST_CASE(layer_norm_equals_its_composite) {
 BOOST_AUTO_TEST_CASE(gelu_equals_its_formulas) {
   const V x = leaf(uniform({3, 50}, -5, 5, 1));
   const V exact = x * (ad::erf(x * M_SQRT1_2) + 1.0) * 0.5;
-  const V approx =
-      x * (ad::tanh((x + x * x * x * 0.044715) * std::sqrt(2.0 / M_PI)) + 1.0) * 0.5;
-  for (const auto& [form, slow] : {std::pair{ad::Gelu::erf, exact}, std::pair{ad::Gelu::tanh, approx}}) {
+  const V approx = x * (ad::tanh((x + x * x * x * 0.044715) * std::sqrt(2.0 / M_PI)) + 1.0) * 0.5;
+  for (const auto& [form, slow] :
+       {std::pair{ad::Gelu::erf, exact}, std::pair{ad::Gelu::tanh, approx}}) {
     const V fast = ad::gelu(x, form);
     BOOST_TEST(all_close(fast.value(), slow.value(), 1e-12, 1e-14));
     BOOST_TEST(all_close(ad::grad(weighted(fast, 2), {x})[0].value(),

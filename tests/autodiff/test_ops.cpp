@@ -793,12 +793,11 @@ void sequence_cases(std::vector<Case>& cases, Draw& d) {
     std::ostringstream args;
     args << R"({"axes": )" << axes << R"(, "eps": )" << eps << R"(, "affine": )"
          << json_bool(affine) << R"(, "shift": )" << json_bool(shift) << "}";
-    cases.push_back({"layer_norm " + ad::shape_str(s), "layer_norm", args.str(), inputs,
-                     fn([=](const auto& x) {
-                       using V = std::decay_t<decltype(x[0])>;
-                       return ad::layer_norm(x[0], axes, affine ? x[1] : V(),
-                                             shift ? x.back() : V(), eps);
-                     })});
+    cases.push_back(
+        {"layer_norm " + ad::shape_str(s), "layer_norm", args.str(), inputs, fn([=](const auto& x) {
+           using V = std::decay_t<decltype(x[0])>;
+           return ad::layer_norm(x[0], axes, affine ? x[1] : V(), shift ? x.back() : V(), eps);
+         })});
   }
   for (int i = 0; i < 12; ++i) {
     const Shape lead = d.shape(0, 2);
@@ -833,14 +832,13 @@ void sequence_cases(std::vector<Case>& cases, Draw& d) {
     std::ostringstream args;
     args << R"({"causal": )" << json_bool(o.causal) << R"(, "scale": )" << o.scale
          << R"(, "heads": )" << heads << "}";
-    cases.push_back({"scaled_dot_product_attention q " + ad::shape_str(inputs[0].shape()) + " k " +
-                         ad::shape_str(inputs[1].shape()) + " v " +
-                         ad::shape_str(inputs[2].shape()) + mask,
-                     "scaled_dot_product_attention", args.str(), inputs, fn([=](const auto& x) {
-                       using V = std::decay_t<decltype(x[0])>;
-                       return ad::scaled_dot_product_attention(x[0], x[1], x[2], o,
-                                                               x.size() > 3 ? x[3] : V());
-                     })});
+    cases.push_back(
+        {"scaled_dot_product_attention q " + ad::shape_str(inputs[0].shape()) + " k " +
+             ad::shape_str(inputs[1].shape()) + " v " + ad::shape_str(inputs[2].shape()) + mask,
+         "scaled_dot_product_attention", args.str(), inputs, fn([=](const auto& x) {
+           using V = std::decay_t<decltype(x[0])>;
+           return ad::scaled_dot_product_attention(x[0], x[1], x[2], o, x.size() > 3 ? x[3] : V());
+         })});
   }
   for (std::size_t i = first; i < cases.size(); ++i) cases[i].second_order = true;
 }

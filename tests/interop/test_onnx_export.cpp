@@ -97,6 +97,18 @@ BOOST_AUTO_TEST_CASE(every_exportable_op_passes_the_checker) {
        [](const F& x) {
          return unslice(x, Shape{x.shape()[0], 9}, 1, 2) + 0.0f;
        }},
+      {{6, 4},
+       [=](const F& x) {
+         AttentionOptions heads;
+         heads.heads = 2;
+         heads.causal = true;
+         const F mask(test::uniform<float>({6, 6}, -1, 0, 15));
+         return gelu(x) + gelu(x, Gelu::tanh) +
+                layer_norm(x, 1, reshape(slice(p, 1, 0, 1), Shape{4})) +
+                layer_norm(x, 2, F(), F(), 0.1) +
+                scaled_dot_product_attention(x, x * 0.5, x, heads) +
+                scaled_dot_product_attention(x, x, x, {}, mask);
+       }},
   };
   for (std::size_t i = 0; i < cases.size(); ++i) {
     BOOST_TEST_CONTEXT("case " << i) {

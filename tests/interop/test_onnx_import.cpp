@@ -56,6 +56,27 @@ BOOST_AUTO_TEST_CASE(exported_models_come_back) {
   round_trip(transformer, [](std::size_t b) { return ad::test::token_ids({b, 8}, 20, b); });
 }
 
+BOOST_AUTO_TEST_CASE(the_ops_of_sequence_models_come_back) {
+  // gelu (both forms), layer_norm with and without weights, attention with heads, causal and an
+  // additive mask: exported as ONNX composites, imported, the same values at another batch size.
+  auto f = [](const F& x) {
+    ad::AttentionOptions heads;
+    heads.heads = 2;
+    heads.causal = true;
+    const F mask(ad::test::uniform<float>({6, 6}, -1, 0, 15));
+    const F w(ad::test::uniform<float>({4}, 0.5, 1.5, 16));
+    return ad::gelu(x) + ad::gelu(x, ad::Gelu::tanh) + ad::layer_norm(x, 1, w, w * 0.5f) +
+           ad::layer_norm(x, 2, F(), F(), 0.1) +
+           ad::scaled_dot_product_attention(x, x * 0.5f, x, heads) +
+           ad::scaled_dot_product_attention(x, x, x, {}, mask);
+  };
+  const ad::Program<float> program =
+      ad::trace<float>(std::function<F(const F&)>(f), F(input({2, 6, 4}, 3)));
+  auto imported = ad::onnx::load_bytes<float>(ad::onnx::to_model(program));
+  const F x(input({5, 6, 4}, 4));
+  BOOST_TEST(ad::test::all_close((*imported)(x).value(), f(x).value(), 1e-5, 1e-5));
+}
+
 BOOST_AUTO_TEST_CASE(an_imported_model_differentiates_and_trains) {
   nn::Generator rng(2);
   auto model = std::make_shared<nn::Sequential<double>>(
