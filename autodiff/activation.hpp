@@ -34,12 +34,7 @@ T relu_of(T x) {
   return x <= 0 ? T(0) : x;
 }
 
-/// 1/(1 + e^-x) of a SIMD batch: exact enough everywhere (e^-x overflows to inf only where the
-/// result is 0).
-template <class B>
-B logistic_of(const B& x) {
-  return B(1) / (B(1) + xsimd::exp(-x));
-}
+using kernels::logistic_of;
 
 /// [y > 0] for y = relu(x): [x > 0], and 1 where x (so y) is NaN, so that g passes there (as in
 /// PyTorch).

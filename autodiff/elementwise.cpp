@@ -10,6 +10,7 @@
 
 #include "autodiff/activation.hpp"
 #include "autodiff/kernels/elementwise.hpp"
+#include "autodiff/kernels/recurrent.hpp"
 #include "autodiff/ops.hpp"
 #include "autodiff/trace.hpp"
 
@@ -309,19 +310,6 @@ Variable<T> logsigmoid(const Variable<T>& a) {
 
 namespace {
 
-/// The LSTM cell's derivative, written once for numbers, SIMD batches and Variables: from the
-/// gate activations i, f, n (the candidate), o, the previous cell c, tc = tanh(c') of the new
-/// cell and the gradients dh, dc of the two outputs, the gradients of the four gates'
-/// pre-activations and of c. (x − x·x is σ'(a) for x = σ(a); no constants, so that one
-/// definition serves all three.)
-template <class V>
-std::array<V, 5> lstm_cell_grads(const V& i, const V& f, const V& n, const V& o, const V& c,
-                                 const V& tc, const V& dh, const V& dc) {
-  const V dct = dc + dh * (o - o * tc * tc);  // the whole gradient of c'
-  return {dct * n * (i - i * i), dct * c * (f - f * f), dct * (i - i * n * n),
-          dh * tc * (o - o * o), dct * f};
-}
-
 /// Runs `body(row, j, count)` over the (N, H) positions of an LSTM cell, rows split between
 /// threads, j in steps of a SIMD batch (count < the batch width only at a row's end).
 template <class T, class F>
@@ -332,24 +320,6 @@ void lstm_cell_positions(std::size_t rows, std::size_t hidden, F&& body) {
   });
 }
 
-/// `count` values from p as a batch (zeros after them), and back.
-template <class T>
-xsimd::batch<T> load_part(const T* p, std::size_t count) {
-  using B = xsimd::batch<T>;
-  if (count == B::size) return B::load_unaligned(p);
-  alignas(64) T buffer[B::size] = {};
-  std::copy(p, p + count, buffer);
-  return B::load_aligned(buffer);
-}
-template <class T>
-void store_part(const xsimd::batch<T>& v, T* p, std::size_t count) {
-  using B = xsimd::batch<T>;
-  if (count == B::size) return v.store_unaligned(p);
-  alignas(64) T buffer[B::size];
-  v.store_aligned(buffer);
-  std::copy(buffer, buffer + count, p);
-}
-
 /// The four gate activations at row r, positions j … j + count, of the sum of two (N, 4H) gate
 /// arrays.
 template <class T>
@@ -357,7 +327,8 @@ std::array<xsimd::batch<T>, 4> lstm_gates(const T* x, const T* h, std::size_t hi
                                           std::size_t j, std::size_t count) {
   const std::size_t at = r * 4 * hidden + j;
   auto gate = [&](std::size_t k) {
-    return load_part(x + at + k * hidden, count) + load_part(h + at + k * hidden, count);
+    return kernels::load_part(x + at + k * hidden, count) +
+           kernels::load_part(h + at + k * hidden, count);
   };
   return {detail::logistic_of(gate(0)), detail::logistic_of(gate(1)), xsimd::tanh(gate(2)),
           detail::logistic_of(gate(3))};
@@ -384,9 +355,9 @@ Variable<T> lstm_cell(const Variable<T>& input_gates, const Variable<T>& hidden_
       T* po = out.data();
       lstm_cell_positions<T>(rows, hidden, [&](std::size_t r, std::size_t j, std::size_t count) {
         const auto [i, f, n, o] = lstm_gates(px, ph, hidden, r, j, count);
-        const auto c2 = f * load_part(pc + r * hidden + j, count) + i * n;
-        store_part(o * xsimd::tanh(c2), po + r * 2 * hidden + j, count);
-        store_part(c2, po + r * 2 * hidden + hidden + j, count);
+        const auto c2 = f * kernels::load_part(pc + r * hidden + j, count) + i * n;
+        kernels::store_part(o * xsimd::tanh(c2), po + r * 2 * hidden + j, count);
+        kernels::store_part(c2, po + r * 2 * hidden + hidden + j, count);
       });
     }
     auto backward = [](const BackwardContext<T>& ctx) {
@@ -397,8 +368,9 @@ Variable<T> lstm_cell(const Variable<T>& input_gates, const Variable<T>& hidden_
         const Variable<T> i = sigmoid(slice(g, 1, 0, H)), f = sigmoid(slice(g, 1, H, 2 * H)),
                           n = tanh(slice(g, 1, 2 * H, 3 * H)),
                           o = sigmoid(slice(g, 1, 3 * H, 4 * H));
-        const auto d = lstm_cell_grads(i, f, n, o, c, tanh(f * c + i * n), slice(ctx.grad, 1, 0, H),
-                                       slice(ctx.grad, 1, H, 2 * H));
+        const auto d =
+            kernels::lstm_cell_grads(i, f, n, o, c, tanh(f * c + i * n), slice(ctx.grad, 1, 0, H),
+                                     slice(ctx.grad, 1, H, 2 * H));
         const Variable<T> dg = concatenate<T>({d[0], d[1], d[2], d[3]}, 1);
         return Grads<T>{dg, dg, d[4]};
       }
@@ -415,12 +387,14 @@ Variable<T> lstm_cell(const Variable<T>& input_gates, const Variable<T>& hidden_
       lstm_cell_positions<T>(rows, H, [&](std::size_t r, std::size_t j, std::size_t count) {
         const auto [i, f, n, o] = lstm_gates(px, ph, H, r, j, count);
         const std::size_t at = r * 2 * H + j;
-        const auto d = lstm_cell_grads(i, f, n, o, load_part(pc + r * H + j, count),
-                                       xsimd::tanh(load_part(po + at + H, count)),
-                                       load_part(pd + at, count), load_part(pd + at + H, count));
+        const auto d = kernels::lstm_cell_grads(
+            i, f, n, o, kernels::load_part(pc + r * H + j, count),
+            xsimd::tanh(kernels::load_part(po + at + H, count)), kernels::load_part(pd + at, count),
+            kernels::load_part(pd + at + H, count));
         if (dg)
-          for (std::size_t k = 0; k < 4; ++k) store_part(d[k], dg + r * 4 * H + k * H + j, count);
-        if (dc) store_part(d[4], dc + r * H + j, count);
+          for (std::size_t k = 0; k < 4; ++k)
+            kernels::store_part(d[k], dg + r * 4 * H + k * H + j, count);
+        if (dc) kernels::store_part(d[4], dc + r * H + j, count);
       });
       if (gates) grads[1] = grads[0];
       return grads;

@@ -6,6 +6,7 @@
 #include "autodiff/conv.hpp"
 #include "autodiff/elementwise.hpp"
 #include "autodiff/linalg.hpp"
+#include "autodiff/recurrent.hpp"
 #include "autodiff/reduce.hpp"
 #include "autodiff/shape.hpp"
 #include "autodiff/variable.hpp"

@@ -395,7 +395,7 @@ Replay<T> find_replay(const std::string& op) {
     std::unordered_map<std::string, Replay<T>> t;
     for (const auto& list : {arithmetic_replays<T>(), elementwise_replays<T>(), linalg_replays<T>(),
                              reduce_replays<T>(), shape_replays<T>(), conv_replays<T>(),
-                             attention_replays<T>()})
+                             attention_replays<T>(), recurrent_replays<T>()})
       for (const auto& [name, replay] : list) t.emplace(name, replay);
     return t;
   }();

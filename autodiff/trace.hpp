@@ -198,6 +198,8 @@ template <class T>
 Replays<T> conv_replays();
 template <class T>
 Replays<T> attention_replays();
+template <class T>
+Replays<T> recurrent_replays();
 
 }  // namespace detail
 

@@ -261,6 +261,50 @@ class Exporter {
     return name;
   }
 
+  /// Unsqueeze of `in` at `axis`.
+  std::string unsqueeze(const std::string& in, std::int64_t axis) {
+    return add("Unsqueeze", {in, int64s({axis})});
+  }
+
+  /// lstm as ONNX's LSTM (sequence first; gates reordered from i, f, g, o to i, o, f, g), its Y and
+  /// Y_c joined into the op's (N, L + 1, H).
+  void recurrent(const typename Program<T>::Node& node, const AttributeReader& a,
+                 const std::vector<std::string>& in, const std::string& out) {
+    const bool biased = a.flag("biased");
+    const std::int64_t hidden = dims(node.inputs[2])[1].offset;
+    auto reorder = [&](const std::string& m) {  // blocks i, f, g, o → i, o, f, g along axis 0
+      std::vector<std::string> blocks;
+      for (std::int64_t k : {0, 3, 1, 2})
+        blocks.push_back(
+            add("Slice", {m, int64s({k * hidden}), int64s({(k + 1) * hidden}), int64s({0})}));
+      NodeProto* c = add_node("Concat", blocks);
+      set(c, "axis", std::int64_t(0));
+      return c->output(0);
+    };
+    std::vector<std::string> inputs{swap_axes(in[0], 3, 0, 1), unsqueeze(reorder(in[1]), 0),
+                                    unsqueeze(reorder(in[2]), 0), ""};
+    if (biased) {
+      NodeProto* b = add_node("Concat", {reorder(in[3]), reorder(in[4])});
+      set(b, "axis", std::int64_t(0));
+      inputs[3] = unsqueeze(b->output(0), 0);
+    }
+    const std::size_t ih = biased ? 5 : 3;
+    inputs.push_back("");  // sequence_lens
+    inputs.push_back(unsqueeze(in[ih], 0));
+    inputs.push_back(unsqueeze(in[ih + 1], 0));
+    NodeProto* lstm = add_node("LSTM", inputs);
+    lstm->clear_output();
+    const std::string y = fresh("Y"), yc = fresh("Y_c");
+    lstm->add_output(y);
+    lstm->add_output("");
+    lstm->add_output(yc);
+    set(lstm, "hidden_size", hidden);
+    // Y (L, 1, N, H) → (N, L, H); Y_c (1, N, H) → (N, 1, H)
+    const std::string hs = swap_axes(add("Squeeze", {y, int64s({1})}), 3, 0, 1);
+    NodeProto* joined = add_node("Concat", {hs, swap_axes(yc, 3, 0, 1)}, out);
+    set(joined, "axis", std::int64_t(1));
+  }
+
   /// scaled_dot_product_attention as MatMul, Softmax, MatMul, the heads split off and joined
   /// again with Reshape and Transpose.
   void attention(const typename Program<T>::Node& node, const AttributeReader& a,
@@ -463,6 +507,8 @@ class Exporter {
       set(ln, "epsilon", float(a.number("eps")));
     } else if (op == "scaled_dot_product_attention") {
       attention(node, a, in, out);
+    } else if (op == "lstm") {
+      recurrent(node, a, in, out);
     } else if (op == "matmul") {
       auto operand = [&](std::size_t k, bool transposed) {
         if (!transposed) return in[k];

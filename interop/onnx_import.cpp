@@ -1034,8 +1034,15 @@ Outputs<T> lstm(Call<T>& c) {
     }
     V h = c.has(5) ? select(c.real(5), 0, d) : full(Shape{n, hidden}, T(0));
     V cell = c.has(6) ? select(c.real(6), 0, d) : full(Shape{n, hidden}, T(0));
-    const V xw = linear(x, wd, wb);  // (L, N, 4H): every step's input projection at once
     const bool reverse = direction == "reverse" || d == 1;
+    if (!reverse) {  // the one op ad::lstm, batch first
+      const V y = lstm(permute(x, {1, 0, 2}), wd, rd, wb, rb, h, cell);  // (N, L + 1, H)
+      ys.push_back(permute(slice(y, 1, 0, length), {1, 0, 2}));
+      hs.push_back(length ? select(y, 1, length - 1) : h);
+      cs.push_back(select(y, 1, length));
+      continue;
+    }
+    const V xw = linear(x, wd, wb);  // (L, N, 4H): every step's input projection at once
     std::vector<V> steps(length);
     for (std::size_t k = 0; k < length; ++k) {
       const std::size_t t = reverse ? length - 1 - k : k;

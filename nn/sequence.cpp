@@ -54,15 +54,9 @@ Recurrent<T>::Recurrent(const char* name, std::size_t gates, std::size_t input, 
 }
 
 template <class T>
-Variable<T> Recurrent<T>::recurrent(std::size_t layer, const Variable<T>& h) {
-  return linear(h, this->parameter(w_hh_[layer]),
-                b_hh_.empty() ? Variable<T>() : this->parameter(b_hh_[layer]));
-}
-
-template <class T>
 RecurrentOutput<T> Recurrent<T>::forward(const Variable<T>& x, const RecurrentState<T>& state) {
   check_sequence(x.shape(), input_, name_);
-  const std::size_t n = x.shape()[0], length = x.shape()[1];
+  const std::size_t n = x.shape()[0];
   const Shape state_shape{layers_, n, hidden_};
   auto initial = [&](const Variable<T>& given, const char* which) {
     if (!given.defined()) return full(state_shape, T(0));
@@ -77,19 +71,9 @@ RecurrentOutput<T> Recurrent<T>::forward(const Variable<T>& x, const RecurrentSt
   Variable<T> input = x;
   std::vector<Variable<T>> last_h, last_c;
   for (std::size_t l = 0; l < layers_; ++l) {
-    // The input projection of every step at once: (N, L, gates·H).
-    const Variable<T> xw = linear(input, this->parameter(w_ih_[l]),
-                                  b_ih_.empty() ? Variable<T>() : this->parameter(b_ih_[l]));
-    Variable<T> h = reshape(slice(h0, 0, l, l + 1), Shape{n, hidden_});
-    Variable<T> c = has_cell() ? reshape(slice(c0, 0, l, l + 1), Shape{n, hidden_}) : Variable<T>();
-    std::vector<Variable<T>> outputs;
-    outputs.reserve(length);
-    for (std::size_t t = 0; t < length; ++t) {
-      step(l, select(xw, 1, t), h, c);  // step t of (N, L, gates·H)
-      outputs.push_back(h);
-    }
-    input =
-        length > 0 ? stack(outputs, 1) : Variable<T>(Array<T>(xt::zeros<T>({n, length, hidden_})));
+    Variable<T> h = select(h0, 0, l);
+    Variable<T> c = has_cell() ? select(c0, 0, l) : Variable<T>();
+    input = run_layer(l, input, h, c);
     last_h.push_back(h);
     if (has_cell()) last_c.push_back(c);
   }
@@ -101,21 +85,34 @@ RecurrentOutput<T> Recurrent<T>::forward(const Variable<T>& x, const RecurrentSt
 }
 
 template <class T>
-void LSTM<T>::step(std::size_t layer, const Variable<T>& xw, Variable<T>& h, Variable<T>& c) {
-  const std::size_t H = this->hidden_size();
-  const Variable<T> hc = lstm_cell(xw, this->recurrent(layer, h), c);  // [h', c']
-  h = gate(hc, 0, H);
-  c = gate(hc, 1, H);
+Variable<T> LSTM<T>::run_layer(std::size_t layer, const Variable<T>& input, Variable<T>& h,
+                               Variable<T>& c) {
+  const std::size_t length = input.shape()[1];
+  const Variable<T> y = lstm(input, this->w_ih(layer), this->w_hh(layer), this->b_ih(layer),
+                             this->b_hh(layer), h, c);  // (N, L + 1, H): h of each step, then c
+  if (length > 0) h = select(y, 1, length - 1);
+  c = select(y, 1, length);
+  return slice(y, 1, 0, length);
 }
 
 template <class T>
-void GRU<T>::step(std::size_t layer, const Variable<T>& xw, Variable<T>& h, Variable<T>& /*c*/) {
-  const std::size_t H = this->hidden_size();
-  const Variable<T> hw = this->recurrent(layer, h);
-  const Variable<T> r = sigmoid(gate(xw, 0, H) + gate(hw, 0, H));
-  const Variable<T> z = sigmoid(gate(xw, 1, H) + gate(hw, 1, H));
-  const Variable<T> cand = tanh(gate(xw, 2, H) + r * gate(hw, 2, H));
-  h = cand + z * (h - cand);  // (1 − z)·n + z·h
+Variable<T> GRU<T>::run_layer(std::size_t layer, const Variable<T>& input, Variable<T>& h,
+                              Variable<T>& /*c*/) {
+  const std::size_t n = input.shape()[0], length = input.shape()[1], H = this->hidden_size();
+  // The input projection of every step at once: (N, L, 3H).
+  const Variable<T> xw = linear(input, this->w_ih(layer), this->b_ih(layer));
+  std::vector<Variable<T>> outputs;
+  outputs.reserve(length);
+  for (std::size_t t = 0; t < length; ++t) {
+    const Variable<T> x = select(xw, 1, t);
+    const Variable<T> hw = linear(h, this->w_hh(layer), this->b_hh(layer));
+    const Variable<T> r = sigmoid(gate(x, 0, H) + gate(hw, 0, H));
+    const Variable<T> z = sigmoid(gate(x, 1, H) + gate(hw, 1, H));
+    const Variable<T> cand = tanh(gate(x, 2, H) + r * gate(hw, 2, H));
+    h = cand + z * (h - cand);  // (1 − z)·n + z·h
+    outputs.push_back(h);
+  }
+  return length > 0 ? stack(outputs, 1) : Variable<T>(Array<T>(xt::zeros<T>({n, length, H})));
 }
 
 // ---- Attention

@@ -1,6 +1,7 @@
 // Layers over sequences (N, L, features), batch first: LSTM and GRU (several layers, with their
 // state), multi-head attention (with a causal mask), and positional embeddings. Each is a
-// composition of autodiff ops, so its gradient (to any order) comes from theirs.
+// composition of autodiff ops (ad::lstm and ad::scaled_dot_product_attention among them), so its
+// gradient (to any order) comes from theirs.
 #pragma once
 
 #include <cstddef>
@@ -33,7 +34,8 @@ struct RecurrentOutput {
 /// The shared part of LSTM and GRU: weights per layer under PyTorch's names (weight_ih_l0 of
 /// (gates·hidden, input), weight_hh_l0 of (gates·hidden, hidden), bias_ih_l0, bias_hh_l0, with
 /// the gates in PyTorch's order), initialised like PyTorch: U(±1/√hidden). The input projection
-/// of a whole layer is one product; each step adds the recurrent one.
+/// of a whole layer is one product; each step adds the recurrent one (an LSTM layer is the one op
+/// ad::lstm).
 template <class T = float>
 class Recurrent : public Module<T> {
  public:
@@ -51,13 +53,21 @@ class Recurrent : public Module<T> {
   /// `gates` gate blocks per layer; `name` for errors ("LSTM", "GRU").
   Recurrent(const char* name, std::size_t gates, std::size_t input, std::size_t hidden,
             Generator& rng, std::size_t layers, bool bias);
-  /// One step of one layer: from the input projection xw (N, gates·hidden, bias included) and the
-  /// previous h (and c), the new h (and c).
-  virtual void step(std::size_t layer, const Variable<T>& xw, Variable<T>& h, Variable<T>& c) = 0;
-  /// The recurrent product h · W_hhᵀ + b_hh of `layer`.
-  Variable<T> recurrent(std::size_t layer, const Variable<T>& h);
+  /// Runs `layer` over its input (N, L, features) from the state h (and c), (N, hidden) each;
+  /// returns h of every step (N, L, hidden) and leaves the state after the last step in h (and c).
+  virtual Variable<T> run_layer(std::size_t layer, const Variable<T>& input, Variable<T>& h,
+                                Variable<T>& c) = 0;
   /// Whether the layer keeps a cell state (LSTM).
   virtual bool has_cell() const = 0;
+  /// The weights of `layer` (the biases undefined without biases).
+  Variable<T> w_ih(std::size_t layer) { return this->parameter(w_ih_[layer]); }
+  Variable<T> w_hh(std::size_t layer) { return this->parameter(w_hh_[layer]); }  ///< see w_ih
+  Variable<T> b_ih(std::size_t layer) {                                          ///< see w_ih
+    return b_ih_.empty() ? Variable<T>() : this->parameter(b_ih_[layer]);
+  }
+  Variable<T> b_hh(std::size_t layer) {  ///< see w_ih
+    return b_hh_.empty() ? Variable<T>() : this->parameter(b_hh_[layer]);
+  }
 
  private:
   const char* name_;
@@ -78,8 +88,9 @@ class LSTM : public Recurrent<T> {
   using Recurrent<T>::forward;
 
  protected:
-  /// One LSTM step of `layer` (see Recurrent::step).
-  void step(std::size_t layer, const Variable<T>& xw, Variable<T>& h, Variable<T>& c) override;
+  /// A layer as the one op ad::lstm (see Recurrent::run_layer).
+  Variable<T> run_layer(std::size_t layer, const Variable<T>& input, Variable<T>& h,
+                        Variable<T>& c) override;
   /// An LSTM keeps a cell state.
   bool has_cell() const override { return true; }
 };
@@ -96,8 +107,10 @@ class GRU : public Recurrent<T> {
   using Recurrent<T>::forward;
 
  protected:
-  /// One GRU step of `layer` (c unused; see Recurrent::step).
-  void step(std::size_t layer, const Variable<T>& xw, Variable<T>& h, Variable<T>& c) override;
+  /// A layer step by step (c unused; see Recurrent::run_layer): the input projection of every
+  /// step as one product, then per step the recurrent product and the gates.
+  Variable<T> run_layer(std::size_t layer, const Variable<T>& input, Variable<T>& h,
+                        Variable<T>& c) override;
   /// A GRU keeps no cell state.
   bool has_cell() const override { return false; }
 };

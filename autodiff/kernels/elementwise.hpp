@@ -244,6 +244,31 @@ void simd_apply(const T* pa, const T* pb, T* po, std::size_t n, F f) {
   }
 }
 
+/// 1/(1 + e^-x) of a SIMD batch: exact enough everywhere (e^-x overflows to inf only where the
+/// result is 0).
+template <class B>
+B logistic_of(const B& x) {
+  return B(1) / (B(1) + xsimd::exp(-x));
+}
+
+/// `count` values from p as a SIMD batch (zeros after them), and back: the ends of rows.
+template <class T>
+xsimd::batch<T> load_part(const T* p, std::size_t count) {
+  using B = xsimd::batch<T>;
+  if (count == B::size) return B::load_unaligned(p);
+  alignas(64) T buffer[B::size] = {};
+  std::copy(p, p + count, buffer);
+  return B::load_aligned(buffer);
+}
+template <class T>
+void store_part(const xsimd::batch<T>& v, T* p, std::size_t count) {
+  using B = xsimd::batch<T>;
+  if (count == B::size) return v.store_unaligned(p);
+  alignas(64) T buffer[B::size];
+  v.store_aligned(buffer);
+  std::copy(buffer, buffer + count, p);
+}
+
 /// out = f(a) elementwise, as simd_apply computes it.
 template <class T, class F>
 Array<T> simd_map(const Array<T>& a, F f) {

@@ -343,6 +343,21 @@ def scaled_dot_product_attention(q, k, v, mask=None, causal=False, scale=0.0, he
     return np.moveaxis(out, -3, -2).reshape(lead + (lq, heads * dv))
 
 
+def lstm(x, w_ih, w_hh, *rest, biased=False):
+    b_ih, b_hh, h, c = rest if biased else (0.0, 0.0) + rest
+    hidden = h.shape[1]
+    out = []
+    for t in range(x.shape[1]):
+        g = x[:, t] @ w_ih.T + b_ih + h @ w_hh.T + b_hh
+        i, f = sigmoid(g[:, :hidden]), sigmoid(g[:, hidden:2 * hidden])
+        n, o = np.tanh(g[:, 2 * hidden:3 * hidden]), sigmoid(g[:, 3 * hidden:])
+        c = f * c + i * n
+        h = o * np.tanh(c)
+        out.append(h)
+    out.append(c)
+    return np.stack(out, axis=1)
+
+
 def main():
     with open(sys.argv[1]) as manifest:
         for number, line in enumerate(manifest, 1):

@@ -771,8 +771,8 @@ void second_round_cases(std::vector<Case>& cases, Draw& d) {
   for (std::size_t i = first; i < cases.size(); ++i) cases[i].second_order = true;
 }
 
-/// The ops of sequence models (GELU, layer_norm, scaled_dot_product_attention), each also checked
-/// to second order.
+/// The ops of sequence models (gelu, layer_norm, scaled_dot_product_attention, lstm), each also
+/// checked to second order.
 void sequence_cases(std::vector<Case>& cases, Draw& d) {
   const std::size_t first = cases.size();
   unary_cases(cases, d,
@@ -839,6 +839,26 @@ void sequence_cases(std::vector<Case>& cases, Draw& d) {
            using V = std::decay_t<decltype(x[0])>;
            return ad::scaled_dot_product_attention(x[0], x[1], x[2], o, x.size() > 3 ? x[3] : V());
          })});
+  }
+  for (int i = 0; i < 6; ++i) {  // hidden sizes across the SIMD width, for the rows' ends
+    const std::size_t n = 1 + d.index(3), length = d.index(4), in = 1 + d.index(3),
+                      h = 1 + d.index(10);
+    const bool biased = i % 3 != 0;
+    std::vector<Array<double>> inputs{d.values({n, length, in}), d.values({4 * h, in}),
+                                      d.values({4 * h, h})};
+    if (biased) {
+      inputs.push_back(d.values({4 * h}));
+      inputs.push_back(d.values({4 * h}));
+    }
+    inputs.push_back(d.values({n, h}));
+    inputs.push_back(d.values({n, h}));
+    cases.push_back({"lstm x " + ad::shape_str(inputs[0].shape()) + " H=" + std::to_string(h),
+                     "lstm", R"({"biased": )" + json_bool(biased) + "}", inputs,
+                     fn([=](const auto& x) {
+                       using V = std::decay_t<decltype(x[0])>;
+                       if (biased) return ad::lstm(x[0], x[1], x[2], x[3], x[4], x[5], x[6]);
+                       return ad::lstm(x[0], x[1], x[2], V(), V(), x[3], x[4]);
+                     })});
   }
   for (std::size_t i = first; i < cases.size(); ++i) cases[i].second_order = true;
 }

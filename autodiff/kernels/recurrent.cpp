@@ -1,0 +1,139 @@
+#include "autodiff/kernels/recurrent.hpp"
+
+#include <algorithm>
+#include <vector>
+
+#include <xsimd/xsimd.hpp>
+
+#include "autodiff/kernels/elementwise.hpp"
+#include "autodiff/kernels/gemm.hpp"
+#include "autodiff/parallel.hpp"
+
+namespace ad::kernels {
+
+namespace {
+
+/// Runs body(row, j, count) over the (n, hidden) positions of one step, rows split between
+/// threads, j in steps of a SIMD batch (count smaller only at a row's end).
+template <class T, class F>
+void positions(std::size_t rows, std::size_t hidden, F&& body) {
+  constexpr std::size_t width = xsimd::batch<T>::size;
+  detail::parallel_rows(rows, 8 * hidden, [&](std::size_t r) {
+    for (std::size_t j = 0; j < hidden; j += width) body(r, j, std::min(width, hidden - j));
+  });
+}
+
+}  // namespace
+
+template <class T>
+void lstm_forward(const LstmShape& s, const T* x, const T* w_ih, const T* w_hh, const T* b_ih,
+                  const T* b_hh, const T* h0, const T* c0, T* gates, T* cells, T* out) {
+  const std::size_t n = s.n, L = s.length, H = s.hidden, G = 4 * H;
+  // Every step's input projection and both biases at once: gates = x·w_ihᵀ + b_ih + b_hh.
+  for (std::size_t r = 0; r < n * L; ++r)
+    for (std::size_t k = 0; k < G; ++k)
+      gates[r * G + k] = (b_ih ? b_ih[k] : T(0)) + (b_hh ? b_hh[k] : T(0));
+  if (n * L && s.input)
+    gemm(false, true, n * L, G, s.input, T(1), x, s.input, w_ih, s.input, T(1), gates, G);
+  using B = xsimd::batch<T>;
+  for (std::size_t t = 0; t < L; ++t) {
+    // Step t's gates, row r at gates[(r·L + t)·G]: the recurrent product added in place.
+    const T* hp = t ? out + (t - 1) * H : h0;
+    const std::size_t ldh = t ? (L + 1) * H : H;
+    gemm(false, true, n, G, H, T(1), hp, ldh, w_hh, H, T(1), gates + t * G, L * G);
+    positions<T>(n, H, [&](std::size_t r, std::size_t j, std::size_t count) {
+      T* g = gates + (r * L + t) * G + j;
+      const B i = logistic_of(load_part(g, count));
+      const B f = logistic_of(load_part(g + H, count));
+      const B cand = xsimd::tanh(load_part(g + 2 * H, count));
+      const B o = logistic_of(load_part(g + 3 * H, count));
+      store_part(i, g, count);
+      store_part(f, g + H, count);
+      store_part(cand, g + 2 * H, count);
+      store_part(o, g + 3 * H, count);
+      const T* cp = t ? cells + (r * L + t - 1) * H + j : c0 + r * H + j;
+      const B c = f * load_part(cp, count) + i * cand;
+      store_part(c, cells + (r * L + t) * H + j, count);
+      store_part(o * xsimd::tanh(c), out + (r * (L + 1) + t) * H + j, count);
+    });
+  }
+  for (std::size_t r = 0; r < n; ++r) {  // the last cell state
+    const T* c = L ? cells + (r * L + L - 1) * H : c0 + r * H;
+    std::copy(c, c + H, out + (r * (L + 1) + L) * H);
+  }
+}
+
+template <class T>
+void lstm_backward(const LstmShape& s, const T* x, const T* w_ih, const T* w_hh, const T* h0,
+                   const T* c0, const T* gates, const T* cells, const T* out, const T* dout,
+                   T* dgates, T* dx, T* dw_ih, T* dw_hh, T* db, T* dh0, T* dc0) {
+  const std::size_t n = s.n, L = s.length, H = s.hidden, G = 4 * H;
+  using B = xsimd::batch<T>;
+  // dh_next: the gradient reaching h of the step before through the recurrent product; dc: of c.
+  std::vector<T> dh_next(n * H, T(0)), dc(n * H);
+  for (std::size_t r = 0; r < n; ++r)
+    std::copy(dout + (r * (L + 1) + L) * H, dout + (r * (L + 1) + L + 1) * H,
+              dc.begin() + long(r * H));
+  for (std::size_t t = L; t-- > 0;) {
+    positions<T>(n, H, [&](std::size_t r, std::size_t j, std::size_t count) {
+      const T* g = gates + (r * L + t) * G + j;
+      const T* cp = t ? cells + (r * L + t - 1) * H + j : c0 + r * H + j;
+      const B dh = load_part(dout + (r * (L + 1) + t) * H + j, count) +
+                   load_part(dh_next.data() + r * H + j, count);
+      const auto d =
+          lstm_cell_grads(load_part(g, count), load_part(g + H, count), load_part(g + 2 * H, count),
+                          load_part(g + 3 * H, count), load_part(cp, count),
+                          xsimd::tanh(load_part(cells + (r * L + t) * H + j, count)), dh,
+                          load_part(dc.data() + r * H + j, count));
+      T* dg = dgates + (r * L + t) * G + j;
+      for (std::size_t k = 0; k < 4; ++k) store_part(d[k], dg + k * H, count);
+      store_part(d[4], dc.data() + r * H + j, count);
+    });
+    gemm(false, false, n, H, G, T(1), dgates + t * G, L * G, w_hh, H, T(0), dh_next.data(), H);
+  }
+  if (L == 0) std::fill(dh_next.begin(), dh_next.end(), T(0));
+  if (dh0) std::copy(dh_next.begin(), dh_next.end(), dh0);
+  if (dc0) std::copy(dc.begin(), dc.end(), dc0);
+  const std::size_t rows = n * L;
+  if (dx) {
+    if (rows && s.input)
+      gemm(false, false, rows, s.input, G, T(1), dgates, G, w_ih, s.input, T(0), dx, s.input);
+  }
+  if (dw_ih) {
+    if (rows)
+      gemm(true, false, G, s.input, rows, T(1), dgates, G, x, s.input, T(0), dw_ih, s.input);
+    else
+      std::fill(dw_ih, dw_ih + G * s.input, T(0));
+  }
+  if (dw_hh) {
+    // Σ_t dgates_tᵀ·h_{t−1}: the h before each step in the rows of dgates, one product in all.
+    std::vector<T> before(rows * H);
+    for (std::size_t r = 0; r < n; ++r)
+      for (std::size_t t = 0; t < L; ++t) {
+        const T* h = t ? out + (r * (L + 1) + t - 1) * H : h0 + r * H;
+        std::copy(h, h + H, before.begin() + long((r * L + t) * H));
+      }
+    if (rows)
+      gemm(true, false, G, H, rows, T(1), dgates, G, before.data(), H, T(0), dw_hh, H);
+    else
+      std::fill(dw_hh, dw_hh + G * H, T(0));
+  }
+  if (db) {
+    std::vector<double> sum(G, 0.0);
+    for (std::size_t r = 0; r < rows; ++r)
+      for (std::size_t k = 0; k < G; ++k) sum[k] += dgates[r * G + k];
+    for (std::size_t k = 0; k < G; ++k) db[k] = static_cast<T>(sum[k]);
+  }
+}
+
+#define AD_INSTANTIATE(T)                                                                          \
+  template void lstm_forward<T>(const LstmShape&, const T*, const T*, const T*, const T*,          \
+                                const T*, const T*, const T*, T*, T*, T*);                         \
+  template void lstm_backward<T>(const LstmShape&, const T*, const T*, const T*, const T*,         \
+                                 const T*, const T*, const T*, const T*, const T*, T*, T*, T*, T*, \
+                                 T*, T*, T*);
+AD_INSTANTIATE(float)
+AD_INSTANTIATE(double)
+#undef AD_INSTANTIATE
+
+}  // namespace ad::kernels
