@@ -130,12 +130,18 @@ def run(cmd, threads, pin):
     return results[0] if results else None
 
 
-def limit(model, batch, threads, pin):
+SEQUENCE = ("lstm", "transformer")
+
+
+def limit(mode, threads, pin):
     """The arithmetic limit of a workload: plain sgemm on its products (workloads sgemm), its
-    result line (epoch_s; forward_s and backward_s, each pass alone; distinct_s, each product on
-    its own operands); None when it could not be measured."""
+    result line (epoch_s, or step_ms for the sequence models; forward_s and backward_s, each pass
+    alone; distinct_s, each product on its own operands); None when it could not be measured."""
     for r in run_all([OURS, "sgemm", str(threads)], threads, pin):
-        if r.get("model") == model and r.get("batch") == batch:
+        if r.get("model") != mode[0]:
+            continue
+        if mode[0] == "lstm" or (mode[0] == "transformer" and r.get("seq") == mode[1]) or (
+                mode[0] in ("mlp", "cnn") and r.get("batch") == mode[2]):
             return r
     return None
 
@@ -152,6 +158,8 @@ def main():
     ap.add_argument("--sides", default=",".join(NAMES), help="which sides to run (those present)")
     ap.add_argument("--epochs", type=int, default=2, help="epochs per MLP run (the best is kept)")
     ap.add_argument("--cnn-epochs", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=20,
+                    help="timed steps per sequence-model run (lstm, transformer64/256/1024)")
     ap.add_argument("--json", default=os.path.join(BUILD, "compare.json"))
     args = ap.parse_args()
     if not 1 <= args.runs <= 100:
@@ -183,6 +191,12 @@ def main():
                 jobs.append((f"cnn b100 t{t}", ["cnn", str(args.cnn_epochs), "100", str(t)], t))
             elif w == "tiny":
                 jobs.append((f"tiny t{t}", ["tiny", "20000", str(t)], t))
+            elif w == "lstm":
+                jobs.append((f"lstm t{t}", ["lstm", str(args.steps), str(t)], t))
+            elif w.startswith("transformer"):
+                seq = w[len("transformer"):] or "64"
+                jobs.append((f"transformer L{seq} t{t}", ["transformer", seq, str(args.steps),
+                                                           str(t)], t))
         if w == "gradcheck":
             jobs.append(("gradcheck", ["gradcheck"], 1))
 
@@ -197,9 +211,11 @@ def main():
             for side, cmd in sides.items():  # alternating sides, run after run
                 if mode[0] == "gradcheck" and side in ("libtorch", "torch.compile"):
                     continue  # no gradcheck there (PyTorch's is the reference)
+                if mode[0] in SEQUENCE and side == "libtorch":
+                    continue  # the C++ reference has the MLP, the CNN and the tiny model
                 print(f"run {r + 1}/{args.runs}: {label} {side}", file=sys.stderr)
-                paired = side == "ours" and mode[0] in ("mlp", "cnn")
-                lim = limit(mode[0], mode[2], t, args.pin) if paired else None
+                paired = side == "ours" and mode[0] in ("mlp", "cnn") + SEQUENCE
+                lim = limit(mode, t, args.pin) if paired else None
                 out = run(cmd + mode, t, args.pin)
                 if out:
                     results.setdefault(label, {}).setdefault(side, []).append(out)
@@ -235,13 +251,15 @@ def main():
           "ours / best of compile, JAX | ours / LibTorch |")
     print("|---" * (len(names) + 5) + "|")
     for label, mode, t in jobs:
-        key = {"tiny": "us_per_step", "gradcheck": "full_ms"}.get(mode[0], "epoch_s")
+        key = {"tiny": "us_per_step", "gradcheck": "full_ms", "lstm": "step_ms",
+               "transformer": "step_ms"}.get(mode[0], "epoch_s")
         vals = {s: med(label, s, key) for s in names}
         got = pairs.get(label, [])
-        lim = statistics.median(float(x[1]["epoch_s"]) for x in got) if got else None
-        to_limit = statistics.median(float(x[0]["epoch_s"]) / float(x[1]["epoch_s"])
+        lim = statistics.median(float(x[1][key]) for x in got) if got else None
+        to_limit = statistics.median(float(x[0][key]) / float(x[1][key])
                                      for x in got) if got else None
-        unit = {"epoch_s": "s/epoch", "us_per_step": "µs/step", "full_ms": "ms (full)"}[key]
+        unit = {"epoch_s": "s/epoch", "us_per_step": "µs/step", "full_ms": "ms (full)",
+                "step_ms": "ms/step"}[key]
         best_ref = min([v for s, v in vals.items() if s in ("torch.compile", "jax") and v],
                        default=None)
         print(f"| {label} ({unit}) | " + " | ".join(fmt(vals[s]) for s in names) +
@@ -252,7 +270,18 @@ def main():
             fast = {s: med(label, s, "fast_ms") for s in names}
             print("| gradcheck (ms, fast mode) | " + " | ".join(fmt(fast[s]) for s in names) +
                   " | | | | |")
-    if pairs:
+    sequence_jobs = [(label, mode, t) for label, mode, t in jobs if mode[0] in SEQUENCE]
+    if sequence_jobs:
+        print("\nsequence models, peak memory (MiB; arrays: the library's arrays during a step, "
+              "the others' whole process):\n")
+        print("| workload | ours (arrays) | " + " | ".join(names) + " | ours / torch |")
+        print("|---" * (len(names) + 3) + "|")
+        for label, mode, t in sequence_jobs:
+            peaks = {s: med(label, s, "peak_mib") for s in names}
+            print(f"| {label} | {fmt(med(label, 'ours', 'arrays_peak_mib'), 4)} | " +
+                  " | ".join(fmt(peaks[s], 4) for s in names) +
+                  f" | {ratio(peaks['ours'], peaks.get('torch'))} |")
+    if any(mode[0] in ("mlp", "cnn") for label, mode, t in jobs if label in pairs):
         print("\nwhere our epoch goes (s; medians of the runs above; a pass's limit: its products "
               "alone on plain sgemm; own operands: the step's products each on its own operands, "
               "as in training, where the limit's share three buffers):\n")
@@ -261,7 +290,7 @@ def main():
         print("|---" * 10 + "|")
         for label, mode, t in jobs:
             got = pairs.get(label)
-            if not got:
+            if not got or mode[0] in SEQUENCE:
                 continue
             cells = [(0, "epoch_s"), (1, "epoch_s"), (1, "distinct_s"), (0, "loader_s"),
                      (0, "forward_s"), (1, "forward_s"), (0, "backward_s"), (1, "backward_s"),

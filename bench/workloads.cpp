@@ -10,6 +10,13 @@
 //                                        MLP's and the CNN's products (the CNN's convolutions as
 //                                        im2col products): the limits, also of each pass alone
 //                                        and with each product's own operands
+//   workloads lstm STEPS THREADS         char_lm's LSTM on random text, batch 64 × 64 bytes, Adam
+//   workloads transformer SEQ STEPS THREADS
+//                                        char_lm's transformer (2 blocks, width 128, 4 heads) at
+//                                        sequence SEQ, 4,096 tokens a step: median step, peaks
+//   workloads attention SEQ THREADS      causal attention alone at sequence SEQ, forward and
+//                                        backward: peak bytes and time of the op and of the
+//                                        composite it replaces
 //   workloads recompute STEPS SEGMENT    a deep MLP (32 tanh layers of 256, batch 1024): peak bytes
 //                                        of the arrays and step time, with checkpoint() every
 //                                        SEGMENT layers (0: none)
@@ -22,6 +29,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -144,6 +152,102 @@ int tiny(long steps, int threads) {
   return 0;
 }
 
+/// The sequence models of the char_lm example on fixed random text (vocabulary 108, as the
+/// fortunes'): the LSTM (embedding 64, hidden 128, batch 64, sequence 64), or the transformer
+/// (width 128, 4 heads, 2 blocks) at sequence `seq` with batch 4096/seq, so that every step sees
+/// 4,096 tokens. Adam (lr 2e-3), cross-entropy of every position's next byte. `steps` steps after
+/// 3 warm-up ones: the median step, and the peak bytes of the library's arrays in a step.
+int sequence(const std::string& which, std::size_t seq, long steps, int threads) {
+  if (steps < 1) throw std::invalid_argument(which + ": STEPS must be at least 1");
+  if (seq < 1 || seq > 4096) throw std::invalid_argument(which + ": SEQ must be in [1, 4096]");
+  ad::set_num_threads(threads);
+  const std::size_t vocab = 108, batch = std::max<std::size_t>(1, 4096 / seq);
+  nn::Generator rng(0);
+  std::shared_ptr<nn::Module<float>> model;
+  if (which == "lstm")
+    model = std::make_shared<examples::LstmModel>(vocab, 64, 128, 1, rng);
+  else
+    model = std::make_shared<examples::TransformerModel>(vocab, 128, 4, 2, seq, rng);
+  nn::AdamOptions ao;
+  ao.lr = 2e-3;
+  nn::Adam<float> opt(model->parameters(), ao);
+  // Token ids (as floats, as the embedding takes them) and the next token of each position.
+  ad::Array<float> ids = ad::Array<float>::from_shape({batch, seq});
+  ad::Array<float> next = ad::Array<float>::from_shape({batch * seq});
+  std::uniform_int_distribution<int> token(0, int(vocab) - 1);
+  for (std::size_t b = 0; b < batch; ++b) {
+    int t = token(rng);
+    for (std::size_t i = 0; i < seq; ++i) {
+      ids(b, i) = float(t);
+      next(b * seq + i) = float(t = token(rng));
+    }
+  }
+  const F x(ids), y(next);
+  std::vector<double> times;
+  std::size_t peak = 0;
+  double loss = 0;
+  for (long s = 0; s < steps + 3; ++s) {
+    ad::memory::reset_peak_memory();
+    const std::size_t before = ad::memory::memory_stats().in_use;
+    const auto t0 = Clock::now();
+    opt.zero_grad();
+    F l = nn::cross_entropy(model->forward(x), y);
+    l.backward();
+    opt.step();
+    if (s < 3) continue;
+    times.push_back(seconds_since(t0));
+    peak = std::max(peak, ad::memory::memory_stats().peak - before);
+    loss = l.item();
+  }
+  std::sort(times.begin(), times.end());
+  std::printf(
+      "result workload=%s seq=%zu batch=%zu threads=%d step_ms=%.3f arrays_peak_mib=%.1f "
+      "peak_mib=%.1f loss=%.4f\n",
+      which.c_str(), seq, batch, threads, times[times.size() / 2] * 1e3, peak / 1048576.0,
+      peak_mib(), loss);
+  return 0;
+}
+
+/// Causal self-attention alone, forward and backward, at sequence `seq` (batch 1, width 128, 4
+/// heads): the peak bytes of the library's arrays and the time, for the op
+/// scaled_dot_product_attention and for the composite it replaces (softmax of the scores, then
+/// the product with v: the (L, L) scores of every head in memory).
+int attention(std::size_t seq, int threads) {
+  ad::set_num_threads(threads);
+  const std::size_t d = 128, heads = 4, w = d / heads;
+  nn::Generator rng(0);
+  auto input = [&] {
+    ad::Array<float> a = ad::Array<float>::from_shape({1, seq, d});
+    nn::init::normal(a, 0, 1, rng);
+    return F(std::move(a), true);
+  };
+  const F q = input(), k = input(), v = input();
+  ad::AttentionOptions o;
+  o.causal = true;
+  o.heads = heads;
+  auto composite = [&] {
+    const F p = ad::reshape(ad::attention_weights(q, k, o), ad::Shape{heads, seq, seq});
+    const F vh = ad::reshape(ad::permute(ad::reshape(v, ad::Shape{seq, heads, w}), {1, 0, 2}),
+                             ad::Shape{heads, seq, w});
+    return ad::reshape(ad::permute(ad::matmul(p, vh), {1, 0, 2}), ad::Shape{1, seq, d});
+  };
+  for (const char* which : {"op", "composite"}) {
+    const bool op = which[0] == 'o';
+    ad::memory::reset_peak_memory();
+    const std::size_t before = ad::memory::memory_stats().in_use;
+    const auto t0 = Clock::now();
+    {
+      const F out = op ? ad::scaled_dot_product_attention(q, k, v, o) : composite();
+      ad::grad(ad::sum(out), {q, k, v});
+    }
+    const double s = seconds_since(t0);
+    std::printf("result workload=attention seq=%zu threads=%d which=%s ms=%.2f peak_mib=%.1f\n",
+                seq, threads, which, s * 1e3,
+                (ad::memory::memory_stats().peak - before) / 1048576.0);
+  }
+  return 0;
+}
+
 /// tanh(x·W) with W (100, 10): 1,000 parameters, 10 outputs, checked in double.
 int gradcheck() {
   nn::Generator rng(0);
@@ -258,6 +362,53 @@ void print_limit(const char* model, int batch, int threads, const std::vector<Pr
       time_products(pass(ps, false), reps) * steps, time_products(ps, reps, true) * steps);
 }
 
+/// The products of a training step of the sequence workloads (see sequence()): the LSTM's input
+/// projection and head as one product each, its recurrence one product per step forward and one
+/// backward, its weight gradients one product each; the transformer's projections and MLP as
+/// linear layers, and per head its attention's products (q·kᵀ and p·v forward, four backward).
+std::vector<Product> sequence_products(const std::string& which, int seq) {
+  std::vector<Product> ps;
+  const int tokens = 4096, batch = tokens / seq, vocab = 108;
+  if (which == "lstm") {
+    const int e = 64, h = 128;
+    ps.push_back({tokens, 4 * h, e, false, true, true});  // x·W_ihᵀ
+    for (int t = 0; t < seq; ++t) {
+      ps.push_back({batch, 4 * h, h, false, true, true});    // h·W_hhᵀ
+      ps.push_back({batch, h, 4 * h, false, false, false});  // dg·W_hh
+    }
+    ps.push_back({4 * h, h, tokens, true, false, false});   // dW_hh
+    ps.push_back({4 * h, e, tokens, true, false, false});   // dW_ih
+    ps.push_back({tokens, e, 4 * h, false, false, false});  // dx
+    linear_products(ps, tokens, h, vocab, false);
+    return ps;
+  }
+  const int d = 128, heads = 4, w = d / heads;
+  for (int block = 0; block < 2; ++block) {
+    for (int k = 0; k < 4; ++k) linear_products(ps, tokens, d, d, false);  // q, k, v, out
+    linear_products(ps, tokens, d, 4 * d, false);
+    linear_products(ps, tokens, 4 * d, d, false);
+    for (int p = 0; p < batch * heads; ++p) {
+      ps.push_back({seq, seq, w, false, true, true});    // s = q·kᵀ
+      ps.push_back({seq, w, seq, false, false, true});   // o = p·v
+      ps.push_back({seq, w, seq, true, false, false});   // dv = pᵀ·do
+      ps.push_back({seq, seq, w, false, true, false});   // dp = do·vᵀ
+      ps.push_back({seq, w, seq, false, false, false});  // dq = ds·k
+      ps.push_back({seq, w, seq, true, false, false});   // dk = dsᵀ·q
+    }
+  }
+  linear_products(ps, tokens, d, vocab, false);
+  return ps;
+}
+
+/// The limit of a sequence workload: its step's products on plain sgemm (ms per step).
+void print_sequence_limit(const std::string& which, int seq, int threads) {
+  const std::vector<Product> ps = sequence_products(which, seq);
+  const double step = time_products(ps, 3);
+  std::printf("result workload=sgemm model=%s seq=%d threads=%d step_ms=%.3f gflops=%.1f gemm=%s\n",
+              which.c_str(), seq, threads, step * 1e3, flops(ps) / step * 1e-9,
+              ad::kernels::float_gemm_library());
+}
+
 /// Plain sgemm (the library's: oneDNN's or OpenBLAS's, float_gemm_library()) on the products of
 /// one step, repeated: the arithmetic limit of an epoch. The MLP at batches 100 and 1000; the CNN
 /// at batch 100, its convolutions as im2col products.
@@ -277,6 +428,8 @@ int sgemm(int threads) {
   linear_products(ps, batch, 64 * 7 * 7, 128, false);
   linear_products(ps, batch, 128, 10, false);
   print_limit("cnn", batch, threads, ps, 2);
+  print_sequence_limit("lstm", 64, threads);
+  for (int seq : {64, 256, 1024}) print_sequence_limit("transformer", seq, threads);
   return 0;
 }
 
@@ -338,6 +491,12 @@ int main(int argc, char** argv) {
       return train(mode, static_cast<int>(arg(2, 2)), static_cast<std::size_t>(arg(3, 100)),
                    static_cast<int>(arg(4, 1)));
     if (mode == "tiny") return tiny(arg(2, 20000), static_cast<int>(arg(3, 1)));
+    if (mode == "attention")
+      return attention(static_cast<std::size_t>(arg(2, 1024)), static_cast<int>(arg(3, 1)));
+    if (mode == "lstm") return sequence(mode, 64, arg(2, 20), static_cast<int>(arg(3, 1)));
+    if (mode == "transformer")
+      return sequence(mode, static_cast<std::size_t>(arg(2, 64)), arg(3, 20),
+                      static_cast<int>(arg(4, 1)));
     if (mode == "gradcheck") return gradcheck();
     if (mode == "sgemm") return sgemm(static_cast<int>(arg(2, 1)));
     if (mode == "recompute")
@@ -348,6 +507,7 @@ int main(int argc, char** argv) {
   }
   std::fprintf(stderr,
                "usage: workloads mlp|cnn EPOCHS BATCH THREADS | tiny STEPS THREADS | gradcheck | "
-               "sgemm THREADS | recompute STEPS SEGMENT\n");
+               "sgemm THREADS | recompute STEPS SEGMENT | lstm STEPS THREADS | transformer SEQ "
+               "STEPS THREADS | attention SEQ THREADS\n");
   return 2;
 }

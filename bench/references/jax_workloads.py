@@ -1,6 +1,7 @@
 """The comparison workloads on JAX, with the whole training step compiled by jax.jit (CPU).
 
     python jax_workloads.py mlp|cnn EPOCHS BATCH THREADS | tiny STEPS THREADS | gradcheck
+    python jax_workloads.py lstm STEPS THREADS | transformer SEQ STEPS THREADS
 
 Installed from PyPI into a Python 3.12 virtual environment by bench/compare --with-references. Prints the
 same "result" lines as bench/workloads.cpp. THREADS limits XLA's CPU threads.
@@ -12,7 +13,8 @@ import sys
 import time
 
 mode = sys.argv[1] if len(sys.argv) > 1 else ""
-threads = int(sys.argv[-1]) if mode in ("mlp", "cnn", "tiny") and len(sys.argv) > 2 else 1
+threads = (int(sys.argv[-1]) if mode in ("mlp", "cnn", "tiny", "lstm", "transformer")
+           and len(sys.argv) > 2 else 1)
 os.environ["XLA_FLAGS"] = (f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'} "
                            f"intra_op_parallelism_threads={threads}")
 
@@ -138,6 +140,106 @@ def tiny(steps, threads):
           f"version={jax.__version__}")
 
 
+def sequence(which, seq, steps, threads):
+    """bench/workloads.cpp's sequence(): char_lm's LSTM (lax.scan) or transformer (causal
+    jax.nn.dot_product_attention), 4,096 random tokens a step, Adam, the median step."""
+    vocab, batch = 108, max(1, 4096 // seq)
+    ks = iter(jax.random.split(jax.random.PRNGKey(0), 32))
+
+    def uniform(shape, bound):
+        return jax.random.uniform(next(ks), shape, minval=-bound, maxval=bound)
+
+    def layer_norm(x, p):
+        m = jnp.mean(x, -1, keepdims=True)
+        v = jnp.mean((x - m) ** 2, -1, keepdims=True)
+        return (x - m) / jnp.sqrt(v + 1e-5) * p[0] + p[1]
+
+    if which == "lstm":
+        h = 128
+        params = {"embed": jax.random.normal(next(ks), (vocab, 64)),
+                  "w_ih": uniform((64, 4 * h), h ** -0.5), "w_hh": uniform((h, 4 * h), h ** -0.5),
+                  "b": uniform((4 * h,), h ** -0.5), "head": dense(next(ks), h, vocab)}
+
+        def forward(p, x):
+            xw = p["embed"][x] @ p["w_ih"] + p["b"]  # (B, L, 4H)
+
+            def cell(carry, g):
+                hs, cs = carry
+                g = g + hs @ p["w_hh"]
+                i, f, n, o = jnp.split(g, 4, axis=-1)
+                cs = jax.nn.sigmoid(f) * cs + jax.nn.sigmoid(i) * jnp.tanh(n)
+                hs = jax.nn.sigmoid(o) * jnp.tanh(cs)
+                return (hs, cs), hs
+
+            zero = jnp.zeros((x.shape[0], h))
+            _, hs = jax.lax.scan(cell, (zero, zero), jnp.swapaxes(xw, 0, 1))
+            w, b = p["head"]
+            return (jnp.swapaxes(hs, 0, 1) @ w + b).reshape(-1, vocab)
+    else:
+        d, heads = 128, 4
+
+        def block():
+            return {"norm1": (jnp.ones(d), jnp.zeros(d)), "norm2": (jnp.ones(d), jnp.zeros(d)),
+                    "qkv": dense(next(ks), d, 3 * d), "out": dense(next(ks), d, d),
+                    "up": dense(next(ks), d, 4 * d), "down": dense(next(ks), 4 * d, d)}
+
+        params = {"embed": 0.02 * jax.random.normal(next(ks), (vocab, d)),
+                  "position": 0.02 * jax.random.normal(next(ks), (seq, d)),
+                  "blocks": [block(), block()], "norm": (jnp.ones(d), jnp.zeros(d)),
+                  "head": dense(next(ks), d, vocab)}
+
+        def forward(p, x):
+            h = p["embed"][x] + p["position"]
+            n = x.shape[0]
+            for b in p["blocks"]:
+                a = layer_norm(h, b["norm1"])
+                q, k, v = jnp.split(a @ b["qkv"][0] + b["qkv"][1], 3, axis=-1)
+                q, k, v = (t.reshape(n, seq, heads, d // heads) for t in (q, k, v))
+                o = jax.nn.dot_product_attention(q, k, v, is_causal=True).reshape(n, seq, d)
+                h = h + o @ b["out"][0] + b["out"][1]
+                m = jax.nn.gelu(layer_norm(h, b["norm2"]) @ b["up"][0] + b["up"][1],
+                                approximate=False)
+                h = h + m @ b["down"][0] + b["down"][1]
+            w, bias = p["head"]
+            return (layer_norm(h, p["norm"]) @ w + bias).reshape(-1, vocab)
+
+    def loss(p, x, y):
+        logits = forward(p, x)
+        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=1))
+
+    b1, b2, lr, eps = 0.9, 0.999, 2e-3, 1e-8
+
+    @jax.jit
+    def step(p, m, v, t, x, y):
+        value, g = jax.value_and_grad(loss)(p, x, y)
+        t = t + 1
+        m = jax.tree_util.tree_map(lambda m, g: b1 * m + (1 - b1) * g, m, g)
+        v = jax.tree_util.tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, v, g)
+        scale = lr * jnp.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        p = jax.tree_util.tree_map(lambda p, m, v: p - scale * m / (jnp.sqrt(v) + eps), p, m, v)
+        return p, m, v, t, value
+
+    m = jax.tree_util.tree_map(jnp.zeros_like, params)
+    v = jax.tree_util.tree_map(jnp.zeros_like, params)
+    t = jnp.zeros((), jnp.float32)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.integers(0, vocab, (batch, seq)), jnp.int32)
+    y = jnp.asarray(rng.integers(0, vocab, (batch * seq,)), jnp.int32)
+    for _ in range(3):
+        params, m, v, t, value = step(params, m, v, t, x, y)
+    jax.block_until_ready(params)
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        params, m, v, t, value = step(params, m, v, t, x, y)
+        jax.block_until_ready(params)
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    print(f"result workload={which} seq={seq} batch={batch} threads={threads} "
+          f"step_ms={times[len(times) // 2] * 1e3:.3f} peak_mib={peak_mib():.1f} "
+          f"loss={float(value):.4f} version={jax.__version__}")
+
+
 def gradcheck():
     from jax.test_util import check_grads
     key = jax.random.PRNGKey(0)
@@ -159,5 +261,10 @@ if __name__ == "__main__":
         tiny(*(args + [20000, 1][len(args):]))
     elif mode == "gradcheck":
         gradcheck()
+    elif mode == "lstm":
+        sequence(mode, 64, *(args + [20, 1][len(args):]))
+    elif mode == "transformer":
+        sequence(mode, *(args + [64, 20, 1][len(args):]))
     else:
-        sys.exit("usage: jax_workloads.py mlp|cnn EPOCHS BATCH THREADS | tiny STEPS THREADS | gradcheck")
+        sys.exit("usage: jax_workloads.py mlp|cnn EPOCHS BATCH THREADS | tiny STEPS THREADS | "
+                 "gradcheck | lstm STEPS THREADS | transformer SEQ STEPS THREADS")

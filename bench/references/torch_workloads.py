@@ -2,6 +2,7 @@
 in eager mode or, with --compile, the whole training step through torch.compile (inductor).
 
     python3 torch_workloads.py [--compile] mlp|cnn EPOCHS BATCH THREADS | tiny STEPS THREADS
+    python3 torch_workloads.py [--compile] lstm STEPS THREADS | transformer SEQ STEPS THREADS
     python3 torch_workloads.py gradcheck
 
 Prints the same "result" lines as bench/workloads.cpp, with the torch version. Every side warms
@@ -96,6 +97,71 @@ def tiny(steps, threads):
           f"version={torch.__version__}")
 
 
+def sequence_model(which, seq, vocab=108):
+    """char_lm's models (bench/references/char_lm.py): the LSTM, or the transformer at `seq`."""
+    nn = torch.nn
+
+    class Lstm(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(vocab, 64)
+            self.lstm = nn.LSTM(64, 128, 1, batch_first=True)
+            self.head = nn.Linear(128, vocab)
+
+        def forward(self, x):
+            return self.head(self.lstm(self.embed(x))[0]).flatten(0, 1)
+
+    class Block(nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+            self.attention = nn.MultiheadAttention(dim, 4, batch_first=True)
+            self.up, self.down = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
+            self.register_buffer("mask", torch.triu(torch.full((seq, seq), float("-inf")), 1))
+
+        def forward(self, x):
+            h = self.norm1(x)
+            x = x + self.attention(h, h, h, attn_mask=self.mask, need_weights=False)[0]
+            return x + self.down(nn.functional.gelu(self.up(self.norm2(x))))
+
+    class Transformer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(vocab, 128)
+            self.position = nn.Parameter(0.02 * torch.randn(seq, 128))
+            self.blocks = nn.Sequential(Block(128), Block(128))
+            self.norm = nn.LayerNorm(128)
+            self.head = nn.Linear(128, vocab)
+
+        def forward(self, x):
+            return self.head(self.norm(self.blocks(self.embed(x) + self.position))).flatten(0, 1)
+
+    return Lstm() if which == "lstm" else Transformer()
+
+
+def sequence(which, seq, steps, threads):
+    """bench/workloads.cpp's sequence(): 4,096 random tokens a step, Adam, the median step."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    batch = max(1, 4096 // seq)
+    model = sequence_model(which, seq)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    x = torch.randint(0, 108, (batch, seq))
+    y = torch.randint(0, 108, (batch * seq,))
+    step = make_step(model, opt, torch.nn.functional.cross_entropy)
+    for _ in range(3):
+        step(x, y)
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        loss = step(x, y)
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    print(f"result workload={which} seq={seq} batch={batch} threads={threads} "
+          f"step_ms={times[len(times) // 2] * 1e3:.3f} peak_mib={peak_mib():.1f} "
+          f"loss={loss.item():.4f} version={torch.__version__}")
+
+
 def gradcheck():
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(0)
@@ -122,6 +188,11 @@ if __name__ == "__main__":
         tiny(*(args + [20000, 1][len(args):]))
     elif mode == "gradcheck":
         gradcheck()
+    elif mode == "lstm":
+        sequence(mode, 64, *(args + [20, 1][len(args):]))
+    elif mode == "transformer":
+        sequence(mode, *(args + [64, 20, 1][len(args):]))
     else:
         sys.exit("usage: torch_workloads.py [--compile] mlp|cnn EPOCHS BATCH THREADS | "
-                 "tiny STEPS THREADS | gradcheck")
+                 "tiny STEPS THREADS | gradcheck | lstm STEPS THREADS | "
+                 "transformer SEQ STEPS THREADS")

@@ -58,24 +58,24 @@ BOOST_AUTO_TEST_CASE(equals_the_composite_across_tiles) {
   heads2.heads = 2;
   heads2.causal = true;
   const std::vector<Setup> setups = {
-      {"unmasked, 1 head, several tiles", {2, 150, 8}, {2, 70, 8}, {2, 70, 5}, plain, {}, false},
-      {"causal, 1 head", {2, 130, 4}, {2, 130, 4}, {2, 130, 6}, causal, {}, false},
-      {"causal, 2 heads, long keys", {1, 65, 6}, {1, 200, 6}, {1, 200, 4}, heads2, {}, false},
+      {"unmasked, 1 head, several tiles", {2, 300, 8}, {2, 270, 8}, {2, 270, 5}, plain, {}, false},
+      {"causal, 1 head", {2, 520, 4}, {2, 520, 4}, {2, 520, 6}, causal, {}, false},
+      {"causal, 2 heads, long keys", {1, 65, 6}, {1, 600, 6}, {1, 600, 4}, heads2, {}, false},
       {"masked (−∞), broadcast over the batch",
-       {3, 70, 4},
-       {3, 66, 4},
-       {3, 66, 3},
+       {3, 270, 4},
+       {3, 266, 4},
+       {3, 266, 3},
        plain,
-       {70, 66},
+       {270, 266},
        true},
       {"masked per head and batch",
        {2, 9, 8},
-       {2, 130, 8},
-       {2, 130, 8},
+       {2, 530, 8},
+       {2, 530, 8},
        heads2,
-       {2, 2, 9, 130},
+       {2, 2, 9, 530},
        false},
-      {"no batch axes", {67, 4}, {67, 4}, {67, 4}, causal, {}, false},
+      {"no batch axes", {300, 4}, {300, 4}, {300, 4}, causal, {}, false},
   };
   for (const auto& s : setups) {
     BOOST_TEST_CONTEXT(s.label) {
@@ -119,9 +119,9 @@ BOOST_AUTO_TEST_CASE(the_same_bits_on_one_and_two_threads) {
   ad::AttentionOptions o;
   o.causal = true;
   o.heads = 2;
-  const ad::Variable<float> q(uniform<float>({3, 100, 16}, -1, 1, 1), true),
-      k(uniform<float>({3, 100, 16}, -1, 1, 2), true),
-      v(uniform<float>({3, 100, 16}, -1, 1, 3), true);
+  const ad::Variable<float> q(uniform<float>({3, 300, 16}, -1, 1, 1), true),
+      k(uniform<float>({3, 300, 16}, -1, 1, 2), true),
+      v(uniform<float>({3, 300, 16}, -1, 1, 3), true);
   auto run = [&](int threads) {
     ad::set_num_threads(threads);
     const auto out = ad::scaled_dot_product_attention(q, k, v, o);
