@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -110,28 +111,55 @@ std::shared_ptr<nn::Dataset<float>> windows(const std::string& text, const Vocab
   return std::make_shared<nn::Dataset<float>>(std::move(x), std::move(y));
 }
 
-/// `count` bytes drawn one at a time from softmax(logits / temperature) of the last position,
-/// the context being the prompt and what was drawn (its last seq_len bytes).
+/// `o.sample` bytes drawn one at a time from softmax(logits / temperature) of the last position,
+/// after the prompt. Each new byte costs one position of the model, not the whole context: the
+/// LSTM carries its state; the transformer keeps the keys and values of the positions it has seen
+/// (when its seq_len positions are full, it starts again from the last half of them). Writes the
+/// bytes per second to `report`.
 std::string sample(nn::Module<float>& model, const Vocabulary& v, const Options& o,
-                   nn::Generator& rng) {
+                   nn::Generator& rng, std::ostream& report) {
+  ad::NoGradGuard no_grad;
+  model.eval();
   std::vector<float> context;
   for (unsigned char c : o.prompt)
     if (v.index[c] >= 0) context.push_back(static_cast<float>(v.index[c]));
   if (context.empty()) context.push_back(0.0f);
+  auto* lstm = dynamic_cast<examples::LstmModel*>(&model);
+  auto* transformer = dynamic_cast<examples::TransformerModel*>(&model);
+  nn::RecurrentState<float> state;
+  std::vector<nn::AttentionCache<float>> caches;
+  // The logits of the last of `tokens`, which follow what the state or caches hold.
+  auto next_logits = [&](const float* tokens, std::size_t count) {
+    ad::Array<float> x = ad::Array<float>::from_shape({1, count});
+    std::copy(tokens, tokens + count, x.data());
+    const ad::Array<float> logits = lstm ? lstm->forward(F(std::move(x)), state).value()
+                                         : transformer->forward(F(std::move(x)), caches).value();
+    return std::vector<float>(logits.end() - static_cast<long>(v.size()), logits.end());
+  };
+  auto restart = [&] {  // the transformer's window: the last seq_len/2 bytes, from empty caches
+    const std::size_t keep = std::min(context.size(), std::max<std::size_t>(1, o.seq_len / 2));
+    for (auto& c : caches) c.clear();
+    return next_logits(context.data() + context.size() - keep, keep);
+  };
+  if (!lstm && !transformer) ad::fail("char_lm: sampling needs the LSTM or the transformer model");
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<float> logits = lstm ? next_logits(context.data(), context.size()) : restart();
   std::string out = o.prompt;
   for (std::size_t i = 0; i < o.sample; ++i) {
-    const std::size_t len = std::min(context.size(), o.seq_len);
-    ad::Array<float> x = ad::Array<float>::from_shape({1, len});
-    std::copy(context.end() - static_cast<long>(len), context.end(), x.data());
-    const ad::Array<float> logits = model.predict(x);
-    const float* last = logits.data() + (len - 1) * v.size();
     std::vector<double> p(v.size());
-    const double top = *std::max_element(last, last + v.size());
-    for (std::size_t k = 0; k < v.size(); ++k) p[k] = std::exp((last[k] - top) / o.temperature);
+    const double top = *std::max_element(logits.begin(), logits.end());
+    for (std::size_t k = 0; k < v.size(); ++k) p[k] = std::exp((logits[k] - top) / o.temperature);
     const std::size_t next = std::discrete_distribution<std::size_t>(p.begin(), p.end())(rng);
     context.push_back(static_cast<float>(next));
     out.push_back(static_cast<char>(v.bytes[next]));
+    if (i + 1 == o.sample) break;
+    logits = transformer && caches[0].length() >= o.seq_len ? restart()
+                                                            : next_logits(&context.back(), 1);
   }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  report << "sampled " << o.sample << " bytes at " << static_cast<long>(o.sample / seconds)
+         << " bytes/s\n";
   return out;
 }
 
@@ -266,8 +294,8 @@ int run(const Options& o) {
   }
   if (o.sample) {
     nn::Generator draw(o.seed + 7);
-    std::cout << "\nsampled at temperature " << o.temperature << ":\n"
-              << sample(*model, vocab, o, draw) << "\n";
+    const std::string text = sample(*model, vocab, o, draw, std::cout);
+    std::cout << "\nsampled at temperature " << o.temperature << ":\n" << text << "\n";
   }
   return 0;
 }

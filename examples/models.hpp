@@ -60,6 +60,14 @@ struct LstmModel : nn::Module<float> {
     ad::Variable<float> h = (*head)((*lstm)((*embed)(x)));
     return ad::reshape(h, ad::Shape{h.shape()[0] * h.shape()[1], h.shape()[2]});
   }
+  /// The logits of x's positions following the LSTM's `state` (empty: zeros), which becomes the
+  /// state after them: generation a byte at a time.
+  ad::Variable<float> forward(const ad::Variable<float>& x, nn::RecurrentState<float>& state) {
+    nn::RecurrentOutput<float> out = lstm->forward((*embed)(x), state);
+    state = out.state;
+    ad::Variable<float> h = (*head)(out.output);
+    return ad::reshape(h, ad::Shape{h.shape()[0] * h.shape()[1], h.shape()[2]});
+  }
 };
 
 /// A pre-norm transformer block: x + attention(norm(x)), then x + MLP(norm(x)) (4× wide, GELU).
@@ -77,6 +85,11 @@ struct Block : nn::Module<float> {
         down(register_module("down", std::make_shared<nn::Linear<float>>(4 * dim, dim, rng))) {}
   ad::Variable<float> forward(const ad::Variable<float>& x) override {
     ad::Variable<float> y = x + (*attention)((*norm1)(x));
+    return y + (*down)((*gelu)((*up)((*norm2)(y))));
+  }
+  /// forward() of positions that follow those in the attention's cache.
+  ad::Variable<float> forward(const ad::Variable<float>& x, nn::AttentionCache<float>& cache) {
+    ad::Variable<float> y = x + attention->forward((*norm1)(x), cache);
     return y + (*down)((*gelu)((*up)((*norm2)(y))));
   }
 };
@@ -100,14 +113,28 @@ struct TransformerModel : nn::Module<float> {
     // GPT-2 does), for both tables.
     embed->weight().mutable_value() *= 0.02f;
     for (auto& [name, table] : position->named_parameters()) table.mutable_value() *= 0.02f;
-    for (std::size_t l = 0; l < layers; ++l)
-      blocks->add(std::make_shared<Block>(hidden, heads, rng));
+    for (std::size_t l = 0; l < layers; ++l) {
+      layer.push_back(std::make_shared<Block>(hidden, heads, rng));
+      blocks->add(layer.back());
+    }
     register_module("blocks", blocks);
   }
   ad::Variable<float> forward(const ad::Variable<float>& x) override {
     ad::Variable<float> h = (*head)((*norm)((*blocks)((*position)((*embed)(x)))));
     return ad::reshape(h, ad::Shape{h.shape()[0] * h.shape()[1], h.shape()[2]});
   }
+  /// The logits of x's positions following those held in `caches` (one per block; empty: none),
+  /// which take in x's keys and values: generation a byte at a time without computing the prefix
+  /// again. At most seq_len positions in all (the position table's length).
+  ad::Variable<float> forward(const ad::Variable<float>& x,
+                              std::vector<nn::AttentionCache<float>>& caches) {
+    caches.resize(layer.size());
+    ad::Variable<float> h = position->forward((*embed)(x), caches[0].length());
+    for (std::size_t l = 0; l < layer.size(); ++l) h = layer[l]->forward(h, caches[l]);
+    h = (*head)((*norm)(h));
+    return ad::reshape(h, ad::Shape{h.shape()[0] * h.shape()[1], h.shape()[2]});
+  }
+  std::vector<std::shared_ptr<Block>> layer;  ///< the blocks, also in `blocks`
 };
 
 }  // namespace examples

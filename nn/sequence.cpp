@@ -132,6 +132,42 @@ MultiheadAttention<T>::MultiheadAttention(std::size_t dim, std::size_t heads, Ge
 }
 
 template <class T>
+Variable<T> MultiheadAttention<T>::forward(const Variable<T>& x, AttentionCache<T>& cache) {
+  check_sequence(x.shape(), dim_, "MultiheadAttention");
+  const std::size_t n = x.shape()[0], length = x.shape()[1], past = cache.length();
+  if (past &&
+      (cache.k.shape()[0] != n || cache.k.shape()[2] != dim_ || cache.v.shape() != cache.k.shape()))
+    fail("MultiheadAttention: the cache holds keys ",
+         shape_str(Shape(cache.k.shape().begin(), cache.k.shape().end())), " and values ",
+         shape_str(Shape(cache.v.shape().begin(), cache.v.shape().end())), ", not (", n,
+         ", positions, ", dim_, ") each");
+  const Variable<T>& w = this->parameter(in_w_);
+  const Variable<T>& b = this->parameter(in_b_);
+  auto project = [&](std::size_t k) {
+    return linear(x, slice(w, 0, k * dim_, (k + 1) * dim_), slice(b, 0, k * dim_, (k + 1) * dim_));
+  };
+  Variable<T> q = project(0), k = project(1), v = project(2);
+  if (past) {
+    k = concatenate<T>({Variable<T>(cache.k), k}, 1);
+    v = concatenate<T>({Variable<T>(cache.v), v}, 1);
+  }
+  cache.k = k.value();
+  cache.v = v.value();
+  AttentionOptions options;
+  options.heads = heads_;
+  Variable<T> mask;
+  if (causal_ && length > 1) {  // query i (position past + i) sees keys ≤ past + i
+    Array<T> hide = xt::zeros<T>({length, past + length});
+    for (std::size_t i = 0; i < length; ++i)
+      for (std::size_t j = past + i + 1; j < past + length; ++j)
+        hide(i, j) = -std::numeric_limits<T>::infinity();
+    mask = Variable<T>(std::move(hide));
+  }
+  weights_ = Array<T>();
+  return (*out_proj_)(scaled_dot_product_attention(q, k, v, options, mask));
+}
+
+template <class T>
 Variable<T> MultiheadAttention<T>::forward(const Variable<T>& x) {
   check_sequence(x.shape(), dim_, "MultiheadAttention");
   // Three projections from the rows of in_proj_weight: q, k and v each contiguous (N, L, dim),
@@ -168,13 +204,13 @@ PositionalEmbedding<T>::PositionalEmbedding(std::size_t max_length, std::size_t 
 }
 
 template <class T>
-Variable<T> PositionalEmbedding<T>::forward(const Variable<T>& x) {
+Variable<T> PositionalEmbedding<T>::forward(const Variable<T>& x, std::size_t offset) {
   const Variable<T>& table = this->parameter(table_);
   check_sequence(x.shape(), table.shape()[1], "PositionalEmbedding");
-  if (x.shape()[1] > table.shape()[0])
-    fail("PositionalEmbedding: input ", shape_str(x.shape()), " is longer than the ",
-         table.shape()[0], " positions of the table");
-  return x + slice(table, 0, 0, x.shape()[1]);
+  if (offset > table.shape()[0] || x.shape()[1] > table.shape()[0] - offset)
+    fail("PositionalEmbedding: input ", shape_str(x.shape()), " after ", offset,
+         " positions is longer than the ", table.shape()[0], " positions of the table");
+  return x + slice(table, 0, offset, offset + x.shape()[1]);
 }
 
 template <class T>

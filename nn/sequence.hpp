@@ -115,6 +115,18 @@ class GRU : public Recurrent<T> {
   bool has_cell() const override { return false; }
 };
 
+/// The keys and values of the positions a MultiheadAttention has seen, for generating a sequence
+/// a position at a time without computing the whole prefix again (a key/value cache). It holds
+/// values, not the graph: for generation (under NoGradGuard), not for training.
+template <class T = float>
+struct AttentionCache {
+  Array<T> k, v;  ///< (N, positions, dim) each; empty (0-d) before the first call
+  /// The positions held.
+  std::size_t length() const { return k.dimension() == 3 ? k.shape()[1] : 0; }
+  /// Forgets every position.
+  void clear() { k = v = Array<T>(); }
+};
+
 /// Multi-head self-attention over x (N, L, dim), as PyTorch's nn.MultiheadAttention
 /// (batch_first=True, query = key = value = x): one input projection in_proj_weight (3·dim, dim)
 /// and in_proj_bias, softmax(q·kᵀ/√(dim/heads)) · v per head, then out_proj (dim, dim). With
@@ -128,6 +140,10 @@ class MultiheadAttention : public Module<T> {
   MultiheadAttention(std::size_t dim, std::size_t heads, Generator& rng, bool causal = false);
   /// The attention's output, (N, L, dim).
   Variable<T> forward(const Variable<T>& x) override;
+  /// The output for x (N, L, dim), positions that follow those held in `cache`: they attend to
+  /// the cached keys and values and to each other (causally when the layer is causal), and their
+  /// own keys and values join the cache.
+  Variable<T> forward(const Variable<T>& x, AttentionCache<T>& cache);
   /// Whether forward keeps the attention weights for last_weights(); off by default, as they
   /// are the (L, L) matrices per head that the attention op otherwise never makes.
   void keep_weights(bool keep) { keep_weights_ = keep; }
@@ -152,7 +168,9 @@ class PositionalEmbedding : public Module<T> {
   /// Positions up to max_length of `dim` features.
   PositionalEmbedding(std::size_t max_length, std::size_t dim, Generator& rng);
   /// x plus the first L rows of the table.
-  Variable<T> forward(const Variable<T>& x) override;
+  Variable<T> forward(const Variable<T>& x) override { return forward(x, 0); }
+  /// x plus rows offset … offset + L − 1 (positions that follow `offset` earlier ones).
+  Variable<T> forward(const Variable<T>& x, std::size_t offset);
 
  private:
   std::size_t table_;

@@ -9,6 +9,7 @@
 
 #include <xtensor/xview.hpp>
 
+#include "examples/models.hpp"
 #include "helpers.hpp"
 #include "nn/gradcheck.hpp"
 #include "nn/nn.hpp"
@@ -179,6 +180,62 @@ BOOST_AUTO_TEST_CASE(recurrent_shapes_are_checked) {
   auto out = lstm.forward(V(Array<double>(xt::zeros<double>({2, 0, 2}))), {});
   BOOST_TEST(out.output.shape() == Shape({2, 0, 3}));
   BOOST_TEST(out.state.h.shape() == Shape({2, 2, 3}));
+}
+
+BOOST_AUTO_TEST_CASE(the_key_value_cache_gives_the_outputs_of_the_whole_sequence) {
+  for (bool causal : {false, true}) {
+    BOOST_TEST_CONTEXT("causal " << causal) {
+      nn::Generator rng(8);
+      nn::MultiheadAttention<double> att(8, 2, rng, causal);
+      const V x(uniform<double>({2, 7, 8}, -1, 1, 9));
+      const Array<double> whole = att(x).value();
+      // Positions fed in chunks of 3, 1, 1 and 2, each after the cache of the ones before.
+      nn::AttentionCache<double> cache;
+      std::size_t at = 0;
+      for (std::size_t chunk : {3, 1, 1, 2}) {
+        const Array<double> part = att.forward(ad::slice(x, 1, at, at + chunk), cache).value();
+        BOOST_TEST(cache.length() == at + chunk);
+        if (causal) {  // with the causal rule, the chunk's outputs are the whole sequence's
+          const Array<double> want = ad::slice(V(whole), 1, at, at + chunk).value();
+          BOOST_TEST(ad::test::all_close(part, want, 1e-12, 1e-12), "chunk at " << at);
+        }
+        at += chunk;
+      }
+      // Without it, the last chunk sees every position, as the whole sequence does.
+      if (!causal) {
+        nn::AttentionCache<double> c2;
+        att.forward(ad::slice(x, 1, 0, 5), c2);
+        const Array<double> last = att.forward(ad::slice(x, 1, 5, 7), c2).value();
+        BOOST_TEST(ad::test::all_close(last, ad::slice(V(whole), 1, 5, 7).value(), 1e-12, 1e-12));
+      }
+      nn::AttentionCache<double> wrong;
+      att.forward(ad::slice(x, 1, 0, 2), wrong);
+      BOOST_CHECK_THROW(att.forward(V(uniform<double>({3, 1, 8})), wrong), ad::Error);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(char_lm_models_generate_a_position_at_a_time) {
+  // The example's models fed one byte at a time (the LSTM carrying its state, the transformer its
+  // caches) give the logits of the whole sequence at once.
+  nn::Generator rng(10);
+  const ad::Variable<float> x(ad::test::token_ids({2, 6}, 20));
+  examples::LstmModel lstm(20, 8, 16, 2, rng);
+  examples::TransformerModel transformer(20, 16, 4, 2, 6, rng);
+  for (nn::Module<float>* model :
+       {static_cast<nn::Module<float>*>(&lstm), static_cast<nn::Module<float>*>(&transformer)}) {
+    const Array<float> whole = (*model)(x).value();  // (2·6, 20)
+    nn::RecurrentState<float> state;
+    std::vector<nn::AttentionCache<float>> caches;
+    for (std::size_t t = 0; t < 6; ++t) {
+      const ad::Variable<float> step = ad::slice(x, 1, t, t + 1);
+      const Array<float> got = model == &lstm ? lstm.forward(step, state).value()
+                                              : transformer.forward(step, caches).value();
+      for (std::size_t b = 0; b < 2; ++b)
+        for (std::size_t k = 0; k < 20; ++k)
+          BOOST_TEST(got(b, k) == whole(b * 6 + t, k), tt::tolerance(1e-5f));
+    }
+  }
 }
 
 BOOST_AUTO_TEST_CASE(attention_matches_its_equations_with_and_without_the_causal_mask) {
