@@ -120,7 +120,8 @@ class GRU : public Recurrent<T> {
 /// values, not the graph: for generation (under NoGradGuard), not for training.
 template <class T = float>
 struct AttentionCache {
-  Array<T> k, v;  ///< (N, positions, dim) each; empty (0-d) before the first call
+  Array<T> k;  ///< the keys, (N, positions, dim); empty (0-d) before the first call
+  Array<T> v;  ///< the values, as the keys
   /// The positions held.
   std::size_t length() const { return k.dimension() == 3 ? k.shape()[1] : 0; }
   /// Forgets every position.
