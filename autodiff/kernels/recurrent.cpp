@@ -33,7 +33,7 @@ void lstm_forward(const LstmShape& s, const T* x, const T* w_ih, const T* w_hh, 
   for (std::size_t r = 0; r < n * L; ++r)
     for (std::size_t k = 0; k < G; ++k)
       gates[r * G + k] = (b_ih ? b_ih[k] : T(0)) + (b_hh ? b_hh[k] : T(0));
-  if (n * L && s.input)
+  if (n * L > 0 && s.input > 0)
     gemm(false, true, n * L, G, s.input, T(1), x, s.input, w_ih, s.input, T(1), gates, G);
   using B = xsimd::batch<T>;
   for (std::size_t t = 0; t < L; ++t) {
