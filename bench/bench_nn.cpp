@@ -175,7 +175,7 @@ void cross_entropy_step(benchmark::State& state) {
 }
 BENCHMARK(cross_entropy_step);
 
-// --- The tiny MLP of ../shared/anchors/libtorch_mlp/tiny.cpp.
+// --- The tiny MLP 2-16-16-1 (as in bench/references/libtorch/workloads.cpp).
 
 void tiny_mlp_step(benchmark::State& state) {
   nn::Generator rng(0);

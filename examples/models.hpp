@@ -30,7 +30,8 @@ inline std::shared_ptr<ad::nn::Sequential<float>> make_cnn(ad::nn::Generator& rn
       std::make_shared<nn::ReLU<float>>(), std::make_shared<nn::Linear<float>>(128, 10, rng));
 }
 
-/// The tiny MLP 2-16-16-1 with tanh of ../shared/anchors/libtorch_mlp/tiny.cpp: all per-op cost.
+/// The tiny MLP 2-16-16-1 with tanh (bench/references/libtorch/workloads.cpp has the same on
+/// LibTorch): all per-op cost.
 inline std::shared_ptr<ad::nn::Sequential<float>> make_tiny_mlp(ad::nn::Generator& rng) {
   namespace nn = ad::nn;
   return std::make_shared<nn::Sequential<float>>(

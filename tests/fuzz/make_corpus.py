@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Writes the seed corpora of the fuzz harnesses into corpus/<harness>/ (small, checked in).
 
-The checkpoint seed (corpus/checkpoint/model.npz) is a checkpoint of the harness's model saved by
-the library itself (scripts/fuzz --seed-checkpoint writes it); the others are made here with NumPy.
+The checkpoint seed (corpus/checkpoint/model.npz) is a checkpoint of the harness's model
+(tests/fuzz/fuzz_checkpoint.cpp) saved once by the library's nn::save_checkpoint and checked in as
+it is; this script does not make it. The others are made here with NumPy.
 """
 import io
 import os
