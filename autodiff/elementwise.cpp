@@ -310,16 +310,6 @@ Variable<T> logsigmoid(const Variable<T>& a) {
 
 namespace {
 
-/// Runs `body(row, j, count)` over the (N, H) positions of an LSTM cell, rows split between
-/// threads, j in steps of a SIMD batch (count < the batch width only at a row's end).
-template <class T, class F>
-void lstm_cell_positions(std::size_t rows, std::size_t hidden, F&& body) {
-  constexpr std::size_t width = xsimd::batch<T>::size;
-  detail::parallel_rows(rows, 6 * hidden, [&](std::size_t r) {
-    for (std::size_t j = 0; j < hidden; j += width) body(r, j, std::min(width, hidden - j));
-  });
-}
-
 /// The four gate activations at row r, positions j … j + count, of the sum of two (N, 4H) gate
 /// arrays.
 template <class T>
@@ -353,12 +343,13 @@ Variable<T> lstm_cell(const Variable<T>& input_gates, const Variable<T>& hidden_
       const T* ph = hidden_gates.value().data();
       const T* pc = c.value().data();
       T* po = out.data();
-      lstm_cell_positions<T>(rows, hidden, [&](std::size_t r, std::size_t j, std::size_t count) {
-        const auto [i, f, n, o] = lstm_gates(px, ph, hidden, r, j, count);
-        const auto c2 = f * kernels::load_part(pc + r * hidden + j, count) + i * n;
-        kernels::store_part(o * xsimd::tanh(c2), po + r * 2 * hidden + j, count);
-        kernels::store_part(c2, po + r * 2 * hidden + hidden + j, count);
-      });
+      kernels::for_each_position<T>(
+          rows, hidden, [&](std::size_t r, std::size_t j, std::size_t count) {
+            const auto [i, f, n, o] = lstm_gates(px, ph, hidden, r, j, count);
+            const auto c2 = f * kernels::load_part(pc + r * hidden + j, count) + i * n;
+            kernels::store_part(o * xsimd::tanh(c2), po + r * 2 * hidden + j, count);
+            kernels::store_part(c2, po + r * 2 * hidden + hidden + j, count);
+          });
     }
     auto backward = [](const BackwardContext<T>& ctx) {
       const std::size_t rows = ctx.input(2).shape()[0], H = ctx.input(2).shape()[1];
@@ -384,7 +375,7 @@ Variable<T> lstm_cell(const Variable<T>& input_gates, const Variable<T>& hidden_
       const T* pc = ctx.input(2).value().data();
       const T* po = ctx.output.value().data();
       const T* pd = ctx.grad.value().data();
-      lstm_cell_positions<T>(rows, H, [&](std::size_t r, std::size_t j, std::size_t count) {
+      kernels::for_each_position<T>(rows, H, [&](std::size_t r, std::size_t j, std::size_t count) {
         const auto [i, f, n, o] = lstm_gates(px, ph, H, r, j, count);
         const std::size_t at = r * 2 * H + j;
         const auto d = kernels::lstm_cell_grads(

@@ -7,23 +7,8 @@
 
 #include "autodiff/kernels/elementwise.hpp"
 #include "autodiff/kernels/gemm.hpp"
-#include "autodiff/parallel.hpp"
 
 namespace ad::kernels {
-
-namespace {
-
-/// Runs body(row, j, count) over the (n, hidden) positions of one step, rows split between
-/// threads, j in steps of a SIMD batch (count smaller only at a row's end).
-template <class T, class F>
-void positions(std::size_t rows, std::size_t hidden, F&& body) {
-  constexpr std::size_t width = xsimd::batch<T>::size;
-  detail::parallel_rows(rows, 8 * hidden, [&](std::size_t r) {
-    for (std::size_t j = 0; j < hidden; j += width) body(r, j, std::min(width, hidden - j));
-  });
-}
-
-}  // namespace
 
 template <class T>
 void lstm_forward(const LstmShape& s, const T* x, const T* w_ih, const T* w_hh, const T* b_ih,
@@ -41,7 +26,7 @@ void lstm_forward(const LstmShape& s, const T* x, const T* w_ih, const T* w_hh, 
     const T* hp = t ? out + (t - 1) * H : h0;
     const std::size_t ldh = t ? (L + 1) * H : H;
     gemm(false, true, n, G, H, T(1), hp, ldh, w_hh, H, T(1), gates + t * G, L * G);
-    positions<T>(n, H, [&](std::size_t r, std::size_t j, std::size_t count) {
+    for_each_position<T>(n, H, [&](std::size_t r, std::size_t j, std::size_t count) {
       T* g = gates + (r * L + t) * G + j;
       const B i = logistic_of(load_part(g, count));
       const B f = logistic_of(load_part(g + H, count));
@@ -75,7 +60,7 @@ void lstm_backward(const LstmShape& s, const T* x, const T* w_ih, const T* w_hh,
     std::copy(dout + (r * (L + 1) + L) * H, dout + (r * (L + 1) + L + 1) * H,
               dc.begin() + long(r * H));
   for (std::size_t t = L; t-- > 0;) {
-    positions<T>(n, H, [&](std::size_t r, std::size_t j, std::size_t count) {
+    for_each_position<T>(n, H, [&](std::size_t r, std::size_t j, std::size_t count) {
       const T* g = gates + (r * L + t) * G + j;
       const T* cp = t ? cells + (r * L + t - 1) * H + j : c0 + r * H + j;
       const B dh = load_part(dout + (r * (L + 1) + t) * H + j, count) +

@@ -3,8 +3,13 @@
 // gradients of every step as one product).
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
+
+#include <xsimd/xsimd.hpp>
+
+#include "autodiff/parallel.hpp"
 
 namespace ad::kernels {
 
@@ -19,6 +24,17 @@ std::array<V, 5> lstm_cell_grads(const V& i, const V& f, const V& n, const V& o,
   const V dct = dc + dh * (o - o * tc * tc);  // the whole gradient of c'
   return {dct * n * (i - i * i), dct * c * (f - f * f), dct * (i - i * n * n),
           dh * tc * (o - o * o), dct * f};
+}
+
+/// Runs body(row, j, count) over the (rows, hidden) positions of a recurrent step, rows split
+/// between threads, j in steps of a SIMD batch (count smaller only at a row's end): the loops of
+/// lstm_cell and of lstm.
+template <class T, class F>
+void for_each_position(std::size_t rows, std::size_t hidden, F&& body) {
+  constexpr std::size_t width = xsimd::batch<T>::size;
+  detail::parallel_rows(rows, 8 * hidden, [&](std::size_t r) {
+    for (std::size_t j = 0; j < hidden; j += width) body(r, j, std::min(width, hidden - j));
+  });
 }
 
 /// The sizes of one LSTM layer: n sequences of `length` steps, `input` features in, `hidden` out.

@@ -40,6 +40,23 @@ V weighted(const V& out, std::uint64_t seed) {
   return ad::sum(out * V(uniform(out.shape(), -1, 1, seed)));
 }
 
+/// f()'s value and the gradients of Σ f()² with respect to `inputs` are the same bits on one
+/// thread and on two.
+template <class F>
+void same_bits_on_one_and_two_threads(F f, const std::vector<ad::Variable<float>>& inputs) {
+  auto run = [&](int threads) {
+    ad::set_num_threads(threads);
+    const ad::Variable<float> out = f();
+    auto g = ad::grad(ad::sum(out * out), inputs);
+    g.insert(g.begin(), out);
+    return g;
+  };
+  const auto one = run(1), two = run(2);
+  ad::set_num_threads(1);
+  for (std::size_t i = 0; i < one.size(); ++i)
+    BOOST_TEST(one[i].value() == two[i].value(), "array " << i);
+}
+
 struct Setup {
   const char* label;
   Shape q, k, v;
@@ -122,17 +139,8 @@ BOOST_AUTO_TEST_CASE(the_same_bits_on_one_and_two_threads) {
   const ad::Variable<float> q(uniform<float>({3, 300, 16}, -1, 1, 1), true),
       k(uniform<float>({3, 300, 16}, -1, 1, 2), true),
       v(uniform<float>({3, 300, 16}, -1, 1, 3), true);
-  auto run = [&](int threads) {
-    ad::set_num_threads(threads);
-    const auto out = ad::scaled_dot_product_attention(q, k, v, o);
-    auto g = ad::grad(ad::sum(out * out), {q, k, v});
-    g.insert(g.begin(), out);
-    return g;
-  };
-  const auto one = run(1), two = run(2);
-  ad::set_num_threads(1);
-  for (std::size_t i = 0; i < one.size(); ++i)
-    BOOST_TEST(one[i].value() == two[i].value(), "array " << i);
+  same_bits_on_one_and_two_threads([&] { return ad::scaled_dot_product_attention(q, k, v, o); },
+                                   {q, k, v});
 }
 
 BOOST_AUTO_TEST_CASE(nan_and_rows_with_every_key_hidden) {
@@ -212,17 +220,8 @@ BOOST_AUTO_TEST_CASE(lstm_equals_the_unrolled_cells) {
       w_ih(uniform<float>({256, 12}, -0.3, 0.3, 2), true),
       w_hh(uniform<float>({256, 64}, -0.3, 0.3, 3), true), b(uniform<float>({256}, -1, 1, 4), true),
       h0(uniform<float>({16, 64}, -1, 1, 5), true);
-  auto run = [&](int threads) {
-    ad::set_num_threads(threads);
-    const auto out = ad::lstm(x, w_ih, w_hh, b, b, h0, h0);
-    auto g = ad::grad(ad::sum(out * out), {x, w_ih, w_hh, b, h0});
-    g.insert(g.begin(), out);
-    return g;
-  };
-  const auto one = run(1), two = run(2);
-  ad::set_num_threads(1);
-  for (std::size_t i = 0; i < one.size(); ++i)
-    BOOST_TEST(one[i].value() == two[i].value(), "array " << i);
+  same_bits_on_one_and_two_threads([&] { return ad::lstm(x, w_ih, w_hh, b, b, h0, h0); },
+                                   {x, w_ih, w_hh, b, h0});
   BOOST_CHECK_EXCEPTION(
       ad::lstm(x, w_ih, w_hh, b, b, h0, ad::Variable<float>(uniform<float>({16, 3}))), ad::Error,
       [](const ad::Error& e) { return std::string(e.what()).find("lstm: x (16,9,12)") == 0; });
