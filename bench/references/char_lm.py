@@ -14,6 +14,8 @@ import time
 
 import torch
 
+from torch_workloads import sequence_model  # the models, shared with the workloads
+
 p = argparse.ArgumentParser()
 p.add_argument("--model", default="lstm")
 p.add_argument("--data-dir", default="/usr/share/games/fortunes")
@@ -60,52 +62,7 @@ def windows(part):
 train_x, train_y = windows(data[:split])
 val_x, val_y = windows(data[split:])
 nn = torch.nn
-
-
-class LstmModel(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.embed = nn.Embedding(len(vocab), a.embed)
-        self.lstm = nn.LSTM(a.embed, a.hidden, a.layers, batch_first=True)
-        self.head = nn.Linear(a.hidden, len(vocab))
-
-    def forward(self, x):
-        return self.head(self.lstm(self.embed(x))[0]).flatten(0, 1)
-
-
-class Block(nn.Module):
-    def __init__(self, dim):
-        super().__init__()
-        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.attention = nn.MultiheadAttention(dim, a.heads, batch_first=True)
-        self.up, self.down = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
-        self.register_buffer("mask", torch.triu(torch.full((a.seq_len, a.seq_len), -math.inf), 1))
-
-    def forward(self, x):
-        h = self.norm1(x)
-        n = x.shape[1]
-        x = x + self.attention(h, h, h, attn_mask=self.mask[:n, :n], need_weights=False)[0]
-        return x + self.down(nn.functional.gelu(self.up(self.norm2(x))))
-
-
-class TransformerModel(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.embed = nn.Embedding(len(vocab), a.hidden)
-        self.position = nn.Parameter(torch.randn(a.seq_len, a.hidden))
-        with torch.no_grad():
-            self.embed.weight *= 0.02
-            self.position *= 0.02
-        self.blocks = nn.Sequential(*[Block(a.hidden) for _ in range(a.layers)])
-        self.norm = nn.LayerNorm(a.hidden)
-        self.head = nn.Linear(a.hidden, len(vocab))
-
-    def forward(self, x):
-        h = self.embed(x) + self.position[:x.shape[1]]
-        return self.head(self.norm(self.blocks(h))).flatten(0, 1)
-
-
-model = LstmModel() if a.model == "lstm" else TransformerModel()
+model = sequence_model(a.model, a.seq_len, len(vocab), a.embed, a.hidden, a.layers, a.heads)
 opt = torch.optim.Adam(model.parameters(), lr=a.lr)
 cosine = lambda e: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(e, a.epochs) / a.epochs))
 schedule = torch.optim.lr_scheduler.LambdaLR(opt, cosine)

@@ -97,44 +97,52 @@ def tiny(steps, threads):
           f"version={torch.__version__}")
 
 
-def sequence_model(which, seq, vocab=108):
-    """char_lm's models (bench/references/char_lm.py): the LSTM, or the transformer at `seq`."""
+def sequence_model(which, seq, vocab=108, embed=64, hidden=128, layers=1, heads=4):
+    """The models of examples/char_lm on PyTorch (also bench/references/char_lm.py's): the LSTM
+    (embedding, `layers` LSTM layers, a linear head), or the transformer (`layers` pre-norm blocks
+    of causal multi-head attention and a GELU MLP, learned positions, for sequences up to
+    `seq`), giving (B·L, vocab) logits."""
     nn = torch.nn
 
     class Lstm(nn.Module):
         def __init__(self):
             super().__init__()
-            self.embed = nn.Embedding(vocab, 64)
-            self.lstm = nn.LSTM(64, 128, 1, batch_first=True)
-            self.head = nn.Linear(128, vocab)
+            self.embed = nn.Embedding(vocab, embed)
+            self.lstm = nn.LSTM(embed, hidden, layers, batch_first=True)
+            self.head = nn.Linear(hidden, vocab)
 
         def forward(self, x):
             return self.head(self.lstm(self.embed(x))[0]).flatten(0, 1)
 
     class Block(nn.Module):
-        def __init__(self, dim):
+        def __init__(self):
             super().__init__()
-            self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-            self.attention = nn.MultiheadAttention(dim, 4, batch_first=True)
-            self.up, self.down = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
+            self.norm1, self.norm2 = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
+            self.attention = nn.MultiheadAttention(hidden, heads, batch_first=True)
+            self.up, self.down = nn.Linear(hidden, 4 * hidden), nn.Linear(4 * hidden, hidden)
             self.register_buffer("mask", torch.triu(torch.full((seq, seq), float("-inf")), 1))
 
         def forward(self, x):
             h = self.norm1(x)
-            x = x + self.attention(h, h, h, attn_mask=self.mask, need_weights=False)[0]
+            n = x.shape[1]
+            x = x + self.attention(h, h, h, attn_mask=self.mask[:n, :n], need_weights=False)[0]
             return x + self.down(nn.functional.gelu(self.up(self.norm2(x))))
 
     class Transformer(nn.Module):
         def __init__(self):
             super().__init__()
-            self.embed = nn.Embedding(vocab, 128)
-            self.position = nn.Parameter(0.02 * torch.randn(seq, 128))
-            self.blocks = nn.Sequential(Block(128), Block(128))
-            self.norm = nn.LayerNorm(128)
-            self.head = nn.Linear(128, vocab)
+            self.embed = nn.Embedding(vocab, hidden)
+            self.position = nn.Parameter(torch.randn(seq, hidden))
+            with torch.no_grad():  # N(0, 0.02²), as GPT-2 (and the example)
+                self.embed.weight *= 0.02
+                self.position *= 0.02
+            self.blocks = nn.Sequential(*[Block() for _ in range(layers)])
+            self.norm = nn.LayerNorm(hidden)
+            self.head = nn.Linear(hidden, vocab)
 
         def forward(self, x):
-            return self.head(self.norm(self.blocks(self.embed(x) + self.position))).flatten(0, 1)
+            h = self.embed(x) + self.position[:x.shape[1]]
+            return self.head(self.norm(self.blocks(h))).flatten(0, 1)
 
     return Lstm() if which == "lstm" else Transformer()
 
@@ -144,7 +152,7 @@ def sequence(which, seq, steps, threads):
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     batch = max(1, 4096 // seq)
-    model = sequence_model(which, seq)
+    model = sequence_model(which, seq, layers=1 if which == "lstm" else 2)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     x = torch.randint(0, 108, (batch, seq))
     y = torch.randint(0, 108, (batch * seq,))
