@@ -85,6 +85,14 @@ std::vector<Fn> ops() {
       address<V (*)(const V&, long)>(&ad::softmax<T>),
       address<V (*)(const V&, const V&, double)>(&ad::squared_distance<T>),
       address<V (*)(const V&, const ad::Index&, double)>(&ad::softmax_cross_entropy<T>),
+      address<V (*)(const V&, ad::Gelu)>(&ad::gelu<T>),
+      address<V (*)(const V&, size_t, const V&, const V&, double)>(&ad::layer_norm<T>),
+      address<V (*)(const V&, const V&, const V&, const ad::AttentionOptions&, const V&)>(
+          &ad::scaled_dot_product_attention<T>),
+      address<V (*)(const V&, const V&, const ad::AttentionOptions&, const V&)>(
+          &ad::attention_weights<T>),
+      address<V (*)(const V&, const V&, const V&, const V&, const V&, const V&, const V&)>(
+          &ad::lstm<T>),
   };
 }
 
