@@ -132,6 +132,14 @@ MultiheadAttention<T>::MultiheadAttention(std::size_t dim, std::size_t heads, Ge
 }
 
 template <class T>
+Variable<T> MultiheadAttention<T>::project(const Variable<T>& x, std::size_t which) {
+  const Variable<T>& w = this->parameter(in_w_);
+  const Variable<T>& b = this->parameter(in_b_);
+  return linear(x, slice(w, 0, which * dim_, (which + 1) * dim_),
+                slice(b, 0, which * dim_, (which + 1) * dim_));
+}
+
+template <class T>
 Variable<T> MultiheadAttention<T>::forward(const Variable<T>& x, AttentionCache<T>& cache) {
   check_sequence(x.shape(), dim_, "MultiheadAttention");
   const std::size_t n = x.shape()[0], length = x.shape()[1], past = cache.length();
@@ -141,12 +149,7 @@ Variable<T> MultiheadAttention<T>::forward(const Variable<T>& x, AttentionCache<
          shape_str(Shape(cache.k.shape().begin(), cache.k.shape().end())), " and values ",
          shape_str(Shape(cache.v.shape().begin(), cache.v.shape().end())), ", not (", n,
          ", positions, ", dim_, ") each");
-  const Variable<T>& w = this->parameter(in_w_);
-  const Variable<T>& b = this->parameter(in_b_);
-  auto project = [&](std::size_t k) {
-    return linear(x, slice(w, 0, k * dim_, (k + 1) * dim_), slice(b, 0, k * dim_, (k + 1) * dim_));
-  };
-  Variable<T> q = project(0), k = project(1), v = project(2);
+  Variable<T> q = project(x, 0), k = project(x, 1), v = project(x, 2);
   if (past) {
     k = concatenate<T>({Variable<T>(cache.k), k}, 1);
     v = concatenate<T>({Variable<T>(cache.v), v}, 1);
@@ -170,14 +173,7 @@ Variable<T> MultiheadAttention<T>::forward(const Variable<T>& x, AttentionCache<
 template <class T>
 Variable<T> MultiheadAttention<T>::forward(const Variable<T>& x) {
   check_sequence(x.shape(), dim_, "MultiheadAttention");
-  // Three projections from the rows of in_proj_weight: q, k and v each contiguous (N, L, dim),
-  // the heads side by side in their rows, where the attention op reads them.
-  const Variable<T>& w = this->parameter(in_w_);
-  const Variable<T>& b = this->parameter(in_b_);
-  auto project = [&](std::size_t k) {
-    return linear(x, slice(w, 0, k * dim_, (k + 1) * dim_), slice(b, 0, k * dim_, (k + 1) * dim_));
-  };
-  const Variable<T> q = project(0), k = project(1), v = project(2);
+  const Variable<T> q = project(x, 0), k = project(x, 1), v = project(x, 2);
   AttentionOptions options;
   options.causal = causal_;
   options.heads = heads_;

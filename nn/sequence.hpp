@@ -156,6 +156,10 @@ class MultiheadAttention : public Module<T> {
   std::size_t dim_, heads_;
   bool causal_;
   bool keep_weights_ = false;
+  /// Projection `which` (0: q, 1: k, 2: v) of x from its rows of in_proj_weight and in_proj_bias:
+  /// (N, L, dim), contiguous, the heads side by side in each row where the attention op reads
+  /// them.
+  Variable<T> project(const Variable<T>& x, std::size_t which);
   std::size_t in_w_, in_b_;
   std::shared_ptr<Linear<T>> out_proj_;
   Array<T> weights_;
