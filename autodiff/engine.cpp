@@ -72,7 +72,9 @@ Variable<T> record_node(const char* op, std::shared_ptr<VariableImpl<T>>&& impl,
   node.inputs.assign(inputs, inputs + count);
   for (const auto& in : node.inputs) node.versions.push_back(in.impl().version);
   node.backward = std::move(backward);
-  return Variable<T>(std::move(impl));
+  Variable<T> output(std::move(impl));
+  if (__builtin_expect(tape_observer<T> != nullptr, 0)) tape_observer<T>->recorded(output);
+  return output;
 }
 
 }  // namespace

@@ -82,8 +82,8 @@ struct Differences {
 class Checker {
  public:
   Checker(const CheckedFunction& f, const std::vector<V>& inputs, const GradcheckOptions& o,
-          const std::vector<std::string>& names)
-      : f_(f), o_(o), rng_(o.seed) {
+          const std::vector<std::string>& names, const ModuleNamer& modules)
+      : f_(f), o_(o), rng_(o.seed), names_(names), modules_(modules) {
     report_.options = o;
     // Private leaves, so that probing never touches the caller's tensors.
     for (std::size_t i = 0; i < inputs.size(); ++i) {
@@ -112,6 +112,7 @@ class Checker {
     if (o_.check_backward && base_output_.requires_grad()) check_backward();
     if (f32) check_float_path(*f32, *inputs32);
     summarize();
+    localise_ops();
     if (o_.second_order) check_second_order();
     return report_;
   }
@@ -488,6 +489,30 @@ class Checker {
     if (!report_.problems.empty()) report_.passed = false;
   }
 
+  /// Which op is wrong: when the float64 Jacobian failed, or on request.
+  void localise_ops() {
+    bool failed = false;
+    for (auto i : checked_) failed = failed || !report_.inputs[i].passed;
+    if (!o_.localise && !(failed && o_.localise_on_failure)) return;
+    Localisation& l = report_.localisation;
+    l = localise(f_, xs_, names_, o_, modules_);
+    const std::string sampled =
+        l.checked < l.nodes ? " (only " + std::to_string(l.checked) + " of them were checked)" : "";
+    if (l.off_tape)
+      l.verdict = "the composition is wrong: " + l.off_tape_message;
+    else if (l.found)
+      l.verdict = "the rule of op %" + std::to_string(l.failure.node) + " (" + l.failure.op +
+                  ") disagrees with its own forward";
+    else if (failed)
+      l.verdict =
+          "every op's rule agrees with its own forward" + sampled +
+          ", while the whole does not: the composition is wrong (a value that leaves the tape, "
+          "read with value() or changed in place and used again; a custom op that reads a "
+          "Variable it does not list among its inputs; a gradient not summed over every use)";
+    else
+      l.verdict = "every op's rule agrees with its own forward" + sampled;
+  }
+
   void check_second_order() {
     // The gradient function x -> d(r·f)/dx, recorded with create_graph, checked like any f.
     const Array<double> r2 = random_normal(out_shape_, rng_);
@@ -510,7 +535,7 @@ class Checker {
     for (const auto& c : report_.inputs) names.push_back(c.name);
     for (const auto& x : xs_) inputs.emplace_back(x.value(), x.requires_grad());
     report_.second_order = std::make_shared<GradcheckReport>(
-        Checker(gradient, inputs, o2, names).run(nullptr, nullptr));
+        Checker(gradient, inputs, o2, names, modules_).run(nullptr, nullptr));
     if (!report_.second_order->passed) report_.passed = false;
   }
 
@@ -527,6 +552,8 @@ class Checker {
   Array<double> r_, base_;
   std::vector<Array<double>> directions_, analytic_, numeric_;
   std::vector<std::vector<char>> skipped_;  // entries skipped at kinks, per checked input
+  std::vector<std::string> names_;
+  ModuleNamer modules_;
 };
 
 }  // namespace
@@ -534,8 +561,9 @@ class Checker {
 GradcheckReport run_gradcheck(const CheckedFunction& f, const std::vector<V>& inputs,
                               const GradcheckOptions& options,
                               const std::vector<std::string>& names, const FloatFunction* f32,
-                              const std::vector<Variable<float>>* inputs32) {
-  return Checker(f, inputs, options, names).run(f32, inputs32);
+                              const std::vector<Variable<float>>* inputs32,
+                              const ModuleNamer& modules) {
+  return Checker(f, inputs, options, names, modules).run(f32, inputs32);
 }
 
 }  // namespace detail
@@ -569,6 +597,43 @@ void print_float(std::ostream& os, const GradcheckReport& r, const InputCheck& c
        << std::setprecision(10) << ": float32 " << f.value << ", float64 analytic " << f.analytic
        << ", float64 numeric " << f.numeric << std::setprecision(3) << ", tolerance " << f.tolerance
        << "\n";
+}
+
+/// The program's lines from `first` to `last` (numbers of ops), the failing one marked.
+void print_program_lines(std::ostream& os, const Localisation& l, std::size_t first,
+                         std::size_t last, const std::string& indent) {
+  std::istringstream lines(l.program);
+  std::string line;
+  for (std::size_t n = 0; std::getline(lines, line) && n <= last; ++n)
+    if (n >= first) os << indent << (n == l.failure.node ? "  > " : "    ") << line << "\n";
+}
+
+void print_localisation(std::ostream& os, const Localisation& l, const std::string& indent) {
+  if (!l.ran) return;
+  os << indent << "  localisation: " << l.checked << " of " << l.nodes
+     << " ops checked: " << l.sampling << "\n";
+  if (l.kinks)
+    os << indent << "    " << l.kinks
+       << " op inputs skipped at kinks (the rule's value between the one-sided slopes)\n";
+  if (l.unchecked_inputs)
+    os << indent << "    " << l.unchecked_inputs
+       << " op inputs not checked: leaves made inside the function, which a run cannot probe\n";
+  if (l.found) {
+    const NodeFailure& f = l.failure;
+    os << indent << "    op %" << f.node << " `" << f.op << "`";
+    if (!f.module.empty()) os << " in `" << f.module << "`";
+    os << ", inputs ";
+    for (std::size_t i = 0; i < f.input_shapes.size(); ++i)
+      os << (i ? " x " : "") << shape_str(f.input_shapes[i]);
+    os << ": input " << f.input;
+    for (std::size_t i : f.same_as) os << " (and input " << i << ", the same Variable)";
+    os << std::setprecision(10) << ": analytic " << f.analytic << ", numeric " << f.numeric
+       << std::setprecision(3) << ", |difference| " << f.max_abs_error << ", tolerance "
+       << f.tolerance << (f.at_kink ? " (at a kink, outside the one-sided slopes)" : "") << "\n";
+    os << indent << "    where it is in the program (Localisation::program):\n";
+    print_program_lines(os, l, f.node >= 3 ? f.node - 3 : 0, f.node, indent + "    ");
+  }
+  os << indent << "    " << l.verdict << "\n";
 }
 
 void print(std::ostream& os, const GradcheckReport& r, const std::string& indent) {
@@ -619,6 +684,7 @@ void print(std::ostream& os, const GradcheckReport& r, const std::string& indent
        << r.accumulation_error << "; two runs agree: max |g1 - g1'| " << r.repeat_error << "\n";
   for (const auto& n : r.notes) os << indent << "  note: " << n << "\n";
   for (const auto& p : r.problems) os << indent << "  problem: " << p << "\n";
+  print_localisation(os, r.localisation, indent);
   if (r.second_order) {
     os << indent << "  second order (the gradient of the gradient, in float64):\n";
     print(os, *r.second_order, indent + "    ");

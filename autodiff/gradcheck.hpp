@@ -40,6 +40,54 @@ struct GradcheckOptions {
   /// is the largest |float64| entry of that input's Jacobian (or of the output), at least 1e-30.
   double float_atol = 1e-5;
   double float_rtol = 1e-4;  ///< (see float_atol)
+  /// Localise: check every op of the computation alone (see Localisation), even when the whole
+  /// passes. It runs anyway when the float64 check fails, unless localise_on_failure is off.
+  bool localise = false;
+  bool localise_on_failure = true;  ///< (see localise)
+  /// At most this many ops are checked by the localisation; a computation with more is sampled
+  /// evenly (the report says so).
+  std::size_t max_nodes = 1000;
+};
+
+/// The op that the localisation found wrong: the first, in the order the computation ran, whose
+/// own backward rule disagrees with the central difference of that op alone.
+struct NodeFailure {
+  std::size_t node = 0;              ///< its number: "%node" in Localisation::program
+  std::string op;                    ///< the op's name (a custom op's own name)
+  std::string module;                ///< the module it ran in ("block1.attn"), when known
+  std::vector<Shape> input_shapes;   ///< its inputs' shapes
+  std::size_t input = 0;             ///< the input whose gradient is wrong (the first of
+                                     ///< several that are one Variable)
+  std::vector<std::size_t> same_as;  ///< the other inputs that are that same Variable (x * x)
+  double analytic = 0;               ///< the rule's directional derivative ⟨u, J d⟩
+  double numeric = 0;                ///< the central difference of the op alone along d, against u
+  double max_abs_error = 0;          ///< |analytic - numeric|
+  double tolerance = 0;              ///< its tolerance
+  bool at_kink = false;              ///< wrong at a kink: analytic not between the one-sided slopes
+};
+
+/// What the localisation found: every op of the computation (those the output depends on),
+/// each checked alone at the inputs it had (its backward rule against the central difference of
+/// its own forward), in float64, in the order they ran, until the first that fails.
+struct Localisation {
+  bool ran = false;         ///< whether it ran
+  std::size_t nodes = 0;    ///< ops the output depends on
+  std::size_t checked = 0;  ///< ops checked
+  std::size_t kinks = 0;    ///< op inputs skipped at a kink (the rule's value a subgradient)
+  std::size_t unchecked_inputs = 0;  ///< op inputs that could not be perturbed (leaves made
+                                     ///< inside the function)
+  /// An input of an op changed when another was probed, though no recorded op connects them:
+  /// it was computed outside the tape (read with value() and made into a new Variable), and
+  /// the gradient misses that path. The localisation stops there.
+  bool off_tape = false;
+  std::size_t off_tape_node = 0;  ///< the op whose input that is
+  std::string off_tape_message;   ///< which inputs, named as in the program
+  bool found = false;             ///< whether an op failed alone
+  NodeFailure failure;            ///< the first that failed, when found
+  std::string sampling;           ///< what was checked, and how
+  std::string verdict;            ///< what it means for the whole check
+  /// The computation as a program, one line per op: "%37: f64[64,4] = mul(%35, %36)  # block1".
+  std::string program;
 };
 
 /// The float32 path of one input: its float analytic gradient against the float64 analytic and
@@ -106,6 +154,7 @@ struct GradcheckReport {
   double accumulation_error = 0;        ///< max |g2 - 2 g1| after two backward calls
   double repeat_error = 0;              ///< max |g1 - g1'| between two fresh forward+backward runs
   std::shared_ptr<GradcheckReport> second_order;  ///< the second-order check, when asked
+  Localisation localisation;  ///< which op is wrong, when the check failed (or options.localise)
 
   /// Whether the check passed.
   explicit operator bool() const { return passed; }
@@ -120,14 +169,23 @@ namespace detail {
 using CheckedFunction = std::function<Variable<double>(const std::vector<Variable<double>>&)>;
 using FloatFunction = std::function<Variable<float>(const std::vector<Variable<float>>&)>;
 
+/// The dotted path of a module (the address detail::current_module holds), "" when unknown.
+using ModuleNamer = std::function<std::string(const void* module)>;
+
 /// The checker behind gradcheck(): f in float64 against central differences and, when f32 is
 /// given, the float32 path against that float64 reference (inputs32 hold the same values as
-/// inputs, in float).
+/// inputs, in float). `modules` names the modules the localisation meets.
 GradcheckReport run_gradcheck(const CheckedFunction& f, const std::vector<Variable<double>>& inputs,
                               const GradcheckOptions& options,
                               const std::vector<std::string>& names = {},
                               const FloatFunction* f32 = nullptr,
-                              const std::vector<Variable<float>>* inputs32 = nullptr);
+                              const std::vector<Variable<float>>* inputs32 = nullptr,
+                              const ModuleNamer& modules = {});
+
+/// The localisation of f at `inputs` (leaves that it may perturb and restores exactly).
+Localisation localise(const CheckedFunction& f, const std::vector<Variable<double>>& inputs,
+                      const std::vector<std::string>& names, const GradcheckOptions& options,
+                      const ModuleNamer& modules);
 
 template <class F, class V, std::size_t... I>
 auto call_unpacked(F& f, const std::vector<V>& xs, std::index_sequence<I...>) {

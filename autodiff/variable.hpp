@@ -335,6 +335,23 @@ namespace detail {
 
 std::uint64_t next_seq();
 
+/// Sees every op recorded on its thread while installed (tape_observer): the gradient checker's
+/// localisation (gradcheck.cpp) lists a computation's ops this way and perturbs or reads their
+/// values. recorded() may throw to end the computation early.
+template <class T>
+struct TapeObserver {
+  virtual ~TapeObserver() = default;
+  /// Called with each new op's output, its node set and its value computed.
+  virtual void recorded(const Variable<T>& output) = 0;
+};
+/// The observer of this thread (null: none; one thread-local test per recorded op).
+template <class T>
+inline thread_local TapeObserver<T>* tape_observer = nullptr;
+/// The module whose forward runs on this thread while an observer is installed (nn::Module sets
+/// it), so that an observed op can be named by the module it belongs to.
+template <class T>
+inline thread_local const void* current_module = nullptr;
+
 /// Throws when anomaly mode is on and `value` holds NaN or Inf.
 template <class T>
 void check_finite(const Array<T>& value, const char* op, const char* phase,

@@ -1,5 +1,7 @@
 #include "nn/gradcheck.hpp"
 
+#include <unordered_map>
+
 namespace ad::nn {
 
 GradcheckReport gradcheck_module(Module<double>& module, const Variable<double>& x,
@@ -32,7 +34,20 @@ GradcheckReport gradcheck_module(Module<double>& module, const Variable<double>&
     if (before_each) before_each();
     return module.forward(args[0]);
   };
-  return detail::run_gradcheck(f, inputs, options, names);
+  // The dotted path of every module of the tree, for the localisation's report.
+  std::unordered_map<const void*, std::string> paths;
+  std::function<void(const Module<double>&, const std::string&)> walk =
+      [&](const Module<double>& m, const std::string& path) {
+        paths.emplace(&m, path);
+        for (const auto& [name, child] : m.children())
+          walk(*child, path.empty() ? name : path + "." + name);
+      };
+  walk(module, "");
+  detail::ModuleNamer namer = [&paths](const void* m) {
+    auto it = paths.find(m);
+    return it == paths.end() ? std::string() : it->second;
+  };
+  return detail::run_gradcheck(f, inputs, options, names, nullptr, nullptr, namer);
 }
 
 }  // namespace ad::nn

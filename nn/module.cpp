@@ -191,6 +191,7 @@ Variable<T> Sequential<T>::forward(const Variable<T>& x) {
       if (act == Activation::none) {
         y = (*module)(*in);
       } else {
+        detail::ModuleScope<T> scope(module.get());
         y = static_cast<Linear<T>&>(*module).forward(*in, act);
         ++i;
       }

@@ -26,6 +26,23 @@ struct ModuleCall {
 /// Where calls are noted on this thread (null: nowhere; only summary() sets it).
 template <class T>
 inline thread_local std::vector<ModuleCall<T>>* module_calls = nullptr;
+
+/// Makes `module` the current one (detail::current_module) for its lifetime while a tape observer
+/// is installed (the gradient checker's localisation names ops by their module); otherwise
+/// nothing.
+template <class T>
+class ModuleScope {
+ public:
+  explicit ModuleScope(const void* module) : saved_(current_module<T>) {
+    if (tape_observer<T>) current_module<T> = module;
+  }
+  ~ModuleScope() { current_module<T> = saved_; }
+  ModuleScope(const ModuleScope&) = delete;
+  ModuleScope& operator=(const ModuleScope&) = delete;
+
+ private:
+  const void* saved_;
+};
 }  // namespace ad::detail
 
 namespace ad::nn {
@@ -53,6 +70,7 @@ class Module {
   virtual Variable<T> forward(const Variable<T>& x) = 0;
   /// forward(x). (nn::summary sees the calls made this way.)
   Variable<T> operator()(const Variable<T>& x) {
+    detail::ModuleScope<T> scope(this);
     if (!detail::module_calls<T>) return forward(x);
     const std::size_t at = detail::module_calls<T>->size();  // the caller's row before its parts'
     detail::module_calls<T>->push_back({this, {}});

@@ -1,0 +1,387 @@
+// The gradient checker's localisation: which op of a computation has a wrong backward rule.
+//
+// The function runs once under a tape observer that lists every op it records, in order (the
+// ops its backward pass would run, custom ops included, whether or not a program could describe
+// them). Each op the output depends on is then checked alone, at the inputs it had: its rule
+// gives ⟨u, J d⟩ for a random output cotangent u and a random direction d of each input, and the
+// function runs again with ±h·d added to that input (to the output of the op that made it, as it
+// is recorded, or to a leaf in place), up to the op, whose output is read and the run ended.
+// Nothing but the op under test sees a difference between its own forward and its rule.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <unordered_map>
+
+#include "autodiff/gradcheck.hpp"
+#include "autodiff/ops.hpp"
+
+namespace ad::detail {
+
+namespace {
+
+using V = Variable<double>;
+using Impl = VariableImpl<double>;
+constexpr std::size_t none = static_cast<std::size_t>(-1);
+
+Array<double> random_normal(const Shape& shape, std::mt19937_64& rng) {
+  std::normal_distribution<double> normal;
+  Array<double> a = Array<double>::from_shape(shape);
+  for (auto& v : a) v = normal(rng);
+  return a;
+}
+
+double dot(const Array<double>& a, const Array<double>& b) {
+  double s = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) s += a.data()[i] * b.data()[i];
+  return s;
+}
+
+bool same_bits(const Array<double>& a, const Array<double>& b) {
+  return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
+}
+
+/// Installs a tape observer on this thread for its lifetime.
+class Observe {
+ public:
+  explicit Observe(TapeObserver<double>* o) : saved_(tape_observer<double>) {
+    tape_observer<double> = o;
+  }
+  ~Observe() { tape_observer<double> = saved_; }
+  Observe(const Observe&) = delete;
+  Observe& operator=(const Observe&) = delete;
+
+ private:
+  TapeObserver<double>* saved_;
+};
+
+/// Lists every op recorded, with the module it ran in.
+class Lister final : public TapeObserver<double> {
+ public:
+  void recorded(const V& output) override {
+    ops.push_back(output);
+    modules.push_back(current_module<double>);
+  }
+  std::vector<V> ops;
+  std::vector<const void*> modules;
+};
+
+/// Ends a probing run once the op under test has been recorded.
+struct Reached {};
+
+/// One probing run: adds `shift` to the output of op `shift_at` (none: no op) as it is recorded,
+/// puts back the recorded values of the ops in `resets` (the other inputs of the op under test,
+/// which may depend on the shifted value), and keeps the output of op `read_at`, then ends the
+/// run.
+class Prober final : public TapeObserver<double> {
+ public:
+  void recorded(const V& output) override {
+    const std::size_t k = count++;
+    Array<double>& v = output.impl().value;
+    if (k == shift_at) {
+      if (v.shape() != shift->shape()) differs(k, output);
+      v += *shift;
+    }
+    for (const auto& [at, original] : resets)
+      if (k == at) {
+        if (v.shape() != original->shape()) differs(k, output);
+        v = *original;
+      }
+    if (k != read_at) return;
+    op = output.op_name();
+    const auto& inputs = output.impl().node->inputs;
+    if (inputs.size() != expected.size()) differs(k, output);
+    same_input = leaf == nullptr || &inputs[slot].impl() == leaf;
+    for (std::size_t s = 0; s < inputs.size(); ++s)
+      if (expected[s] && !same_bits(inputs[s].value(), *expected[s])) changed = s;
+    value = output.value();
+    throw Reached{};
+  }
+  [[noreturn]] static void differs(std::size_t k, const V& output) {
+    fail("gradcheck localisation: op ", k, " (", output.op_name(),
+         ") has other shapes or inputs on another run: the computation must run the same ops "
+         "every time");
+  }
+  std::size_t count = 0;
+  std::size_t shift_at = none;
+  const Array<double>* shift = nullptr;
+  std::vector<std::pair<std::size_t, const Array<double>*>> resets;
+  std::size_t read_at = none;
+  const Impl* leaf = nullptr;  ///< the leaf input `slot` of op read_at must be (when probed)
+  std::size_t slot = 0;
+  /// The values the inputs of op read_at other than the probed one must have (null: the probed).
+  std::vector<const Array<double>*> expected;
+  const char* op = nullptr;
+  bool same_input = true;
+  std::size_t changed = none;  ///< an input that changed though it should not have
+  Array<double> value;
+};
+
+class Localiser {
+ public:
+  Localiser(const CheckedFunction& f, const std::vector<V>& inputs,
+            const std::vector<std::string>& names, const GradcheckOptions& o,
+            const ModuleNamer& modules)
+      : f_(f), inputs_(inputs), names_(names), o_(o), modules_(modules), rng_(o.seed + 0x5eed) {}
+
+  Localisation run() {
+    report_.ran = true;
+    {
+      Observe on(&list_);
+      GradModeGuard enabled(true);
+      output_ = f_(inputs_);
+    }
+    for (std::size_t k = 0; k < list_.ops.size(); ++k) tape_[&list_.ops[k].impl()] = k;
+    find_needed();
+    write_program();
+    std::vector<std::size_t> chosen = order_;
+    if (chosen.size() > o_.max_nodes) {
+      chosen.clear();
+      for (std::size_t i = 0; i < o_.max_nodes; ++i)
+        chosen.push_back(order_[i * order_.size() / o_.max_nodes]);
+    }
+    std::ostringstream sampling;
+    sampling << "each op checked alone at its recorded inputs, in float64: its rule's ⟨u, J d⟩ "
+                "for a random output cotangent u and a random direction d per input, against "
+                "the central difference of the op's forward along d (eps "
+             << o_.eps << ")";
+    if (chosen.size() < order_.size())
+      sampling << "; " << chosen.size() << " of the " << order_.size()
+               << " ops, evenly spaced (max_nodes " << o_.max_nodes << ")";
+    report_.sampling = sampling.str();
+    for (std::size_t k : chosen) {
+      ++report_.checked;
+      const bool passed = check(k);
+      if (report_.off_tape) break;  // the op's own check is meaningless then
+      if (passed) continue;
+      report_.found = true;
+      break;
+    }
+    return report_;
+  }
+
+ private:
+  /// The ops the output depends on, in the order they ran.
+  void find_needed() {
+    std::vector<char> needed(list_.ops.size(), 0);
+    std::vector<std::size_t> stack;
+    auto visit = [&](const V& v) {
+      auto it = tape_.find(&v.impl());
+      if (it == tape_.end() || needed[it->second]) return;
+      needed[it->second] = 1;
+      stack.push_back(it->second);
+    };
+    visit(output_);
+    while (!stack.empty()) {
+      const std::size_t k = stack.back();
+      stack.pop_back();
+      for (const V& in : list_.ops[k].impl().node->inputs) visit(in);
+    }
+    for (std::size_t k = 0; k < needed.size(); ++k)
+      if (needed[k]) {
+        number_[k] = order_.size();
+        order_.push_back(k);
+      }
+    report_.nodes = order_.size();
+  }
+
+  /// How the program names a value an op reads.
+  std::string name_of(const V& v) {
+    auto it = tape_.find(&v.impl());
+    if (it != tape_.end()) return "%" + std::to_string(number_.at(it->second));
+    for (std::size_t i = 0; i < inputs_.size(); ++i)
+      if (&inputs_[i].impl() == &v.impl())
+        return i < names_.size() && !names_[i].empty() ? names_[i] : "x" + std::to_string(i);
+    auto [at, added] = others_.emplace(&v.impl(), others_.size());
+    (void)added;
+    return (v.requires_grad() ? "p" : "c") + std::to_string(at->second);
+  }
+
+  std::string module_of(std::size_t k) const {
+    return modules_ && list_.modules[k] ? modules_(list_.modules[k]) : std::string();
+  }
+
+  void write_program() {
+    std::ostringstream os;
+    for (std::size_t k : order_) {
+      const V& out = list_.ops[k];
+      os << "%" << number_[k] << ": f64" << shape_str(out.shape()) << " = " << out.op_name() << "(";
+      const auto& ins = out.impl().node->inputs;
+      for (std::size_t i = 0; i < ins.size(); ++i) os << (i ? ", " : "") << name_of(ins[i]);
+      os << ")";
+      const std::string m = module_of(k);
+      if (!m.empty()) os << "  # " << m;
+      os << "\n";
+    }
+    report_.program = os.str();
+  }
+
+  /// ⟨u, output of op k⟩ with h·d added to op k's input `slot` (through the op that made it,
+  /// or in place in a leaf); nothing when that leaf is made anew by each run.
+  std::optional<double> probe(std::size_t k, std::size_t slot, const Array<double>& d, double h,
+                              const Array<double>& u) {
+    const auto& ins = list_.ops[k].impl().node->inputs;
+    const V& in = ins[slot];
+    const Array<double> shift = h * d;
+    Prober p;
+    p.read_at = k;
+    for (const V& other : ins) {
+      const bool probed = &other.impl() == &in.impl();
+      p.expected.push_back(probed ? nullptr : &other.value());
+      auto at = tape_.find(&other.impl());
+      if (!probed && at != tape_.end()) p.resets.emplace_back(at->second, &other.value());
+    }
+    auto producer = tape_.find(&in.impl());
+    Array<double> original;
+    if (producer != tape_.end()) {
+      p.shift_at = producer->second;
+      p.shift = &shift;
+    } else {
+      p.leaf = &in.impl();
+      p.slot = slot;
+      original = in.value();
+      in.impl().value += shift;
+    }
+    try {
+      Observe on(&p);
+      GradModeGuard enabled(true);
+      f_(inputs_);
+    } catch (const Reached&) {
+    } catch (...) {
+      if (p.leaf) in.impl().value = original;
+      throw;
+    }
+    if (p.leaf) in.impl().value = original;
+    if (!p.op)
+      fail("gradcheck localisation: the computation recorded ", p.count,
+           " ops on another run, not reaching op %", number_[k], " (", list_.ops[k].op_name(),
+           "): it must run the same ops every time");
+    if (std::string(p.op) != list_.ops[k].op_name())
+      fail("gradcheck localisation: op %", number_[k], " was ", list_.ops[k].op_name(), " and is ",
+           p.op, " on another run: the computation must run the same ops every time");
+    if (!p.same_input) return std::nullopt;
+    if (p.changed != none && !report_.off_tape) {
+      report_.off_tape = true;
+      report_.off_tape_node = number_[k];
+      report_.off_tape_message =
+          "input " + std::to_string(p.changed) + " (" + name_of(ins[p.changed]) + ") of op %" +
+          std::to_string(number_[k]) + " (" + list_.ops[k].op_name() + ") changes with its input " +
+          std::to_string(slot) + " (" + name_of(in) +
+          ") though no recorded op connects them: it was computed from it outside the tape, "
+          "where no gradient flows";
+    }
+    return dot(u, p.value);
+  }
+
+  double tolerance(double numeric) const { return o_.atol + o_.rtol * std::abs(numeric); }
+
+  /// Checks op k alone; false when its rule is wrong (the report then holds the failure).
+  bool check(std::size_t k) {
+    const V& out = list_.ops[k];
+    const auto& ins = out.impl().node->inputs;
+    // The inputs to probe: those that require grad, one slot for each distinct Variable.
+    std::vector<std::size_t> slots;
+    std::vector<V> wanted;
+    std::vector<std::vector<std::size_t>> same;
+    for (std::size_t i = 0; i < ins.size(); ++i) {
+      if (!ins[i].requires_grad()) continue;
+      bool seen = false;
+      for (std::size_t w = 0; w < wanted.size(); ++w)
+        if (&wanted[w].impl() == &ins[i].impl()) {
+          same[w].push_back(i);
+          seen = true;
+        }
+      if (seen) continue;
+      slots.push_back(i);
+      wanted.push_back(ins[i]);
+      same.emplace_back();
+    }
+    if (slots.empty()) return true;
+    const Array<double> u = random_normal(out.shape(), rng_);
+    std::vector<V> g;
+    {
+      GradModeGuard off(false);
+      g = grad_until(out, wanted, V(u), BackwardOptions{true, false});
+    }
+    const double base = dot(u, out.value());
+    for (std::size_t w = 0; w < slots.size() && !report_.off_tape; ++w) {
+      const Array<double> d = random_normal(wanted[w].shape(), rng_);
+      const double a = dot(g[w].value(), d);
+      const std::size_t slot = slots[w];
+      const double h = o_.eps;
+      const std::optional<double> up = probe(k, slot, d, h, u);
+      if (!up) {
+        ++report_.unchecked_inputs;
+        continue;
+      }
+      double n = (*up - *probe(k, slot, d, -h, u)) / (2 * h);
+      double err = std::abs(a - n);
+      bool at_kink = false;
+      if (!(err <= tolerance(n))) {
+        // Curvature or a kink: the one-sided slopes at h/10 and h/100 tell them apart, as in
+        // the whole check.
+        auto slopes = [&](double step) {
+          const double r = (*probe(k, slot, d, step, u) - base) / step;
+          const double l = (base - *probe(k, slot, d, -step, u)) / step;
+          return std::make_pair(l, r);
+        };
+        const auto [l10, r10] = slopes(h / 10);
+        const auto [l100, r100] = slopes(h / 100);
+        n = 0.5 * (l100 + r100);
+        const double gap10 = std::abs(r10 - l10), gap100 = std::abs(r100 - l100);
+        if (!(gap100 <= tolerance(n) || gap100 <= 0.5 * gap10)) {
+          const double lo = std::min(l100, r100), hi = std::max(l100, r100);
+          if (a >= lo - tolerance(hi) && a <= hi + tolerance(hi)) {
+            ++report_.kinks;
+            continue;
+          }
+          at_kink = true;
+          err = a < lo ? lo - a : a - hi;
+        } else {
+          err = std::abs(a - n);
+        }
+      }
+      if (report_.off_tape || (!at_kink && err <= tolerance(n))) continue;
+      NodeFailure& r = report_.failure;
+      r.node = number_[k];
+      r.op = out.op_name();
+      r.module = module_of(k);
+      for (const V& in : ins) r.input_shapes.push_back(in.shape());
+      r.input = slot;
+      r.same_as = same[w];
+      r.analytic = a;
+      r.numeric = n;
+      r.max_abs_error = err;
+      r.tolerance = tolerance(n);
+      r.at_kink = at_kink;
+      return false;
+    }
+    return true;
+  }
+
+  const CheckedFunction& f_;
+  const std::vector<V>& inputs_;
+  const std::vector<std::string>& names_;
+  const GradcheckOptions& o_;
+  const ModuleNamer& modules_;
+  std::mt19937_64 rng_;
+  Localisation report_;
+  Lister list_;
+  V output_;
+  std::unordered_map<const Impl*, std::size_t> tape_;    // op output -> its place in list_
+  std::unordered_map<std::size_t, std::size_t> number_;  // place in list_ -> program number
+  std::vector<std::size_t> order_;                       // the places of the needed ops
+  std::unordered_map<const Impl*, std::size_t> others_;  // other leaves and constants
+};
+
+}  // namespace
+
+Localisation localise(const CheckedFunction& f, const std::vector<V>& inputs,
+                      const std::vector<std::string>& names, const GradcheckOptions& options,
+                      const ModuleNamer& modules) {
+  return Localiser(f, inputs, names, options, modules).run();
+}
+
+}  // namespace ad::detail
