@@ -37,7 +37,8 @@ struct GradcheckOptions {
   std::size_t max_rows = 256;
   /// Tolerances of the float32 path (float inputs), against the float64 reference: an entry
   /// passes when |float32 - float64| <= float_atol * scale + float_rtol * |float64|, where scale
-  /// is the largest |float64| entry of that input's Jacobian (or of the output), at least 1e-30.
+  /// is the largest |float64| entry of that input's Jacobian (or of the output), at least 1e-30;
+  /// against the float64 numeric value, the float64 check's own tolerance is allowed on top.
   double float_atol = 1e-5;
   double float_rtol = 1e-4;  ///< (see float_atol)
   /// Localise: check every op of the computation alone (see Localisation), even when the whole
