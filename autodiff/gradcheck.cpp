@@ -618,7 +618,7 @@ void print_localisation(std::ostream& os, const Localisation& l, const std::stri
      << " ops checked: " << l.sampling << "\n";
   if (l.kinks)
     os << indent << "    " << l.kinks
-       << " op inputs skipped at kinks (the rule's value between the one-sided slopes)\n";
+       << " op inputs not judged: at a kink along both directions tried\n";
   if (l.unchecked_inputs)
     os << indent << "    " << l.unchecked_inputs
        << " op inputs not checked: leaves made inside the function, which a run cannot probe\n";
@@ -633,7 +633,7 @@ void print_localisation(std::ostream& os, const Localisation& l, const std::stri
     for (std::size_t i : f.same_as) os << " (and input " << i << ", the same Variable)";
     os << std::setprecision(10) << ": analytic " << f.analytic << ", numeric " << f.numeric
        << std::setprecision(3) << ", |difference| " << f.max_abs_error << ", tolerance "
-       << f.tolerance << (f.at_kink ? " (at a kink, outside the one-sided slopes)" : "") << "\n";
+       << f.tolerance << "\n";
     os << indent << "    where it is in the program (Localisation::program):\n";
     print_program_lines(os, l, f.node >= 3 ? f.node - 3 : 0, f.node, indent + "    ");
   }

@@ -64,7 +64,6 @@ struct NodeFailure {
   double numeric = 0;                ///< the central difference of the op alone along d, against u
   double max_abs_error = 0;          ///< |analytic - numeric|
   double tolerance = 0;              ///< its tolerance
-  bool at_kink = false;              ///< wrong at a kink: analytic not between the one-sided slopes
 };
 
 /// What the localisation found: every op of the computation (those the output depends on),
@@ -74,7 +73,7 @@ struct Localisation {
   bool ran = false;         ///< whether it ran
   std::size_t nodes = 0;    ///< ops the output depends on
   std::size_t checked = 0;  ///< ops checked
-  std::size_t kinks = 0;    ///< op inputs skipped at a kink (the rule's value a subgradient)
+  std::size_t kinks = 0;    ///< op inputs not judged: at a kink along both directions tried
   std::size_t unchecked_inputs = 0;  ///< op inputs that could not be perturbed (leaves made
                                      ///< inside the function)
   /// An input of an op changed when another was probed, though no recorded op connects them:

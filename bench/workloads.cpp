@@ -37,6 +37,7 @@
 #include "autodiff/autodiff.hpp"
 #include "autodiff/kernels/gemm.hpp"
 #include "examples/models.hpp"
+#include "nn/gradcheck.hpp"
 #include "nn/nn.hpp"
 
 namespace nn = ad::nn;
@@ -271,6 +272,40 @@ int gradcheck() {
   return 0;
 }
 
+/// The cost of the gradient checker's localisation on the example models, in double: the
+/// char_lm transformer (vocabulary 96, width 128, 4 heads, 2 blocks, sequence 64) or the
+/// fashion_mnist CNN, at batch `batch`, every op checked alone (localise = true; the whole check
+/// in fast mode).
+int localise(const std::string& which, std::size_t batch) {
+  nn::Generator rng(0);
+  std::shared_ptr<nn::Module<double>> model;
+  ad::Array<double> x;
+  if (which == "transformer") {
+    model = std::make_shared<examples::TransformerModelOf<double>>(96, 128, 4, 2, 64, rng);
+    x = ad::Array<double>::from_shape({batch, 64});
+    for (auto& v : x) v = static_cast<double>(rng() % 96);
+  } else if (which == "cnn") {
+    model = examples::make_cnn<double>(rng);
+    x = ad::Array<double>::from_shape({batch, 1, 28, 28});
+    nn::init::normal(x, 0, 1, rng);
+  } else {
+    throw std::invalid_argument("localise: the model is transformer or cnn, not '" + which + "'");
+  }
+  ad::GradcheckOptions o;
+  o.fast = true;
+  o.check_backward = false;
+  o.localise = true;
+  const auto t0 = Clock::now();
+  const ad::GradcheckReport r = nn::gradcheck_module(*model, ad::Variable<double>(x), o);
+  const double s = seconds_since(t0);
+  std::printf(
+      "result workload=localise model=%s batch=%zu seconds=%.2f ops=%zu checked=%zu kinks=%zu "
+      "passed=%d found=%d\n",
+      which.c_str(), batch, s, r.localisation.nodes, r.localisation.checked, r.localisation.kinks,
+      int(r.passed), int(r.localisation.found));
+  return r.passed && !r.localisation.found ? 0 : 1;
+}
+
 /// One product C (m×n) = op(A) (m×k) · op(B) (k×n), row-major, as a layer's step makes it, in
 /// the forward pass or in the backward.
 struct Product {
@@ -498,6 +533,8 @@ int main(int argc, char** argv) {
       return sequence(mode, static_cast<std::size_t>(arg(2, 64)), arg(3, 20),
                       static_cast<int>(arg(4, 1)));
     if (mode == "gradcheck") return gradcheck();
+    if (mode == "localise")
+      return localise(argc > 2 ? argv[2] : "", static_cast<std::size_t>(arg(3, 8)));
     if (mode == "sgemm") return sgemm(static_cast<int>(arg(2, 1)));
     if (mode == "recompute")
       return recompute(static_cast<int>(std::max(1L, arg(2, 5))), static_cast<int>(arg(3, 0)));
@@ -508,6 +545,6 @@ int main(int argc, char** argv) {
   std::fprintf(stderr,
                "usage: workloads mlp|cnn EPOCHS BATCH THREADS | tiny STEPS THREADS | gradcheck | "
                "sgemm THREADS | recompute STEPS SEGMENT | lstm STEPS THREADS | transformer SEQ "
-               "STEPS THREADS | attention SEQ THREADS\n");
+               "STEPS THREADS | attention SEQ THREADS | localise transformer|cnn BATCH\n");
   return 2;
 }

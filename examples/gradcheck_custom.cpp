@@ -1,6 +1,7 @@
 // Defines a custom op (swish) with a hand-written backward, checks it with gradcheck, then shows
-// a deliberately wrong backward caught by the same check. Last, the cost of the numerical
-// gradient (two evaluations per parameter) beside one reverse pass on a small MLP.
+// a deliberately wrong backward caught by the same check, found among the ops of a model (the
+// localisation), and shrunk to its smallest failing input by check_op. Last, the cost of the
+// numerical gradient (two evaluations per parameter) beside one reverse pass on a small MLP.
 #include <boost/program_options.hpp>
 
 #include <algorithm>
@@ -10,6 +11,8 @@
 
 #include "autodiff/autodiff.hpp"
 #include "cli.hpp"
+#include "nn/gradcheck.hpp"
+#include "nn/layers.hpp"
 
 namespace po = boost::program_options;
 
@@ -32,6 +35,13 @@ ad::Variable<T> swish(const ad::Variable<T>& x, bool mistake = false) {
                         });
 }
 
+/// swish as a layer, for a model.
+struct Swish : ad::nn::Module<double> {
+  explicit Swish(bool mistake) : mistake(mistake) {}
+  ad::Variable<double> forward(const ad::Variable<double>& x) override { return swish(x, mistake); }
+  bool mistake;
+};
+
 template <class T>
 ad::Array<T> random_array(const ad::Shape& shape, std::mt19937_64& rng, double scale) {
   std::normal_distribution<double> n(0.0, scale);
@@ -44,7 +54,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-/// The three parts, printed; 0 when the right backward passes and the wrong one fails.
+/// The five parts, printed; 0 when the right backward passes and the wrong one fails, is found
+/// in the model, and is shrunk.
 int run(std::size_t hidden, std::size_t batch, std::uint64_t seed) {
   std::mt19937_64 rng(seed);
   // The user's code is float; gradcheck runs it in double because it is generic over T.
@@ -60,7 +71,26 @@ int run(std::size_t hidden, std::size_t batch, std::uint64_t seed) {
   auto bad = ad::gradcheck([](const auto& x) { return swish(x, true); }, {x});
   std::cout << bad << "\n";
 
-  // 3. Cost: numerical gradient of every parameter of a 4-hidden-3 MLP vs one reverse pass.
+  std::cout << "3. the wrong swish inside a model (a block of two layers, twice): which op is "
+               "wrong\n";
+  namespace nn = ad::nn;
+  nn::Generator init(seed);
+  nn::Sequential<double> model;
+  for (int b = 0; b < 2; ++b) {
+    auto block = std::make_shared<nn::Sequential<double>>();
+    block->add(std::make_shared<nn::Linear<double>>(4, 4, init));
+    block->add(std::make_shared<Swish>(b == 1));
+    model.add(block);
+  }
+  ad::Variable<double> input(random_array<double>({2, 4}, rng, 1.0), true);
+  auto located = nn::gradcheck_module(model, input);
+  std::cout << located << "\n";
+
+  std::cout << "4. the wrong swish on many drawn inputs (check_op), the failure shrunk:\n";
+  auto shrunk = ad::check_op([](const auto& x) { return swish(x, true); }, {ad::InputSpec{}});
+  std::cout << shrunk << "\n";
+
+  // 5. Cost: numerical gradient of every parameter of a 4-hidden-3 MLP vs one reverse pass.
   ad::Variable<double> data(random_array<double>({batch, 4}, rng, 1.0));
   ad::Variable<double> target(random_array<double>({batch, 3}, rng, 1.0));
   std::vector<ad::Variable<double>> params = {
@@ -94,14 +124,16 @@ int run(std::size_t hidden, std::size_t batch, std::uint64_t seed) {
   }
   const double numeric_s = seconds_since(t0);
 
-  std::cout << "3. gradient of a 4-" << hidden << "-3 MLP (" << count << " parameters, batch "
+  std::cout << "5. gradient of a 4-" << hidden << "-3 MLP (" << count << " parameters, batch "
             << batch << "):\n"
             << "   numerical, 2 evaluations per parameter: " << 2 * count << " evaluations, "
             << numeric_s * 1e3 << " ms\n"
             << "   reverse mode, one forward and backward pass (median of 9): " << reverse_s * 1e3
             << " ms (" << numeric_s / reverse_s << "x faster)\n"
             << "   largest difference between the two: " << max_diff << "\n";
-  return good.passed && !bad.passed ? 0 : 1;
+  const bool found = located.localisation.found && located.localisation.failure.op == "swish" &&
+                     located.localisation.failure.module == "1.1" && !shrunk.passed;
+  return good.passed && !bad.passed && found ? 0 : 1;
 }
 
 }  // namespace

@@ -267,6 +267,33 @@ BOOST_AUTO_TEST_CASE(kinks_are_skipped_not_blamed) {
   BOOST_TEST(!r.localisation.found, r);
 }
 
+BOOST_AUTO_TEST_CASE(a_max_pool_over_the_zeros_of_a_relu_is_judged) {
+  // Ties in every pooling window: along a random direction the pool is at a kink; along the
+  // direction keyed by value they stay ties, and its rule is checked there.
+  V x = leaf(uniform({1, 2, 6, 6}, -1, 1, 3));
+  V w = leaf(uniform({3, 2, 3, 3}, -0.5, 0.5, 4));
+  ad::GradcheckOptions o;
+  o.fast = true;
+  o.localise = true;
+  auto r = ad::gradcheck(
+      [](const V& x, const V& w) {
+        return ad::sum(ad::max_pool2d(ad::relu(ad::conv2d(x, w, 1, 1)), 2, 2) * 1.5);
+      },
+      {x, w}, o);
+  BOOST_TEST(r.passed, r);
+  BOOST_TEST(!r.localisation.found, r);
+  BOOST_TEST(r.localisation.kinks == 0u, r);
+  // The case has ties: some window of the relu's output is all zeros.
+  const Array<double> h = ad::relu(ad::conv2d(x, w, 1, 1)).value();
+  std::size_t zero_windows = 0;
+  for (std::size_t c = 0; c < 3; ++c)
+    for (std::size_t i = 0; i < 6; i += 2)
+      for (std::size_t j = 0; j < 6; j += 2)
+        zero_windows += h(0, c, i, j) == 0 && h(0, c, i + 1, j) == 0 && h(0, c, i, j + 1) == 0 &&
+                        h(0, c, i + 1, j + 1) == 0;
+  BOOST_TEST(zero_windows > 0u);
+}
+
 BOOST_AUTO_TEST_CASE(names_the_module_of_the_wrong_op) {
   // A custom module with the planted rule, inside a Sequential inside a Sequential.
   struct Planted : ad::nn::Module<double> {

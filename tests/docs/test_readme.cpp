@@ -160,6 +160,14 @@ BOOST_AUTO_TEST_CASE(checking_gradients) {
   BOOST_TEST(ad::testing::passed(ad::gradcheck([](const auto& x) { return swish(x); }, {z})));
 }
 
+BOOST_AUTO_TEST_CASE(custom_op_checked_on_many_cases) {
+  // README: "Custom ops"
+  ad::InputSpec x;                 // values in [-2, 2]; kinks, a fixed shape, requires_grad: optional
+  auto found = ad::check_op([](const auto& x) { return swish(x); }, {x});
+  std::cout << found;              // "check_op PASSED: 60 cases", or the smallest failing case
+  BOOST_TEST(found.passed);
+}
+
 BOOST_AUTO_TEST_CASE(models_and_training) {
   nn::Generator rng0(1);
   Net net(rng0);

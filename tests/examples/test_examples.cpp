@@ -424,6 +424,8 @@ BOOST_AUTO_TEST_CASE(gradcheck_custom_catches_the_mistake) {
   BOOST_REQUIRE(r.status == 0);  // the right backward passes, the wrong one fails
   BOOST_TEST(r.output.find("gradcheck PASSED") != std::string::npos);
   BOOST_TEST(r.output.find("gradcheck FAILED") != std::string::npos);
+  BOOST_TEST(r.output.find("op %3 `swish` in `1.1`") != std::string::npos);
+  BOOST_TEST(r.output.find("check_op FAILED: gradient") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
