@@ -112,7 +112,7 @@ class Checker {
     if (o_.check_backward && base_output_.requires_grad()) check_backward();
     if (f32) check_float_path(*f32, *inputs32);
     summarize();
-    localise_ops();
+    localise_ops(f32, inputs32);
     if (o_.second_order) check_second_order();
     return report_;
   }
@@ -494,11 +494,27 @@ class Checker {
   }
 
   /// Which op is wrong: when the float64 Jacobian failed, or on request.
-  void localise_ops() {
-    bool failed = false;
-    for (auto i : checked_) failed = failed || !report_.inputs[i].passed;
-    if (!o_.localise && !(failed && o_.localise_on_failure)) return;
+  /// Which op is wrong: when the check failed (in float64, or on the float32 path only: then
+  /// the float ops against their float64 twins), or on request.
+  void localise_ops(const FloatFunction* f32, const std::vector<Variable<float>>* inputs32) {
+    bool failed = false, float_failed = false;
+    for (auto i : checked_) {
+      failed = failed || !report_.inputs[i].passed;
+      float_failed = float_failed || !report_.inputs[i].float32.passed;
+    }
+    const bool float_only = f32 && !failed && (float_failed || !report_.passed);
+    if (!o_.localise && !((failed || float_only) && o_.localise_on_failure)) return;
     Localisation& l = report_.localisation;
+    if (float_only) {
+      std::vector<Variable<float>> x32;
+      for (const auto& in : *inputs32)
+        x32.emplace_back(Array<float>(in.value()), in.requires_grad());
+      l = localise_float(f_, *f32, xs_, x32, o_, modules_);
+      l.verdict = l.found ? "op %" + std::to_string(l.failure.node) + " (" + l.failure.op +
+                                ") is off in float32"
+                          : "every op of the float32 path agrees with its float64 twin";
+      return;
+    }
     l = localise(f_, xs_, names_, o_, modules_);
     const std::string sampled =
         l.checked < l.nodes ? " (only " + std::to_string(l.checked) + " of them were checked)" : "";
@@ -629,13 +645,22 @@ void print_localisation(std::ostream& os, const Localisation& l, const std::stri
     os << ", inputs ";
     for (std::size_t i = 0; i < f.input_shapes.size(); ++i)
       os << (i ? " x " : "") << shape_str(f.input_shapes[i]);
-    os << ": input " << f.input;
+    const bool output = f.float32 && f.input == f.input_shapes.size();
+    if (!output) os << ": input " << f.input;
     for (std::size_t i : f.same_as) os << " (and input " << i << ", the same Variable)";
-    os << std::setprecision(10) << ": analytic " << f.analytic << ", numeric " << f.numeric
-       << std::setprecision(3) << ", |difference| " << f.max_abs_error << ", tolerance "
+    os << std::setprecision(10);
+    if (output)
+      os << ": its output: float32 " << f.analytic << ", float64 " << f.numeric;
+    else if (f.float32)
+      os << ": float32 rule " << f.analytic << ", float64 rule " << f.numeric;
+    else
+      os << ": analytic " << f.analytic << ", numeric " << f.numeric;
+    os << std::setprecision(3) << ", |difference| " << f.max_abs_error << ", tolerance "
        << f.tolerance << "\n";
-    os << indent << "    where it is in the program (Localisation::program):\n";
-    print_program_lines(os, l, f.node >= 3 ? f.node - 3 : 0, f.node, indent + "    ");
+    if (!l.program.empty()) {
+      os << indent << "    where it is in the program (Localisation::program):\n";
+      print_program_lines(os, l, f.node >= 3 ? f.node - 3 : 0, f.node, indent + "    ");
+    }
   }
   os << indent << "    " << l.verdict << "\n";
 }

@@ -64,6 +64,10 @@ struct NodeFailure {
   double numeric = 0;                ///< the central difference of the op alone along d, against u
   double max_abs_error = 0;          ///< |analytic - numeric|
   double tolerance = 0;              ///< its tolerance
+  /// Found on the float32 path: the op run in float on the inputs its float64 twin had; then
+  /// `analytic` is the float value, `numeric` the float64 one, and `input` equal to the number
+  /// of inputs means the output itself (the forward) is off.
+  bool float32 = false;
 };
 
 /// What the localisation found: every op of the computation (those the output depends on),
@@ -186,6 +190,11 @@ GradcheckReport run_gradcheck(const CheckedFunction& f, const std::vector<Variab
 Localisation localise(const CheckedFunction& f, const std::vector<Variable<double>>& inputs,
                       const std::vector<std::string>& names, const GradcheckOptions& options,
                       const ModuleNamer& modules);
+/// The localisation of the float path: f32 op by op against f64 (x32 holds x64's values).
+Localisation localise_float(const CheckedFunction& f64, const FloatFunction& f32,
+                            const std::vector<Variable<double>>& x64,
+                            const std::vector<Variable<float>>& x32,
+                            const GradcheckOptions& options, const ModuleNamer& modules);
 
 template <class F, class V, std::size_t... I>
 auto call_unpacked(F& f, const std::vector<V>& xs, std::index_sequence<I...>) {

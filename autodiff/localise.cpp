@@ -39,47 +39,75 @@ double dot(const Array<double>& a, const Array<double>& b) {
   return s;
 }
 
-bool same_bits(const Array<double>& a, const Array<double>& b) {
-  return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
+template <class T>
+bool same_bits(const Array<T>& a, const Array<T>& b) {
+  return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
 }
 
 /// Installs a tape observer on this thread for its lifetime.
+template <class T>
 class Observe {
  public:
-  explicit Observe(TapeObserver<double>* o) : saved_(tape_observer<double>) {
-    tape_observer<double> = o;
-  }
-  ~Observe() { tape_observer<double> = saved_; }
+  explicit Observe(TapeObserver<T>* o) : saved_(tape_observer<T>) { tape_observer<T> = o; }
+  ~Observe() { tape_observer<T> = saved_; }
   Observe(const Observe&) = delete;
   Observe& operator=(const Observe&) = delete;
 
  private:
-  TapeObserver<double>* saved_;
+  TapeObserver<T>* saved_;
 };
 
 /// Lists every op recorded, with the module it ran in.
-class Lister final : public TapeObserver<double> {
+template <class T>
+class Lister final : public TapeObserver<T> {
  public:
-  void recorded(const V& output) override {
+  void recorded(const Variable<T>& output) override {
     ops.push_back(output);
-    modules.push_back(current_module<double>);
+    modules.push_back(current_module<T>);
   }
-  std::vector<V> ops;
+  std::vector<Variable<T>> ops;
   std::vector<const void*> modules;
 };
+
+/// The ops of `list` that `output` depends on, by their place in it, in the order they ran;
+/// `tape` maps each op's output to its place.
+template <class T>
+std::vector<std::size_t> needed_ops(const Lister<T>& list, const Variable<T>& output,
+                                    std::unordered_map<const VariableImpl<T>*, std::size_t>& tape) {
+  for (std::size_t k = 0; k < list.ops.size(); ++k) tape[&list.ops[k].impl()] = k;
+  std::vector<char> needed(list.ops.size(), 0);
+  std::vector<std::size_t> stack;
+  auto visit = [&](const Variable<T>& v) {
+    auto it = tape.find(&v.impl());
+    if (it == tape.end() || needed[it->second]) return;
+    needed[it->second] = 1;
+    stack.push_back(it->second);
+  };
+  visit(output);
+  while (!stack.empty()) {
+    const std::size_t k = stack.back();
+    stack.pop_back();
+    for (const Variable<T>& in : list.ops[k].impl().node->inputs) visit(in);
+  }
+  std::vector<std::size_t> order;
+  for (std::size_t k = 0; k < needed.size(); ++k)
+    if (needed[k]) order.push_back(k);
+  return order;
+}
 
 /// Ends a probing run once the op under test has been recorded.
 struct Reached {};
 
 /// One probing run: adds `shift` to the output of op `shift_at` (none: no op) as it is recorded,
-/// puts back the recorded values of the ops in `resets` (the other inputs of the op under test,
-/// which may depend on the shifted value), and keeps the output of op `read_at`, then ends the
-/// run.
-class Prober final : public TapeObserver<double> {
+/// puts the given values into the outputs of the ops in `resets` (the other inputs of the op
+/// under test, which may depend on the shifted value), and keeps the output of op `read_at`,
+/// then ends the run.
+template <class T>
+class Prober final : public TapeObserver<T> {
  public:
-  void recorded(const V& output) override {
+  void recorded(const Variable<T>& output) override {
     const std::size_t k = count++;
-    Array<double>& v = output.impl().value;
+    Array<T>& v = output.impl().value;
     if (k == shift_at) {
       if (v.shape() != shift->shape()) differs(k, output);
       v += *shift;
@@ -96,28 +124,39 @@ class Prober final : public TapeObserver<double> {
     same_input = leaf == nullptr || &inputs[slot].impl() == leaf;
     for (std::size_t s = 0; s < inputs.size(); ++s)
       if (expected[s] && !same_bits(inputs[s].value(), *expected[s])) changed = s;
-    value = output.value();
+    value = output;
     throw Reached{};
   }
-  [[noreturn]] static void differs(std::size_t k, const V& output) {
+  [[noreturn]] static void differs(std::size_t k, const Variable<T>& output) {
     fail("gradcheck localisation: op ", k, " (", output.op_name(),
          ") has other shapes or inputs on another run: the computation must run the same ops "
          "every time");
   }
   std::size_t count = 0;
   std::size_t shift_at = none;
-  const Array<double>* shift = nullptr;
-  std::vector<std::pair<std::size_t, const Array<double>*>> resets;
+  const Array<T>* shift = nullptr;
+  std::vector<std::pair<std::size_t, const Array<T>*>> resets;
   std::size_t read_at = none;
-  const Impl* leaf = nullptr;  ///< the leaf input `slot` of op read_at must be (when probed)
+  const VariableImpl<T>* leaf = nullptr;  ///< the leaf input `slot` of op read_at must be
   std::size_t slot = 0;
   /// The values the inputs of op read_at other than the probed one must have (null: the probed).
-  std::vector<const Array<double>*> expected;
+  std::vector<const Array<T>*> expected;
   const char* op = nullptr;
   bool same_input = true;
   std::size_t changed = none;  ///< an input that changed though it should not have
-  Array<double> value;
+  Variable<T> value;           ///< op read_at's output, with its node
 };
+
+/// Runs f under observer `o` until it ends (or the op of a Prober is reached).
+template <class T, class F>
+void observed_run(const F& f, const std::vector<Variable<T>>& inputs, TapeObserver<T>* o) {
+  try {
+    Observe<T> on(o);
+    GradModeGuard enabled(true);
+    f(inputs);
+  } catch (const Reached&) {
+  }
+}
 
 class Localiser {
  public:
@@ -129,12 +168,13 @@ class Localiser {
   Localisation run() {
     report_.ran = true;
     {
-      Observe on(&list_);
+      Observe<double> on(&list_);
       GradModeGuard enabled(true);
       output_ = f_(inputs_);
     }
-    for (std::size_t k = 0; k < list_.ops.size(); ++k) tape_[&list_.ops[k].impl()] = k;
-    find_needed();
+    order_ = needed_ops(list_, output_, tape_);
+    for (std::size_t i = 0; i < order_.size(); ++i) number_[order_[i]] = i;
+    report_.nodes = order_.size();
     write_program();
     std::vector<std::size_t> chosen = order_;
     if (chosen.size() > o_.max_nodes) {
@@ -163,30 +203,6 @@ class Localiser {
   }
 
  private:
-  /// The ops the output depends on, in the order they ran.
-  void find_needed() {
-    std::vector<char> needed(list_.ops.size(), 0);
-    std::vector<std::size_t> stack;
-    auto visit = [&](const V& v) {
-      auto it = tape_.find(&v.impl());
-      if (it == tape_.end() || needed[it->second]) return;
-      needed[it->second] = 1;
-      stack.push_back(it->second);
-    };
-    visit(output_);
-    while (!stack.empty()) {
-      const std::size_t k = stack.back();
-      stack.pop_back();
-      for (const V& in : list_.ops[k].impl().node->inputs) visit(in);
-    }
-    for (std::size_t k = 0; k < needed.size(); ++k)
-      if (needed[k]) {
-        number_[k] = order_.size();
-        order_.push_back(k);
-      }
-    report_.nodes = order_.size();
-  }
-
   /// How the program names a value an op reads.
   std::string name_of(const V& v) {
     auto it = tape_.find(&v.impl());
@@ -225,7 +241,7 @@ class Localiser {
     const auto& ins = list_.ops[k].impl().node->inputs;
     const V& in = ins[slot];
     const Array<double> shift = h * d;
-    Prober p;
+    Prober<double> p;
     p.read_at = k;
     for (const V& other : ins) {
       const bool probed = &other.impl() == &in.impl();
@@ -245,10 +261,7 @@ class Localiser {
       in.impl().value += shift;
     }
     try {
-      Observe on(&p);
-      GradModeGuard enabled(true);
-      f_(inputs_);
-    } catch (const Reached&) {
+      observed_run(f_, inputs_, &p);
     } catch (...) {
       if (p.leaf) in.impl().value = original;
       throw;
@@ -272,7 +285,7 @@ class Localiser {
           ") though no recorded op connects them: it was computed from it outside the tape, "
           "where no gradient flows";
     }
-    return dot(u, p.value);
+    return dot(u, p.value.value());
   }
 
   double tolerance(double numeric) const { return o_.atol + o_.rtol * std::abs(numeric); }
@@ -397,7 +410,7 @@ class Localiser {
   const ModuleNamer& modules_;
   std::mt19937_64 rng_;
   Localisation report_;
-  Lister list_;
+  Lister<double> list_;
   V output_;
   std::unordered_map<const Impl*, std::size_t> tape_;    // op output -> its place in list_
   std::unordered_map<std::size_t, std::size_t> number_;  // place in list_ -> program number
@@ -405,7 +418,165 @@ class Localiser {
   std::unordered_map<const Impl*, std::size_t> others_;  // other leaves and constants
 };
 
+/// The float path op by op: each op of the float run, given exactly the inputs its float64
+/// twin had (rounded to float), against that twin: its output and its rule's ⟨u, J d⟩.
+class FloatLocaliser {
+ public:
+  FloatLocaliser(const CheckedFunction& f64, const FloatFunction& f32, const std::vector<V>& x64,
+                 const std::vector<Variable<float>>& x32, const GradcheckOptions& o,
+                 const ModuleNamer& modules)
+      : f64_(f64),
+        f32_(f32),
+        x64_(x64),
+        x32_(x32),
+        o_(o),
+        modules_(modules),
+        rng_(o.seed + 0xf32) {}
+
+  Localisation run() {
+    Localisation report;
+    report.ran = true;
+    V y64;
+    Variable<float> y32;
+    {
+      Observe<double> on(&list64_);
+      GradModeGuard enabled(true);
+      y64 = f64_(x64_);
+    }
+    {
+      Observe<float> on(&list32_);
+      GradModeGuard enabled(true);
+      y32 = f32_(x32_);
+    }
+    const std::vector<std::size_t> order64 = needed_ops(list64_, y64, tape64_);
+    const std::vector<std::size_t> order32 = needed_ops(list32_, y32, tape32_);
+    report.nodes = order64.size();
+    std::ostringstream sampling;
+    sampling << "the float32 path op by op: each op run in float on the inputs its float64 twin "
+                "had (rounded to float), its output and its rule's ⟨u, J d⟩ against the twin's "
+                "(pass within float_atol·scale + float_rtol·|value|)";
+    report.sampling = sampling.str();
+    bool same = order32.size() == order64.size();
+    for (std::size_t i = 0; same && i < order64.size(); ++i)
+      same = std::string(list64_.ops[order64[i]].op_name()) == list32_.ops[order32[i]].op_name();
+    if (!same) {
+      report.sampling += "; not done: the float and the float64 runs recorded different ops";
+      return report;
+    }
+    for (std::size_t i = 0; i < order64.size(); ++i) {
+      ++report.checked;
+      if (check(i, order64[i], order32[i], report.failure)) continue;
+      report.found = true;
+      break;
+    }
+    return report;
+  }
+
+ private:
+  double tolerance(double scale, double value) const {
+    return o_.float_atol * std::max(scale, 1e-30) + o_.float_rtol * std::abs(value);
+  }
+
+  /// Op `number` (list64_[k64], list32_[k32]): false when its float forward or rule is off.
+  bool check(std::size_t number, std::size_t k64, std::size_t k32, NodeFailure& r) {
+    const V& out64 = list64_.ops[k64];
+    const auto& ins64 = out64.impl().node->inputs;
+    Prober<float> p;
+    p.read_at = k32;
+    std::vector<Array<float>> rounded;
+    rounded.reserve(ins64.size());
+    const auto& ins32 = list32_.ops[k32].impl().node->inputs;
+    if (ins32.size() != ins64.size()) return true;
+    for (std::size_t s = 0; s < ins64.size(); ++s) {
+      rounded.emplace_back(ins64[s].value());
+      p.expected.push_back(nullptr);
+      auto at = tape32_.find(&ins32[s].impl());
+      if (at != tape32_.end()) p.resets.emplace_back(at->second, &rounded.back());
+    }
+    observed_run(f32_, x32_, &p);
+    if (!p.value.defined()) return true;
+    auto fill = [&](std::size_t input, double got, double want, double tol) {
+      r.node = number;
+      r.op = out64.op_name();
+      r.module = modules_ && list64_.modules[k64] ? modules_(list64_.modules[k64]) : "";
+      for (const V& in : ins64) r.input_shapes.push_back(in.shape());
+      r.input = input;
+      r.float32 = true;
+      r.analytic = got;
+      r.numeric = want;
+      r.max_abs_error = std::abs(got - want);
+      r.tolerance = tol;
+      return false;
+    };
+    // The forward.
+    const Array<double>& o64 = out64.value();
+    const Array<float>& o32 = p.value.value();
+    double scale = 0;
+    for (double v : o64) scale = std::max(scale, std::abs(v));
+    for (std::size_t e = 0; e < o64.size(); ++e) {
+      const double want = o64.data()[e], got = o32.data()[e];
+      if (std::isnan(want) && std::isnan(got)) continue;
+      if (!(std::abs(got - want) <= tolerance(scale, want)))
+        return fill(ins64.size(), got, want, tolerance(scale, want));
+    }
+    // The rule, for one random cotangent and one direction per input that requires grad.
+    std::vector<std::size_t> slots;
+    std::vector<V> w64;
+    std::vector<Variable<float>> w32;
+    const auto& held32 = p.value.impl().node->inputs;
+    for (std::size_t s = 0; s < ins64.size(); ++s) {
+      if (!ins64[s].requires_grad() || !held32[s].requires_grad()) continue;
+      bool seen = false;
+      for (const V& v : w64) seen = seen || &v.impl() == &ins64[s].impl();
+      if (seen) continue;
+      slots.push_back(s);
+      w64.push_back(ins64[s]);
+      w32.push_back(held32[s]);
+    }
+    if (slots.empty()) return true;
+    const Array<double> u = random_normal(out64.shape(), rng_);
+    std::vector<V> g64;
+    std::vector<Variable<float>> g32;
+    {
+      GradModeGuard off(false);
+      g64 = grad_until(out64, w64, V(u), BackwardOptions{true, false});
+      g32 =
+          grad_until(p.value, w32, Variable<float>(Array<float>(u)), BackwardOptions{false, false});
+    }
+    for (std::size_t w = 0; w < slots.size(); ++w) {
+      const Array<double> d = random_normal(w64[w].shape(), rng_);
+      double want = 0, got = 0, magnitude = 0;
+      for (std::size_t e = 0; e < d.size(); ++e) {
+        want += g64[w].value().data()[e] * d.data()[e];
+        got += static_cast<double>(g32[w].value().data()[e]) * d.data()[e];
+        magnitude += std::abs(g64[w].value().data()[e] * d.data()[e]);
+      }
+      if (!(std::abs(got - want) <= tolerance(magnitude, want)))
+        return fill(slots[w], got, want, tolerance(magnitude, want));
+    }
+    return true;
+  }
+
+  const CheckedFunction& f64_;
+  const FloatFunction& f32_;
+  const std::vector<V>& x64_;
+  const std::vector<Variable<float>>& x32_;
+  const GradcheckOptions& o_;
+  const ModuleNamer& modules_;
+  std::mt19937_64 rng_;
+  Lister<double> list64_;
+  Lister<float> list32_;
+  std::unordered_map<const VariableImpl<double>*, std::size_t> tape64_;
+  std::unordered_map<const VariableImpl<float>*, std::size_t> tape32_;
+};
+
 }  // namespace
+
+Localisation localise_float(const CheckedFunction& f64, const FloatFunction& f32,
+                            const std::vector<V>& x64, const std::vector<Variable<float>>& x32,
+                            const GradcheckOptions& options, const ModuleNamer& modules) {
+  return FloatLocaliser(f64, f32, x64, x32, options, modules).run();
+}
 
 Localisation localise(const CheckedFunction& f, const std::vector<V>& inputs,
                       const std::vector<std::string>& names, const GradcheckOptions& options,
