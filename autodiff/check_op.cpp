@@ -287,6 +287,10 @@ class OpChecker {
     }
     for (const auto& p : r.problems)
       if (p.find("float32") != std::string::npos) f32_failed = true;
+    bool only_kinks = !f64_failed && !f32_failed && !(r.second_order && !r.second_order->passed);
+    for (const auto& p : r.problems)
+      only_kinks = only_kinks && p.find("every entry is at a kink") != std::string::npos;
+    if (only_kinks) return std::nullopt;  // a case at a kink of two inputs (maximum's tie)
     if (f64_failed)
       property = "gradient";
     else if (f32_failed)

@@ -334,7 +334,7 @@ def scaled_dot_product_attention(q, k, v, mask=None, causal=False, scale=0.0, he
 
     s = split(q, d) @ np.swapaxes(split(k, d), -1, -2) * (scale or 1.0 / math.sqrt(d))
     if mask is not None:  # mask broadcasts to (..., H, Lq, Lk), or (..., Lq, Lk) for one head
-        s = s + (np.expand_dims(mask, -3) if heads == 1 else mask)
+        s = s + (np.expand_dims(mask, -3) if heads == 1 and mask.ndim >= 2 else mask)
     if causal:
         s = np.where(np.triu(np.ones((lq, lk), dtype=bool), 1), -np.inf, s)
     p = np.exp(s - np.max(s, axis=-1, keepdims=True))
