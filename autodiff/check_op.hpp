@@ -31,7 +31,7 @@ struct CheckOpOptions {
   std::uint64_t seed = 0;  ///< of the draws
   /// Drawn shapes: of rank 0 to max_rank, extents 1 to max_extent (0 sometimes when `empty`).
   std::size_t max_rank = 3;
-  std::size_t max_extent = 4;
+  std::size_t max_extent = 4;  ///< (see max_rank)
   /// Drawn shapes broadcast against each other (leading axes dropped, axes of 1); off, every
   /// input with a drawn shape gets the same one.
   bool broadcast = true;
