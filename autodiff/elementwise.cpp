@@ -66,6 +66,17 @@ Variable<T> inside(const Variable<T>& x, T lo, T hi) {
   return Variable<T>(kernels::unary(x.value(), [lo, hi](T v) { return inside(v, lo, hi); }));
 }
 
+/// [lo < x < hi]: hardtanh's slope, 0 at its bounds (as PyTorch's; clamp's is 1 there).
+template <class T>
+T strictly_inside(T x, T lo, T hi) {
+  return T(x > lo && x < hi);
+}
+template <class T>
+Variable<T> strictly_inside(const Variable<T>& x, T lo, T hi) {
+  return Variable<T>(
+      kernels::unary(x.value(), [lo, hi](T v) { return strictly_inside(v, lo, hi); }));
+}
+
 /// a where x > 0, else b (NaN x: b).
 template <class T>
 T if_positive(T x, T a, T b) {
@@ -73,10 +84,7 @@ T if_positive(T x, T a, T b) {
 }
 template <class T>
 Variable<T> if_positive(const Variable<T>& x, const Variable<T>& a, const Variable<T>& b) {
-  Mask m = Mask::from_shape(x.shape());
-  const T* px = x.value().data();
-  for (std::size_t i = 0; i < m.size(); ++i) m.data()[i] = px[i] > 0;
-  return ad::where(m, a, b);
+  return ad::where(kernels::unary(x.value(), [](T v) { return v > 0; }), a, b);
 }
 
 /// 1/(1+e^-x) for x >= 0 and e^x/(1+e^x) otherwise: no overflow either way.
@@ -303,7 +311,17 @@ Variable<T> elu(const Variable<T>& a, double alpha) {
 
 template <class T>
 Variable<T> hardtanh(const Variable<T>& a, double lo, double hi) {
-  return clamp(a, lo, hi);
+  if (!(lo <= hi)) fail("hardtanh: lower bound ", lo, " is above upper bound ", hi);
+  const T l = static_cast<T>(lo), h = static_cast<T>(hi);
+  return unary(
+      "hardtanh",
+      [&] {
+        return kernels::unary(a.value(), [l, h](T x) { return x < l ? l : (x > h ? h : x); });
+      },
+      a,
+      // d/da = g*[lo < a < hi]: 0 at the bounds, as in PyTorch
+      [l, h](const auto& g, const auto& x, const auto&) { return g * strictly_inside(x, l, h); },
+      "lo", lo, "hi", hi);
 }
 
 template <class T>
@@ -435,6 +453,8 @@ Replays<T> elementwise_replays() {
       {"softplus", [](const In& x, const A&) { return softplus(x.at(0)); }},
       {"clamp",
        [](const In& x, const A& a) { return clamp(x.at(0), a.number("lo"), a.number("hi")); }},
+      {"hardtanh",
+       [](const In& x, const A& a) { return hardtanh(x.at(0), a.number("lo"), a.number("hi")); }},
       {"erf", [](const In& x, const A&) { return erf(x.at(0)); }},
       {"sin", [](const In& x, const A&) { return sin(x.at(0)); }},
       {"cos", [](const In& x, const A&) { return cos(x.at(0)); }},

@@ -242,18 +242,25 @@ Variable<T> norm(const Variable<T>& a, double p, const std::vector<long>& axes, 
         if (!(p > 0)) fail("norm: p must be > 0 (or infinity), got ", p);
         if (std::isinf(p)) return max(abs(a), axes, keepdims);
         if (p == 1) return sum(abs(a), axes, keepdims);
-        if (p != 2) return pow(sum(pow(abs(a), p), axes, keepdims), 1.0 / p);
-        Shape keep = kernels::keepdims_shape(a.shape(), axes, "norm");
-        Array<T> y = kernels::sum_to(kernels::unary(a.value(), [](T x) { return x * x; }), keep);
-        for (auto& v : y) v = std::sqrt(v);
+        const Shape keep = kernels::keepdims_shape(a.shape(), axes, "norm");
+        const T q = static_cast<T>(p);
+        Array<T> y = kernels::sum_to(
+            kernels::unary(a.value(),
+                           [q](T x) { return q == 2 ? x * x : std::pow(std::abs(x), q); }),
+            keep);
+        for (auto& v : y) v = q == 2 ? std::sqrt(v) : std::pow(v, 1 / q);
         Variable<T> kept =
-            make_op<T>("norm", std::move(y), {a}, [](const BackwardContext<T>& c) -> Grads<T> {
-              // d/da = g*a/y, and 0 where y = 0 (the zero vector's subgradient, as in PyTorch)
-              Mask positive = Mask::from_shape(c.output.shape());
-              for (std::size_t i = 0; i < positive.size(); ++i)
-                positive.data()[i] = c.output.value().data()[i] > 0;
-              Variable<T> y = ad::where(positive, c.output, scalar(T(1)));
-              return {c.input(0) * ad::where(positive, c.grad / y, scalar(T(0)))};
+            make_op<T>("norm", std::move(y), {a}, [p](const BackwardContext<T>& c) -> Grads<T> {
+              // d/da = g·sign(a)·|a|^(p−1) / y^(p−1) (g·a/y for p = 2), and 0 where y = 0 (the
+              // zero vector's subgradient, as in PyTorch)
+              const Mask positive = kernels::unary(c.output.value(), [](T v) { return v > 0; });
+              const Variable<T> y = ad::where(positive, c.output, scalar(T(1)));
+              const Variable<T>& x = c.input(0);
+              if (p == 2) return {x * ad::where(positive, c.grad / y, scalar(T(0)))};
+              const Variable<T> sign(
+                  kernels::unary(x.value(), [](T v) { return T((v > 0) - (v < 0)); }));
+              return {sign * pow(abs(x), p - 1) *
+                      ad::where(positive, c.grad / pow(y, p - 1), scalar(T(0)))};
             });
         return finish(kept, a.shape(), axes, keepdims, "norm");
       },

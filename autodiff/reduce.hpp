@@ -52,12 +52,13 @@ Variable<T> squared_distance(const Variable<T>& a, const Variable<T>& b, double 
 template <class T>
 Variable<T> var(const Variable<T>& a, const std::vector<long>& axes = {}, double correction = 1.0,
                 bool keepdims = false);
-/// Standard deviation: sqrt(var(a, axes, correction)). Its gradient is infinite where it is 0.
+/// Standard deviation: sqrt(var(a, axes, correction)). Where it is 0 (every value reduced equal)
+/// its gradient is NaN (0/0, as in PyTorch).
 template <class T>
 Variable<T> std(const Variable<T>& a, const std::vector<long>& axes = {}, double correction = 1.0,
                 bool keepdims = false);
-/// The p-norm over `axes` (all when empty): (Σ |a|^p)^(1/p) for p > 0, max |a| for p = ∞. For
-/// p = 2 the gradient at a zero vector is 0 (a subgradient); for other p it follows pow and abs.
+/// The p-norm over `axes` (all when empty): (Σ |a|^p)^(1/p) for p > 0, max |a| for p = ∞. The
+/// gradient at a zero vector is 0 for every p (a subgradient, as in PyTorch).
 template <class T>
 Variable<T> norm(const Variable<T>& a, double p = 2.0, const std::vector<long>& axes = {},
                  bool keepdims = false);

@@ -460,7 +460,7 @@ class Exporter {
       set(add_node("LeakyRelu", in, out), "alpha", float(a.number("slope")));
     } else if (op == "elu") {
       set(add_node("Elu", in, out), "alpha", float(a.number("alpha")));
-    } else if (op == "clamp") {
+    } else if (op == "clamp" || op == "hardtanh") {
       add("Clip", {in[0], number(a.number("lo")), number(a.number("hi"))}, out);
     } else if (op == "lstm_cell") {
       // c' = σ(f)·c + σ(i)·tanh(g), h' = σ(o)·tanh(c'), out = [h', c']

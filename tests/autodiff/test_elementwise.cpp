@@ -138,10 +138,17 @@ BOOST_AUTO_TEST_CASE(derivatives_at_kinks_follow_the_documented_choice) {
   V a = leaf(Array<double>{0.0, 0.0});
   ad::sum(ad::relu(a) + ad::abs(a)).backward();
   BOOST_TEST(a.grad().value()(0) == 0.0);
+  // At their bounds clamp's gradient is 1 and hardtanh's 0, as in PyTorch.
   V c = leaf(Array<double>{-1.0, 1.0});
   ad::sum(ad::clamp(c, -1.0, 1.0)).backward();
   BOOST_TEST(c.grad().value()(0) == 1.0);
   BOOST_TEST(c.grad().value()(1) == 1.0);
+  V h = leaf(Array<double>{-1.0, 1.0, 0.5});
+  ad::sum(ad::hardtanh(h)).backward();
+  BOOST_TEST(h.grad().value()(0) == 0.0);
+  BOOST_TEST(h.grad().value()(1) == 0.0);
+  BOOST_TEST(h.grad().value()(2) == 1.0);
+  BOOST_CHECK_THROW(ad::hardtanh(V(Array<double>{1.0}), 1.0, 0.0), ad::Error);
 }
 
 BOOST_AUTO_TEST_CASE(float_values_match_double) {

@@ -81,6 +81,10 @@ BOOST_AUTO_TEST_CASE(variance_and_standard_deviation) {
   BOOST_TEST(ad::var(x, {}, 0.0).item() == 1.25, tt::tolerance(1e-15));
   BOOST_TEST(ad::std(x, {}, 0.0).item() == std::sqrt(1.25), tt::tolerance(1e-15));
   BOOST_TEST(std::isnan(ad::var(V(Array<double>{2.0})).item()));  // 0 / (1 − 1), as NumPy
+  // Where std is 0 its gradient is NaN (0/0), as in PyTorch.
+  V same = leaf(Array<double>{2.0, 2.0, 2.0});
+  ad::std(same).backward();
+  for (double g : same.grad().value()) BOOST_TEST(std::isnan(g));
 }
 
 BOOST_AUTO_TEST_CASE(norms) {
@@ -94,11 +98,18 @@ BOOST_AUTO_TEST_CASE(norms) {
   BOOST_TEST(ad::norm(x).item() == 5.0);
   BOOST_TEST(ad::norm(x, 1.0).item() == 7.0);
   BOOST_TEST(ad::norm(x, HUGE_VAL).item() == 4.0);
-  // The 2-norm of a zero row has gradient 0 there (not NaN); the other row's is x/|x|.
-  V z = leaf(Array<double>{{0.0, 0.0}, {3.0, 4.0}});
-  ad::sum(ad::norm(z, 2.0, {1})).backward();
-  BOOST_TEST(
-      ad::test::all_close(z.grad().value(), Array<double>{{0.0, 0.0}, {0.6, 0.8}}, 1e-15, 0));
+  // The norm of a zero row has gradient 0 there (not NaN, as in PyTorch) for every p; the other
+  // row's is sign(x)·|x|^(p−1)/|x|_p^(p−1) (x/|x| for p = 2).
+  for (double p : {0.5, 1.5, 2.0, 3.0, HUGE_VAL}) {
+    V z = leaf(Array<double>{{0.0, 0.0}, {3.0, -4.0}});
+    ad::sum(ad::norm(z, p, {1})).backward();
+    const double n = std::isinf(p) ? 4.0 : std::pow(std::pow(3.0, p) + std::pow(4.0, p), 1 / p);
+    const Array<double> want =
+        std::isinf(p)
+            ? Array<double>{{0.0, 0.0}, {0.0, -1.0}}
+            : Array<double>{{0.0, 0.0}, {std::pow(3.0 / n, p - 1), -std::pow(4.0 / n, p - 1)}};
+    BOOST_TEST(ad::test::all_close(z.grad().value(), want, 1e-14, 0), "p = " << p);
+  }
   BOOST_CHECK_THROW(ad::norm(x, 0.0), ad::Error);
   BOOST_CHECK_THROW(ad::norm(x, -1.0), ad::Error);
 }
