@@ -259,8 +259,8 @@ Variable<T> norm(const Variable<T>& a, double p, const std::vector<long>& axes, 
               if (p == 2) return {x * ad::where(positive, c.grad / y, scalar(T(0)))};
               const Variable<T> sign(
                   kernels::unary(x.value(), [](T v) { return T((v > 0) - (v < 0)); }));
-              return {sign * pow(abs(x), p - 1) *
-                      ad::where(positive, c.grad / pow(y, p - 1), scalar(T(0)))};
+              return {ad::where(positive, sign * pow(abs(x), p - 1) * (c.grad / pow(y, p - 1)),
+                                scalar(T(0)))};
             });
         return finish(kept, a.shape(), axes, keepdims, "norm");
       },
