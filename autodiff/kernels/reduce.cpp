@@ -23,27 +23,82 @@ void check_reducible(const Shape& from, const Shape& to, const char* op) {
 
 }  // namespace
 
+namespace {
+
+/// Σ x[i·step] for i < n, pairwise: blocks of 16 in order, then halves added, so that rounding
+/// grows as log n rather than n (NumPy's and PyTorch's way), in one fixed order.
+template <class T>
+T pairwise_sum(const T* x, std::size_t n, std::ptrdiff_t step) {
+  if (n <= 16) {
+    T acc = 0;
+    for (std::size_t i = 0; i < n; ++i) acc += x[static_cast<std::ptrdiff_t>(i) * step];
+    return acc;
+  }
+  const std::size_t half = n / 2;
+  return pairwise_sum(x, half, step) +
+         pairwise_sum(x + static_cast<std::ptrdiff_t>(half) * step, n - half, step);
+}
+
+/// Adds the block of a (extents `block` from `pa`, strides `sa`) into out (strides `so`, 0 along
+/// the reduced axes): a run along reduced axes is summed pairwise, runs in order.
+template <class T>
+void add_block(const T* pa, const Shape& block, const Strides& sa, T* po, const Strides& so) {
+  for_each_run(block, std::array<Strides, 2>{so, sa},
+               [&](const auto& off, std::size_t n, const auto& step) {
+                 T* o = po + off[0];
+                 const T* x = pa + off[1];
+                 if (step[0] == 0) {
+                   *o += pairwise_sum(x, n, step[1]);
+                 } else if (step[0] == 1 && step[1] == 1) {
+                   for (std::size_t i = 0; i < n; ++i) o[i] += x[i];
+                 } else {
+                   for (std::size_t i = 0; i < n; ++i) o[i * step[0]] += x[i * step[1]];
+                 }
+               });
+}
+
+/// Sums the block of a into `out` (zeros of the reduced shape), pairwise also across runs: while
+/// more than 16 runs would be added in turn into each output element (the reduced axes that a
+/// run does not cover), the longest of those axes is halved and the halves summed apart.
+template <class T>
+void sum_block(const T* pa, const Shape& block, const Strides& sa, Array<T>& out, const Strides& so,
+               const std::vector<std::size_t>& across) {
+  std::size_t count = 1, k = across.empty() ? 0 : across[0];
+  for (std::size_t d : across) {
+    count *= block[d];
+    if (block[d] > block[k]) k = d;
+  }
+  if (count <= 16 || block[k] <= 1) {
+    add_block(pa, block, sa, out.data(), so);
+    return;
+  }
+  Shape left = block, right = block;
+  left[k] = block[k] / 2;
+  right[k] = block[k] - left[k];
+  sum_block(pa, left, sa, out, so, across);
+  Array<T> part = xt::zeros<T>(out.shape());
+  sum_block(pa + static_cast<std::ptrdiff_t>(left[k]) * sa[k], right, sa, part, so, across);
+  T* po = out.data();
+  const T* pp = part.data();
+  for (std::size_t i = 0; i < out.size(); ++i) po[i] += pp[i];
+}
+
+}  // namespace
+
 template <class T>
 Array<T> sum_to(const Array<T>& a, const Shape& shape) {
   check_reducible(a.shape(), shape, "sum_to");
   if (same_shape(a.shape(), shape)) return a;
   Array<T> out = xt::zeros<T>(shape);
-  T* po = out.data();
-  const T* pa = a.data();
-  std::array<Strides, 2> st{broadcast_strides(shape, a.shape()), contiguous_strides(a.shape())};
-  for_each_run(a.shape(), st, [&](const auto& off, std::size_t n, const auto& step) {
-    T* o = po + off[0];
-    const T* x = pa + off[1];
-    if (step[0] == 0) {
-      T acc = 0;
-      for (std::size_t i = 0; i < n; ++i) acc += x[i * step[1]];
-      *o += acc;
-    } else if (step[0] == 1 && step[1] == 1) {
-      for (std::size_t i = 0; i < n; ++i) o[i] += x[i];
-    } else {
-      for (std::size_t i = 0; i < n; ++i) o[i * step[0]] += x[i * step[1]];
-    }
-  });
+  const Strides so = broadcast_strides(shape, a.shape()), sa = contiguous_strides(a.shape());
+  // The reduced axes before the innermost axis that is kept: the runs that for_each_run makes
+  // cover the reduced axes after it, and are added in turn along these.
+  std::size_t inner = a.dimension();
+  while (inner > 0 && so[inner - 1] == 0) --inner;
+  std::vector<std::size_t> across;
+  for (std::size_t d = 0; d < inner; ++d)
+    if (so[d] == 0 && a.shape()[d] > 1) across.push_back(d);
+  sum_block(a.data(), a.shape(), sa, out, so, across);
   return out;
 }
 
