@@ -57,7 +57,8 @@ Variable<T> cos(const Variable<T>& a);
 /// a for a > 0, alpha * (e^a - 1) otherwise (ELU).
 template <class T>
 Variable<T> elu(const Variable<T>& a, double alpha = 1.0);
-/// clamp(a, lo, hi) under the name of the activation (defaults -1, 1).
+/// clamp(a, lo, hi) as an activation (defaults -1, 1), with PyTorch's gradient: 0 at the bounds
+/// (clamp's is 1 there).
 template <class T>
 Variable<T> hardtanh(const Variable<T>& a, double lo = -1.0, double hi = 1.0);
 /// a * sigmoid(a) (SiLU, also called swish).

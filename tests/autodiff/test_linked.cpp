@@ -3,6 +3,11 @@
 // instead of in a user's program.
 #include <boost/test/unit_test.hpp>
 
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <string>
+
 #include "helpers.hpp"
 
 namespace {
@@ -93,7 +98,30 @@ std::vector<Fn> ops() {
           &ad::attention_weights<T>),
       address<V (*)(const V&, const V&, const V&, const V&, const V&, const V&, const V&)>(
           &ad::lstm<T>),
+      address<Unary>(&ad::sin<T>),
+      address<Unary>(&ad::cos<T>),
+      address<V (*)(const V&, double)>(&ad::elu<T>),
+      address<V (*)(const V&, double, double)>(&ad::hardtanh<T>),
+      address<Unary>(&ad::silu<T>),
+      address<Unary>(&ad::mish<T>),
+      address<Unary>(&ad::logsigmoid<T>),
+      address<V (*)(const V&, const V&, const V&)>(&ad::lstm_cell<T>),
+      address<V (*)(const V&, const std::vector<long>&, double, bool)>(&ad::var<T>),
+      address<V (*)(const V&, const std::vector<long>&, double, bool)>(&ad::std<T>),
+      address<V (*)(const V&, double, const std::vector<long>&, bool)>(&ad::norm<T>),
+      address<V (*)(const V&, long, bool)>(&ad::cumsum<T>),
+      address<ad::Index (*)(const V&, long, bool)>(&ad::argmax<T>),
+      address<ad::Index (*)(const V&, long, bool)>(&ad::argmin<T>),
+      address<V (*)(const V&, long, size_t)>(&ad::select<T>),
   };
+}
+
+/// The whole text of a file of the source tree.
+std::string source(const std::string& path) {
+  std::ifstream in(std::string(AD_SOURCE_DIR) + "/" + path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
 }
 
 }  // namespace
@@ -107,6 +135,25 @@ BOOST_AUTO_TEST_CASE(every_public_op_for_float_and_double) {
     BOOST_TEST(f[i] != nullptr);
     BOOST_TEST(d[i] != nullptr);
   }
+}
+
+BOOST_AUTO_TEST_CASE(every_op_declared_in_the_op_headers_is_listed_here) {
+  // An op added to a header but not to ops() above fails here: the list cannot go stale.
+  const std::string here = source("tests/autodiff/test_linked.cpp");
+  const std::regex declaration(R"(\n(?:Variable<T>|Index) ([a-z_0-9]+)\()");
+  std::size_t declared = 0;
+  for (const char* header : {"arithmetic", "attention", "conv", "elementwise", "linalg",
+                             "recurrent", "reduce", "shape"}) {
+    const std::string text = source(std::string("autodiff/") + header + ".hpp");
+    BOOST_REQUIRE(!text.empty());
+    for (std::sregex_iterator it(text.begin(), text.end(), declaration), end; it != end; ++it) {
+      ++declared;
+      const std::string name = (*it)[1];
+      BOOST_TEST(here.find("&ad::" + name + "<T>") != std::string::npos,
+                 "ad::" << name << " (autodiff/" << header << ".hpp) is not in ops()");
+    }
+  }
+  BOOST_TEST(declared > 80u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
