@@ -27,7 +27,7 @@
 #include "nn/nn.hpp"
 
 namespace nn = ad::nn;
-namespace dist = ad::dist;
+namespace dist = ad::distributed;
 using F = ad::Variable<float>;
 using Clock = std::chrono::steady_clock;
 

@@ -8,7 +8,7 @@
 
 #include "autodiff/error.hpp"
 
-namespace ad::dist {
+namespace ad::distributed {
 
 namespace {
 
@@ -94,4 +94,4 @@ int run(int& argc, char**& argv, const std::function<int(Communicator&)>& progra
   }
 }
 
-}  // namespace ad::dist
+}  // namespace ad::distributed

@@ -7,9 +7,9 @@
 #include <functional>
 #include <string>
 
-#include "nn/trainer.hpp"
+#include "nn/collective.hpp"
 
-namespace ad::dist {
+namespace ad::distributed {
 
 /// MPI_COMM_WORLD as the processes of one run. It is also the trainer's nn::Collective: the
 /// trainer sums its per-epoch figures with it and lets only rank 0 print and write.
@@ -53,4 +53,4 @@ class Communicator : public nn::Collective {
 /// hangs. Returns the program's exit status.
 int run(int& argc, char**& argv, const std::function<int(Communicator&)>& program);
 
-}  // namespace ad::dist
+}  // namespace ad::distributed

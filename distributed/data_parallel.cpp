@@ -15,7 +15,7 @@
 
 #include "autodiff/ops.hpp"
 
-namespace ad::dist {
+namespace ad::distributed {
 
 namespace {
 
@@ -250,4 +250,4 @@ template class DataParallel<double>;
 template Variable<float> all_reduce_sum(const Variable<float>&, Communicator&);
 template Variable<double> all_reduce_sum(const Variable<double>&, Communicator&);
 
-}  // namespace ad::dist
+}  // namespace ad::distributed

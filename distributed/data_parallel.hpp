@@ -17,7 +17,7 @@
 #include "nn/module.hpp"
 #include "nn/trainer.hpp"
 
-namespace ad::dist {
+namespace ad::distributed {
 
 /// How DataParallel sums the gradients.
 struct DataParallelOptions {
@@ -104,4 +104,4 @@ class DataParallel {
 template <class T>
 Variable<T> all_reduce_sum(const Variable<T>& v, Communicator& comm);
 
-}  // namespace ad::dist
+}  // namespace ad::distributed

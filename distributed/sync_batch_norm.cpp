@@ -3,7 +3,7 @@
 #include "autodiff/ops.hpp"
 #include "distributed/data_parallel.hpp"
 
-namespace ad::dist {
+namespace ad::distributed {
 
 template <class T>
 typename nn::BatchNorm<T>::Statistics sync_statistics(const Variable<T>& x,
@@ -33,4 +33,4 @@ template class SyncBatchNorm1d<double>;
 template class SyncBatchNorm2d<float>;
 template class SyncBatchNorm2d<double>;
 
-}  // namespace ad::dist
+}  // namespace ad::distributed

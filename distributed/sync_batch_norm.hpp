@@ -6,7 +6,7 @@
 #include "distributed/communicator.hpp"
 #include "nn/layers.hpp"
 
-namespace ad::dist {
+namespace ad::distributed {
 
 /// BatchNorm with statistics over every process's batch. (Plain BatchNorm in a data-parallel run
 /// normalises each process's shard by its own statistics, as PyTorch's DDP does.)
@@ -53,4 +53,4 @@ typename nn::BatchNorm<T>::Statistics sync_statistics(const Variable<T>& x,
                                                       const std::vector<long>& axes,
                                                       Communicator& comm);
 
-}  // namespace ad::dist
+}  // namespace ad::distributed

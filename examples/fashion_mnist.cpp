@@ -22,8 +22,8 @@ using F = ad::Variable<float>;
 namespace {
 
 #ifdef AD_WITH_MPI
-using Parallel = ad::dist::Communicator;
-using DataParallel = ad::dist::DataParallel<float>;
+using Parallel = ad::distributed::Communicator;
+using DataParallel = ad::distributed::DataParallel<float>;
 std::unique_ptr<DataParallel> make_data_parallel(nn::Module<float>& model, Parallel* comm) {
   return comm ? std::make_unique<DataParallel>(model, *comm) : nullptr;
 }
@@ -268,7 +268,7 @@ int main(int argc, char** argv) {
   return examples::run_program("fashion_mnist", argc, argv, desc, [&] {
     if (!o.distributed && !examples::under_mpirun()) return run(o, nullptr);
 #ifdef AD_WITH_MPI
-    return ad::dist::run(argc, argv, [&](ad::dist::Communicator& comm) { return run(o, &comm); });
+    return ad::distributed::run(argc, argv, [&](ad::distributed::Communicator& comm) { return run(o, &comm); });
 #else
     throw ad::Error("--distributed needs a build with MPI (install libopenmpi-dev and rebuild)");
 #endif

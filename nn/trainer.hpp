@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "nn/checkpoint.hpp"
+#include "nn/collective.hpp"
 #include "nn/data.hpp"
 #include "nn/module.hpp"
 #include "nn/optim.hpp"
@@ -83,17 +84,6 @@ struct TrainerOptions {
   /// Called on resume with the checkpoint's meta values before anything is loaded; it throws to
   /// refuse them (with a message that says what differs).
   std::function<void(const Meta&)> check_meta;
-};
-
-/// How the processes of a data-parallel run combine what each computed (distributed/ implements
-/// it over MPI; nn/ does not depend on MPI). Without one, a trainer is a single process.
-class Collective {
- public:
-  virtual ~Collective() = default;
-  /// Whether this process prints and writes files (rank 0).
-  virtual bool is_root() const = 0;
-  /// Sums `values` over every process, in place.
-  virtual void sum(double* values, std::size_t n) = 0;
 };
 
 /// Trains a model. A run is reproducible: the same seeds give bit-identical weights on the same

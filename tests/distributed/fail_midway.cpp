@@ -58,14 +58,14 @@ int main(int argc, char** argv) {
     std::cerr << "usage: fail_midway CHECKPOINT | fail_midway --check CHECKPOINT\n";
     return 2;
   }
-  return ad::dist::run(argc, argv, [&](ad::dist::Communicator& comm) {
+  return ad::distributed::run(argc, argv, [&](ad::distributed::Communicator& comm) {
     Setup s;
     nn::LoaderOptions lo;
     lo.batch_size = 30;
     lo.shard = static_cast<std::size_t>(comm.rank());
     lo.shards = static_cast<std::size_t>(comm.size());
     nn::DataLoader<float> loader(data(), lo);
-    ad::dist::DataParallel<float> dp(s.model, comm);
+    ad::distributed::DataParallel<float> dp(s.model, comm);
     nn::SGD<float> opt(dp.parameters(), nn::SGDOptions{0.1, 0.9});
     nn::Trainer<float> trainer(s.model, opt, ce, options(argv[1], std::cout));
     dp.attach(trainer);

@@ -36,10 +36,10 @@ const auto loss = [](const ad::Variable<float>& out, const ad::Variable<float>& 
 
 // clang-format off
 int main(int argc, char** argv) {
-  return ad::dist::run(argc, argv, [&](ad::dist::Communicator& comm) {
+  return ad::distributed::run(argc, argv, [&](ad::distributed::Communicator& comm) {
     nn::Generator rng(1);
     auto model = make_model(rng);                   // built the same way on every rank
-    ad::dist::DataParallel<float> dp(*model, comm); // rank 0's parameters and buffers everywhere
+    ad::distributed::DataParallel<float> dp(*model, comm); // rank 0's parameters and buffers everywhere
 
     nn::LoaderOptions lo;
     lo.batch_size = 96;                             // the global batch

@@ -13,7 +13,7 @@
 #include "nn/nn.hpp"
 
 namespace nn = ad::nn;
-namespace dist = ad::dist;
+namespace dist = ad::distributed;
 using ad::Array;
 using V = ad::Variable<float>;
 
