@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "examples/swish.hpp"
 #include "helpers.hpp"
 
 namespace tt = boost::test_tools;
@@ -11,26 +12,7 @@ using ad::test::leaf;
 using ad::test::uniform;
 using ad::testing::passed;
 using V = ad::Variable<double>;
-
-namespace {
-
-/// swish(x) = x * sigmoid(x), as a custom op with a hand-written backward. With `mistake` the
-/// derivative drops a term, the kind of slip gradcheck exists to catch.
-template <class T>
-ad::Variable<T> swish(const ad::Variable<T>& x, bool mistake = false) {
-  ad::Array<T> s = 1.0 / (1.0 + xt::exp(-x.value()));
-  ad::Array<T> y = x.value() * s;
-  return ad::make_op<T>("swish", std::move(y), {x},
-                        [mistake](const ad::BackwardContext<T>& c) -> ad::Grads<T> {
-                          // d/dx = g * (s + x s (1 - s))
-                          const auto& x = c.input(0);
-                          auto s = ad::sigmoid(x);
-                          if (mistake) return {c.grad * s};
-                          return {c.grad * (s + x * s * (1.0 - s))};
-                        });
-}
-
-}  // namespace
+using examples::swish;
 
 BOOST_AUTO_TEST_SUITE(gradcheck)
 
