@@ -98,8 +98,9 @@ std::string array_literal(const Array<double>& a, bool f32) {
   return os.str();
 }
 
-/// The first `n` entries of `a` along `axis` (n 0 on a removed axis: index 0, without the axis).
-Array<double> first(const Array<double>& a, std::size_t axis, std::size_t n, bool remove) {
+/// Entries start..start+n of `a` along `axis`; with `remove`, entry `start` without the axis.
+Array<double> part(const Array<double>& a, std::size_t axis, std::size_t start, std::size_t n,
+                   bool remove) {
   Shape s = a.shape();
   if (remove)
     s.erase(s.begin() + static_cast<std::ptrdiff_t>(axis));
@@ -112,7 +113,21 @@ Array<double> first(const Array<double>& a, std::size_t axis, std::size_t n, boo
   const std::size_t keep = remove ? 1 : n, extent = a.shape()[axis];
   for (std::size_t o = 0; o < outer; ++o)
     for (std::size_t k = 0; k < keep; ++k)
-      std::copy_n(a.data() + (o * extent + k) * inner, inner, out.data() + (o * keep + k) * inner);
+      std::copy_n(a.data() + (o * extent + start + k) * inner, inner,
+                  out.data() + (o * keep + k) * inner);
+  return out;
+}
+
+/// The windows (start, length) of an axis of `extent` that shrinking tries: every single entry,
+/// and the first and the last half and all but one.
+std::vector<std::pair<std::size_t, std::size_t>> windows(std::size_t extent) {
+  std::vector<std::pair<std::size_t, std::size_t>> out;
+  for (std::size_t i = 0; i < extent; ++i) out.emplace_back(i, 1);
+  for (std::size_t n : {extent / 2, extent - 1})
+    if (n > 1 && n < extent)
+      for (std::size_t start : {std::size_t(0), extent - n})
+        if (std::find(out.begin(), out.end(), std::make_pair(start, n)) == out.end())
+          out.emplace_back(start, n);
   return out;
 }
 
@@ -406,12 +421,18 @@ class OpChecker {
         drawn.push_back(i);
         rank = std::max(rank, c.x[i].dimension());
       }
-    // The leading axis of the full shape, removed (index 0 kept).
+    // The leading axis of the full shape removed, one of its entries kept.
     if (rank > 0) {
-      Case s = c;
+      std::size_t extent = 1;
       for (std::size_t i : drawn)
-        if (s.x[i].dimension() == rank) s.x[i] = first(s.x[i], 0, 0, true);
-      out.push_back(s);
+        if (c.x[i].dimension() == rank) extent = std::max(extent, c.x[i].shape()[0]);
+      for (std::size_t at = 0; at < extent; ++at) {
+        Case s = c;
+        for (std::size_t i : drawn)
+          if (s.x[i].dimension() == rank)
+            s.x[i] = part(s.x[i], 0, std::min(at, s.x[i].shape()[0] - 1), 1, true);
+        out.push_back(s);
+      }
     }
     // An axis of the full shape made shorter, in every input that has it longer than 1.
     for (std::size_t t = 0; t < rank; ++t) {
@@ -420,13 +441,12 @@ class OpChecker {
         if (c.x[i].dimension() > t)
           extent = std::max(extent, c.x[i].shape()[c.x[i].dimension() - 1 - t]);
       if (extent <= 1) continue;
-      for (std::size_t n : {std::size_t(1), extent / 2, extent - 1}) {
-        if (n == 0 || n >= extent) continue;
+      for (const auto& [start, n] : windows(extent)) {
         Case s = c;
         for (std::size_t i : drawn) {
           const std::size_t d = s.x[i].dimension();
           if (d > t && s.x[i].shape()[d - 1 - t] == extent)
-            s.x[i] = first(s.x[i], d - 1 - t, n, false);
+            s.x[i] = part(s.x[i], d - 1 - t, start, n, false);
         }
         out.push_back(s);
       }
@@ -435,14 +455,17 @@ class OpChecker {
     if (o_.broadcast)
       for (std::size_t i : drawn)
         for (std::size_t a = 0; a < c.x[i].dimension(); ++a) {
-          Case s = c;
-          if (c.x[i].shape()[a] > 1)
-            s.x[i] = first(c.x[i], a, 1, false);
-          else if (a == 0 && c.x[i].shape()[0] == 1)
-            s.x[i] = first(c.x[i], 0, 0, true);
-          else
-            continue;
-          out.push_back(s);
+          if (c.x[i].shape()[a] > 1) {
+            for (std::size_t at = 0; at < c.x[i].shape()[a]; ++at) {
+              Case s = c;
+              s.x[i] = part(c.x[i], a, at, 1, false);
+              out.push_back(s);
+            }
+          } else if (a == 0) {
+            Case s = c;
+            s.x[i] = part(c.x[i], 0, 0, 1, true);
+            out.push_back(s);
+          }
         }
     if (c.f32 && property != "float32") {
       Case s = c;
