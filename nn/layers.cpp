@@ -7,36 +7,11 @@
 
 namespace ad::nn {
 
-// ---- Linear
+// ---- Layers with a weight: Linear (the convolutions below)
 
 template <class T>
-Linear<T>::Linear(std::size_t in, std::size_t out, Generator& rng, bool bias) {
-  const double bound = 1.0 / std::sqrt(static_cast<double>(std::max<std::size_t>(in, 1)));
-  Array<T> w = Array<T>::from_shape({out, in});
-  init::uniform(w, -bound, bound, rng);
-  weight_ = this->register_parameter("weight", std::move(w));
-  if (bias) {
-    Array<T> b = Array<T>::from_shape({out});
-    init::uniform(b, -bound, bound, rng);
-    bias_ = this->register_parameter("bias", std::move(b));
-  }
-}
-
-template <class T>
-Variable<T> Linear<T>::forward(const Variable<T>& x) {
-  return linear(x, weight(), bias());
-}
-
-template <class T>
-Variable<T> Linear<T>::forward(const Variable<T>& x, Activation act) {
-  return linear(x, weight(), bias(), act);
-}
-
-// ---- Convolutions
-
-template <class T>
-void ConvBase<T>::add_parameters(Shape weight_shape, std::size_t bias_size, std::size_t fan_in,
-                                 Generator& rng, bool with_bias) {
+void WeightedLayer<T>::add_parameters(Shape weight_shape, std::size_t bias_size, std::size_t fan_in,
+                                      Generator& rng, bool with_bias) {
   const double bound = 1.0 / std::sqrt(static_cast<double>(std::max<std::size_t>(fan_in, 1)));
   Array<T> w = Array<T>::from_shape(weight_shape);
   init::uniform(w, -bound, bound, rng);
@@ -47,6 +22,23 @@ void ConvBase<T>::add_parameters(Shape weight_shape, std::size_t bias_size, std:
     bias_ = this->register_parameter("bias", std::move(b));
   }
 }
+
+template <class T>
+Linear<T>::Linear(std::size_t in, std::size_t out, Generator& rng, bool bias) {
+  this->add_parameters({out, in}, out, in, rng, bias);
+}
+
+template <class T>
+Variable<T> Linear<T>::forward(const Variable<T>& x) {
+  return linear(x, this->weight(), this->bias());
+}
+
+template <class T>
+Variable<T> Linear<T>::forward(const Variable<T>& x, Activation act) {
+  return linear(x, this->weight(), this->bias(), act);
+}
+
+// ---- Convolutions
 
 namespace {
 
@@ -352,7 +344,7 @@ Variable<T> Softmax<T>::forward(const Variable<T>& x) {
 
 #define AD_INSTANTIATE(T)            \
   template class Linear<T>;          \
-  template class ConvBase<T>;        \
+  template class WeightedLayer<T>;   \
   template class Conv2d<T>;          \
   template class Conv1d<T>;          \
   template class ConvTranspose2d<T>; \

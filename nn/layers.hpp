@@ -15,34 +15,10 @@
 
 namespace ad::nn {
 
-/// y = x·Wᵀ + b with W (out, in) and b (out): one GEMM forward and one per gradient backward.
-/// Initialised like PyTorch: W and b from U(±1/√in).
+/// What the layers with a weight share (Linear and the convolutions): the weight and an optional
+/// bias, registered as "weight" and "bias" and drawn like PyTorch's from U(±1/√fan_in).
 template <class T = float>
-class Linear : public Module<T> {
- public:
-  /// A layer from `in` to `out` features, initialised from `rng`.
-  Linear(std::size_t in, std::size_t out, Generator& rng, bool bias = true);
-  /// The layer applied to x.
-  Variable<T> forward(const Variable<T>& x) override;
-  /// act(the layer applied to x), in one op (ad::linear with an Activation).
-  Variable<T> forward(const Variable<T>& x, Activation act);
-  /// The weight.
-  Variable<T>& weight() { return this->parameter(weight_); }
-  /// The bias; an undefined Variable (defined() is false) when built without one.
-  Variable<T>& bias() { return has_bias() ? this->parameter(bias_) : no_bias_; }
-  /// Whether the layer has a bias.
-  bool has_bias() const { return bias_ != none; }
-
- private:
-  static constexpr std::size_t none = ~std::size_t{0};
-  std::size_t weight_, bias_ = none;  ///< positions in the registry
-  Variable<T> no_bias_;
-};
-
-/// What the convolution layers share: a weight and an optional bias (registered as "weight" and
-/// "bias"), drawn like PyTorch's from U(±1/√fan_in).
-template <class T = float>
-class ConvBase : public Module<T> {
+class WeightedLayer : public Module<T> {
  public:
   /// The weight.
   Variable<T>& weight() { return this->parameter(weight_); }
@@ -62,11 +38,24 @@ class ConvBase : public Module<T> {
   Variable<T> no_bias_;
 };
 
+/// y = x·Wᵀ + b with W (out, in) and b (out): one GEMM forward and one per gradient backward.
+/// Initialised like PyTorch: W and b from U(±1/√in).
+template <class T = float>
+class Linear : public WeightedLayer<T> {
+ public:
+  /// A layer from `in` to `out` features, initialised from `rng`.
+  Linear(std::size_t in, std::size_t out, Generator& rng, bool bias = true);
+  /// The layer applied to x.
+  Variable<T> forward(const Variable<T>& x) override;
+  /// act(the layer applied to x), in one op (ad::linear with an Activation).
+  Variable<T> forward(const Variable<T>& x, Activation act);
+};
+
 /// 2-D convolution of (N, C, H, W) with a (out, in/groups, kh, kw) kernel, strides, zero padding
 /// and dilations per axis, and groups (ad::ConvOptions); initialised like PyTorch:
 /// U(±1/√(in/groups·kh·kw)).
 template <class T = float>
-class Conv2d : public ConvBase<T> {
+class Conv2d : public WeightedLayer<T> {
  public:
   /// A layer from `in_channels` to `out_channels` with a kernel × kernel window.
   Conv2d(std::size_t in_channels, std::size_t out_channels, std::size_t kernel, Generator& rng,
@@ -85,7 +74,7 @@ class Conv2d : public ConvBase<T> {
 /// 1-D convolution of (N, C, L) with a (out, in/groups, k) kernel, stride, zero padding, dilation
 /// and groups, as PyTorch's Conv1d (a Conv2d over a height of 1); initialised U(±1/√(in/groups·k)).
 template <class T = float>
-class Conv1d : public ConvBase<T> {
+class Conv1d : public WeightedLayer<T> {
  public:
   /// A layer from `in_channels` to `out_channels` with a window of `kernel`.
   Conv1d(std::size_t in_channels, std::size_t out_channels, std::size_t kernel, Generator& rng,
@@ -103,7 +92,7 @@ class Conv1d : public ConvBase<T> {
 /// output (N, out, (H − 1)·stride − 2·padding + k + output_padding, likewise for W), with
 /// output_padding < stride. Initialised like PyTorch: U(±1/√(out·k·k)).
 template <class T = float>
-class ConvTranspose2d : public ConvBase<T> {
+class ConvTranspose2d : public WeightedLayer<T> {
  public:
   /// A layer from `in_channels` to `out_channels` with a kernel × kernel window.
   ConvTranspose2d(std::size_t in_channels, std::size_t out_channels, std::size_t kernel,
