@@ -77,9 +77,57 @@ void Optimizer<T>::step() {
   }
 }
 
+namespace {
+
+/// An option that a parameter group may set for itself: its name, where the group sets it, and
+/// the field of the optimizer's options it replaces. One table per optimizer says both which
+/// options its groups may set and how they override its own.
+template <class O>
+struct GroupField {
+  const char* name;
+  std::optional<double> GroupOptions::*group;
+  double O::*own;
+};
+
+/// `o` with the fields that group options `g` set.
+template <class O, std::size_t N>
+O with_group(O o, const GroupOptions& g, const GroupField<O> (&fields)[N]) {
+  for (const auto& f : fields)
+    if (g.*f.group) o.*f.own = *(g.*f.group);
+  return o;
+}
+
+/// The names of `fields`, and `more`.
+template <class O, std::size_t N>
+std::vector<const char*> names(const GroupField<O> (&fields)[N],
+                               std::vector<const char*> more = {}) {
+  for (const auto& f : fields) more.push_back(f.name);
+  return more;
+}
+
+using G = GroupOptions;
+constexpr GroupField<SGDOptions> sgd_fields[] = {
+    {"weight_decay", &G::weight_decay, &SGDOptions::weight_decay},
+    {"momentum", &G::momentum, &SGDOptions::momentum},
+    {"dampening", &G::dampening, &SGDOptions::dampening}};
+constexpr GroupField<AdamOptions> adam_fields[] = {
+    {"weight_decay", &G::weight_decay, &AdamOptions::weight_decay},
+    {"beta1", &G::beta1, &AdamOptions::beta1},
+    {"beta2", &G::beta2, &AdamOptions::beta2},
+    {"eps", &G::eps, &AdamOptions::eps}};
+constexpr GroupField<RMSPropOptions> rmsprop_fields[] = {
+    {"weight_decay", &G::weight_decay, &RMSPropOptions::weight_decay},
+    {"momentum", &G::momentum, &RMSPropOptions::momentum},
+    {"eps", &G::eps, &RMSPropOptions::eps},
+    {"alpha", &G::alpha, &RMSPropOptions::alpha}};
+constexpr GroupField<AdagradOptions> adagrad_fields[] = {
+    {"weight_decay", &G::weight_decay, &AdagradOptions::weight_decay},
+    {"eps", &G::eps, &AdagradOptions::eps}};
+
+}  // namespace
+
 template <class T>
-void Optimizer<T>::allow_options(const char* name,
-                                 std::initializer_list<const char*> allowed) const {
+void Optimizer<T>::allow_options(const char* name, const std::vector<const char*>& allowed) const {
   auto allows = [&](const char* option) {
     for (const char* a : allowed)
       if (std::string(a) == option) return true;
@@ -128,7 +176,7 @@ SGD<T>::SGD(std::vector<Variable<T>> params, const SGDOptions& o)
 template <class T>
 SGD<T>::SGD(std::vector<ParamGroup<T>> groups, const SGDOptions& o)
     : Optimizer<T>(std::move(groups), o.lr, "SGD"), o_(o) {
-  this->allow_options("SGD", {"weight_decay", "momentum", "dampening", "nesterov"});
+  this->allow_options("SGD", names(sgd_fields, {"nesterov"}));
   for (std::size_t g = 0; g < this->groups().size(); ++g) {
     const SGDOptions go = options(g);
     if (go.nesterov && (go.momentum <= 0 || go.dampening != 0))
@@ -144,11 +192,8 @@ SGD<T>::SGD(std::shared_ptr<FlatParameters<T>> flat, const SGDOptions& o)
 
 template <class T>
 SGDOptions SGD<T>::options(std::size_t group) const {
-  SGDOptions o = o_;
   const GroupOptions& g = this->groups_at(group).options;
-  o.weight_decay = g.weight_decay.value_or(o.weight_decay);
-  o.momentum = g.momentum.value_or(o.momentum);
-  o.dampening = g.dampening.value_or(o.dampening);
+  SGDOptions o = with_group(o_, g, sgd_fields);
   o.nesterov = g.nesterov.value_or(o.nesterov);
   return o;
 }
@@ -241,7 +286,7 @@ Adam<T>::Adam(std::vector<Variable<T>> params, const AdamOptions& o)
 template <class T>
 Adam<T>::Adam(std::vector<ParamGroup<T>> groups, const AdamOptions& o)
     : Optimizer<T>(std::move(groups), o.lr, "Adam"), o_(o) {
-  this->allow_options("Adam", {"weight_decay", "beta1", "beta2", "eps"});
+  this->allow_options("Adam", names(adam_fields));
   for (std::size_t g = 0; g < this->groups().size(); ++g) {
     const AdamOptions go = options(g);
     if (!(go.beta1 >= 0 && go.beta1 < 1 && go.beta2 >= 0 && go.beta2 < 1))
@@ -251,13 +296,7 @@ Adam<T>::Adam(std::vector<ParamGroup<T>> groups, const AdamOptions& o)
 
 template <class T>
 AdamOptions Adam<T>::options(std::size_t group) const {
-  AdamOptions o = o_;
-  const GroupOptions& g = this->groups_at(group).options;
-  o.weight_decay = g.weight_decay.value_or(o.weight_decay);
-  o.beta1 = g.beta1.value_or(o.beta1);
-  o.beta2 = g.beta2.value_or(o.beta2);
-  o.eps = g.eps.value_or(o.eps);
-  return o;
+  return with_group(o_, this->groups_at(group).options, adam_fields);
 }
 
 template <class T>
@@ -306,18 +345,12 @@ RMSProp<T>::RMSProp(std::vector<Variable<T>> params, const RMSPropOptions& o)
 template <class T>
 RMSProp<T>::RMSProp(std::vector<ParamGroup<T>> groups, const RMSPropOptions& o)
     : Optimizer<T>(std::move(groups), o.lr, "RMSProp"), o_(o) {
-  this->allow_options("RMSProp", {"weight_decay", "momentum", "eps", "alpha"});
+  this->allow_options("RMSProp", names(rmsprop_fields));
 }
 
 template <class T>
 RMSPropOptions RMSProp<T>::options(std::size_t group) const {
-  RMSPropOptions o = o_;
-  const GroupOptions& g = this->groups_at(group).options;
-  o.weight_decay = g.weight_decay.value_or(o.weight_decay);
-  o.momentum = g.momentum.value_or(o.momentum);
-  o.eps = g.eps.value_or(o.eps);
-  o.alpha = g.alpha.value_or(o.alpha);
-  return o;
+  return with_group(o_, this->groups_at(group).options, rmsprop_fields);
 }
 
 template <class T>
@@ -353,7 +386,7 @@ Adagrad<T>::Adagrad(std::vector<Variable<T>> params, const AdagradOptions& o)
 template <class T>
 Adagrad<T>::Adagrad(std::vector<ParamGroup<T>> groups, const AdagradOptions& o)
     : Optimizer<T>(std::move(groups), o.lr, "Adagrad"), o_(o) {
-  this->allow_options("Adagrad", {"weight_decay", "eps"});
+  this->allow_options("Adagrad", names(adagrad_fields));
   if (!(o.lr_decay >= 0)) fail("Adagrad: lr_decay must be >= 0, got ", o.lr_decay);
   if (!(o.initial_accumulator_value >= 0))
     fail("Adagrad: initial_accumulator_value must be >= 0, got ", o.initial_accumulator_value);
@@ -361,11 +394,7 @@ Adagrad<T>::Adagrad(std::vector<ParamGroup<T>> groups, const AdagradOptions& o)
 
 template <class T>
 AdagradOptions Adagrad<T>::options(std::size_t group) const {
-  AdagradOptions o = o_;
-  const GroupOptions& g = this->groups_at(group).options;
-  o.weight_decay = g.weight_decay.value_or(o.weight_decay);
-  o.eps = g.eps.value_or(o.eps);
-  return o;
+  return with_group(o_, this->groups_at(group).options, adagrad_fields);
 }
 
 template <class T>

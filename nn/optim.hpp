@@ -93,7 +93,7 @@ class Optimizer {
   /// goes parameter by parameter).
   virtual bool update_flat(FlatParameters<T>&, double) { return false; }
   /// Refuses group options this optimizer does not have, naming `name` and the group.
-  void allow_options(const char* name, std::initializer_list<const char*> allowed) const;
+  void allow_options(const char* name, const std::vector<const char*>& allowed) const;
   /// The flat buffers it was built over, if any.
   std::shared_ptr<FlatParameters<T>> flat_;
 
