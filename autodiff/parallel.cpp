@@ -23,6 +23,28 @@ namespace {
 
 thread_local bool inside_task = false;
 
+/// Runs task(i) on this thread for each index that `next` hands out below `count`, as a task
+/// (inside_task set, so that nested parallel work runs in turn); the first exception is kept in
+/// `error` (under `mutex`), and `after()` runs after each task. The pool's threads and OpenMP's
+/// team take tasks through it alike.
+template <class After>
+void take_tasks(std::atomic<std::size_t>& next, std::size_t count,
+                const std::function<void(std::size_t)>& task, std::exception_ptr& error,
+                std::mutex& mutex, After&& after) {
+  const bool was_inside = inside_task;
+  inside_task = true;
+  for (std::size_t i; (i = next.fetch_add(1)) < count;) {
+    try {
+      task(i);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (!error) error = std::current_exception();
+    }
+    after();
+  }
+  inside_task = was_inside;
+}
+
 /// A fixed set of workers that wait for one batch of tasks at a time. A worker that wakes late,
 /// after its batch is over, finds no task left; a new batch starts only once no worker is still
 /// inside the previous one.
@@ -65,20 +87,11 @@ class Pool {
  private:
   /// Takes tasks of the current batch until none is left.
   void work(const std::function<void(std::size_t)>& task, std::size_t count) {
-    const bool was_inside = inside_task;
-    inside_task = true;
-    for (std::size_t i; (i = next_.fetch_add(1)) < count;) {
-      try {
-        task(i);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (!error_) error_ = std::current_exception();
-      }
+    take_tasks(next_, count, task, error_, mutex_, [this] {
       std::lock_guard<std::mutex> lock(mutex_);
       ++done_;
       idle_.notify_all();
-    }
-    inside_task = was_inside;
+    });
   }
 
   void loop() {
@@ -151,19 +164,7 @@ void run_tasks(std::size_t count, const std::function<void(std::size_t)>& task) 
   std::exception_ptr error;
   std::mutex error_mutex;
 #pragma omp parallel num_threads(threads)
-  {
-    const bool was_inside = inside_task;
-    inside_task = true;
-    for (std::size_t i; (i = next.fetch_add(1)) < count;) {
-      try {
-        task(i);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(error_mutex);
-        if (!error) error = std::current_exception();
-      }
-    }
-    inside_task = was_inside;
-  }
+  take_tasks(next, count, task, error, error_mutex, [] {});
   if (error) std::rethrow_exception(error);
 #else
   pool().run(count, task);
