@@ -66,6 +66,14 @@ Variable<T> inside(const Variable<T>& x, T lo, T hi) {
   return Variable<T>(kernels::unary(x.value(), [lo, hi](T v) { return inside(v, lo, hi); }));
 }
 
+/// a's values clamped to [lo, hi] (NaN stays NaN): the forward of clamp and hardtanh.
+template <class T>
+Array<T> clamped(const Variable<T>& a, double lo, double hi, const char* op) {
+  if (!(lo <= hi)) fail(op, ": lower bound ", lo, " is above upper bound ", hi);
+  const T l = static_cast<T>(lo), h = static_cast<T>(hi);
+  return kernels::unary(a.value(), [l, h](T x) { return x < l ? l : (x > h ? h : x); });
+}
+
 /// [lo < x < hi]: hardtanh's slope, 0 at its bounds (as PyTorch's; clamp's is 1 there).
 template <class T>
 T strictly_inside(T x, T lo, T hi) {
@@ -182,14 +190,9 @@ Variable<T> softplus(const Variable<T>& a) {
 
 template <class T>
 Variable<T> clamp(const Variable<T>& a, double lo, double hi) {
-  if (!(lo <= hi)) fail("clamp: lower bound ", lo, " is above upper bound ", hi);
   const T l = static_cast<T>(lo), h = static_cast<T>(hi);
   return unary(
-      "clamp",
-      [&] {
-        return kernels::unary(a.value(), [l, h](T x) { return x < l ? l : (x > h ? h : x); });
-      },
-      a,
+      "clamp", [&] { return clamped(a, lo, hi, "clamp"); }, a,
       // d/da = g*[lo <= a <= hi]
       [l, h](const auto& g, const auto& x, const auto&) { return g * inside(x, l, h); }, "lo", lo,
       "hi", hi);
@@ -311,14 +314,9 @@ Variable<T> elu(const Variable<T>& a, double alpha) {
 
 template <class T>
 Variable<T> hardtanh(const Variable<T>& a, double lo, double hi) {
-  if (!(lo <= hi)) fail("hardtanh: lower bound ", lo, " is above upper bound ", hi);
   const T l = static_cast<T>(lo), h = static_cast<T>(hi);
   return unary(
-      "hardtanh",
-      [&] {
-        return kernels::unary(a.value(), [l, h](T x) { return x < l ? l : (x > h ? h : x); });
-      },
-      a,
+      "hardtanh", [&] { return clamped(a, lo, hi, "hardtanh"); }, a,
       // d/da = g*[lo < a < hi]: 0 at the bounds, as in PyTorch
       [l, h](const auto& g, const auto& x, const auto&) { return g * strictly_inside(x, l, h); },
       "lo", lo, "hi", hi);

@@ -344,23 +344,12 @@ BOOST_AUTO_TEST_CASE(a_wrong_second_order_rule_is_localised_in_the_gradient) {
   BOOST_TEST(r.second_order->localisation.failure.op == "planted_scale");
 }
 
-/// x³ whose rule is 1% off in float only (right in double).
-template <class T>
-ad::Variable<T> float_cube(const ad::Variable<T>& x) {
-  Array<T> y = x.value() * x.value() * x.value();
-  return ad::make_op<T>("float_cube", std::move(y), {x},
-                        [](const ad::BackwardContext<T>& c) -> ad::Grads<T> {
-                          const T off = std::is_same_v<T, float> ? T(1.01) : T(1);
-                          return {c.grad * c.input(0) * c.input(0) * (3 * off)};
-                        });
-}
-
 BOOST_AUTO_TEST_CASE(a_rule_wrong_only_in_float_is_found_on_the_float_path) {
   ad::Variable<float> x(uniform<float>({4, 4}, -1, 1, 1), true);
   ad::Variable<float> w(uniform<float>({4, 4}, -1, 1, 2), true);
   auto r = ad::gradcheck(
       [](const auto& x, const auto& w) {
-        return ad::sum(ad::tanh(ad::matmul(float_cube(ad::matmul(x, w)), w)));
+        return ad::sum(ad::tanh(ad::matmul(ad::test::float_only_wrong_cube(ad::matmul(x, w)), w)));
       },
       {x, w});
   BOOST_TEST(!r.passed);
