@@ -5,7 +5,6 @@
 
 #include <cmath>
 #include <string>
-#include <type_traits>
 
 #include "helpers.hpp"
 

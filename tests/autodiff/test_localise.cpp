@@ -5,7 +5,6 @@
 
 #include <sstream>
 #include <string>
-#include <type_traits>
 
 #include "helpers.hpp"
 #include "nn/gradcheck.hpp"
