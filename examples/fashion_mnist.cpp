@@ -268,7 +268,8 @@ int main(int argc, char** argv) {
   return examples::run_program("fashion_mnist", argc, argv, desc, [&] {
     if (!o.distributed && !examples::under_mpirun()) return run(o, nullptr);
 #ifdef AD_WITH_MPI
-    return ad::distributed::run(argc, argv, [&](ad::distributed::Communicator& comm) { return run(o, &comm); });
+    return ad::distributed::run(argc, argv,
+                                [&](ad::distributed::Communicator& comm) { return run(o, &comm); });
 #else
     throw ad::Error("--distributed needs a build with MPI (install libopenmpi-dev and rebuild)");
 #endif
