@@ -641,6 +641,7 @@ void print_localisation(std::ostream& os, const Localisation& l, const std::stri
   if (l.found) {
     const NodeFailure& f = l.failure;
     os << indent << "    op %" << f.node << " `" << f.op << "`";
+    if (!f.attributes.empty()) os << " (" << f.attributes << ")";
     if (!f.module.empty()) os << " in `" << f.module << "`";
     os << ", inputs ";
     for (std::size_t i = 0; i < f.input_shapes.size(); ++i)

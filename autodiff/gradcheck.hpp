@@ -55,6 +55,7 @@ struct GradcheckOptions {
 struct NodeFailure {
   std::size_t node = 0;              ///< its number: "%node" in Localisation::program
   std::string op;                    ///< the op's name (a custom op's own name)
+  std::string attributes;            ///< its attributes, as the program prints them
   std::string module;                ///< the module it ran in ("block1.attn"), when known
   std::vector<Shape> input_shapes;   ///< its inputs' shapes
   std::size_t input = 0;             ///< the input whose gradient is wrong (the first of
@@ -90,7 +91,8 @@ struct Localisation {
   NodeFailure failure;            ///< the first that failed, when found
   std::string sampling;           ///< what was checked, and how
   std::string verdict;            ///< what it means for the whole check
-  /// The computation as a program, one line per op: "%37: f64[64,4] = mul(%35, %36)  # block1".
+  /// The computation as a program, one line per op, with the attributes of the library op that
+  /// recorded it and its module: "%37: f64(64,4) = sum(%36) axes=[1] keepdims=false  # block1".
   std::string program;
 };
 

@@ -17,6 +17,7 @@
 
 #include "autodiff/gradcheck.hpp"
 #include "autodiff/ops.hpp"
+#include "autodiff/trace.hpp"
 
 namespace ad::detail {
 
@@ -57,16 +58,27 @@ class Observe {
   TapeObserver<T>* saved_;
 };
 
-/// Lists every op recorded, with the module it ran in.
+/// Lists every op recorded, with the module it ran in and the attributes of the library op that
+/// recorded it ("axes=[1] keepdims=false"; "[mean axes=[1] ...]" when that op has another name,
+/// as a composite's parts do).
 template <class T>
 class Lister final : public TapeObserver<T> {
  public:
   void recorded(const Variable<T>& output) override {
     ops.push_back(output);
     modules.push_back(current_module<T>);
+    std::string described;
+    if (!op_calls<T>.empty()) {
+      const OpCall& call = op_calls<T>.back();
+      described = attributes_str(call.attributes);
+      if (std::string(call.op) != output.op_name())
+        described = "[" + std::string(call.op) + (described.empty() ? "" : " ") + described + "]";
+    }
+    attributes.push_back(std::move(described));
   }
   std::vector<Variable<T>> ops;
   std::vector<const void*> modules;
+  std::vector<std::string> attributes;
 };
 
 /// The ops of `list` that `output` depends on, by their place in it, in the order they ran;
@@ -227,6 +239,7 @@ class Localiser {
       const auto& ins = out.impl().node->inputs;
       for (std::size_t i = 0; i < ins.size(); ++i) os << (i ? ", " : "") << name_of(ins[i]);
       os << ")";
+      if (!list_.attributes[k].empty()) os << " " << list_.attributes[k];
       const std::string m = module_of(k);
       if (!m.empty()) os << "  # " << m;
       os << "\n";
@@ -390,6 +403,7 @@ class Localiser {
       NodeFailure& r = report_.failure;
       r.node = number_[k];
       r.op = out.op_name();
+      r.attributes = list_.attributes[k];
       r.module = module_of(k);
       for (const V& in : ins) r.input_shapes.push_back(in.shape());
       r.input = slot;
@@ -498,6 +512,7 @@ class FloatLocaliser {
     auto fill = [&](std::size_t input, double got, double want, double tol) {
       r.node = number;
       r.op = out64.op_name();
+      r.attributes = list64_.attributes[k64];
       r.module = modules_ && list64_.modules[k64] ? modules_(list64_.modules[k64]) : "";
       for (const V& in : ins64) r.input_shapes.push_back(in.shape());
       r.input = input;

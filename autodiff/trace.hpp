@@ -1,6 +1,6 @@
 // How an op describes itself to a trace (ad::trace, program.hpp): its name, its inputs, its output
 // and its attributes (axes, stride, scale, ...). An op's public function wraps its body in
-// detail::traced(); while no trace records on the thread that costs one thread-local test and
+// detail::traced(); while no trace records on the thread that costs two thread-local tests and
 // stores nothing. Each op file also lists how to run each of its ops again from a node's
 // attributes (its `*_replays()`), the inverse of what it records: Program runs on it.
 #pragma once
@@ -150,12 +150,39 @@ void add_attributes(Attributes& out, const char* name, const V& value, const Res
   add_attributes(out, rest...);
 }
 
+/// A library op running on this thread while a tape observer is installed: its name and
+/// attributes, which the gradient checker's localisation prints beside the ops it records.
+struct OpCall {
+  const char* op;
+  Attributes attributes;
+};
+/// The library ops running on this thread under a tape observer, the innermost last.
+template <class T>
+inline thread_local std::vector<OpCall> op_calls;
+
+/// body() with op `op` and its attributes noted in op_calls while it runs.
+template <class T, class Body, class... A>
+Variable<T> observed_call(const char* op, Body&& body, const A&... attributes) {
+  struct Pop {
+    ~Pop() { op_calls<T>.pop_back(); }
+  };
+  Attributes list;
+  add_attributes(list, attributes...);
+  op_calls<T>.push_back({op, std::move(list)});
+  Pop pop;
+  return body();
+}
+
 /// body(), described to the trace recording on this thread, if any, as one node: the op `op` of
 /// `inputs` (undefined ones left out) with the attributes given as name, value, name, value...
+/// Under a tape observer the op and its attributes are noted for it (observed_call).
 template <class T, class Body, class... A>
 Variable<T> traced(const char* op, std::initializer_list<const Variable<T>*> inputs, Body&& body,
                    const A&... attributes) {
-  if (__builtin_expect(active_trace<T> == nullptr, 1)) return body();
+  if (__builtin_expect(active_trace<T> == nullptr, 1)) {
+    if (__builtin_expect(tape_observer<T> == nullptr, 1)) return body();
+    return observed_call<T>(op, body, attributes...);
+  }
   Attributes list;
   add_attributes(list, attributes...);
   return trace_call<T>(op, inputs.begin(), inputs.size(), std::function<Variable<T>()>(body),
@@ -166,7 +193,10 @@ Variable<T> traced(const char* op, std::initializer_list<const Variable<T>*> inp
 template <class T, class Body, class... A>
 Variable<T> traced(const char* op, const std::vector<Variable<T>>& inputs, Body&& body,
                    const A&... attributes) {
-  if (__builtin_expect(active_trace<T> == nullptr, 1)) return body();
+  if (__builtin_expect(active_trace<T> == nullptr, 1)) {
+    if (__builtin_expect(tape_observer<T> == nullptr, 1)) return body();
+    return observed_call<T>(op, body, attributes...);
+  }
   std::vector<const Variable<T>*> pointers;
   for (const auto& v : inputs) pointers.push_back(&v);
   Attributes list;

@@ -197,10 +197,15 @@ BOOST_AUTO_TEST_CASE(names_the_planted_op_in_a_perceptron) {
 BOOST_AUTO_TEST_CASE(names_the_planted_op_in_an_attention_block) {
   std::vector<V> in{leaf(uniform({8, 8}, -1, 1, 1)), leaf(uniform({8, 8}, -1, 1, 2)),
                     leaf(uniform({8, 8}, -1, 1, 3)), leaf(uniform({8, 8}, -1, 1, 4))};
-  for (Bug bug : all_bugs)
-    check_planted([bug](const V& x, const V& wq, const V& wk,
-                        const V& wv) { return attention_block(x, wq, wk, wv, bug); },
-                  in, bug, 40);
+  for (Bug bug : all_bugs) {
+    auto r = check_planted([bug](const V& x, const V& wq, const V& wk,
+                                 const V& wv) { return attention_block(x, wq, wk, wv, bug); },
+                           in, bug, 40);
+    // The program gives each op's attributes.
+    BOOST_TEST(
+        r.localisation.program.find("= layer_norm(x0) axes=1 eps=1e-05") != std::string::npos,
+        r.localisation.program);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(names_the_planted_op_in_a_deep_cnn) {
