@@ -7,6 +7,7 @@
 #include <random>
 #include <sstream>
 
+#include "autodiff/checking.hpp"
 #include "autodiff/ops.hpp"
 
 namespace ad {
@@ -23,21 +24,6 @@ Shape unravel(std::size_t flat, const Shape& shape) {
     flat /= shape[d];
   }
   return idx;
-}
-
-Array<double> random_normal(const Shape& shape, std::mt19937_64& rng) {
-  std::normal_distribution<double> normal;
-  Array<double> a = Array<double>::from_shape(shape);
-  for (auto& x : a) x = normal(rng);
-  return a;
-}
-
-template <class A, class B>
-double dot(const A& a, const B& b) {
-  double s = 0;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    s += static_cast<double>(a.data()[i]) * static_cast<double>(b.data()[i]);
-  return s;
 }
 
 double max_abs(const Array<double>& a) {

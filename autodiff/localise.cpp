@@ -15,6 +15,7 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "autodiff/checking.hpp"
 #include "autodiff/gradcheck.hpp"
 #include "autodiff/ops.hpp"
 #include "autodiff/trace.hpp"
@@ -26,24 +27,6 @@ namespace {
 using V = Variable<double>;
 using Impl = VariableImpl<double>;
 constexpr std::size_t none = static_cast<std::size_t>(-1);
-
-Array<double> random_normal(const Shape& shape, std::mt19937_64& rng) {
-  std::normal_distribution<double> normal;
-  Array<double> a = Array<double>::from_shape(shape);
-  for (auto& v : a) v = normal(rng);
-  return a;
-}
-
-double dot(const Array<double>& a, const Array<double>& b) {
-  double s = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) s += a.data()[i] * b.data()[i];
-  return s;
-}
-
-template <class T>
-bool same_bits(const Array<T>& a, const Array<T>& b) {
-  return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
-}
 
 /// Installs a tape observer on this thread for its lifetime.
 template <class T>
