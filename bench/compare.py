@@ -37,10 +37,20 @@ def sudo():
 
 
 def python312():
-    """A Python 3.12 interpreter: on PATH, or one of pyenv's; None if there is none."""
+    """A Python 3.12 interpreter that runs: on PATH, or one of pyenv's; None if there is none.
+
+    Each candidate is run once: a pyenv shim on PATH exists and is executable even where no 3.12
+    is selected, and fails only when run."""
     for cand in [shutil.which("python3.12")] + sorted(
             glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python3.12")), reverse=True):
-        if cand and os.access(cand, os.X_OK):
+        if not cand or not os.access(cand, os.X_OK):
+            continue
+        try:
+            ok = subprocess.run([cand, "-c", "import sys; assert sys.version_info[:2] == (3, 12)"],
+                                capture_output=True, timeout=60).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            ok = False
+        if ok:
             return cand
     return None
 
