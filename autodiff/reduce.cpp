@@ -244,11 +244,12 @@ Variable<T> norm(const Variable<T>& a, double p, const std::vector<long>& axes, 
         if (p == 1) return sum(abs(a), axes, keepdims);
         const Shape keep = kernels::keepdims_shape(a.shape(), axes, "norm");
         const T q = static_cast<T>(p);
-        Array<T> y = kernels::sum_to(
-            kernels::unary(a.value(),
-                           [q](T x) { return q == 2 ? x * x : std::pow(std::abs(x), q); }),
-            keep);
-        for (auto& v : y) v = q == 2 ? std::sqrt(v) : std::pow(v, 1 / q);
+        Array<T> y = kernels::unary(
+            kernels::sum_to(
+                kernels::unary(a.value(),
+                               [q](T x) { return q == 2 ? x * x : std::pow(std::abs(x), q); }),
+                keep),
+            [q](T s) { return q == 2 ? std::sqrt(s) : std::pow(s, 1 / q); });
         Variable<T> kept =
             make_op<T>("norm", std::move(y), {a}, [p](const BackwardContext<T>& c) -> Grads<T> {
               // d/da = g·sign(a)·|a|^(p−1) / y^(p−1) (g·a/y for p = 2), and 0 where y = 0 (the

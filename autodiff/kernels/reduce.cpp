@@ -168,6 +168,47 @@ Shape dropdims_shape(const Shape& shape, const std::vector<long>& axes, const ch
   return out;
 }
 
+namespace {
+
+/// The number type of V: V itself, or a batch's element.
+template <class V>
+struct Scalar {
+  using type = V;
+};
+template <class T, class A>
+struct Scalar<xsimd::batch<T, A>> {
+  using type = T;
+};
+
+/// m where finite, else 0: a log-sum-exp's shift (an infinite maximum is not subtracted).
+template <class T>
+T finite_or_zero(T m) {
+  return std::isfinite(m) ? m : T(0);
+}
+template <class T, class A>
+xsimd::batch<T, A> finite_or_zero(const xsimd::batch<T, A>& m) {
+  return xsimd::select(xsimd::isfinite(m), m, xsimd::batch<T, A>(T(0)));
+}
+
+/// log Σ_j exp(x_j) of the n values x_j = value(j), shifted by their maximum so that it cannot
+/// overflow (an infinite maximum is not subtracted; a NaN among them gives NaN through the sum).
+/// V is a number (one row) or an xsimd batch (one row a lane): the one log-sum-exp of the softmax
+/// rows, strided (log_softmax), a block of short rows or a long row (the cross-entropy).
+template <class V, class Value>
+V log_sum_exp(std::size_t n, Value&& value) {
+  using std::exp;
+  using std::log;
+  using std::max;
+  V m(-std::numeric_limits<typename Scalar<V>::type>::infinity());
+  for (std::size_t j = 0; j < n; ++j) m = max(m, value(j));
+  m = finite_or_zero(m);
+  V sum(0);
+  for (std::size_t j = 0; j < n; ++j) sum += exp(value(j) - m);
+  return m + log(sum);
+}
+
+}  // namespace
+
 template <class T>
 Array<T> log_softmax(const Array<T>& a, std::size_t axis) {
   AxisView v(a.shape(), axis);
@@ -178,7 +219,7 @@ Array<T> log_softmax(const Array<T>& a, std::size_t axis) {
     for (std::size_t i = 0; i < v.inner; ++i) {
       const T* x = pa + o * v.extent * v.inner + i;
       T* y = po + o * v.extent * v.inner + i;
-      const T lse = log_sum_exp(x, v.extent, v.inner);
+      const T lse = log_sum_exp<T>(v.extent, [x, &v](std::size_t j) { return x[j * v.inner]; });
       for (std::size_t j = 0; j < v.extent; ++j) y[j * v.inner] = x[j * v.inner] - lse;
     }
   return out;
@@ -192,27 +233,30 @@ std::pair<T, T> target_values(std::size_t classes, double smoothing) {
   return {static_cast<T>(1 - smoothing + smoothing / classes), static_cast<T>(smoothing / classes)};
 }
 
-/// log_sum_exp of a contiguous row, its exponentials on SIMD batches: for rows longer than
-/// block_classes.
+/// log_sum_exp of a contiguous row, on SIMD batches: for rows longer than block_classes. Lane r
+/// takes the row's values r, r + B::size, r + 2·B::size, ...; the lanes' log-sum-exps and the
+/// values past the last whole batch make a second, short log-sum-exp.
 template <class T>
 T row_log_sum_exp(const T* x, std::size_t n) {
   using B = xsimd::batch<T>;
-  T m = -std::numeric_limits<T>::infinity();
-  for (std::size_t j = 0; j < n; ++j) m = std::max(m, x[j]);
-  if (!std::isfinite(m)) m = 0;
-  B sums(T(0));
-  std::size_t j = 0;
-  for (; j + B::size <= n; j += B::size) sums += xsimd::exp(B::load_unaligned(x + j) - B(m));
-  T s = xsimd::hadd(sums);
-  for (; j < n; ++j) s += std::exp(x[j] - m);
-  return m + std::log(s);
+  const std::size_t batches = n / B::size;
+  alignas(B::arch_type::alignment()) T parts[2 * B::size];
+  log_sum_exp<B>(batches, [x](std::size_t j) {
+    return B::load_unaligned(x + j * B::size);
+  }).store_aligned(parts);
+  const std::size_t tail = n - batches * B::size;
+  std::copy(x + batches * B::size, x + n, parts + B::size);
+  return log_sum_exp<T>(B::size + tail, [&parts](std::size_t j) { return parts[j]; });
 }
 
-/// Σ_j t_j·row_j for the target t: `on` at the label, `off` elsewhere.
+/// Σ_j t_j·row_j for the target t: `on` at the label, `off` elsewhere (with no smoothing only the
+/// label's logit is read, so that logits of −∞ elsewhere, a mask's, do not give 0·(−∞)).
 template <class T>
 T target_dot(const T* row, std::size_t k, std::size_t label, T on, T off) {
-  T dot = 0;
-  for (std::size_t j = 0; j < k; ++j) dot += (j == label ? on : off) * row[j];
+  T dot = on * row[label];
+  if (off != 0)
+    for (std::size_t j = 0; j < k; ++j)
+      if (j != label) dot += off * row[j];
   return dot;
 }
 
@@ -252,15 +296,9 @@ struct RowBlock {
     return B::load_aligned(lane);
   }
 
-  /// Per lane: log Σ_j exp(z_j), shifted by the row's maximum so that it cannot overflow (an
-  /// infinite maximum is not subtracted; a NaN in the row gives NaN through the sum).
+  /// Per lane: log Σ_j exp(z_j).
   B log_sum_exp() const {
-    B m(-std::numeric_limits<T>::infinity());
-    for (std::size_t j = 0; j < k; ++j) m = xsimd::max(m, column(j));
-    m = xsimd::select(xsimd::isfinite(m), m, B(T(0)));
-    B sum(T(0));
-    for (std::size_t j = 0; j < k; ++j) sum += xsimd::exp(column(j) - m);
-    return m + xsimd::log(sum);
+    return kernels::log_sum_exp<B>(k, [this](std::size_t j) { return column(j); });
   }
 
   /// Stores the block's rows' lanes of v at out[0], out[1], ...

@@ -30,20 +30,6 @@ Shape keepdims_shape(const Shape& shape, const std::vector<long>& axes, const ch
 /// keepdims_shape without the reduced axes.
 Shape dropdims_shape(const Shape& shape, const std::vector<long>& axes, const char* op);
 
-/// log Σ exp(x[i·stride]) of n values, shifted by their maximum so that it cannot overflow (an
-/// infinite maximum is not subtracted; a NaN among the values gives NaN): log_softmax's row loop
-/// (the softmax cross-entropy and its gradient take short rows a register's width at a time, and
-/// long ones contiguously, with the same shift).
-template <class T>
-T log_sum_exp(const T* x, std::size_t n, std::size_t stride) {
-  T m = -std::numeric_limits<T>::infinity();
-  for (std::size_t j = 0; j < n; ++j) m = std::max(m, x[j * stride]);
-  if (!std::isfinite(m)) m = 0;
-  T s = 0;
-  for (std::size_t j = 0; j < n; ++j) s += std::exp(x[j * stride] - m);
-  return m + std::log(s);
-}
-
 /// a − log Σ exp(a) along `axis`: log-probabilities.
 template <class T>
 Array<T> log_softmax(const Array<T>& a, std::size_t axis);

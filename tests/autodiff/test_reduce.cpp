@@ -300,6 +300,27 @@ BOOST_AUTO_TEST_CASE(softmax_cross_entropy_in_blocks_of_rows) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(softmax_cross_entropy_rows_that_would_overflow) {
+  // A logit of 1000 (exp overflows) and logits of -inf (exp is 0), in a short row (a block's lane)
+  // and in long ones (lanes of a row, the values past the last whole batch), the large value
+  // among the lanes and in the tail: the loss is log Σ exp minus the label's logit all the same.
+  const double inf = std::numeric_limits<double>::infinity();
+  for (std::size_t k : {5, 130, 131, 203})
+    for (std::size_t at : {std::size_t(0), k - 1}) {
+      Array<double> a = xt::zeros<double>({std::size_t(2), k});
+      a(0, at) = 1000;
+      a(1, at) = 2;
+      for (std::size_t j = 1; j + 1 < k; j += 2) a(1, j) = -inf;
+      const std::size_t label = at == 0 ? 1 : 0;
+      V loss = ad::softmax_cross_entropy(leaf(a), {label, at});
+      std::size_t finite = 0;
+      for (std::size_t j = 0; j < k; ++j) finite += std::isfinite(a(1, j)) && j != at;
+      BOOST_TEST(loss.value()(0) == 1000.0 - a(0, label), tt::tolerance(1e-14));
+      BOOST_TEST(loss.value()(1) == std::log(std::exp(2.0) + double(finite)) - 2.0,
+                 tt::tolerance(1e-12));
+    }
+}
+
 BOOST_AUTO_TEST_CASE(softmax_cross_entropy_same_bits_on_one_and_two_threads) {
   // 1,000 rows of 10 are split between two threads: each row's arithmetic is its own lane's,
   // whichever block and thread it falls in, so the loss and the gradient are the same bits.
