@@ -47,24 +47,58 @@ Variable<T> relu_slope(const Variable<T>& y) {
   return Variable<T>(kernels::unary(y.value(), [](T v) { return relu_slope(v); }));
 }
 
-/// g·f'(x) from g and y = f(x).
-struct ReluRule {
+/// The activations, each once: `value` on numbers (and on SIMD batches where `simd`), and the
+/// rule operator()(g, y) = g·f'(x) from g and y = f(x).
+struct Relu {
+  static constexpr bool simd = false;
+  template <class X>
+  static X value(X x) {
+    return relu_of(x);
+  }
   template <class G, class Y>
   auto operator()(const G& g, const Y& y) const {
     return g * relu_slope(y);
   }
 };
-struct TanhRule {  // 1 - tanh(x)² = 1 - y²
+struct Tanh {
+  static constexpr bool simd = true;
+  template <class X>
+  static X value(const X& x) {
+    return xsimd::tanh(x);
+  }
   template <class G, class Y>
-  auto operator()(const G& g, const Y& y) const {
+  auto operator()(const G& g, const Y& y) const {  // 1 - tanh(x)² = 1 - y²
     return g * (1 - y * y);
   }
 };
-struct SigmoidRule {  // s(x)·(1 - s(x)) = y·(1 - y)
+struct Sigmoid {
+  static constexpr bool simd = true;
+  template <class X>
+  static X value(const X& x) {
+    return logistic_of(x);
+  }
   template <class G, class Y>
-  auto operator()(const G& g, const Y& y) const {
+  auto operator()(const G& g, const Y& y) const {  // s(x)·(1 - s(x)) = y·(1 - y)
     return g * y * (1 - y);
   }
 };
+
+/// The activation's values of x: the standalone op's forward.
+template <class Act, class T>
+Array<T> activation_values(const Array<T>& x) {
+  if constexpr (Act::simd)
+    return kernels::simd_map(x, [](auto v) { return Act::value(v); });
+  else
+    return kernels::unary(x, [](T v) { return Act::value(v); });
+}
+
+/// The activation applied to y in place: ad::linear's fused activation, the same bits.
+template <class Act, class T>
+void activate_in_place(Array<T>& y) {
+  if constexpr (Act::simd)
+    kernels::simd_map_into(y, [](auto v) { return Act::value(v); });
+  else
+    kernels::map_into(y, [](T v) { return Act::value(v); });
+}
 
 }  // namespace ad::detail

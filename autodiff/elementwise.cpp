@@ -148,23 +148,22 @@ Variable<T> abs(const Variable<T>& a) {
 template <class T>
 Variable<T> tanh(const Variable<T>& a) {
   return unary(
-      "tanh", [&] { return kernels::simd_map(a.value(), [](auto x) { return xsimd::tanh(x); }); },
-      a, [](const auto& g, const auto&, const auto& y) { return detail::TanhRule()(g, y); });
+      "tanh", [&] { return detail::activation_values<detail::Tanh>(a.value()); }, a,
+      [](const auto& g, const auto&, const auto& y) { return detail::Tanh()(g, y); });
 }
 
 template <class T>
 Variable<T> sigmoid(const Variable<T>& a) {
   return unary(
-      "sigmoid",
-      [&] { return kernels::simd_map(a.value(), [](auto x) { return detail::logistic_of(x); }); },
-      a, [](const auto& g, const auto&, const auto& y) { return detail::SigmoidRule()(g, y); });
+      "sigmoid", [&] { return detail::activation_values<detail::Sigmoid>(a.value()); }, a,
+      [](const auto& g, const auto&, const auto& y) { return detail::Sigmoid()(g, y); });
 }
 
 template <class T>
 Variable<T> relu(const Variable<T>& a) {
   return unary(
-      "relu", [&] { return kernels::unary(a.value(), [](T x) { return detail::relu_of(x); }); }, a,
-      [](const auto& g, const auto&, const auto& y) { return detail::ReluRule()(g, y); });
+      "relu", [&] { return detail::activation_values<detail::Relu>(a.value()); }, a,
+      [](const auto& g, const auto&, const auto& y) { return detail::Relu()(g, y); });
 }
 
 template <class T>

@@ -102,16 +102,15 @@ Activation activation_of(const std::string& name) {
   fail("linear: unknown activation '", name, "'");
 }
 
-/// f(y) in place, f the activation's value (the standalone ops' code: the same bits).
+/// f(y) in place, f the activation (activation.hpp: the standalone op's values, the same bits).
 template <class T>
 void activate(Array<T>& y, Activation act) {
-  if (act == Activation::relu) {
-    kernels::map_into(y, [](T v) { return detail::relu_of(v); });
-  } else if (act == Activation::tanh) {
-    kernels::simd_map_into(y, [](auto v) { return xsimd::tanh(v); });
-  } else if (act == Activation::sigmoid) {
-    kernels::simd_map_into(y, [](auto v) { return detail::logistic_of(v); });
-  }
+  if (act == Activation::relu)
+    detail::activate_in_place<detail::Relu>(y);
+  else if (act == Activation::tanh)
+    detail::activate_in_place<detail::Tanh>(y);
+  else if (act == Activation::sigmoid)
+    detail::activate_in_place<detail::Sigmoid>(y);
 }
 
 }  // namespace
@@ -142,11 +141,11 @@ Variable<T> linear(const Variable<T>& x, const Variable<T>& w, const Variable<T>
   auto backward = [act](const BackwardContext<T>& c) -> Grads<T> {
     switch (act) {
       case Activation::relu:
-        return linear_grads(c, detail::elementwise_rule(c, detail::ReluRule(), c.output));
+        return linear_grads(c, detail::elementwise_rule(c, detail::Relu(), c.output));
       case Activation::tanh:
-        return linear_grads(c, detail::elementwise_rule(c, detail::TanhRule(), c.output));
+        return linear_grads(c, detail::elementwise_rule(c, detail::Tanh(), c.output));
       case Activation::sigmoid:
-        return linear_grads(c, detail::elementwise_rule(c, detail::SigmoidRule(), c.output));
+        return linear_grads(c, detail::elementwise_rule(c, detail::Sigmoid(), c.output));
       default:
         return linear_grads(c, c.grad);
     }
