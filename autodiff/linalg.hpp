@@ -24,8 +24,8 @@ enum class Activation { none, relu, tanh, sigmoid };
 /// act(x · wᵀ + b): linear() with the activation applied to its output as it is made, one recorded
 /// op ("linear_relu", ...) where relu(linear(x, w, b)) records two, with one array fewer forward
 /// and one pass fewer backward (the activation's derivative is taken from the output). Values
-/// and gradients, of every order, are those of the two ops to the bit. nn::Sequential uses it for
-/// a Linear followed by a ReLU, Tanh or Sigmoid.
+/// and gradients, of every order, are those of the two ops to the bit. nn::Linear applies it when
+/// built with an activation.
 template <class T>
 Variable<T> linear(const Variable<T>& x, const Variable<T>& w, const Variable<T>& b,
                    Activation act);

@@ -12,8 +12,8 @@ namespace examples {
 inline std::shared_ptr<ad::nn::Sequential<float>> make_mlp(ad::nn::Generator& rng) {
   namespace nn = ad::nn;
   return std::make_shared<nn::Sequential<float>>(
-      std::make_shared<nn::Linear<float>>(784, 256, rng), std::make_shared<nn::ReLU<float>>(),
-      std::make_shared<nn::Linear<float>>(256, 128, rng), std::make_shared<nn::ReLU<float>>(),
+      std::make_shared<nn::Linear<float>>(784, 256, ad::Activation::relu, rng),
+      std::make_shared<nn::Linear<float>>(256, 128, ad::Activation::relu, rng),
       std::make_shared<nn::Linear<float>>(128, 10, rng));
 }
 
@@ -26,8 +26,9 @@ std::shared_ptr<ad::nn::Sequential<T>> make_cnn(ad::nn::Generator& rng) {
       std::make_shared<nn::Conv2d<T>>(1, 32, 3, rng, 1, 1), std::make_shared<nn::ReLU<T>>(),
       std::make_shared<nn::MaxPool2d<T>>(2), std::make_shared<nn::Conv2d<T>>(32, 64, 3, rng, 1, 1),
       std::make_shared<nn::ReLU<T>>(), std::make_shared<nn::MaxPool2d<T>>(2),
-      std::make_shared<nn::Flatten<T>>(), std::make_shared<nn::Linear<T>>(64 * 7 * 7, 128, rng),
-      std::make_shared<nn::ReLU<T>>(), std::make_shared<nn::Linear<T>>(128, 10, rng));
+      std::make_shared<nn::Flatten<T>>(),
+      std::make_shared<nn::Linear<T>>(64 * 7 * 7, 128, ad::Activation::relu, rng),
+      std::make_shared<nn::Linear<T>>(128, 10, rng));
 }
 
 /// The tiny MLP 2-16-16-1 with tanh (bench/references/libtorch/workloads.cpp has the same on
@@ -35,8 +36,8 @@ std::shared_ptr<ad::nn::Sequential<T>> make_cnn(ad::nn::Generator& rng) {
 inline std::shared_ptr<ad::nn::Sequential<float>> make_tiny_mlp(ad::nn::Generator& rng) {
   namespace nn = ad::nn;
   return std::make_shared<nn::Sequential<float>>(
-      std::make_shared<nn::Linear<float>>(2, 16, rng), std::make_shared<nn::Tanh<float>>(),
-      std::make_shared<nn::Linear<float>>(16, 16, rng), std::make_shared<nn::Tanh<float>>(),
+      std::make_shared<nn::Linear<float>>(2, 16, ad::Activation::tanh, rng),
+      std::make_shared<nn::Linear<float>>(16, 16, ad::Activation::tanh, rng),
       std::make_shared<nn::Linear<float>>(16, 1, rng));
 }
 

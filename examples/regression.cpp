@@ -194,11 +194,10 @@ int run(const Options& o) {
   const std::size_t inputs = data->inputs().shape()[1];
 
   nn::Generator rng(o.seed);
-  nn::Sequential<float> model(std::make_shared<nn::Linear<float>>(inputs, o.hidden, rng),
-                              std::make_shared<nn::Tanh<float>>(),
-                              std::make_shared<nn::Linear<float>>(o.hidden, o.hidden, rng),
-                              std::make_shared<nn::Tanh<float>>(),
-                              std::make_shared<nn::Linear<float>>(o.hidden, 1, rng));
+  nn::Sequential<float> model(
+      std::make_shared<nn::Linear<float>>(inputs, o.hidden, ad::Activation::tanh, rng),
+      std::make_shared<nn::Linear<float>>(o.hidden, o.hidden, ad::Activation::tanh, rng),
+      std::make_shared<nn::Linear<float>>(o.hidden, 1, rng));
   nn::AdamOptions ao;
   ao.lr = o.lr;
   nn::Adam<float> opt(model.parameters(), ao);

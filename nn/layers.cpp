@@ -29,13 +29,23 @@ Linear<T>::Linear(std::size_t in, std::size_t out, Generator& rng, bool bias) {
 }
 
 template <class T>
-Variable<T> Linear<T>::forward(const Variable<T>& x) {
-  return linear(x, this->weight(), this->bias());
+Linear<T>::Linear(std::size_t in, std::size_t out, Activation activation, Generator& rng, bool bias)
+    : Linear(in, out, rng, bias) {
+  if (activation != Activation::none && activation != Activation::relu &&
+      activation != Activation::tanh && activation != Activation::sigmoid)
+    fail("Linear: unknown activation ", static_cast<int>(activation));
+  activation_ = activation;
 }
 
 template <class T>
-Variable<T> Linear<T>::forward(const Variable<T>& x, Activation act) {
-  return linear(x, this->weight(), this->bias(), act);
+Variable<T> Linear<T>::forward(const Variable<T>& x) {
+  return linear(x, this->weight(), this->bias(), activation_);
+}
+
+template <class T>
+std::string Linear<T>::details() const {
+  static constexpr const char* names[] = {"", "relu", "tanh", "sigmoid"};
+  return names[static_cast<int>(activation_)];
 }
 
 // ---- Convolutions

@@ -1,9 +1,6 @@
 #include "nn/module.hpp"
 
-#include <typeinfo>
 #include <unordered_set>
-
-#include "nn/layers.hpp"
 
 namespace ad::nn {
 
@@ -160,21 +157,6 @@ Array<T> Module<T>::predict(const Array<T>& x) {
   return (*this)(Variable<T>(x)).value();
 }
 
-namespace {
-
-/// The activation that module `next` applies, when `module` is a Linear that can apply it in its
-/// own op; Activation::none otherwise. Exact classes only: a subclass may do something else.
-template <class T>
-Activation fused_activation(const Module<T>& module, const Module<T>& next) {
-  if (typeid(module) != typeid(Linear<T>)) return Activation::none;
-  if (typeid(next) == typeid(ReLU<T>)) return Activation::relu;
-  if (typeid(next) == typeid(Tanh<T>)) return Activation::tanh;
-  if (typeid(next) == typeid(Sigmoid<T>)) return Activation::sigmoid;
-  return Activation::none;
-}
-
-}  // namespace
-
 template <class T>
 Variable<T> Sequential<T>::forward(const Variable<T>& x) {
   // x itself goes to the first module (a Variable's copy costs an atomic count), then each
@@ -185,16 +167,7 @@ Variable<T> Sequential<T>::forward(const Variable<T>& x) {
   for (std::size_t i = 0; i < children.size(); ++i) {
     const auto& [name, module] = children[i];
     try {
-      const Activation act = i + 1 < children.size() && !detail::module_calls<T>
-                                 ? fused_activation(*module, *children[i + 1].second)
-                                 : Activation::none;
-      if (act == Activation::none) {
-        y = (*module)(*in);
-      } else {
-        detail::ModuleScope<T> scope(module.get());
-        y = static_cast<Linear<T>&>(*module).forward(*in, act);
-        ++i;
-      }
+      y = (*module)(*in);
     } catch (const Error& e) {
       fail("Sequential module ", name, ": ", e.what());
     }

@@ -68,6 +68,8 @@ class Module {
 
   /// The computation of the module.
   virtual Variable<T> forward(const Variable<T>& x) = 0;
+  /// What nn::summary shows after the module's class, in parentheses ("" for nothing).
+  virtual std::string details() const { return {}; }
   /// forward(x). (nn::summary sees the calls made this way.)
   Variable<T> operator()(const Variable<T>& x) {
     detail::ModuleScope<T> scope(this);
@@ -179,10 +181,8 @@ class Sequential : public Module<T> {
     return this->children().at(i).second;
   }
 
-  /// Runs the modules in order; an error names the module that raised it. A Linear followed by a
-  /// ReLU, Tanh or Sigmoid (exactly those classes) runs as one op, ad::linear with the activation
-  /// (the same values and gradients, one recorded op fewer), except while nn::summary notes
-  /// each module's call.
+  /// Runs the modules in order, each as it is (nothing is fused behind them: a Linear built with
+  /// its activation is one op); an error names the module that raised it.
   Variable<T> forward(const Variable<T>& x) override;
 };
 

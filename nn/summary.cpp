@@ -77,8 +77,10 @@ ModelSummary summary(Module<T>& model, const Shape& input_shape) {
     // A module outside the tree (made inside forward) is listed under its class only.
     const std::string name = found == names.end() ? "?" : found->second.first;
     const std::size_t depth = found == names.end() ? 1 : found->second.second;
-    s.rows.push_back({name, class_name(typeid(*call.module)), depth, call.output,
-                      call.module->parameter_count()});
+    const std::string details = call.module->details();
+    s.rows.push_back(
+        {name, class_name(typeid(*call.module)) + (details.empty() ? "" : "(" + details + ")"),
+         depth, call.output, call.module->parameter_count()});
   }
   s.total_parameters = model.parameter_count();
   s.parameter_bytes = s.total_parameters * sizeof(T);

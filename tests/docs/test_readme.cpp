@@ -259,8 +259,7 @@ BOOST_AUTO_TEST_CASE(early_stopping_and_the_best_model) {
 #ifdef AD_WITH_ONNX
 BOOST_AUTO_TEST_CASE(models_in_and_out) {
 nn::Generator rng(1);
-nn::Sequential<float> mlp(std::make_shared<nn::Linear<float>>(784, 128, rng),
-                          std::make_shared<nn::ReLU<float>>(),
+nn::Sequential<float> mlp(std::make_shared<nn::Linear<float>>(784, 128, ad::Activation::relu, rng),
                           std::make_shared<nn::Linear<float>>(128, 10, rng));
 const ad::Variable<float> x(ad::Array<float>(xt::zeros<float>({2, 784})));
 ad::Program<float> program = nn::trace(mlp, x);  // traced at batch 2 and 3: the batch is symbolic

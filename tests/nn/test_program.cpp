@@ -42,12 +42,12 @@ void check_model(nn::Module<float>& model, const std::function<Array<float>(std:
 BOOST_AUTO_TEST_CASE(mlp_and_cnn) {
   nn::Generator rng(1);
   auto mlp = std::make_shared<nn::Sequential<float>>(
-      std::make_shared<nn::Linear<float>>(12, 8, rng), std::make_shared<nn::ReLU<float>>(),
+      std::make_shared<nn::Linear<float>>(12, 8, ad::Activation::relu, rng),
       std::make_shared<nn::Linear<float>>(8, 6, rng), std::make_shared<nn::Tanh<float>>(),
       std::make_shared<nn::Dropout<float>>(0.5), std::make_shared<nn::Linear<float>>(6, 3, rng));
   check_model(*mlp, [](std::size_t b) { return input({b, 12}, 10 + b); });
   ad::Program<float> p = nn::trace(*mlp, F(input({2, 12}, 1)));
-  // The Linear + ReLU pair is one node, and its parameters keep their module paths.
+  // The Linear built with its ReLU is one node, and its parameters keep their module paths.
   BOOST_TEST(p.str().find("%0: f32[B,8] = linear(x, 0.weight, 0.bias) activation=relu") !=
              std::string::npos);
 
