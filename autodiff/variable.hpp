@@ -441,7 +441,7 @@ Variable<T> make_op_in_place(
 /// Records an op: `value` is its forward result, `inputs` its Variable inputs, and `backward`
 /// maps a BackwardContext to one gradient per input (each of that input's shape; undefined for
 /// "none"). Nothing is recorded when grad mode is off or no input requires grad. This is also the
-/// way to write a custom op: see README.md ("Custom ops").
+/// way to write a custom op: see docs/gradients.md ("Custom ops").
 template <class T, class F>
 Variable<T> make_op(const char* op, Array<T>&& value, std::initializer_list<Variable<T>> inputs,
                     F&& backward) {

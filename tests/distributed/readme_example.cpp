@@ -1,4 +1,4 @@
-// The README's data-parallel example ("Data-parallel training over MPI"), verbatim in main (the
+// The data-parallel example of docs/distributed.md, verbatim in main (the
 // README test, tests/docs/test_readme.cpp, checks that it still matches), with what it needs
 // around it: a model, data, the optimizer's options and a loss. Run by CTest under mpirun with 2
 // processes, which then checks that rank 0 wrote the checkpoint.
