@@ -4,13 +4,24 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <fstream>
 #include <random>
+#include <sstream>
+#include <string>
 #include <type_traits>
 
 #include "autodiff/autodiff.hpp"
 #include "autodiff/boost_test.hpp"
 
 namespace ad::test {
+
+/// The whole text of a file of the source tree ("" when it cannot be read).
+inline std::string source(const std::string& path) {
+  std::ifstream in(std::string(AD_SOURCE_DIR) + "/" + path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
 
 /// Uniform values in [lo, hi), from a fixed seed.
 template <class T = double>

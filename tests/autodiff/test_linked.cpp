@@ -3,9 +3,7 @@
 // instead of in a user's program.
 #include <boost/test/unit_test.hpp>
 
-#include <fstream>
 #include <regex>
-#include <sstream>
 #include <string>
 
 #include "helpers.hpp"
@@ -116,14 +114,6 @@ std::vector<Fn> ops() {
   };
 }
 
-/// The whole text of a file of the source tree.
-std::string source(const std::string& path) {
-  std::ifstream in(std::string(AD_SOURCE_DIR) + "/" + path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(linked)
@@ -139,12 +129,12 @@ BOOST_AUTO_TEST_CASE(every_public_op_for_float_and_double) {
 
 BOOST_AUTO_TEST_CASE(every_op_declared_in_the_op_headers_is_listed_here) {
   // An op added to a header but not to ops() above fails here: the list cannot go stale.
-  const std::string here = source("tests/autodiff/test_linked.cpp");
+  const std::string here = ad::test::source("tests/autodiff/test_linked.cpp");
   const std::regex declaration(R"(\n(?:Variable<T>|Index) ([a-z_0-9]+)\()");
   std::size_t declared = 0;
   for (const char* header : {"arithmetic", "attention", "conv", "elementwise", "linalg",
                              "recurrent", "reduce", "shape"}) {
-    const std::string text = source(std::string("autodiff/") + header + ".hpp");
+    const std::string text = ad::test::source(std::string("autodiff/") + header + ".hpp");
     BOOST_REQUIRE(!text.empty());
     for (std::sregex_iterator it(text.begin(), text.end(), declaration), end; it != end; ++it) {
       ++declared;

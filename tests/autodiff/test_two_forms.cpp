@@ -4,10 +4,8 @@
 // sources fails when a rule that branches on create_graph is added without being listed.
 #include <boost/test/unit_test.hpp>
 
-#include <fstream>
 #include <functional>
 #include <map>
-#include <sstream>
 #include <string>
 
 #include "helpers.hpp"
@@ -15,7 +13,6 @@
 namespace {
 
 using ad::test::uniform;
-namespace tt = boost::test_tools;
 
 template <class T>
 using Fn = std::function<ad::Variable<T>(const std::vector<ad::Variable<T>>&)>;
@@ -104,14 +101,6 @@ std::vector<Case> cases() {
   return c;
 }
 
-std::string source(const std::string& path) {
-  std::ifstream in(std::string(AD_SOURCE_DIR) + "/" + path);
-  BOOST_REQUIRE_MESSAGE(in, "cannot read " << path);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(two_forms)
@@ -140,7 +129,8 @@ BOOST_AUTO_TEST_CASE(every_op_with_two_forms_is_listed) {
                                             {"reduce", 3},      {"shape", 3}};
   for (const char* file : {"arithmetic", "attention", "conv", "elementwise", "linalg", "recurrent",
                            "reduce", "shape", "index", "flat"}) {
-    const std::string text = source(std::string("autodiff/") + file + ".cpp");
+    const std::string text = ad::test::source(std::string("autodiff/") + file + ".cpp");
+    BOOST_TEST_REQUIRE(!text.empty(), file);
     int branches = 0;
     for (std::size_t at = text.find("c.create_graph"); at != std::string::npos;
          at = text.find("c.create_graph", at + 1))
