@@ -12,6 +12,7 @@
 #include <autodiff/autodiff.hpp>
 #include <autodiff/boost_test.hpp>
 #include <autodiff/gradcheck.hpp>
+#include <autodiff/kernels/gemm.hpp>
 
 #include "nn/nn.hpp"
 #ifdef AD_WITH_ONNX
@@ -316,6 +317,43 @@ ad::interop::save_safetensors(mlp, "mlp.safetensors");  // and load_safetensors,
   for (const char* f : {"mlp.dot", "mlp.onnx", "mlp.safetensors"}) std::remove(f);
 }
 #endif
+
+BOOST_AUTO_TEST_CASE(bad_input) {
+  std::ostringstream printed;  // what the block prints
+  std::streambuf* const out = std::cout.rdbuf(printed.rdbuf());
+  ad::Variable<float> a(ad::Array<float>(xt::zeros<float>({2, 3})));
+  ad::Variable<float> b(ad::Array<float>(xt::zeros<float>({4})));
+  try {
+    ad::Variable<float> c = a * b;
+  } catch (const ad::Error& e) {
+    std::cout << e.what() << "\n";   // mul: shapes (2,3) and (4) do not broadcast
+  }
+  nn::Generator rng(1);
+  nn::Linear<float> layer(3, 2, rng);
+  std::ofstream("broken.npz") << "not a zip archive";
+  try {
+    nn::load_checkpoint("broken.npz", layer);   // the layer is not touched
+  } catch (const ad::Error& e) {
+    std::cout << e.what() << "\n";   // checkpoint: cannot read 'broken.npz': Not a zip archive
+  }
+  std::cout.rdbuf(out);
+  BOOST_TEST(printed.str() ==
+             "mul: shapes (2,3) and (4) do not broadcast\n"
+             "checkpoint: cannot read 'broken.npz': Not a zip archive\n");
+  std::remove("broken.npz");
+}
+
+BOOST_AUTO_TEST_CASE(threads_products_and_memory) {
+  ad::set_num_threads(2);                        // OpenBLAS's, oneDNN's and the library's own
+  std::cout << ad::kernels::float_gemm_library() << "\n";    // "oneDNN" or "OpenBLAS"
+  ad::memory::reset_peak_memory();
+  ad::Variable<float> w = ad::param(ad::Array<float>(xt::ones<float>({256, 784}) * 0.01f));
+  ad::Variable<float> x(ad::Array<float>(xt::ones<float>({100, 784})));
+  ad::sum(ad::relu(ad::linear(x, w))).backward();
+  std::cout << ad::memory::memory_stats().peak / 1024 << " KiB at most\n";  // the arrays of a step
+  BOOST_TEST(ad::memory::memory_stats().peak >= 100u * 256u * sizeof(float));
+  ad::set_num_threads(1);
+}
 
 BOOST_AUTO_TEST_SUITE_END()
 // clang-format on
