@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
+#include <utility>
 
 #include "autodiff/kernels/elementwise.hpp"
 #include "autodiff/kernels/scratch.hpp"
@@ -439,17 +441,46 @@ Array<std::size_t> arg_extremum(const Array<T>& a, std::size_t axis, bool smalle
   return out;
 }
 
+namespace {
+
+/// Σ_{j < n} term(j) in double, for terms of one number or of two (std::pair: two sums at once),
+/// in eight partial sums (j mod 8) added together at the end in a fixed order: the additions of a
+/// row overlap instead of each waiting for the one before, and the result does not depend on the
+/// thread that computes it.
+template <class S, class F>
+S sum_in_double(std::size_t n, F&& term) {
+  S part[8] = {};
+  auto add = [](S& to, const S& v) {
+    if constexpr (std::is_same_v<S, double>) {
+      to += v;
+    } else {
+      to.first += v.first;
+      to.second += v.second;
+    }
+  };
+  std::size_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (std::size_t k = 0; k < 8; ++k) add(part[k], term(j + k));
+  for (std::size_t k = 0; j < n; ++j, ++k) add(part[k], term(j));
+  for (std::size_t width = 1; width < 8; width *= 2)
+    for (std::size_t k = 0; k < 8; k += 2 * width) add(part[k], part[k + width]);
+  return part[0];
+}
+
+}  // namespace
+
 template <class T>
 void layer_norm(const T* x, std::size_t rows, std::size_t cols, const T* w, const T* b, double eps,
                 T* y, T* mean, T* rstd) {
   detail::parallel_rows(rows, cols, [&](std::size_t r) {
     const T* xr = x + r * cols;
     T* yr = y + r * cols;
-    double sum = 0;
-    for (std::size_t j = 0; j < cols; ++j) sum += xr[j];
-    const double mu = sum / static_cast<double>(cols);
-    double squares = 0;
-    for (std::size_t j = 0; j < cols; ++j) squares += (xr[j] - mu) * (xr[j] - mu);
+    const double mu =
+        sum_in_double<double>(cols, [xr](std::size_t j) { return double(xr[j]); }) / double(cols);
+    const double squares = sum_in_double<double>(cols, [xr, mu](std::size_t j) {
+      const double d = xr[j] - mu;
+      return d * d;
+    });
     const T m = static_cast<T>(mu);
     const T s = static_cast<T>(1 / std::sqrt(squares / static_cast<double>(cols) + eps));
     mean[r] = m;
@@ -473,12 +504,12 @@ void layer_norm_backward(const T* g, const T* x, const T* w, const T* mean, cons
       const T* xr = x + r * cols;
       const T m = mean[r], s = rstd[r];
       // dx = rstd·(gw − mean(gw) − x̂·mean(gw·x̂)), gw = g·w, x̂ the normalised x.
-      double a = 0, c = 0;
-      for (std::size_t j = 0; j < cols; ++j) {
-        const T gw = w ? gr[j] * w[j] : gr[j];
-        a += gw;
-        c += gw * ((xr[j] - m) * s);
-      }
+      auto gw = [gr, w](std::size_t j) { return w ? gr[j] * w[j] : gr[j]; };
+      const auto [a, c] =
+          sum_in_double<std::pair<double, double>>(cols, [&gw, xr, m, s](std::size_t j) {
+            const T v = gw(j);
+            return std::pair<double, double>(v, v * ((xr[j] - m) * s));
+          });
       const T ma = static_cast<T>(a / static_cast<double>(cols));
       const T mc = static_cast<T>(c / static_cast<double>(cols));
       T* d = dx + r * cols;
