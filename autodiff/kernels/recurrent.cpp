@@ -7,8 +7,32 @@
 
 #include "autodiff/kernels/elementwise.hpp"
 #include "autodiff/kernels/gemm.hpp"
+#include "autodiff/parallel.hpp"
 
 namespace ad::kernels {
+
+namespace {
+
+/// The sequences (rows) of a layer in chunks of this many: a sequence's recurrence depends on no
+/// other sequence, so each chunk runs every step of its rows on one thread, the threads never
+/// waiting for each other between steps; the chunks do not depend on the thread count, so
+/// neither do the products' bits.
+constexpr std::size_t chunk_rows = 32;
+
+/// Calls body(first, end) for the chunks of the n rows, on the pool's threads when the recurrent
+/// products (n·length·4H·H multiply-adds) are worth splitting.
+template <class F>
+void for_row_chunks(std::size_t n, std::size_t length, std::size_t hidden, F&& body) {
+  const std::size_t chunks = (n + chunk_rows - 1) / chunk_rows;
+  auto chunk = [&](std::size_t c) { body(c * chunk_rows, std::min(n, (c + 1) * chunk_rows)); };
+  if (n * length * 4 * hidden * hidden >= (std::size_t(1) << 20)) {
+    detail::run_tasks(chunks, chunk);
+  } else {
+    for (std::size_t c = 0; c < chunks; ++c) chunk(c);
+  }
+}
+
+}  // namespace
 
 template <class T>
 void lstm_forward(const LstmShape& s, const T* x, const T* w_ih, const T* w_hh, const T* b_ih,
@@ -21,27 +45,32 @@ void lstm_forward(const LstmShape& s, const T* x, const T* w_ih, const T* w_hh, 
   if (n * L > 0 && s.input > 0)
     gemm(false, true, n * L, G, s.input, T(1), x, s.input, w_ih, s.input, T(1), gates, G);
   using B = xsimd::batch<T>;
-  for (std::size_t t = 0; t < L; ++t) {
-    // Step t's gates, row r at gates[(r·L + t)·G]: the recurrent product added in place.
-    const T* hp = t ? out + (t - 1) * H : h0;
-    const std::size_t ldh = t ? (L + 1) * H : H;
-    gemm(false, true, n, G, H, T(1), hp, ldh, w_hh, H, T(1), gates + t * G, L * G);
-    for_each_position<T>(n, H, [&](std::size_t r, std::size_t j, std::size_t count) {
-      T* g = gates + (r * L + t) * G + j;
-      const B i = logistic_of(load_part(g, count));
-      const B f = logistic_of(load_part(g + H, count));
-      const B cand = xsimd::tanh(load_part(g + 2 * H, count));
-      const B o = logistic_of(load_part(g + 3 * H, count));
-      store_part(i, g, count);
-      store_part(f, g + H, count);
-      store_part(cand, g + 2 * H, count);
-      store_part(o, g + 3 * H, count);
-      const T* cp = t ? cells + (r * L + t - 1) * H + j : c0 + r * H + j;
-      const B c = f * load_part(cp, count) + i * cand;
-      store_part(c, cells + (r * L + t) * H + j, count);
-      store_part(o * xsimd::tanh(c), out + (r * (L + 1) + t) * H + j, count);
-    });
-  }
+  for_row_chunks(n, L, H, [&](std::size_t first, std::size_t end) {
+    for (std::size_t t = 0; t < L; ++t) {
+      // Step t's gates, row r at gates[(r·L + t)·G]: the recurrent product added in place.
+      const T* hp = t ? out + (t - 1) * H : h0;
+      const std::size_t ldh = t ? (L + 1) * H : H;
+      gemm(false, true, end - first, G, H, T(1), hp + first * ldh, ldh, w_hh, H, T(1),
+           gates + (first * L + t) * G, L * G);
+      for (std::size_t r = first; r < end; ++r)
+        for (std::size_t j = 0; j < H; j += B::size) {
+          const std::size_t count = std::min(B::size, H - j);
+          T* g = gates + (r * L + t) * G + j;
+          const B i = logistic_of(load_part(g, count));
+          const B f = logistic_of(load_part(g + H, count));
+          const B cand = xsimd::tanh(load_part(g + 2 * H, count));
+          const B o = logistic_of(load_part(g + 3 * H, count));
+          store_part(i, g, count);
+          store_part(f, g + H, count);
+          store_part(cand, g + 2 * H, count);
+          store_part(o, g + 3 * H, count);
+          const T* cp = t ? cells + (r * L + t - 1) * H + j : c0 + r * H + j;
+          const B c = f * load_part(cp, count) + i * cand;
+          store_part(c, cells + (r * L + t) * H + j, count);
+          store_part(o * xsimd::tanh(c), out + (r * (L + 1) + t) * H + j, count);
+        }
+    }
+  });
   for (std::size_t r = 0; r < n; ++r) {  // the last cell state
     const T* c = L ? cells + (r * L + L - 1) * H : c0 + r * H;
     std::copy(c, c + H, out + (r * (L + 1) + L) * H);
@@ -59,23 +88,28 @@ void lstm_backward(const LstmShape& s, const T* x, const T* w_ih, const T* w_hh,
   for (std::size_t r = 0; r < n; ++r)
     std::copy(dout + (r * (L + 1) + L) * H, dout + (r * (L + 1) + L + 1) * H,
               dc.begin() + long(r * H));
-  for (std::size_t t = L; t-- > 0;) {
-    for_each_position<T>(n, H, [&](std::size_t r, std::size_t j, std::size_t count) {
-      const T* g = gates + (r * L + t) * G + j;
-      const T* cp = t ? cells + (r * L + t - 1) * H + j : c0 + r * H + j;
-      const B dh = load_part(dout + (r * (L + 1) + t) * H + j, count) +
-                   load_part(dh_next.data() + r * H + j, count);
-      const auto d =
-          lstm_cell_grads(load_part(g, count), load_part(g + H, count), load_part(g + 2 * H, count),
-                          load_part(g + 3 * H, count), load_part(cp, count),
-                          xsimd::tanh(load_part(cells + (r * L + t) * H + j, count)), dh,
-                          load_part(dc.data() + r * H + j, count));
-      T* dg = dgates + (r * L + t) * G + j;
-      for (std::size_t k = 0; k < 4; ++k) store_part(d[k], dg + k * H, count);
-      store_part(d[4], dc.data() + r * H + j, count);
-    });
-    gemm(false, false, n, H, G, T(1), dgates + t * G, L * G, w_hh, H, T(0), dh_next.data(), H);
-  }
+  for_row_chunks(n, L, H, [&](std::size_t first, std::size_t end) {
+    for (std::size_t t = L; t-- > 0;) {
+      for (std::size_t r = first; r < end; ++r)
+        for (std::size_t j = 0; j < H; j += B::size) {
+          const std::size_t count = std::min(B::size, H - j);
+          const T* g = gates + (r * L + t) * G + j;
+          const T* cp = t ? cells + (r * L + t - 1) * H + j : c0 + r * H + j;
+          const B dh = load_part(dout + (r * (L + 1) + t) * H + j, count) +
+                       load_part(dh_next.data() + r * H + j, count);
+          const auto d = lstm_cell_grads(load_part(g, count), load_part(g + H, count),
+                                         load_part(g + 2 * H, count), load_part(g + 3 * H, count),
+                                         load_part(cp, count),
+                                         xsimd::tanh(load_part(cells + (r * L + t) * H + j, count)),
+                                         dh, load_part(dc.data() + r * H + j, count));
+          T* dg = dgates + (r * L + t) * G + j;
+          for (std::size_t k = 0; k < 4; ++k) store_part(d[k], dg + k * H, count);
+          store_part(d[4], dc.data() + r * H + j, count);
+        }
+      gemm(false, false, end - first, H, G, T(1), dgates + (first * L + t) * G, L * G, w_hh, H,
+           T(0), dh_next.data() + first * H, H);
+    }
+  });
   if (L == 0) std::fill(dh_next.begin(), dh_next.end(), T(0));
   if (dh0) std::copy(dh_next.begin(), dh_next.end(), dh0);
   if (dc0) std::copy(dc.begin(), dc.end(), dc0);

@@ -187,44 +187,46 @@ BOOST_AUTO_TEST_CASE(bad_shapes_name_the_op_and_the_shapes) {
 }
 
 BOOST_AUTO_TEST_CASE(lstm_equals_the_unrolled_cells) {
-  for (const std::size_t length : {0, 1, 7}) {
-    BOOST_TEST_CONTEXT("length " << length) {
-      const std::size_t n = 3, in = 5, h = 19;
-      const V x = leaf(uniform({n, length, in}, -1, 1, 1)),
-              w_ih = leaf(uniform({4 * h, in}, -0.5, 0.5, 2)),
-              w_hh = leaf(uniform({4 * h, h}, -0.5, 0.5, 3)),
-              b_ih = leaf(uniform({4 * h}, -1, 1, 4)), b_hh = leaf(uniform({4 * h}, -1, 1, 5)),
-              h0 = leaf(uniform({n, h}, -1, 1, 6)), c0 = leaf(uniform({n, h}, -1, 1, 7));
-      const V fast = ad::lstm(x, w_ih, w_hh, b_ih, b_hh, h0, c0);
-      V hs = h0, cs = c0;
-      std::vector<V> steps;
-      const V xw = ad::linear(x, w_ih, b_ih);
-      for (std::size_t t = 0; t < length; ++t) {
-        const V hc = ad::lstm_cell(ad::select(xw, 1, t), ad::linear(hs, w_hh, b_hh), cs);
-        hs = ad::slice(hc, 1, 0, h);
-        cs = ad::slice(hc, 1, h, 2 * h);
-        steps.push_back(hs);
+  // 40 sequences: two chunks of rows (32 and 8), each run through every step on its own.
+  for (const std::size_t n : {3, 40})
+    for (const std::size_t length : {0, 1, 7}) {
+      BOOST_TEST_CONTEXT(n << " sequences of length " << length) {
+        const std::size_t in = 5, h = 19;
+        const V x = leaf(uniform({n, length, in}, -1, 1, 1)),
+                w_ih = leaf(uniform({4 * h, in}, -0.5, 0.5, 2)),
+                w_hh = leaf(uniform({4 * h, h}, -0.5, 0.5, 3)),
+                b_ih = leaf(uniform({4 * h}, -1, 1, 4)), b_hh = leaf(uniform({4 * h}, -1, 1, 5)),
+                h0 = leaf(uniform({n, h}, -1, 1, 6)), c0 = leaf(uniform({n, h}, -1, 1, 7));
+        const V fast = ad::lstm(x, w_ih, w_hh, b_ih, b_hh, h0, c0);
+        V hs = h0, cs = c0;
+        std::vector<V> steps;
+        const V xw = ad::linear(x, w_ih, b_ih);
+        for (std::size_t t = 0; t < length; ++t) {
+          const V hc = ad::lstm_cell(ad::select(xw, 1, t), ad::linear(hs, w_hh, b_hh), cs);
+          hs = ad::slice(hc, 1, 0, h);
+          cs = ad::slice(hc, 1, h, 2 * h);
+          steps.push_back(hs);
+        }
+        steps.push_back(cs);
+        const V slow = ad::stack(steps, 1);
+        BOOST_TEST(all_close(fast.value(), slow.value(), 1e-12, 1e-13));
+        const std::vector<V> inputs{x, w_ih, w_hh, b_ih, b_hh, h0, c0};
+        const auto gf = ad::grad(weighted(fast, 8), inputs);
+        const auto gs = ad::grad(weighted(slow, 8), inputs);
+        for (std::size_t i = 0; i < inputs.size(); ++i)
+          BOOST_TEST(all_close(gf[i].value(), gs[i].value(), 1e-11, 1e-13), "input " << i);
       }
-      steps.push_back(cs);
-      const V slow = ad::stack(steps, 1);
-      BOOST_TEST(all_close(fast.value(), slow.value(), 1e-12, 1e-13));
-      const std::vector<V> inputs{x, w_ih, w_hh, b_ih, b_hh, h0, c0};
-      const auto gf = ad::grad(weighted(fast, 8), inputs);
-      const auto gs = ad::grad(weighted(slow, 8), inputs);
-      for (std::size_t i = 0; i < inputs.size(); ++i)
-        BOOST_TEST(all_close(gf[i].value(), gs[i].value(), 1e-11, 1e-13), "input " << i);
     }
-  }
-  // The same bits on one and two threads.
-  const ad::Variable<float> x(uniform<float>({16, 9, 12}, -1, 1, 1), true),
+  // The same bits on one and two threads (40 sequences: two chunks of rows, on two threads).
+  const ad::Variable<float> x(uniform<float>({40, 9, 12}, -1, 1, 1), true),
       w_ih(uniform<float>({256, 12}, -0.3, 0.3, 2), true),
       w_hh(uniform<float>({256, 64}, -0.3, 0.3, 3), true), b(uniform<float>({256}, -1, 1, 4), true),
-      h0(uniform<float>({16, 64}, -1, 1, 5), true);
+      h0(uniform<float>({40, 64}, -1, 1, 5), true);
   same_bits_on_one_and_two_threads([&] { return ad::lstm(x, w_ih, w_hh, b, b, h0, h0); },
                                    {x, w_ih, w_hh, b, h0});
   BOOST_CHECK_EXCEPTION(
-      ad::lstm(x, w_ih, w_hh, b, b, h0, ad::Variable<float>(uniform<float>({16, 3}))), ad::Error,
-      [](const ad::Error& e) { return std::string(e.what()).find("lstm: x (16,9,12)") == 0; });
+      ad::lstm(x, w_ih, w_hh, b, b, h0, ad::Variable<float>(uniform<float>({40, 3}))), ad::Error,
+      [](const ad::Error& e) { return std::string(e.what()).find("lstm: x (40,9,12)") == 0; });
 }
 
 BOOST_AUTO_TEST_CASE(layer_norm_equals_its_composite) {
