@@ -90,11 +90,6 @@ Grads<T> linear_grads(const BackwardContext<T>& c, const Variable<T>& g) {
   return grads;
 }
 
-const char* activation_name(Activation act) {
-  static constexpr const char* names[] = {"none", "relu", "tanh", "sigmoid"};
-  return names[static_cast<int>(act)];
-}
-
 /// The Activation of a name activation_name gives.
 Activation activation_of(const std::string& name) {
   for (Activation a : {Activation::none, Activation::relu, Activation::tanh, Activation::sigmoid})
@@ -115,12 +110,17 @@ void activate(Array<T>& y, Activation act) {
 
 }  // namespace
 
+const char* activation_name(Activation act, const char* op) {
+  static constexpr const char* names[] = {"none", "relu", "tanh", "sigmoid"};
+  const int i = static_cast<int>(act);
+  if (i < 0 || i > 3) fail(op, ": unknown activation ", i);
+  return names[i];
+}
+
 template <class T>
 Variable<T> linear(const Variable<T>& x, const Variable<T>& w, const Variable<T>& b,
                    Activation act) {
-  if (act != Activation::none && act != Activation::relu && act != Activation::tanh &&
-      act != Activation::sigmoid)
-    fail("linear: unknown activation ", static_cast<int>(act));
+  activation_name(act);  // refuses a value that is no activation
   const Shape& sx = x.shape();
   const Shape& sw = w.shape();
   if (sw.size() != 2 || sx.empty() || sx.back() != sw[1])

@@ -21,6 +21,10 @@ Variable<T> linear(const Variable<T>& x, const Variable<T>& w, const Variable<T>
 /// An activation that linear() can apply to its output within its own op.
 enum class Activation { none, relu, tanh, sigmoid };
 
+/// The activation's name ("none", "relu", "tanh", "sigmoid"); a value that is none of them throws
+/// "<op>: unknown activation <value>".
+const char* activation_name(Activation act, const char* op = "linear");
+
 /// act(x · wᵀ + b): linear() with the activation applied to its output as it is made, one recorded
 /// op ("linear_relu", ...) where relu(linear(x, w, b)) records two, with one array fewer forward
 /// and one pass fewer backward (the activation's derivative is taken from the output). Values

@@ -31,9 +31,7 @@ Linear<T>::Linear(std::size_t in, std::size_t out, Generator& rng, bool bias) {
 template <class T>
 Linear<T>::Linear(std::size_t in, std::size_t out, Activation activation, Generator& rng, bool bias)
     : Linear(in, out, rng, bias) {
-  if (activation != Activation::none && activation != Activation::relu &&
-      activation != Activation::tanh && activation != Activation::sigmoid)
-    fail("Linear: unknown activation ", static_cast<int>(activation));
+  activation_name(activation, "Linear");  // refuses a value that is no activation
   activation_ = activation;
 }
 
@@ -44,8 +42,7 @@ Variable<T> Linear<T>::forward(const Variable<T>& x) {
 
 template <class T>
 std::string Linear<T>::details() const {
-  static constexpr const char* names[] = {"", "relu", "tanh", "sigmoid"};
-  return names[static_cast<int>(activation_)];
+  return activation_ == Activation::none ? "" : activation_name(activation_);
 }
 
 // ---- Convolutions
